@@ -1,0 +1,13 @@
+//! plan-invoicer: a standalone invoicing worker for seat-based SaaS plans, with Zulip's plan
+//! model and numbers.
+//!
+//! # Layout
+//! - [`domain`]: the pure core — tiers, prices, dates, end-of-cycle transitions, invoice lines.
+//! - [`db`]: diesel adapters for SQLite and PostgreSQL, schema, embedded migrations.
+//! - [`ops`]: the admin operations that write the worker's inputs (customers, plans, ledger).
+//! - [`jobs`]: the invoicing pass (`run-once`, scheduled ticks).
+//! - [`sink`]: where finished invoices go (local records; Stripe later).
+//! - [`clock`]: the one place that reads the wall clock.
+//! - [`cli`]: the command-line contract (`cli.md`).
+
+pub mod domain;
