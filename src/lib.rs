@@ -11,3 +11,11 @@
 //! - [`cli`]: the command-line contract (`cli.md`).
 
 pub mod domain;
+pub mod db;
+pub mod clock;
+pub mod error;
+pub mod ops;
+pub mod sink;
+pub mod jobs;
+pub mod views;
+pub mod cli;

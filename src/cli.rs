@@ -1,0 +1,516 @@
+//! The command-line contract (`cli.md`): parsing, dispatch and output. Thin: every command
+//! calls one function of [`crate::ops`], [`crate::jobs`] or [`crate::db::repo`].
+
+use std::fs::File;
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::clock::{Clock, FixedClock, SystemClock};
+use crate::db::repo::{self, InvoiceFilter, PlanFilter};
+use crate::db::{Conn, DbUrl};
+use crate::domain::{PlanStatus, Ts};
+use crate::error::{invalid, AppError};
+use crate::jobs::{self, PassOptions};
+use crate::ops;
+use crate::sink::LocalSink;
+use crate::views::{CustomerView, InvoiceView, LedgerView, PlanView};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://plan-invoicer.db";
+
+#[derive(Debug, Parser)]
+#[command(name = "plan-invoicer", version, about = "Invoicing worker for seat-based SaaS plans (Zulip's plan model)")]
+pub struct Cli {
+    /// sqlite://PATH (embedded, default) or postgres://…
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// The instant this invocation acts at (RFC 3339, UTC); default: the wall clock.
+    #[arg(long, global = true, env = "PLAN_INVOICER_NOW", value_parser = parse_time)]
+    pub now: Option<Ts>,
+    /// Print exactly one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr: text or json.
+    #[arg(long, global = true, env = "PLAN_INVOICER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the embedded migrations (idempotent).
+    Migrate,
+    #[command(subcommand)]
+    Customer(CustomerCmd),
+    #[command(subcommand)]
+    Plan(PlanCmd),
+    #[command(subcommand)]
+    Offer(OfferCmd),
+    /// One invoicing pass as of --now.
+    RunOnce {
+        /// Compute and report; write nothing, call nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    #[command(subcommand)]
+    Invoices(InvoicesCmd),
+    /// Due plans, leased plans, plans that need attention, the last pass.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCmd {
+    Create(CustomerCreate),
+    Show { id: i64 },
+    /// Record a usage upload from the host (self-hosted freshness) and optionally a seat count.
+    ReportUsage {
+        id: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        seats: Option<i64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CustomerCreate {
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    email: Option<String>,
+    /// Opaque reference to the owner in the host application (unique).
+    #[arg(long)]
+    external_ref: Option<String>,
+    #[arg(long)]
+    stripe_customer_id: Option<String>,
+    /// cloud or self_hosted
+    #[arg(long, default_value = "cloud")]
+    kind: String,
+    #[arg(long, allow_negative_numbers = true)]
+    monthly_discounted_price_cents: Option<i64>,
+    #[arg(long, allow_negative_numbers = true)]
+    annual_discounted_price_cents: Option<i64>,
+    #[arg(long)]
+    required_plan_tier: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    minimum_licenses: Option<i64>,
+    #[arg(long)]
+    exempt_from_license_number_check: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCmd {
+    Create(PlanCreate),
+    Show { id: i64 },
+    List {
+        #[arg(long)]
+        customer: Option<i64>,
+        #[arg(long)]
+        status: Option<String>,
+        /// Only plans due at --now.
+        #[arg(long)]
+        due: bool,
+    },
+    Ledger { id: i64 },
+    /// Automatic license management: the current seat count.
+    Seats {
+        id: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        count: i64,
+    },
+    /// Manual plans: more licenses for the current period.
+    BuyLicenses {
+        id: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        licenses: i64,
+    },
+    /// Manual plans: licenses for the next renewal.
+    RenewalLicenses {
+        id: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        licenses: i64,
+    },
+    /// downgrade_at_end_of_cycle | switch_to_annual | switch_to_monthly | downgrade_at_end_of_free_trial | cancel
+    Schedule {
+        id: i64,
+        #[arg(long)]
+        change: String,
+    },
+    DowngradeNow { id: i64 },
+    SetEndDate {
+        id: i64,
+        #[arg(long, value_parser = parse_time)]
+        date: Ts,
+    },
+    ScheduleSuccessor {
+        id: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        fixed_price_cents: i64,
+        #[arg(long)]
+        tier: Option<String>,
+    },
+    /// The outbox rows (plan events and notices) of a plan.
+    Events { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct PlanCreate {
+    #[arg(long)]
+    customer: i64,
+    #[arg(long)]
+    tier: String,
+    #[arg(long)]
+    schedule: String,
+    #[arg(long, allow_negative_numbers = true)]
+    licenses: i64,
+    #[arg(long, allow_negative_numbers = true)]
+    licenses_at_next_renewal: Option<i64>,
+    #[arg(long)]
+    automanage_licenses: bool,
+    #[arg(long)]
+    invoice_billing: bool,
+    #[arg(long, value_parser = parse_time)]
+    anchor: Option<Ts>,
+    #[arg(long, allow_negative_numbers = true)]
+    price_per_license_cents: Option<i64>,
+    #[arg(long, allow_negative_numbers = true)]
+    fixed_price_cents: Option<i64>,
+    #[arg(long, value_parser = parse_time)]
+    end_date: Option<Ts>,
+    #[arg(long, allow_negative_numbers = true)]
+    free_trial_days: Option<i64>,
+    #[arg(long)]
+    first_invoice_by_worker: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfferCmd {
+    Create {
+        #[arg(long)]
+        customer: i64,
+        #[arg(long)]
+        tier: String,
+        #[arg(long, allow_negative_numbers = true)]
+        fixed_price_cents: i64,
+        #[arg(long)]
+        sent_invoice_id: Option<String>,
+    },
+    Accept {
+        id: i64,
+        #[arg(long)]
+        schedule: String,
+        #[arg(long, allow_negative_numbers = true)]
+        licenses: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvoicesCmd {
+    List {
+        #[arg(long)]
+        plan: Option<i64>,
+        #[arg(long)]
+        customer: Option<i64>,
+        #[arg(long, value_parser = parse_time)]
+        since: Option<Ts>,
+    },
+}
+
+pub fn parse_time(s: &str) -> Result<Ts, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2012-01-02T03:04:05Z ({e})"))
+}
+
+/// What a command printed: a JSON document, and its human rendering.
+pub struct Output {
+    pub json: serde_json::Value,
+    pub text: String,
+    pub exit_code: i32,
+}
+
+fn out<T: Serialize>(value: &T, text: String) -> Result<Output, AppError> {
+    let json = serde_json::to_value(value).map_err(|e| invalid(format!("cannot render output: {e}")))?;
+    Ok(Output { json, text, exit_code: 0 })
+}
+
+fn pretty<T: Serialize>(value: &T) -> Result<Output, AppError> {
+    let json = serde_json::to_value(value).map_err(|e| invalid(format!("cannot render output: {e}")))?;
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    Ok(Output { json, text, exit_code: 0 })
+}
+
+/// Runs a parsed command. The caller prints the output and exits with its code.
+pub async fn run(cli: Cli) -> Result<Output, AppError> {
+    let clock: Box<dyn Clock> = match cli.now {
+        Some(t) => Box::new(FixedClock(t)),
+        None => Box::new(SystemClock),
+    };
+    let now = clock.now();
+    let url = DbUrl::parse(&cli.database_url)?;
+    if let Command::Migrate = cli.command {
+        let mut conn = Conn::open(&url, true)?;
+        let applied = conn.migrate()?;
+        let text = if applied.is_empty() {
+            format!("{}: schema is up to date", url.redacted())
+        } else {
+            format!("{}: applied {}", url.redacted(), applied.join(", "))
+        };
+        return out(&serde_json::json!({ "applied": applied }), text);
+    }
+    let mut conn = Conn::open_checked(&url)?;
+    let c = &mut conn;
+    match cli.command {
+        Command::Migrate => Err(invalid("unreachable")),
+        Command::Customer(cmd) => customer_cmd(c, cmd, now),
+        Command::Plan(cmd) => plan_cmd(c, cmd, now),
+        Command::Offer(OfferCmd::Create { customer, tier, fixed_price_cents, sent_invoice_id }) => {
+            let id = ops::create_offer(c, customer, &tier, fixed_price_cents, sent_invoice_id.as_deref(), now)?;
+            out(&serde_json::json!({ "id": id }), format!("created offer {id}"))
+        }
+        Command::Offer(OfferCmd::Accept { id, schedule, licenses }) => {
+            let plan_id = ops::accept_offer(c, id, &schedule, licenses, now)?;
+            out(&serde_json::json!({ "plan_id": plan_id }), format!("offer {id} accepted: plan {plan_id}"))
+        }
+        Command::RunOnce { dry_run } => {
+            let _lock = if dry_run { None } else { worker_lock(&url)? };
+            let opts = PassOptions { dry_run, ..PassOptions::default() };
+            let report = jobs::run_pass(c, &LocalSink, now, &opts).await?;
+            let mut o = out(&report, render_report(&report))?;
+            o.exit_code = report.exit_code();
+            Ok(o)
+        }
+        Command::Invoices(InvoicesCmd::List { plan, customer, since }) => {
+            let filter = InvoiceFilter { ids: None, plan_id: plan, customer_id: customer, since };
+            let views: Vec<InvoiceView> = repo::list_invoices(c, &filter)?.iter().map(InvoiceView::from).collect();
+            let text = views.iter().map(render_invoice).collect::<Vec<_>>().join("\n");
+            out(&views, text)
+        }
+        Command::Status => status(c, now),
+    }
+}
+
+fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
+    match cmd {
+        CustomerCmd::Create(a) => {
+            let input = ops::CustomerInput {
+                name: a.name,
+                email: a.email,
+                external_ref: a.external_ref,
+                stripe_customer_id: a.stripe_customer_id,
+                kind: Some(a.kind),
+                monthly_discounted_price: a.monthly_discounted_price_cents,
+                annual_discounted_price: a.annual_discounted_price_cents,
+                required_plan_tier: a.required_plan_tier,
+                minimum_licenses: a.minimum_licenses,
+                exempt_from_license_number_check: a.exempt_from_license_number_check,
+            };
+            let id = ops::create_customer(c, &input, now)?;
+            out(&serde_json::json!({ "id": id }), format!("created customer {id}"))
+        }
+        CustomerCmd::Show { id } => {
+            let customer = ops::customer(c, id)?;
+            let plans = repo::plan_ids_of_customer(c, id)?;
+            pretty(&CustomerView::new(&customer, plans))
+        }
+        CustomerCmd::ReportUsage { id, seats } => {
+            ops::report_usage(c, id, seats, now)?;
+            let customer = ops::customer(c, id)?;
+            let plans = repo::plan_ids_of_customer(c, id)?;
+            pretty(&CustomerView::new(&customer, plans))
+        }
+    }
+}
+
+fn plan_view(c: &mut Conn, id: i64) -> Result<PlanView, AppError> {
+    let record = ops::plan(c, id)?;
+    let ledger = repo::ledger_of(c, id)?;
+    Ok(PlanView::new(&record, &ledger))
+}
+
+fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+    match cmd {
+        PlanCmd::Create(a) => {
+            let input = ops::PlanInput {
+                customer_id: a.customer,
+                tier: a.tier,
+                schedule: a.schedule,
+                licenses: a.licenses,
+                licenses_at_next_renewal: a.licenses_at_next_renewal,
+                automanage_licenses: a.automanage_licenses,
+                invoice_billing: a.invoice_billing,
+                anchor: a.anchor,
+                price_per_license: a.price_per_license_cents,
+                fixed_price: a.fixed_price_cents,
+                end_date: a.end_date,
+                free_trial_days: a.free_trial_days,
+                first_invoice_by_worker: a.first_invoice_by_worker,
+            };
+            let id = ops::create_plan(c, &input, now)?;
+            out(&serde_json::json!({ "id": id }), format!("created plan {id}"))
+        }
+        PlanCmd::Show { id } => pretty(&plan_view(c, id)?),
+        PlanCmd::List { customer, status, due } => {
+            let status = status.as_deref().map(PlanStatus::parse).transpose()?;
+            let filter = PlanFilter { customer_id: customer, status, due_at: due.then_some(now), ..PlanFilter::default() };
+            let mut views = vec![];
+            for r in repo::list_plans(c, &filter)? {
+                let ledger = repo::ledger_of(c, r.plan.id)?;
+                views.push(PlanView::new(&r, &ledger));
+            }
+            pretty(&views)
+        }
+        PlanCmd::Ledger { id } => {
+            ops::plan(c, id)?;
+            let ledger: Vec<LedgerView> = repo::ledger_of(c, id)?.iter().map(LedgerView::from).collect();
+            pretty(&ledger)
+        }
+        PlanCmd::Seats { id, count } => {
+            let entry = ops::report_seats(c, id, count, now)?;
+            pretty(&LedgerView::from(&entry))
+        }
+        PlanCmd::BuyLicenses { id, licenses } => pretty(&LedgerView::from(&ops::buy_licenses(c, id, licenses, now)?)),
+        PlanCmd::RenewalLicenses { id, licenses } => pretty(&LedgerView::from(&ops::renewal_licenses(c, id, licenses, now)?)),
+        PlanCmd::Schedule { id, change } => {
+            let p = ops::schedule_change(c, id, &change, now)?;
+            pretty(&plan_view(c, p.id)?)
+        }
+        PlanCmd::DowngradeNow { id } => {
+            ops::downgrade_now(c, id, now)?;
+            pretty(&plan_view(c, id)?)
+        }
+        PlanCmd::SetEndDate { id, date } => {
+            ops::set_end_date(c, id, date, now)?;
+            pretty(&plan_view(c, id)?)
+        }
+        PlanCmd::ScheduleSuccessor { id, fixed_price_cents, tier } => {
+            let new_id = ops::schedule_successor(c, id, fixed_price_cents, tier.as_deref(), now)?;
+            out(&serde_json::json!({ "id": new_id }), format!("scheduled successor plan {new_id}"))
+        }
+        PlanCmd::Events { id } => {
+            ops::plan(c, id)?;
+            pretty(&repo::events_of_plan(c, id)?)
+        }
+    }
+}
+
+fn status(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
+    let mut view = |f: PlanFilter| -> Result<Vec<serde_json::Value>, AppError> {
+        let mut out = vec![];
+        for r in repo::list_plans(c, &f)? {
+            out.push(serde_json::json!({
+                "plan_id": r.plan.id,
+                "customer_id": r.plan.customer_id,
+                "status": r.plan.status.name(),
+                "invoicing_status": r.plan.invoicing_status.name(),
+                "next_invoice_date": r.plan.next_invoice_date,
+                "lease_owner": r.lease_owner,
+                "lease_expires_at": r.lease_expires_at,
+                "needs_attention": r.plan.needs_attention,
+                "next_retry_at": r.next_retry_at,
+            }));
+        }
+        Ok(out)
+    };
+    let due = view(PlanFilter { due_at: Some(now), ..PlanFilter::default() })?;
+    let leased = view(PlanFilter { leased: true, ..PlanFilter::default() })?;
+    let attention = view(PlanFilter { needs_attention: true, ..PlanFilter::default() })?;
+    let last = repo::last_pass_run(c)?;
+    let text = format!(
+        "due plans: {}\nleased plans: {}\nplans needing attention: {}\nlast pass: {}",
+        due.len(),
+        leased.len(),
+        attention.len(),
+        last.as_ref().map_or("never".to_string(), |p| format!(
+            "as of {} ({} considered, {} invoiced, {} invoices, {} need attention, {} failed)",
+            p.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), p.plans_considered, p.plans_invoiced, p.invoices, p.needs_attention, p.failures
+        ))
+    );
+    out(&serde_json::json!({ "now": now, "due": due, "leased": leased, "needs_attention": attention, "last_pass": last }), text)
+}
+
+fn cents(v: i64) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    format!("{sign}${}.{:02}", v.abs() / 100, v.abs() % 100)
+}
+
+fn render_invoice(i: &InvoiceView) -> String {
+    let mut s = format!(
+        "invoice {} plan {} customer {} at {} [{}] total {}",
+        i.id, i.plan_id, i.customer_id, i.event_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), i.status, cents(i.total_cents)
+    );
+    for l in &i.lines {
+        s.push_str(&format!(
+            "\n  {:<45} {:>4} x {:>10} = {:>12}  {} .. {}",
+            l.description,
+            l.quantity,
+            cents(l.unit_amount_cents),
+            cents(l.amount_cents),
+            l.period_start.date_naive(),
+            l.period_end.date_naive()
+        ));
+    }
+    s
+}
+
+fn render_report(r: &jobs::PassReport) -> String {
+    let mut s = format!(
+        "pass at {}{}: {} plans considered, {} invoiced, {} invoices, {} need attention, {} failed ({} ms)",
+        r.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        if r.dry_run { " (dry run)" } else { "" },
+        r.plans_considered,
+        r.plans_invoiced,
+        r.invoices.len(),
+        r.needs_attention.len(),
+        r.failures.len(),
+        r.duration_ms
+    );
+    for i in &r.invoices {
+        s.push('\n');
+        s.push_str(&render_invoice(i));
+    }
+    for a in &r.needs_attention {
+        s.push_str(&format!("\nneeds attention: plan {} (customer {}): {}", a.plan_id, a.customer_id, a.reason));
+    }
+    for f in &r.failures {
+        s.push_str(&format!("\nfailed: plan {} (customer {}): {}", f.plan_id, f.customer_id, f.error));
+    }
+    s
+}
+
+/// SQLite supports one worker process at a time (D9): an exclusive lock on `<db>.lock`.
+pub fn worker_lock(url: &DbUrl) -> Result<Option<File>, AppError> {
+    let DbUrl::Sqlite(path) = url else { return Ok(None) };
+    if path.to_str() == Some(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = format!("{}.lock", path.display());
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| invalid(format!("cannot open the worker lock {lock_path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::Busy(format!(
+            "another plan-invoicer worker is running on {} (SQLite supports one worker at a time; use PostgreSQL for several)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(invalid(format!("cannot lock {lock_path}: {e}"))),
+    }
+}
+
+/// Prints an output the way `--json` asks.
+pub fn print(output: &Output, json: bool) {
+    let mut stdout = std::io::stdout().lock();
+    let written = if json {
+        writeln!(stdout, "{}", output.json)
+    } else {
+        writeln!(stdout, "{}", output.text)
+    };
+    if written.is_err() {
+        // stdout closed (a pipe); nothing sensible left to do.
+    }
+}

@@ -1,0 +1,551 @@
+//! Queries. Each function is one short statement (or a few) over [`Conn`]; transactions are
+//! opened by the callers with [`Conn::transaction`].
+
+use diesel::prelude::*;
+
+use super::models::*;
+use super::{Conn, DbError};
+use crate::domain::{
+    Customer, InvoiceDraft, InvoicingStatus, LedgerEntry, OfferStatus, Plan, PlanStatus, Tier, Ts,
+};
+use crate::with_conn;
+
+// ----- customers -----
+
+#[derive(Debug, Clone)]
+pub struct NewCustomer {
+    pub external_ref: Option<String>,
+    pub name: String,
+    pub email: Option<String>,
+    pub kind: &'static str,
+    pub stripe_customer_id: Option<String>,
+    pub monthly_discounted_price: i64,
+    pub annual_discounted_price: i64,
+    pub minimum_licenses: Option<i32>,
+    pub required_plan_tier: Option<i16>,
+    pub exempt_from_license_number_check: bool,
+    pub flat_discounted_months: i32,
+    pub created_at: Ts,
+}
+
+pub fn insert_customer(conn: &mut Conn, n: &NewCustomer) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, c => diesel::insert_into(customer::table)
+        .values((
+            customer::external_ref.eq(&n.external_ref),
+            customer::name.eq(&n.name),
+            customer::email.eq(&n.email),
+            customer::kind.eq(n.kind),
+            customer::stripe_customer_id.eq(&n.stripe_customer_id),
+            customer::monthly_discounted_price.eq(n.monthly_discounted_price),
+            customer::annual_discounted_price.eq(n.annual_discounted_price),
+            customer::minimum_licenses.eq(n.minimum_licenses),
+            customer::required_plan_tier.eq(n.required_plan_tier),
+            customer::exempt_from_license_number_check.eq(n.exempt_from_license_number_check),
+            customer::flat_discounted_months.eq(n.flat_discounted_months),
+            customer::created_at.eq(n.created_at),
+        ))
+        .returning(customer::id)
+        .get_result::<i64>(c))?)
+}
+
+pub fn get_customer(conn: &mut Conn, id: i64) -> Result<Option<Customer>, DbError> {
+    let row = with_conn!(conn, c => customer::table.find(id).first::<CustomerRow>(c).optional())?;
+    row.map(CustomerRow::into_domain).transpose()
+}
+
+pub fn set_flat_discounted_months(conn: &mut Conn, id: i64, months: i32) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(customer::table.find(id)).set(customer::flat_discounted_months.eq(months)).execute(c))?;
+    Ok(())
+}
+
+pub fn set_stripe_customer_id(conn: &mut Conn, id: i64, stripe_id: &str) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(customer::table.find(id)).set(customer::stripe_customer_id.eq(stripe_id)).execute(c))?;
+    Ok(())
+}
+
+pub fn set_usage(conn: &mut Conn, id: i64, at: Option<Ts>, seats: Option<i32>) -> Result<(), DbError> {
+    with_conn!(conn, c => {
+        if let Some(at) = at {
+            diesel::update(customer::table.find(id)).set(customer::last_usage_report_at.eq(at)).execute(c)?;
+        }
+        if let Some(seats) = seats {
+            diesel::update(customer::table.find(id)).set(customer::seat_count.eq(seats)).execute(c)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(())
+}
+
+// ----- plans -----
+
+#[derive(Debug, Clone)]
+pub struct NewPlan {
+    pub customer_id: i64,
+    pub tier: Tier,
+    pub status: PlanStatus,
+    pub billing_schedule: i16,
+    pub fixed_price: Option<i64>,
+    pub price_per_license: Option<i64>,
+    pub discount: Option<String>,
+    pub automanage_licenses: bool,
+    pub charge_automatically: bool,
+    pub billing_cycle_anchor: Ts,
+    pub next_invoice_date: Option<Ts>,
+    pub end_date: Option<Ts>,
+    pub invoicing_status: InvoicingStatus,
+    pub created_at: Ts,
+}
+
+pub fn insert_plan(conn: &mut Conn, n: &NewPlan) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, c => diesel::insert_into(customer_plan::table)
+        .values((
+            customer_plan::customer_id.eq(n.customer_id),
+            customer_plan::tier.eq(n.tier.code()),
+            customer_plan::status.eq(n.status.code()),
+            customer_plan::billing_schedule.eq(n.billing_schedule),
+            customer_plan::fixed_price.eq(n.fixed_price),
+            customer_plan::price_per_license.eq(n.price_per_license),
+            customer_plan::discount.eq(&n.discount),
+            customer_plan::automanage_licenses.eq(n.automanage_licenses),
+            customer_plan::charge_automatically.eq(n.charge_automatically),
+            customer_plan::billing_cycle_anchor.eq(n.billing_cycle_anchor),
+            customer_plan::next_invoice_date.eq(n.next_invoice_date),
+            customer_plan::end_date.eq(n.end_date),
+            customer_plan::invoicing_status.eq(n.invoicing_status.code()),
+            customer_plan::created_at.eq(n.created_at),
+        ))
+        .returning(customer_plan::id)
+        .get_result::<i64>(c))?)
+}
+
+pub fn get_plan(conn: &mut Conn, id: i64) -> Result<Option<PlanRecord>, DbError> {
+    let row = with_conn!(conn, c => customer_plan::table.find(id).first::<PlanRow>(c).optional())?;
+    row.map(PlanRow::into_record).transpose()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanFilter {
+    pub customer_id: Option<i64>,
+    pub status: Option<PlanStatus>,
+    pub due_at: Option<Ts>,
+    pub needs_attention: bool,
+    pub leased: bool,
+}
+
+pub fn list_plans(conn: &mut Conn, f: &PlanFilter) -> Result<Vec<PlanRecord>, DbError> {
+    let rows = with_conn!(conn, c => {
+        let mut q = customer_plan::table.order(customer_plan::id).into_boxed();
+        if let Some(id) = f.customer_id {
+            q = q.filter(customer_plan::customer_id.eq(id));
+        }
+        if let Some(s) = f.status {
+            q = q.filter(customer_plan::status.eq(s.code()));
+        }
+        if let Some(t) = f.due_at {
+            q = q.filter(customer_plan::next_invoice_date.le(t));
+        }
+        if f.needs_attention {
+            q = q.filter(customer_plan::needs_attention.is_not_null());
+        }
+        if f.leased {
+            q = q.filter(customer_plan::lease_owner.is_not_null());
+        }
+        q.load::<PlanRow>(c)
+    })?;
+    rows.into_iter().map(PlanRow::into_record).collect()
+}
+
+/// Writes every mutable field of the plan (not the lease or error bookkeeping).
+pub fn save_plan(conn: &mut Conn, p: &Plan) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(customer_plan::table.find(p.id))
+        .set((
+            customer_plan::tier.eq(p.tier.code()),
+            customer_plan::status.eq(p.status.code()),
+            customer_plan::billing_schedule.eq(p.billing_schedule.code()),
+            customer_plan::fixed_price.eq(p.fixed_price),
+            customer_plan::price_per_license.eq(p.price_per_license),
+            customer_plan::discount.eq(&p.discount),
+            customer_plan::automanage_licenses.eq(p.automanage_licenses),
+            customer_plan::charge_automatically.eq(p.charge_automatically),
+            customer_plan::billing_cycle_anchor.eq(p.billing_cycle_anchor),
+            customer_plan::next_invoice_date.eq(p.next_invoice_date),
+            customer_plan::invoiced_through_id.eq(p.invoiced_through),
+            customer_plan::end_date.eq(p.end_date),
+            customer_plan::invoicing_status.eq(p.invoicing_status.code()),
+            customer_plan::stale_audit_log_data_email_sent.eq(p.stale_audit_log_data_email_sent),
+            customer_plan::reminder_to_review_plan_email_sent.eq(p.reminder_to_review_plan_email_sent),
+            customer_plan::needs_attention.eq(&p.needs_attention),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+/// The live plan of a customer (lowest id with status < 10).
+pub fn live_plan_of(conn: &mut Conn, customer_id: i64) -> Result<Option<PlanRecord>, DbError> {
+    let row = with_conn!(conn, c => customer_plan::table
+        .filter(customer_plan::customer_id.eq(customer_id))
+        .filter(customer_plan::status.lt(crate::domain::types::LIVE_STATUS_THRESHOLD))
+        .order(customer_plan::id)
+        .first::<PlanRow>(c)
+        .optional())?;
+    row.map(PlanRow::into_record).transpose()
+}
+
+/// The never-started plan that starts when `plan` ends.
+pub fn successor_of(conn: &mut Conn, plan: &Plan) -> Result<Option<PlanRecord>, DbError> {
+    let Some(end) = plan.end_date else { return Ok(None) };
+    let row = with_conn!(conn, c => customer_plan::table
+        .filter(customer_plan::customer_id.eq(plan.customer_id))
+        .filter(customer_plan::status.eq(PlanStatus::NeverStarted.code()))
+        .filter(customer_plan::billing_cycle_anchor.eq(end))
+        .order(customer_plan::id)
+        .first::<PlanRow>(c)
+        .optional())?;
+    row.map(PlanRow::into_record).transpose()
+}
+
+pub fn plan_ids_of_customer(conn: &mut Conn, customer_id: i64) -> Result<Vec<i64>, DbError> {
+    Ok(with_conn!(conn, c => customer_plan::table
+        .filter(customer_plan::customer_id.eq(customer_id))
+        .order(customer_plan::id)
+        .select(customer_plan::id)
+        .load::<i64>(c))?)
+}
+
+/// Claims the next plan after `after_id` that is due at `now` (or left STARTED), skipping
+/// leased, parked, locked and excluded-customer plans: `FOR UPDATE SKIP LOCKED` on PostgreSQL,
+/// then a lease. Returns the claimed plan id. Call inside a transaction.
+pub fn claim_next_due(
+    conn: &mut Conn,
+    after_id: i64,
+    now: Ts,
+    exclude_customers: &[i64],
+    owner: &str,
+    lease_until: Ts,
+) -> Result<Option<i64>, DbError> {
+    let started = InvoicingStatus::Started.code();
+    macro_rules! candidates {
+        () => {
+            customer_plan::table
+                .filter(customer_plan::id.gt(after_id))
+                .filter(customer_plan::next_invoice_date.le(now).or(customer_plan::invoicing_status.eq(started)))
+                .filter(customer_plan::status.ne(PlanStatus::NeverStarted.code()))
+                .filter(customer_plan::lease_expires_at.is_null().or(customer_plan::lease_expires_at.lt(now)))
+                .filter(customer_plan::next_retry_at.is_null().or(customer_plan::next_retry_at.le(now)))
+                .filter(customer_plan::customer_id.ne_all(exclude_customers))
+                .order(customer_plan::id)
+                .select(customer_plan::id)
+        };
+    }
+    let id = match conn {
+        Conn::Pg(c) => {
+            use super::schema::pg::*;
+            candidates!().for_update().skip_locked().first::<i64>(c).optional()?
+        }
+        Conn::Sqlite(c) => {
+            use super::schema::sqlite::*;
+            candidates!().first::<i64>(c).optional()?
+        }
+    };
+    let Some(id) = id else { return Ok(None) };
+    with_conn!(conn, c => diesel::update(customer_plan::table.find(id))
+        .set((
+            customer_plan::lease_owner.eq(owner),
+            customer_plan::lease_expires_at.eq(lease_until),
+            customer_plan::invoicing_status.eq(started),
+        ))
+        .execute(c))?;
+    Ok(Some(id))
+}
+
+/// Ends a claim: the invoicing status, the lease, and the error bookkeeping.
+pub fn release_plan(
+    conn: &mut Conn,
+    id: i64,
+    status: InvoicingStatus,
+    outcome: Release<'_>,
+) -> Result<(), DbError> {
+    with_conn!(conn, c => {
+        let target = customer_plan::table.find(id);
+        let base = (
+            customer_plan::invoicing_status.eq(status.code()),
+            customer_plan::lease_owner.eq(None::<String>),
+            customer_plan::lease_expires_at.eq(None::<Ts>),
+        );
+        match outcome {
+            Release::Success => diesel::update(target)
+                .set((
+                    base,
+                    customer_plan::needs_attention.eq(None::<String>),
+                    customer_plan::error_count.eq(0),
+                    customer_plan::last_error.eq(None::<String>),
+                    customer_plan::next_retry_at.eq(None::<Ts>),
+                ))
+                .execute(c),
+            Release::Unchanged => diesel::update(target).set(base).execute(c),
+            Release::Failed { error, needs_attention, retry_at } => diesel::update(target)
+                .set((
+                    base,
+                    customer_plan::needs_attention.eq(needs_attention),
+                    customer_plan::error_count.eq(customer_plan::error_count + 1),
+                    customer_plan::last_error.eq(error),
+                    customer_plan::next_retry_at.eq(retry_at),
+                ))
+                .execute(c),
+        }
+    })?;
+    Ok(())
+}
+
+pub enum Release<'a> {
+    /// Invoicing succeeded: clear needs-attention and errors.
+    Success,
+    /// Nothing to report (e.g. waiting for data): keep the error fields as they are.
+    Unchanged,
+    Failed { error: &'a str, needs_attention: Option<&'a str>, retry_at: Option<Ts> },
+}
+
+/// Lets a parked plan be retried at once (an operator changed something).
+pub fn clear_retry(conn: &mut Conn, id: i64) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(customer_plan::table.find(id)).set(customer_plan::next_retry_at.eq(None::<Ts>)).execute(c))?;
+    Ok(())
+}
+
+// ----- ledger -----
+
+pub fn insert_ledger(conn: &mut Conn, plan_id: i64, is_renewal: bool, at: Ts, licenses: i32, next: Option<i32>) -> Result<LedgerEntry, DbError> {
+    let id = with_conn!(conn, c => diesel::insert_into(license_ledger::table)
+        .values((
+            license_ledger::plan_id.eq(plan_id),
+            license_ledger::is_renewal.eq(is_renewal),
+            license_ledger::event_time.eq(at),
+            license_ledger::licenses.eq(licenses),
+            license_ledger::licenses_at_next_renewal.eq(next),
+        ))
+        .returning(license_ledger::id)
+        .get_result::<i64>(c))?;
+    Ok(LedgerEntry { id, plan_id, is_renewal, event_time: at, licenses, licenses_at_next_renewal: next })
+}
+
+pub fn ledger_of(conn: &mut Conn, plan_id: i64) -> Result<Vec<LedgerEntry>, DbError> {
+    let rows = with_conn!(conn, c => license_ledger::table
+        .filter(license_ledger::plan_id.eq(plan_id))
+        .order(license_ledger::id)
+        .load::<LedgerRow>(c))?;
+    Ok(rows.into_iter().map(LedgerEntry::from).collect())
+}
+
+pub fn set_ledger_event_time(conn: &mut Conn, id: i64, at: Ts) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(license_ledger::table.find(id)).set(license_ledger::event_time.eq(at)).execute(c))?;
+    Ok(())
+}
+
+// ----- offers -----
+
+pub fn insert_offer(conn: &mut Conn, customer_id: i64, tier: Tier, fixed_price: i64, sent_invoice_id: Option<&str>, now: Ts) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, c => diesel::insert_into(customer_plan_offer::table)
+        .values((
+            customer_plan_offer::customer_id.eq(customer_id),
+            customer_plan_offer::tier.eq(tier.code()),
+            customer_plan_offer::fixed_price.eq(fixed_price),
+            customer_plan_offer::status.eq(OfferStatus::Configured.code()),
+            customer_plan_offer::sent_invoice_id.eq(sent_invoice_id),
+            customer_plan_offer::created_at.eq(now),
+        ))
+        .returning(customer_plan_offer::id)
+        .get_result::<i64>(c))?)
+}
+
+pub fn get_offer(conn: &mut Conn, id: i64) -> Result<Option<Offer>, DbError> {
+    let row = with_conn!(conn, c => customer_plan_offer::table.find(id).first::<OfferRow>(c).optional())?;
+    row.map(OfferRow::into_domain).transpose()
+}
+
+pub fn set_offer_status(conn: &mut Conn, id: i64, status: OfferStatus) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(customer_plan_offer::table.find(id)).set(customer_plan_offer::status.eq(status.code())).execute(c))?;
+    Ok(())
+}
+
+// ----- invoices -----
+
+/// Stores a computed invoice and its lines (write-ahead, D6). The unique constraints refuse a
+/// second invoice for the same (plan, event time) and a second line for the same ledger entry.
+pub fn insert_invoice(
+    conn: &mut Conn,
+    plan: &Plan,
+    event_time: Ts,
+    draft: &InvoiceDraft,
+    now: Ts,
+) -> Result<i64, DbError> {
+    let (method, days) = if plan.charge_automatically { ("charge_automatically", None) } else { ("send_invoice", Some(15)) };
+    let total = draft.total();
+    with_conn!(conn, c => {
+        let id = diesel::insert_into(invoice::table)
+            .values((
+                invoice::plan_id.eq(plan.id),
+                invoice::customer_id.eq(plan.customer_id),
+                invoice::event_time.eq(event_time),
+                invoice::status.eq("pending"),
+                invoice::collection_method.eq(method),
+                invoice::days_until_due.eq(days),
+                invoice::total_cents.eq(total),
+                invoice::created_at.eq(now),
+            ))
+            .returning(invoice::id)
+            .get_result::<i64>(c)?;
+        let rows: Vec<_> = draft
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (
+                    invoice_line::invoice_id.eq(id),
+                    invoice_line::plan_id.eq(plan.id),
+                    invoice_line::position.eq(i as i32),
+                    invoice_line::kind.eq(l.kind.name()),
+                    invoice_line::description.eq(&l.description),
+                    invoice_line::quantity.eq(l.quantity),
+                    invoice_line::unit_amount_cents.eq(l.unit_amount),
+                    invoice_line::amount_cents.eq(l.amount),
+                    invoice_line::amount_only.eq(l.amount_only),
+                    invoice_line::period_start.eq(l.period_start),
+                    invoice_line::period_end.eq(l.period_end),
+                    invoice_line::ledger_entry_id.eq(l.ledger_entry_id),
+                )
+            })
+            .collect();
+        for row in rows {
+            diesel::insert_into(invoice_line::table).values(row).execute(c)?;
+        }
+        Ok::<_, diesel::result::Error>(id)
+    })
+    .map_err(DbError::from)
+}
+
+pub fn mark_invoice_sent(conn: &mut Conn, id: i64, now: Ts) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice::table.find(id))
+        .set((invoice::status.eq("sent"), invoice::sent_at.eq(now)))
+        .execute(c))?;
+    Ok(())
+}
+
+pub fn pending_invoice_ids(conn: &mut Conn, plan_id: i64) -> Result<Vec<i64>, DbError> {
+    Ok(with_conn!(conn, c => invoice::table
+        .filter(invoice::plan_id.eq(plan_id))
+        .filter(invoice::status.eq("pending"))
+        .order(invoice::id)
+        .select(invoice::id)
+        .load::<i64>(c))?)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InvoiceFilter {
+    pub ids: Option<Vec<i64>>,
+    pub plan_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub since: Option<Ts>,
+}
+
+pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRecord>, DbError> {
+    let (invoices, lines) = with_conn!(conn, c => {
+        let mut q = invoice::table.order(invoice::id).into_boxed();
+        if let Some(ids) = &f.ids {
+            q = q.filter(invoice::id.eq_any(ids.clone()));
+        }
+        if let Some(p) = f.plan_id {
+            q = q.filter(invoice::plan_id.eq(p));
+        }
+        if let Some(cu) = f.customer_id {
+            q = q.filter(invoice::customer_id.eq(cu));
+        }
+        if let Some(t) = f.since {
+            q = q.filter(invoice::event_time.ge(t));
+        }
+        let invoices = q.load::<InvoiceRow>(c)?;
+        let ids: Vec<i64> = invoices.iter().map(|i| i.id).collect();
+        let lines = invoice_line::table
+            .filter(invoice_line::invoice_id.eq_any(ids))
+            .order((invoice_line::invoice_id, invoice_line::position))
+            .load::<LineRow>(c)?;
+        Ok::<_, diesel::result::Error>((invoices, lines))
+    })?;
+    let mut by_invoice: std::collections::HashMap<i64, Vec<LineRow>> = std::collections::HashMap::new();
+    for l in lines {
+        by_invoice.entry(l.invoice_id).or_default().push(l);
+    }
+    Ok(invoices
+        .into_iter()
+        .map(|inv| {
+            let lines = by_invoice.remove(&inv.id).unwrap_or_default();
+            InvoiceRecord { invoice: inv, lines }
+        })
+        .collect())
+}
+
+// ----- outbox -----
+
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub kind: &'a str,
+    pub plan_id: i64,
+    pub customer_id: i64,
+    pub old_status: Option<PlanStatus>,
+    pub new_status: Option<PlanStatus>,
+    pub old_tier: Option<Tier>,
+    pub new_tier: Option<Tier>,
+    pub message: Option<String>,
+    pub event_time: Ts,
+}
+
+pub fn insert_event(conn: &mut Conn, e: &NewEvent<'_>, now: Ts) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::insert_into(plan_event::table)
+        .values((
+            plan_event::kind.eq(e.kind),
+            plan_event::plan_id.eq(e.plan_id),
+            plan_event::customer_id.eq(e.customer_id),
+            plan_event::old_status.eq(e.old_status.map(|s| s.code())),
+            plan_event::new_status.eq(e.new_status.map(|s| s.code())),
+            plan_event::old_tier.eq(e.old_tier.map(|t| t.code())),
+            plan_event::new_tier.eq(e.new_tier.map(|t| t.code())),
+            plan_event::message.eq(&e.message),
+            plan_event::event_time.eq(e.event_time),
+            plan_event::created_at.eq(now),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+pub fn events_of_plan(conn: &mut Conn, plan_id: i64) -> Result<Vec<PlanEventRow>, DbError> {
+    Ok(with_conn!(conn, c => plan_event::table
+        .filter(plan_event::plan_id.eq(plan_id))
+        .order(plan_event::id)
+        .load::<PlanEventRow>(c))?)
+}
+
+// ----- passes -----
+
+pub fn insert_pass_run(conn: &mut Conn, worker: &str, now: Ts, started_at: Ts) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, c => diesel::insert_into(pass_run::table)
+        .values((pass_run::worker.eq(worker), pass_run::now.eq(now), pass_run::started_at.eq(started_at)))
+        .returning(pass_run::id)
+        .get_result::<i64>(c))?)
+}
+
+pub fn finish_pass_run(conn: &mut Conn, id: i64, finished_at: Ts, counts: [i32; 5]) -> Result<(), DbError> {
+    let [considered, invoiced, invoices, attention, failures] = counts;
+    with_conn!(conn, c => diesel::update(pass_run::table.find(id))
+        .set((
+            pass_run::finished_at.eq(finished_at),
+            pass_run::plans_considered.eq(considered),
+            pass_run::plans_invoiced.eq(invoiced),
+            pass_run::invoices.eq(invoices),
+            pass_run::needs_attention.eq(attention),
+            pass_run::failures.eq(failures),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+pub fn last_pass_run(conn: &mut Conn) -> Result<Option<PassRunRow>, DbError> {
+    Ok(with_conn!(conn, c => pass_run::table.order(pass_run::id.desc()).first::<PassRunRow>(c).optional())?)
+}

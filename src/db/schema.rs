@@ -1,0 +1,183 @@
+// The diesel schema, shared by both backends: `include!`d into `schema::pg` and
+// `schema::sqlite`, where `TsSql` names the backend's UTC timestamp type.
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    customer (id) {
+        id -> BigInt,
+        external_ref -> Nullable<Text>,
+        name -> Text,
+        email -> Nullable<Text>,
+        kind -> Text,
+        stripe_customer_id -> Nullable<Text>,
+        sponsorship_pending -> Bool,
+        monthly_discounted_price -> BigInt,
+        annual_discounted_price -> BigInt,
+        minimum_licenses -> Nullable<Integer>,
+        required_plan_tier -> Nullable<SmallInt>,
+        exempt_from_license_number_check -> Bool,
+        flat_discount -> BigInt,
+        flat_discounted_months -> Integer,
+        last_usage_report_at -> Nullable<TsSql>,
+        seat_count -> Nullable<Integer>,
+        created_at -> TsSql,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    customer_plan (id) {
+        id -> BigInt,
+        customer_id -> BigInt,
+        tier -> SmallInt,
+        status -> SmallInt,
+        billing_schedule -> SmallInt,
+        fixed_price -> Nullable<BigInt>,
+        price_per_license -> Nullable<BigInt>,
+        discount -> Nullable<Text>,
+        automanage_licenses -> Bool,
+        charge_automatically -> Bool,
+        billing_cycle_anchor -> TsSql,
+        next_invoice_date -> Nullable<TsSql>,
+        invoiced_through_id -> Nullable<BigInt>,
+        end_date -> Nullable<TsSql>,
+        invoicing_status -> SmallInt,
+        stale_audit_log_data_email_sent -> Bool,
+        reminder_to_review_plan_email_sent -> Bool,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<TsSql>,
+        needs_attention -> Nullable<Text>,
+        error_count -> Integer,
+        last_error -> Nullable<Text>,
+        next_retry_at -> Nullable<TsSql>,
+        created_at -> TsSql,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    license_ledger (id) {
+        id -> BigInt,
+        plan_id -> BigInt,
+        is_renewal -> Bool,
+        event_time -> TsSql,
+        licenses -> Integer,
+        licenses_at_next_renewal -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    customer_plan_offer (id) {
+        id -> BigInt,
+        customer_id -> BigInt,
+        fixed_price -> BigInt,
+        tier -> SmallInt,
+        status -> SmallInt,
+        sent_invoice_id -> Nullable<Text>,
+        created_at -> TsSql,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    invoice (id) {
+        id -> BigInt,
+        plan_id -> BigInt,
+        customer_id -> BigInt,
+        event_time -> TsSql,
+        status -> Text,
+        collection_method -> Text,
+        days_until_due -> Nullable<Integer>,
+        total_cents -> BigInt,
+        stripe_invoice_id -> Nullable<Text>,
+        stripe_finalized -> Bool,
+        created_at -> TsSql,
+        sent_at -> Nullable<TsSql>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    invoice_line (id) {
+        id -> BigInt,
+        invoice_id -> BigInt,
+        plan_id -> BigInt,
+        position -> Integer,
+        kind -> Text,
+        description -> Text,
+        quantity -> BigInt,
+        unit_amount_cents -> BigInt,
+        amount_cents -> BigInt,
+        amount_only -> Bool,
+        period_start -> TsSql,
+        period_end -> TsSql,
+        ledger_entry_id -> Nullable<BigInt>,
+        stripe_invoice_item_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    plan_event (id) {
+        id -> BigInt,
+        kind -> Text,
+        plan_id -> BigInt,
+        customer_id -> BigInt,
+        old_status -> Nullable<SmallInt>,
+        new_status -> Nullable<SmallInt>,
+        old_tier -> Nullable<SmallInt>,
+        new_tier -> Nullable<SmallInt>,
+        message -> Nullable<Text>,
+        event_time -> TsSql,
+        created_at -> TsSql,
+        consumed_at -> Nullable<TsSql>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    pass_run (id) {
+        id -> BigInt,
+        worker -> Text,
+        now -> TsSql,
+        started_at -> TsSql,
+        finished_at -> Nullable<TsSql>,
+        plans_considered -> Integer,
+        plans_invoiced -> Integer,
+        invoices -> Integer,
+        needs_attention -> Integer,
+        failures -> Integer,
+    }
+}
+
+diesel::joinable!(customer_plan -> customer (customer_id));
+diesel::joinable!(license_ledger -> customer_plan (plan_id));
+diesel::joinable!(invoice_line -> invoice (invoice_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    customer,
+    customer_plan,
+    license_ledger,
+    customer_plan_offer,
+    invoice,
+    invoice_line,
+    plan_event,
+    pass_run,
+);

@@ -1,0 +1,50 @@
+//! The library's error type for operations and passes, and how each maps to an exit code.
+
+use crate::db::DbError;
+use crate::domain::BillingError;
+use crate::sink::SinkError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// Bad input: a flag, an id, a state the operation does not accept.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Another worker holds the single-worker lock (SQLite).
+    #[error("{0}")]
+    Busy(String),
+}
+
+impl AppError {
+    /// Exit code per `cli.md`: 2 for usage, input and configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Invalid(_) | AppError::NotFound(_) | AppError::Billing(_) => 2,
+            AppError::Db(DbError::BadUrl(_) | DbError::Missing(_) | DbError::SchemaOutdated) => 2,
+            AppError::Db(e) if e.constraint().is_some() => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether a later attempt may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AppError::Db(e) => e.is_retryable(),
+            AppError::Sink(e) => e.is_retryable(),
+            AppError::Busy(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub fn invalid(msg: impl Into<String>) -> AppError {
+    AppError::Invalid(msg.into())
+}

@@ -1,0 +1,328 @@
+//! The invoicing pass (billing-semantics.md P.3): claim due plans in id order, run the catch-up
+//! loop with each due date as the event time, persist invoices write-ahead, hand them to the
+//! sink, release. One customer's failure never stops the pass.
+
+use std::time::Instant;
+
+use chrono::Duration;
+use serde::Serialize;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::db::repo::{self, InvoiceFilter, NewEvent, Release};
+use crate::db::Conn;
+use crate::domain::cycle::{fixed_price_review_due, usage_freshness, Freshness};
+use crate::domain::dates::next_invoice_date_after;
+use crate::domain::{invoice_lines, InvoicingStatus, Plan, PlanStatus, Ts};
+use crate::error::AppError;
+use crate::ops;
+use crate::sink::{InvoiceSink, LocalSink};
+use crate::views::InvoiceView;
+
+pub const JOB_NAME: &str = "invoice_plans";
+
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    pub dry_run: bool,
+    /// Names this worker in leases and pass records.
+    pub worker_id: String,
+    /// How long a claim lasts before another worker may resume the plan.
+    pub lease: Duration,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        PassOptions { dry_run: false, worker_id: default_worker_id(), lease: Duration::minutes(10) }
+    }
+}
+
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into());
+    format!("{host}:{}", std::process::id())
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Attention {
+    pub plan_id: i64,
+    pub customer_id: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Failure {
+    pub plan_id: i64,
+    pub customer_id: i64,
+    pub error: String,
+    pub retryable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PassReport {
+    pub now: Ts,
+    pub dry_run: bool,
+    pub plans_considered: usize,
+    pub plans_invoiced: usize,
+    pub invoices: Vec<InvoiceView>,
+    pub needs_attention: Vec<Attention>,
+    pub failures: Vec<Failure>,
+    pub duration_ms: u64,
+}
+
+impl PassReport {
+    /// `cli.md`: 3 when a plan failed or needs attention.
+    pub fn exit_code(&self) -> i32 {
+        if self.needs_attention.is_empty() && self.failures.is_empty() {
+            0
+        } else {
+            3
+        }
+    }
+}
+
+/// One invoicing pass as of `now`. With `dry_run` everything runs inside a transaction that is
+/// rolled back, with a sink that sends nothing: the same code path, nothing written.
+pub async fn run_pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: &PassOptions) -> Result<PassReport, AppError> {
+    let span = info_span!("pass", now = %now, dry_run = opts.dry_run, worker = %opts.worker_id);
+    async {
+        let started = Instant::now();
+        let report = if opts.dry_run {
+            conn.begin().map_err(crate::db::DbError::from)?;
+            let result = pass(conn, &LocalSink, now, opts).await;
+            conn.rollback_quietly();
+            result
+        } else {
+            let run_id = repo::insert_pass_run(conn, &opts.worker_id, now, chrono::Utc::now())?;
+            let result = pass(conn, sink, now, opts).await;
+            if let Ok(r) = &result {
+                let counts = [r.plans_considered, r.plans_invoiced, r.invoices.len(), r.needs_attention.len(), r.failures.len()]
+                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+                repo::finish_pass_run(conn, run_id, chrono::Utc::now(), counts)?;
+            }
+            result
+        };
+        let mut report = report?;
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        info!(
+            plans.considered = report.plans_considered,
+            plans.invoiced = report.plans_invoiced,
+            invoices = report.invoices.len(),
+            needs_attention = report.needs_attention.len(),
+            failures = report.failures.len(),
+            duration_ms = report.duration_ms,
+            "pass finished"
+        );
+        Ok(report)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: &PassOptions) -> Result<PassReport, AppError> {
+    let mut report = PassReport {
+        now,
+        dry_run: opts.dry_run,
+        plans_considered: 0,
+        plans_invoiced: 0,
+        invoices: vec![],
+        needs_attention: vec![],
+        failures: vec![],
+        duration_ms: 0,
+    };
+    let mut invoice_ids = vec![];
+    let mut failed_customers: Vec<i64> = vec![];
+    let mut after = 0;
+    loop {
+        let lease_until = now + opts.lease;
+        let claimed = conn.transaction(|c| repo::claim_next_due(c, after, now, &failed_customers, &opts.worker_id, lease_until))?;
+        let Some(plan_id) = claimed else { break };
+        after = plan_id;
+        report.plans_considered += 1;
+        let customer_id = ops::plan(conn, plan_id)?.plan.customer_id;
+        let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
+        let result = invoice_claimed_plan(conn, sink, plan_id, now).instrument(span.clone()).await;
+        let _enter = span.enter();
+        match result {
+            Ok(PlanResult::Invoiced(ids)) => {
+                if !ids.is_empty() {
+                    report.plans_invoiced += 1;
+                }
+                invoice_ids.extend(ids);
+                release(conn, plan_id, Release::Success)?;
+            }
+            Ok(PlanResult::Waiting(reason)) => {
+                warn!(reason = %reason, "plan needs attention");
+                let retry = Some(now + Duration::days(1));
+                release(conn, plan_id, Release::Failed { error: &reason, needs_attention: Some(&reason), retry_at: retry })?;
+                report.needs_attention.push(Attention { plan_id, customer_id, reason });
+            }
+            Err(e) => {
+                failed_customers.push(customer_id);
+                let message = e.to_string();
+                let count = ops::plan(conn, plan_id).map(|r| r.error_count).unwrap_or(0);
+                if e.is_retryable() {
+                    warn!(error = %message, "invoicing failed, will retry");
+                    let backoff = Duration::minutes(5 * (1i64 << count.clamp(0, 6))).min(Duration::hours(6));
+                    release(conn, plan_id, Release::Failed { error: &message, needs_attention: None, retry_at: Some(now + backoff) })?;
+                    report.failures.push(Failure { plan_id, customer_id, error: message, retryable: true });
+                } else {
+                    warn!(error = %message, "invoicing blocked, plan needs attention");
+                    let retry = Some(now + Duration::days(1));
+                    release(conn, plan_id, Release::Failed { error: &message, needs_attention: Some(&message), retry_at: retry })?;
+                    report.needs_attention.push(Attention { plan_id, customer_id, reason: message });
+                }
+            }
+        }
+    }
+    if !invoice_ids.is_empty() {
+        let filter = InvoiceFilter { ids: Some(invoice_ids), ..InvoiceFilter::default() };
+        report.invoices = repo::list_invoices(conn, &filter)?.iter().map(InvoiceView::from).collect();
+    }
+    Ok(report)
+}
+
+enum PlanResult {
+    /// Invoices emitted (possibly none).
+    Invoiced(Vec<i64>),
+    /// Invoicing waits (stale usage data); the sentence says why.
+    Waiting(String),
+}
+
+/// Ends the claim. The invoicing status says what is left: an unsent invoice (STARTED), a first
+/// period still to bill (INITIAL_INVOICE_TO_BE_SENT), or nothing (DONE).
+fn release(conn: &mut Conn, plan_id: i64, outcome: Release<'_>) -> Result<(), AppError> {
+    conn.transaction(|c| {
+        let p = ops::plan(c, plan_id)?.plan;
+        let status = if !repo::pending_invoice_ids(c, plan_id)?.is_empty() {
+            InvoicingStatus::Started
+        } else if p.invoiced_through.is_none() && p.tier.is_paid() && p.status != PlanStatus::Ended {
+            InvoicingStatus::InitialInvoiceToBeSent
+        } else {
+            InvoicingStatus::Done
+        };
+        repo::release_plan(c, plan_id, status, outcome)?;
+        Ok(())
+    })
+}
+
+async fn invoice_claimed_plan<S: InvoiceSink>(conn: &mut Conn, sink: &S, plan_id: i64, now: Ts) -> Result<PlanResult, AppError> {
+    let mut emitted = vec![];
+    // A previous worker may have died between the write-ahead commit and the sink.
+    for id in repo::pending_invoice_ids(conn, plan_id)? {
+        emit(conn, sink, id, now).await?;
+        emitted.push(id);
+    }
+    loop {
+        match conn.transaction(|c| invoice_step(c, plan_id, now))? {
+            Step::NotDue => return Ok(PlanResult::Invoiced(emitted)),
+            Step::Waiting(reason) => return Ok(PlanResult::Waiting(reason)),
+            Step::Advanced(None) => {}
+            Step::Advanced(Some(id)) => {
+                emit(conn, sink, id, now).await?;
+                emitted.push(id);
+            }
+        }
+    }
+}
+
+async fn emit<S: InvoiceSink>(conn: &mut Conn, sink: &S, invoice_id: i64, now: Ts) -> Result<(), AppError> {
+    let filter = InvoiceFilter { ids: Some(vec![invoice_id]), ..InvoiceFilter::default() };
+    let Some(record) = repo::list_invoices(conn, &filter)?.into_iter().next() else {
+        return Err(AppError::NotFound(format!("invoice {invoice_id} vanished")));
+    };
+    let customer = ops::customer(conn, record.invoice.customer_id)?;
+    let result = sink.emit(&customer, &record).instrument(info_span!("emit", invoice.id = invoice_id)).await?;
+    conn.transaction(|c| {
+        if let Some(stripe_customer) = &result.customer_external_id {
+            repo::set_stripe_customer_id(c, customer.id, stripe_customer)?;
+        }
+        repo::mark_invoice_sent(c, invoice_id, now)?;
+        Ok::<_, AppError>(())
+    })?;
+    info!(invoice.id = invoice_id, total_cents = record.invoice.total_cents, lines = record.lines.len(), "invoice sent");
+    Ok(())
+}
+
+enum Step {
+    NotDue,
+    Waiting(String),
+    Advanced(Option<i64>),
+}
+
+fn notice(conn: &mut Conn, plan: &Plan, kind: &'static str, message: String, now: Ts) -> Result<(), AppError> {
+    info!(notice = kind, "{message}");
+    let e = NewEvent {
+        kind,
+        plan_id: plan.id,
+        customer_id: plan.customer_id,
+        old_status: None,
+        new_status: None,
+        old_tier: None,
+        new_tier: None,
+        message: Some(message),
+        event_time: now,
+    };
+    repo::insert_event(conn, &e, now)?;
+    Ok(())
+}
+
+/// One turn of the catch-up loop at the plan's due date, in one transaction (D6): end-of-cycle
+/// updates, the lines, the local invoice, `invoiced_through` and the next invoice date.
+fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppError> {
+    let mut p = ops::plan(c, plan_id)?.plan;
+    let Some(t) = p.next_invoice_date.filter(|d| *d <= now) else { return Ok(Step::NotDue) };
+    if p.status == PlanStatus::NeverStarted {
+        // Started by its predecessor's end-of-cycle update, never on its own (§6.14).
+        return Ok(Step::NotDue);
+    }
+    let customer = ops::customer(c, p.customer_id)?;
+
+    if fixed_price_review_due(&p) {
+        let end = p.end_date.map(|d| d.date_naive().to_string()).unwrap_or_default();
+        notice(c, &p, "notice_fixed_price_plan_ends", format!("Fixed-price plan for customer {} ends on {end}", customer.name), now)?;
+        p.reminder_to_review_plan_email_sent = true;
+        repo::save_plan(c, &p)?;
+    }
+    match usage_freshness(&p, &customer, t) {
+        Freshness::Proceed => {}
+        Freshness::ProceedWithNotice => notice(
+            c,
+            &p,
+            "notice_stale_usage_data",
+            format!("Stale usage data for customer {}'s plan, but invoicing not delayed because the plan has a fixed price", customer.name),
+            now,
+        )?,
+        Freshness::Skip { notify } => {
+            let last = customer.last_usage_report_at.map_or("never uploaded".to_string(), |d| format!("last upload {}", d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+            let reason = format!("Unable to verify current licenses in use ({last}), which delays invoicing until fresh usage data arrives");
+            if notify {
+                notice(c, &p, "notice_stale_usage_data", reason.clone(), now)?;
+                p.stale_audit_log_data_email_sent = true;
+                repo::save_plan(c, &p)?;
+            }
+            return Ok(Step::Waiting(reason));
+        }
+    }
+
+    if p.status != PlanStatus::SwitchPlanTierNow {
+        ops::apply_end_of_cycle(c, &mut p, &customer, t, now)?;
+    }
+    let entries = repo::ledger_of(c, p.id)?;
+    let draft = invoice_lines(&p, &customer, &entries, t)?;
+    let invoice_id = if draft.lines.is_empty() {
+        None
+    } else {
+        let id = repo::insert_invoice(c, &p, t, &draft, now)?;
+        if draft.flat_months_used > 0 {
+            repo::set_flat_discounted_months(c, customer.id, customer.flat_discounted_months - draft.flat_months_used)?;
+        }
+        Some(id)
+    };
+    p.invoiced_through = draft.invoiced_through;
+    p.next_invoice_date = match p.status {
+        PlanStatus::Ended => None,
+        // D4: computed from the due date being processed, never from a later instant.
+        _ => Some(next_invoice_date_after(p.billing_cycle_anchor, t)?),
+    };
+    p.stale_audit_log_data_email_sent = false;
+    repo::save_plan(c, &p)?;
+    Ok(Step::Advanced(invoice_id))
+}

@@ -1,0 +1,5 @@
+//! Jobs: plain functions the CLI, the scheduler and the tests call directly.
+
+pub mod invoice_plans;
+
+pub use invoice_plans::{run_pass, PassOptions, PassReport};
