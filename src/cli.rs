@@ -368,7 +368,12 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
         }
         PlanCmd::Seats { id, count } => {
             let entry = ops::report_seats(c, id, count, now)?;
-            pretty(&LedgerView::from(&entry))
+            let plan = plan_view(c, id)?;
+            let text = match &entry {
+                Some(e) => format!("ledger entry {}: {} licenses, {} at next renewal", e.id, e.licenses, e.licenses_at_next_renewal.unwrap_or(0)),
+                None => format!("plan {id} is now {}: no ledger entry written", plan.status),
+            };
+            out(&serde_json::json!({ "ledger_entry": entry.as_ref().map(LedgerView::from), "plan_status": plan.status }), text)
         }
         PlanCmd::BuyLicenses { id, licenses } => pretty(&LedgerView::from(&ops::buy_licenses(c, id, licenses, now)?)),
         PlanCmd::RenewalLicenses { id, licenses } => pretty(&LedgerView::from(&ops::renewal_licenses(c, id, licenses, now)?)),

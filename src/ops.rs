@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use crate::db::models::PlanRecord;
 use crate::db::repo::{self, NewCustomer, NewEvent, NewPlan};
 use crate::db::Conn;
-use crate::domain::cycle::{end_of_cycle, last_entry_at, next_billing_cycle, EndOfCycle};
+use crate::domain::cycle::{end_of_cycle, last_entry_at, next_billing_cycle, validate_renewal, EndOfCycle};
 use crate::domain::dates::{add_months, trunc_seconds};
 use crate::domain::prices::{billable_licenses, discount_display, list_price, min_licenses_for_plan, price_per_license};
 use crate::domain::{
-    plan_parameters, BillingSchedule, Customer, CustomerKind, InvoicingStatus, LedgerEntry, OfferStatus, Plan, PlanStatus, Tier,
+    plan_parameters, BillingError, BillingSchedule, Customer, CustomerKind, InvoicingStatus, LedgerEntry, OfferStatus, Plan, PlanStatus, Tier,
 };
 use crate::error::{invalid, AppError};
 
@@ -152,6 +152,9 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
     }
     if trial_days.is_some() && input.fixed_price.is_some() {
         return Err(invalid("fixed-price plans have no free trial"));
+    }
+    if trial_days.is_some() && input.first_invoice_by_worker {
+        return Err(invalid("a free trial is billed when it ends: drop --first-invoice-by-worker"));
     }
     if let (Some(_), Some(_)) = (input.fixed_price, input.price_per_license) {
         return Err(invalid("give either --fixed-price-cents or --price-per-license-cents, not both"));
@@ -344,16 +347,21 @@ fn current_after_cycle(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Custo
     Ok((p, cust, last))
 }
 
-/// `update_license_ledger_for_automanaged_plan`: the host reports the seat count.
-pub fn report_seats(conn: &mut Conn, id: i64, seats: i64, now: Ts) -> Result<LedgerEntry, AppError> {
+/// `update_license_ledger_for_automanaged_plan`: the host reports the seat count. The
+/// end-of-cycle updates run first; when they end the plan, no entry is written (`None`).
+pub fn report_seats(conn: &mut Conn, id: i64, seats: i64, now: Ts) -> Result<Option<LedgerEntry>, AppError> {
     let seats = licenses_arg("--count", seats)?;
     conn.transaction(|c| {
-        let (p, _) = live_plan(c, id)?;
+        let (mut p, cust) = live_plan(c, id)?;
         if !p.automanage_licenses {
             return Err(invalid(format!("plan {id} has manual license management: use buy-licenses or renewal-licenses")));
         }
         repo::set_usage(c, p.customer_id, None, Some(seats))?;
-        let (p, cust, last) = current_after_cycle(c, id, now)?;
+        let outcome = apply_end_of_cycle(c, &mut p, &cust, now, now)?;
+        let Some(last) = outcome.last_entry else { return Ok(None) };
+        if let Some(new_id) = outcome.new_plan_id {
+            p = plan(c, new_id)?.plan;
+        }
         let cust = Customer { seat_count: Some(seats), ..cust };
         let next_tier = match p.status {
             PlanStatus::SwitchPlanTierAtPlanEnd => repo::successor_of(c, &p)?.map_or(p.tier, |n| n.plan.tier),
@@ -364,7 +372,7 @@ pub fn report_seats(conn: &mut Conn, id: i64, seats: i64, now: Ts) -> Result<Led
         let licenses = now_billable.max(i64::from(last.licenses));
         let entry = repo::insert_ledger(c, p.id, false, now, clamp_i32(licenses)?, Some(clamp_i32(at_next)?))?;
         repo::clear_retry(c, p.id)?;
-        Ok(entry)
+        Ok(Some(entry))
     })
 }
 
@@ -404,15 +412,30 @@ pub fn buy_licenses(conn: &mut Conn, id: i64, licenses: i64, now: Ts) -> Result<
 pub fn renewal_licenses(conn: &mut Conn, id: i64, licenses: i64, now: Ts) -> Result<LedgerEntry, AppError> {
     let licenses = licenses_arg("--licenses", licenses)?;
     conn.transaction(|c| {
-        let (p, cust, last) = manual_plan(c, id, now)?;
-        if !cust.exempt_from_license_number_check {
-            let minimum = min_licenses_for_plan(&cust, p.tier, false);
-            if i64::from(licenses) < minimum {
-                return Err(invalid(format!("at least {minimum} licenses are required for {} (got {licenses})", p.name())));
+        let entry = match manual_plan(c, id, now) {
+            Ok((p, cust, last)) => {
+                if !cust.exempt_from_license_number_check {
+                    let minimum = min_licenses_for_plan(&cust, p.tier, false);
+                    if i64::from(licenses) < minimum {
+                        return Err(invalid(format!("at least {minimum} licenses are required for {} (got {licenses})", p.name())));
+                    }
+                }
+                repo::insert_ledger(c, p.id, false, now, last.licenses, Some(licenses))?
             }
-        }
-        let entry = repo::insert_ledger(c, p.id, false, now, last.licenses, Some(licenses))?;
-        repo::clear_retry(c, p.id)?;
+            // The renewal at the last boundary is overdue and blocked by the count it would
+            // renew with: renew at that boundary with the operator's count instead.
+            Err(AppError::Billing(BillingError::ManualPlanShort { .. } | BillingError::BelowMinimumLicenses { .. })) => {
+                let (p, cust) = live_plan(c, id)?;
+                let entries = repo::ledger_of(c, id)?;
+                let boundary = next_billing_cycle(&p, &entries)?
+                    .filter(|b| *b <= now && p.status == PlanStatus::Active)
+                    .ok_or_else(|| invalid(format!("plan {id} has no overdue renewal to fix")))?;
+                validate_renewal(&cust, p.tier, p.automanage_licenses, licenses)?;
+                repo::insert_ledger(c, p.id, true, boundary, licenses, Some(licenses))?
+            }
+            Err(e) => return Err(e),
+        };
+        repo::clear_retry(c, id)?;
         Ok(entry)
     })
 }

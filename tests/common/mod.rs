@@ -1,0 +1,178 @@
+//! Test support: a fresh database per test (an SQLite file in a temp dir, or a new PostgreSQL
+//! database dropped afterwards) and a driver for the real binary.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel::pg::PgConnection;
+use diesel::{Connection, RunQueryDsl};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the PostgreSQL server for tests is (a database per test is created on it).
+pub fn pg_base_url() -> String {
+    std::env::var("PLAN_INVOICER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// `.ci/run` sets this so that a missing PostgreSQL fails instead of skipping.
+pub fn pg_required() -> bool {
+    std::env::var("PLAN_INVOICER_REQUIRE_PG").is_ok_and(|v| v == "1")
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// A fresh, migrated database; `None` when PostgreSQL is unreachable and not required.
+    pub fn new(backend: Backend) -> Option<TestDb> {
+        let db = Self::empty(backend)?;
+        db.ok(None, &["migrate"]);
+        Some(db)
+    }
+
+    /// A fresh database without the schema.
+    pub fn empty(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                Some(TestDb { backend, url, _dir: Some(dir), pg_name: None })
+            }
+            Backend::Postgres => {
+                let admin = format!("{}/postgres", pg_base_url());
+                let mut conn = match PgConnection::establish(&admin) {
+                    Ok(c) => c,
+                    Err(e) if !pg_required() => {
+                        eprintln!("skipping PostgreSQL test: {e}");
+                        return None;
+                    }
+                    Err(e) => panic!("PostgreSQL is required (PLAN_INVOICER_REQUIRE_PG=1) but unreachable: {e}"),
+                };
+                let name = format!(
+                    "pi_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+                );
+                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
+                Some(TestDb { backend, url: format!("{}/{name}", pg_base_url()), _dir: None, pg_name: Some(name) })
+            }
+        }
+    }
+
+    /// Runs the binary; returns (exit code, stdout, stderr).
+    pub fn run(&self, now: Option<&str>, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plan-invoicer"));
+        cmd.env("DATABASE_URL", &self.url).env("RUST_LOG", "warn").env_remove("PLAN_INVOICER_NOW");
+        if let Some(now) = now {
+            cmd.args(["--now", now]);
+        }
+        cmd.arg("--json").args(args);
+        let out = cmd.output().expect("run plan-invoicer");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs the binary, expects exit 0, returns the JSON document.
+    pub fn ok(&self, now: Option<&str>, args: &[&str]) -> Value {
+        let (code, out, err) = self.run(now, args);
+        assert_eq!(code, 0, "{args:?} failed with {code}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// Runs the binary, expects `code`, returns the JSON document (passes with exit 3).
+    pub fn code(&self, code: i32, now: Option<&str>, args: &[&str]) -> Value {
+        let (got, out, err) = self.run(now, args);
+        assert_eq!(got, code, "{args:?}: expected exit {code}, got {got}: {err}");
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    }
+
+    /// Expects a one-line error with exit 2 and returns it.
+    pub fn refused(&self, now: Option<&str>, args: &[&str]) -> String {
+        let (code, out, err) = self.run(now, args);
+        assert_eq!(code, 2, "{args:?}: expected exit 2, got {code}: {out} {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: expected one line on stderr, got {err:?}");
+        assert!(out.trim().is_empty(), "{args:?}: nothing on stdout expected, got {out}");
+        lines[0].to_string()
+    }
+
+    pub fn id(&self, now: Option<&str>, args: &[&str]) -> i64 {
+        self.ok(now, args)["id"].as_i64().expect("an id")
+    }
+
+    pub fn pass(&self, now: &str) -> Value {
+        self.ok(Some(now), &["run-once"])
+    }
+
+    pub fn plan(&self, id: i64) -> Value {
+        self.ok(None, &["plan", "show", &id.to_string()])
+    }
+
+    pub fn invoices(&self) -> Vec<Value> {
+        self.ok(None, &["invoices", "list"]).as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut conn) = PgConnection::establish(&format!("{}/postgres", pg_base_url())) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
+            }
+        }
+    }
+}
+
+/// One line of an invoice as `(description, quantity, unit, amount, period_start, period_end)`.
+pub fn lines(invoice: &Value) -> Vec<(String, i64, i64, i64, String, String)> {
+    invoice["lines"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .map(|l| {
+                    (
+                        l["description"].as_str().unwrap_or("").to_string(),
+                        l["quantity"].as_i64().unwrap_or(0),
+                        l["unit_amount_cents"].as_i64().unwrap_or(0),
+                        l["amount_cents"].as_i64().unwrap_or(0),
+                        l["period_start"].as_str().unwrap_or("").to_string(),
+                        l["period_end"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn line(d: &str, q: i64, u: i64, a: i64, s: &str, e: &str) -> (String, i64, i64, i64, String, String) {
+    (d.to_string(), q, u, a, s.to_string(), e.to_string())
+}
+
+/// Generates one test per backend for a scenario `fn(&TestDb)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { if let Some(db) = $crate::common::TestDb::new($crate::common::Backend::Sqlite) { super::$name(&db) } } )+
+        }
+        mod postgres {
+            $( #[test] fn $name() { if let Some(db) = $crate::common::TestDb::new($crate::common::Backend::Postgres) { super::$name(&db) } } )+
+        }
+    };
+}
