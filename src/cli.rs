@@ -21,7 +21,11 @@ use crate::views::{CustomerView, InvoiceView, LedgerView, PlanView};
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://plan-invoicer.db";
 
 #[derive(Debug, Parser)]
-#[command(name = "plan-invoicer", version, about = "Invoicing worker for seat-based SaaS plans (Zulip's plan model)")]
+#[command(
+    name = "plan-invoicer",
+    version,
+    about = "Invoicing worker for seat-based SaaS plans (Zulip's plan model)"
+)]
 pub struct Cli {
     /// sqlite://PATH (embedded, default) or postgres://…
     #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -64,7 +68,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum CustomerCmd {
     Create(CustomerCreate),
-    Show { id: i64 },
+    Show {
+        id: i64,
+    },
     /// Record a usage upload from the host (self-hosted freshness) and optionally a seat count.
     ReportUsage {
         id: i64,
@@ -102,7 +108,9 @@ pub struct CustomerCreate {
 #[derive(Debug, Subcommand)]
 pub enum PlanCmd {
     Create(PlanCreate),
-    Show { id: i64 },
+    Show {
+        id: i64,
+    },
     List {
         #[arg(long)]
         customer: Option<i64>,
@@ -112,7 +120,9 @@ pub enum PlanCmd {
         #[arg(long)]
         due: bool,
     },
-    Ledger { id: i64 },
+    Ledger {
+        id: i64,
+    },
     /// Automatic license management: the current seat count.
     Seats {
         id: i64,
@@ -137,7 +147,9 @@ pub enum PlanCmd {
         #[arg(long)]
         change: String,
     },
-    DowngradeNow { id: i64 },
+    DowngradeNow {
+        id: i64,
+    },
     SetEndDate {
         id: i64,
         #[arg(long, value_parser = parse_time)]
@@ -151,7 +163,9 @@ pub enum PlanCmd {
         tier: Option<String>,
     },
     /// The outbox rows (plan events and notices) of a plan.
-    Events { id: i64 },
+    Events {
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -231,14 +245,24 @@ pub struct Output {
 }
 
 fn out<T: Serialize>(value: &T, text: String) -> Result<Output, AppError> {
-    let json = serde_json::to_value(value).map_err(|e| invalid(format!("cannot render output: {e}")))?;
-    Ok(Output { json, text, exit_code: 0 })
+    let json =
+        serde_json::to_value(value).map_err(|e| invalid(format!("cannot render output: {e}")))?;
+    Ok(Output {
+        json,
+        text,
+        exit_code: 0,
+    })
 }
 
 fn pretty<T: Serialize>(value: &T) -> Result<Output, AppError> {
-    let json = serde_json::to_value(value).map_err(|e| invalid(format!("cannot render output: {e}")))?;
+    let json =
+        serde_json::to_value(value).map_err(|e| invalid(format!("cannot render output: {e}")))?;
     let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-    Ok(Output { json, text, exit_code: 0 })
+    Ok(Output {
+        json,
+        text,
+        exit_code: 0,
+    })
 }
 
 /// Runs a parsed command. The caller prints the output and exits with its code.
@@ -265,26 +289,67 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         Command::Migrate => Err(invalid("unreachable")),
         Command::Customer(cmd) => customer_cmd(c, cmd, now),
         Command::Plan(cmd) => plan_cmd(c, cmd, now),
-        Command::Offer(OfferCmd::Create { customer, tier, fixed_price_cents, sent_invoice_id }) => {
-            let id = ops::create_offer(c, customer, &tier, fixed_price_cents, sent_invoice_id.as_deref(), now)?;
-            out(&serde_json::json!({ "id": id }), format!("created offer {id}"))
+        Command::Offer(OfferCmd::Create {
+            customer,
+            tier,
+            fixed_price_cents,
+            sent_invoice_id,
+        }) => {
+            let id = ops::create_offer(
+                c,
+                customer,
+                &tier,
+                fixed_price_cents,
+                sent_invoice_id.as_deref(),
+                now,
+            )?;
+            out(
+                &serde_json::json!({ "id": id }),
+                format!("created offer {id}"),
+            )
         }
-        Command::Offer(OfferCmd::Accept { id, schedule, licenses }) => {
+        Command::Offer(OfferCmd::Accept {
+            id,
+            schedule,
+            licenses,
+        }) => {
             let plan_id = ops::accept_offer(c, id, &schedule, licenses, now)?;
-            out(&serde_json::json!({ "plan_id": plan_id }), format!("offer {id} accepted: plan {plan_id}"))
+            out(
+                &serde_json::json!({ "plan_id": plan_id }),
+                format!("offer {id} accepted: plan {plan_id}"),
+            )
         }
         Command::RunOnce { dry_run } => {
             let _lock = if dry_run { None } else { worker_lock(&url)? };
-            let opts = PassOptions { dry_run, ..PassOptions::default() };
+            let opts = PassOptions {
+                dry_run,
+                ..PassOptions::default()
+            };
             let report = jobs::run_pass(c, &LocalSink, now, &opts).await?;
             let mut o = out(&report, render_report(&report))?;
             o.exit_code = report.exit_code();
             Ok(o)
         }
-        Command::Invoices(InvoicesCmd::List { plan, customer, since }) => {
-            let filter = InvoiceFilter { ids: None, plan_id: plan, customer_id: customer, since };
-            let views: Vec<InvoiceView> = repo::list_invoices(c, &filter)?.iter().map(InvoiceView::from).collect();
-            let text = views.iter().map(render_invoice).collect::<Vec<_>>().join("\n");
+        Command::Invoices(InvoicesCmd::List {
+            plan,
+            customer,
+            since,
+        }) => {
+            let filter = InvoiceFilter {
+                ids: None,
+                plan_id: plan,
+                customer_id: customer,
+                since,
+            };
+            let views: Vec<InvoiceView> = repo::list_invoices(c, &filter)?
+                .iter()
+                .map(InvoiceView::from)
+                .collect();
+            let text = views
+                .iter()
+                .map(render_invoice)
+                .collect::<Vec<_>>()
+                .join("\n");
             out(&views, text)
         }
         Command::Status => status(c, now),
@@ -307,7 +372,10 @@ fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppEr
                 exempt_from_license_number_check: a.exempt_from_license_number_check,
             };
             let id = ops::create_customer(c, &input, now)?;
-            out(&serde_json::json!({ "id": id }), format!("created customer {id}"))
+            out(
+                &serde_json::json!({ "id": id }),
+                format!("created customer {id}"),
+            )
         }
         CustomerCmd::Show { id } => {
             let customer = ops::customer(c, id)?;
@@ -348,12 +416,24 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
                 first_invoice_by_worker: a.first_invoice_by_worker,
             };
             let id = ops::create_plan(c, &input, now)?;
-            out(&serde_json::json!({ "id": id }), format!("created plan {id}"))
+            out(
+                &serde_json::json!({ "id": id }),
+                format!("created plan {id}"),
+            )
         }
         PlanCmd::Show { id } => pretty(&plan_view(c, id)?),
-        PlanCmd::List { customer, status, due } => {
+        PlanCmd::List {
+            customer,
+            status,
+            due,
+        } => {
             let status = status.as_deref().map(PlanStatus::parse).transpose()?;
-            let filter = PlanFilter { customer_id: customer, status, due_at: due.then_some(now), ..PlanFilter::default() };
+            let filter = PlanFilter {
+                customer_id: customer,
+                status,
+                due_at: due.then_some(now),
+                ..PlanFilter::default()
+            };
             let mut views = vec![];
             for r in repo::list_plans(c, &filter)? {
                 let ledger = repo::ledger_of(c, r.plan.id)?;
@@ -363,20 +443,35 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
         }
         PlanCmd::Ledger { id } => {
             ops::plan(c, id)?;
-            let ledger: Vec<LedgerView> = repo::ledger_of(c, id)?.iter().map(LedgerView::from).collect();
+            let ledger: Vec<LedgerView> = repo::ledger_of(c, id)?
+                .iter()
+                .map(LedgerView::from)
+                .collect();
             pretty(&ledger)
         }
         PlanCmd::Seats { id, count } => {
             let entry = ops::report_seats(c, id, count, now)?;
             let plan = plan_view(c, id)?;
             let text = match &entry {
-                Some(e) => format!("ledger entry {}: {} licenses, {} at next renewal", e.id, e.licenses, e.licenses_at_next_renewal.unwrap_or(0)),
+                Some(e) => format!(
+                    "ledger entry {}: {} licenses, {} at next renewal",
+                    e.id,
+                    e.licenses,
+                    e.licenses_at_next_renewal.unwrap_or(0)
+                ),
                 None => format!("plan {id} is now {}: no ledger entry written", plan.status),
             };
-            out(&serde_json::json!({ "ledger_entry": entry.as_ref().map(LedgerView::from), "plan_status": plan.status }), text)
+            out(
+                &serde_json::json!({ "ledger_entry": entry.as_ref().map(LedgerView::from), "plan_status": plan.status }),
+                text,
+            )
         }
-        PlanCmd::BuyLicenses { id, licenses } => pretty(&LedgerView::from(&ops::buy_licenses(c, id, licenses, now)?)),
-        PlanCmd::RenewalLicenses { id, licenses } => pretty(&LedgerView::from(&ops::renewal_licenses(c, id, licenses, now)?)),
+        PlanCmd::BuyLicenses { id, licenses } => {
+            pretty(&LedgerView::from(&ops::buy_licenses(c, id, licenses, now)?))
+        }
+        PlanCmd::RenewalLicenses { id, licenses } => pretty(&LedgerView::from(
+            &ops::renewal_licenses(c, id, licenses, now)?,
+        )),
         PlanCmd::Schedule { id, change } => {
             let p = ops::schedule_change(c, id, &change, now)?;
             pretty(&plan_view(c, p.id)?)
@@ -389,9 +484,16 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
             ops::set_end_date(c, id, date, now)?;
             pretty(&plan_view(c, id)?)
         }
-        PlanCmd::ScheduleSuccessor { id, fixed_price_cents, tier } => {
+        PlanCmd::ScheduleSuccessor {
+            id,
+            fixed_price_cents,
+            tier,
+        } => {
             let new_id = ops::schedule_successor(c, id, fixed_price_cents, tier.as_deref(), now)?;
-            out(&serde_json::json!({ "id": new_id }), format!("scheduled successor plan {new_id}"))
+            out(
+                &serde_json::json!({ "id": new_id }),
+                format!("scheduled successor plan {new_id}"),
+            )
         }
         PlanCmd::Events { id } => {
             ops::plan(c, id)?;
@@ -418,9 +520,18 @@ fn status(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
         }
         Ok(out)
     };
-    let due = view(PlanFilter { due_at: Some(now), ..PlanFilter::default() })?;
-    let leased = view(PlanFilter { leased: true, ..PlanFilter::default() })?;
-    let attention = view(PlanFilter { needs_attention: true, ..PlanFilter::default() })?;
+    let due = view(PlanFilter {
+        due_at: Some(now),
+        ..PlanFilter::default()
+    })?;
+    let leased = view(PlanFilter {
+        leased: true,
+        ..PlanFilter::default()
+    })?;
+    let attention = view(PlanFilter {
+        needs_attention: true,
+        ..PlanFilter::default()
+    })?;
     let last = repo::last_pass_run(c)?;
     let text = format!(
         "due plans: {}\nleased plans: {}\nplans needing attention: {}\nlast pass: {}",
@@ -429,10 +540,18 @@ fn status(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
         attention.len(),
         last.as_ref().map_or("never".to_string(), |p| format!(
             "as of {} ({} considered, {} invoiced, {} invoices, {} need attention, {} failed)",
-            p.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), p.plans_considered, p.plans_invoiced, p.invoices, p.needs_attention, p.failures
+            p.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            p.plans_considered,
+            p.plans_invoiced,
+            p.invoices,
+            p.needs_attention,
+            p.failures
         ))
     );
-    out(&serde_json::json!({ "now": now, "due": due, "leased": leased, "needs_attention": attention, "last_pass": last }), text)
+    out(
+        &serde_json::json!({ "now": now, "due": due, "leased": leased, "needs_attention": attention, "last_pass": last }),
+        text,
+    )
 }
 
 fn cents(v: i64) -> String {
@@ -443,7 +562,13 @@ fn cents(v: i64) -> String {
 fn render_invoice(i: &InvoiceView) -> String {
     let mut s = format!(
         "invoice {} plan {} customer {} at {} [{}] total {}",
-        i.id, i.plan_id, i.customer_id, i.event_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), i.status, cents(i.total_cents)
+        i.id,
+        i.plan_id,
+        i.customer_id,
+        i.event_time
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        i.status,
+        cents(i.total_cents)
     );
     for l in &i.lines {
         s.push_str(&format!(
@@ -476,17 +601,25 @@ fn render_report(r: &jobs::PassReport) -> String {
         s.push_str(&render_invoice(i));
     }
     for a in &r.needs_attention {
-        s.push_str(&format!("\nneeds attention: plan {} (customer {}): {}", a.plan_id, a.customer_id, a.reason));
+        s.push_str(&format!(
+            "\nneeds attention: plan {} (customer {}): {}",
+            a.plan_id, a.customer_id, a.reason
+        ));
     }
     for f in &r.failures {
-        s.push_str(&format!("\nfailed: plan {} (customer {}): {}", f.plan_id, f.customer_id, f.error));
+        s.push_str(&format!(
+            "\nfailed: plan {} (customer {}): {}",
+            f.plan_id, f.customer_id, f.error
+        ));
     }
     s
 }
 
 /// SQLite supports one worker process at a time (D9): an exclusive lock on `<db>.lock`.
 pub fn worker_lock(url: &DbUrl) -> Result<Option<File>, AppError> {
-    let DbUrl::Sqlite(path) = url else { return Ok(None) };
+    let DbUrl::Sqlite(path) = url else {
+        return Ok(None);
+    };
     if path.to_str() == Some(":memory:") {
         return Ok(None);
     }

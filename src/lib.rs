@@ -10,12 +10,12 @@
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`cli`]: the command-line contract (`cli.md`).
 
-pub mod domain;
-pub mod db;
+pub mod cli;
 pub mod clock;
+pub mod db;
+pub mod domain;
 pub mod error;
+pub mod jobs;
 pub mod ops;
 pub mod sink;
-pub mod jobs;
 pub mod views;
-pub mod cli;

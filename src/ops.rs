@@ -7,18 +7,24 @@ use chrono::{DateTime, Utc};
 use crate::db::models::PlanRecord;
 use crate::db::repo::{self, NewCustomer, NewEvent, NewPlan};
 use crate::db::Conn;
-use crate::domain::cycle::{end_of_cycle, last_entry_at, next_billing_cycle, validate_renewal, EndOfCycle};
+use crate::domain::cycle::{
+    end_of_cycle, last_entry_at, next_billing_cycle, validate_renewal, EndOfCycle,
+};
 use crate::domain::dates::{add_months, trunc_seconds};
-use crate::domain::prices::{billable_licenses, discount_display, list_price, min_licenses_for_plan, price_per_license};
+use crate::domain::prices::{
+    billable_licenses, discount_display, list_price, min_licenses_for_plan, price_per_license,
+};
 use crate::domain::{
-    plan_parameters, BillingError, BillingSchedule, Customer, CustomerKind, InvoicingStatus, LedgerEntry, OfferStatus, Plan, PlanStatus, Tier,
+    plan_parameters, BillingError, BillingSchedule, Customer, CustomerKind, InvoicingStatus,
+    LedgerEntry, OfferStatus, Plan, PlanStatus, Tier,
 };
 use crate::error::{invalid, AppError};
 
 type Ts = DateTime<Utc>;
 
 pub fn customer(conn: &mut Conn, id: i64) -> Result<Customer, AppError> {
-    repo::get_customer(conn, id)?.ok_or_else(|| AppError::NotFound(format!("customer {id} does not exist")))
+    repo::get_customer(conn, id)?
+        .ok_or_else(|| AppError::NotFound(format!("customer {id} does not exist")))
 }
 
 pub fn plan(conn: &mut Conn, id: i64) -> Result<PlanRecord, AppError> {
@@ -60,18 +66,36 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
         return Err(invalid("--name must not be empty"));
     }
     let kind = CustomerKind::parse(input.kind.as_deref().unwrap_or("cloud"))?;
-    let monthly = non_negative("--monthly-discounted-price-cents", input.monthly_discounted_price.unwrap_or(0))?;
-    let annual = non_negative("--annual-discounted-price-cents", input.annual_discounted_price.unwrap_or(0))?;
-    let tier = input.required_plan_tier.as_deref().map(Tier::parse).transpose()?;
+    let monthly = non_negative(
+        "--monthly-discounted-price-cents",
+        input.monthly_discounted_price.unwrap_or(0),
+    )?;
+    let annual = non_negative(
+        "--annual-discounted-price-cents",
+        input.annual_discounted_price.unwrap_or(0),
+    )?;
+    let tier = input
+        .required_plan_tier
+        .as_deref()
+        .map(Tier::parse)
+        .transpose()?;
     if (monthly > 0 || annual > 0) && tier.is_none() {
-        return Err(invalid("a discounted price needs --required-plan-tier (discounts apply to one tier)"));
+        return Err(invalid(
+            "a discounted price needs --required-plan-tier (discounts apply to one tier)",
+        ));
     }
     let minimum = match input.minimum_licenses {
-        Some(m) if m <= 0 || m > i64::from(i32::MAX) => return Err(invalid("--minimum-licenses must be a positive number")),
+        Some(m) if m <= 0 || m > i64::from(i32::MAX) => {
+            return Err(invalid("--minimum-licenses must be a positive number"))
+        }
         m => m.map(|m| m as i32),
     };
     // Self-hosted customers start with the $20/month flat discount unless they have a price discount.
-    let flat_months = if kind == CustomerKind::SelfHosted && monthly == 0 && annual == 0 { 12 } else { 0 };
+    let flat_months = if kind == CustomerKind::SelfHosted && monthly == 0 && annual == 0 {
+        12
+    } else {
+        0
+    };
     let new = NewCustomer {
         external_ref: input.external_ref.clone(),
         name: input.name.trim().to_string(),
@@ -86,12 +110,14 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
         flat_discounted_months: flat_months,
         created_at: now,
     };
-    conn.transaction(|c| repo::insert_customer(c, &new).map_err(AppError::from)).map_err(|e| match &e {
-        AppError::Db(d) if d.constraint().is_some() => {
-            invalid(format!("a customer with that external ref or Stripe customer id already exists ({})", d.constraint().unwrap_or("")))
-        }
-        _ => e,
-    })
+    conn.transaction(|c| repo::insert_customer(c, &new).map_err(AppError::from))
+        .map_err(|e| match &e {
+            AppError::Db(d) if d.constraint().is_some() => invalid(format!(
+                "a customer with that external ref or Stripe customer id already exists ({})",
+                d.constraint().unwrap_or("")
+            )),
+            _ => e,
+        })
 }
 
 /// Records what the host reported: a usage upload (self-hosted freshness) and/or a seat count.
@@ -141,10 +167,14 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
     let tier = Tier::parse(&input.tier)?;
     let schedule = BillingSchedule::parse(&input.schedule)?;
     let licenses = licenses_arg("--licenses", input.licenses)?;
-    let next_licenses = licenses_arg("--licenses-at-next-renewal", input.licenses_at_next_renewal.unwrap_or(input.licenses))?;
+    let next_licenses = licenses_arg(
+        "--licenses-at-next-renewal",
+        input.licenses_at_next_renewal.unwrap_or(input.licenses),
+    )?;
     let trial_days = match input.free_trial_days {
         Some(d) if d < 0 => return Err(invalid("--free-trial-days must not be negative")),
-        Some(d) => Some(u32::try_from(d).map_err(|_| invalid("--free-trial-days is too large"))?).filter(|d| *d > 0),
+        Some(d) => Some(u32::try_from(d).map_err(|_| invalid("--free-trial-days is too large"))?)
+            .filter(|d| *d > 0),
         None => None,
     };
     if trial_days.is_some() && input.invoice_billing {
@@ -154,13 +184,23 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
         return Err(invalid("fixed-price plans have no free trial"));
     }
     if trial_days.is_some() && input.first_invoice_by_worker {
-        return Err(invalid("a free trial is billed when it ends: drop --first-invoice-by-worker"));
+        return Err(invalid(
+            "a free trial is billed when it ends: drop --first-invoice-by-worker",
+        ));
     }
     if let (Some(_), Some(_)) = (input.fixed_price, input.price_per_license) {
-        return Err(invalid("give either --fixed-price-cents or --price-per-license-cents, not both"));
+        return Err(invalid(
+            "give either --fixed-price-cents or --price-per-license-cents, not both",
+        ));
     }
-    let fixed = input.fixed_price.map(|p| non_negative("--fixed-price-cents", p)).transpose()?;
-    let explicit_price = input.price_per_license.map(|p| non_negative("--price-per-license-cents", p)).transpose()?;
+    let fixed = input
+        .fixed_price
+        .map(|p| non_negative("--fixed-price-cents", p))
+        .transpose()?;
+    let explicit_price = input
+        .price_per_license
+        .map(|p| non_negative("--price-per-license-cents", p))
+        .transpose()?;
     let anchor = trunc_seconds(input.anchor.unwrap_or(now));
     let end_date = input.end_date.map(trunc_seconds);
     if end_date.is_some_and(|e| e <= anchor) {
@@ -170,27 +210,47 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
     conn.transaction(|c| {
         let cust = customer(c, input.customer_id)?;
         if let Some(live) = repo::live_plan_of(c, cust.id)? {
-            return Err(invalid(format!("customer {} already has a live plan ({}); at most one live plan per customer", cust.id, live.plan.id)));
+            return Err(invalid(format!(
+                "customer {} already has a live plan ({}); at most one live plan per customer",
+                cust.id, live.plan.id
+            )));
         }
         let params = plan_parameters(tier, schedule, Some(&cust), anchor, trial_days)?;
         if !cust.exempt_from_license_number_check {
             let minimum = min_licenses_for_plan(&cust, tier, false);
             if i64::from(licenses) < minimum {
-                return Err(invalid(format!("at least {minimum} licenses are required for {} (got {licenses})", tier.plan_name())));
+                return Err(invalid(format!(
+                    "at least {minimum} licenses are required for {} (got {licenses})",
+                    tier.plan_name()
+                )));
             }
         }
         let (price, discount, automanage, end_date) = match fixed {
-            Some(_) => (None, None, true, Some(end_date.map_or_else(|| add_months(anchor, 12), Ok)?)),
+            Some(_) => (
+                None,
+                None,
+                true,
+                Some(end_date.map_or_else(|| add_months(anchor, 12), Ok)?),
+            ),
             None => {
                 let price = explicit_price.unwrap_or(params.price_per_license);
-                (Some(price), discount_display(list_price(tier, schedule)?, price), input.automanage_licenses, end_date)
+                (
+                    Some(price),
+                    discount_display(list_price(tier, schedule)?, price),
+                    input.automanage_licenses,
+                    end_date,
+                )
             }
         };
         let first_by_worker = input.first_invoice_by_worker;
         let new = NewPlan {
             customer_id: cust.id,
             tier,
-            status: if trial_days.is_some() { PlanStatus::FreeTrial } else { PlanStatus::Active },
+            status: if trial_days.is_some() {
+                PlanStatus::FreeTrial
+            } else {
+                PlanStatus::Active
+            },
             billing_schedule: schedule.code(),
             fixed_price: fixed,
             price_per_license: price,
@@ -199,9 +259,17 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
             charge_automatically: !input.invoice_billing,
             billing_cycle_anchor: params.billing_cycle_anchor,
             // A first period billed by the worker is due at once.
-            next_invoice_date: Some(if first_by_worker { anchor } else { params.next_invoice_date }),
+            next_invoice_date: Some(if first_by_worker {
+                anchor
+            } else {
+                params.next_invoice_date
+            }),
             end_date,
-            invoicing_status: if first_by_worker { InvoicingStatus::InitialInvoiceToBeSent } else { InvoicingStatus::Done },
+            invoicing_status: if first_by_worker {
+                InvoicingStatus::InitialInvoiceToBeSent
+            } else {
+                InvoicingStatus::Done
+            },
             created_at: now,
         };
         let id = repo::insert_plan(c, &new).map_err(|e| match e.constraint() {
@@ -229,17 +297,54 @@ pub struct CycleOutcome {
     pub new_plan_id: Option<i64>,
     /// The newest ledger entry at `t` of the live plan; none when the plan ended.
     pub last_entry: Option<LedgerEntry>,
+    /// Whether a cycle boundary was crossed (something was written).
+    pub changed: bool,
+}
+
+/// The end-of-cycle updates of every boundary up to `now`, for operations that act at `now`
+/// while the worker may be behind (Zulip's web actions take one step; a status change issued
+/// months after the last pass would otherwise land in an old cycle). Follows switches.
+pub fn catch_up_cycles(
+    conn: &mut Conn,
+    plan: &mut Plan,
+    customer: &Customer,
+    now: Ts,
+) -> Result<CycleOutcome, AppError> {
+    let mut outcome = CycleOutcome::default();
+    for _ in 0..10_000 {
+        let step = apply_end_of_cycle(conn, plan, customer, now, now)?;
+        if let Some(new_id) = step.new_plan_id {
+            *plan = self::plan(conn, new_id)?.plan;
+            outcome.new_plan_id = Some(new_id);
+        }
+        outcome.last_entry = step.last_entry;
+        outcome.changed |= step.changed;
+        if !step.changed || outcome.last_entry.is_none() {
+            return Ok(outcome);
+        }
+    }
+    Err(invalid(format!(
+        "plan {} crosses too many billing cycles at once",
+        plan.id
+    )))
 }
 
 /// `make_end_of_cycle_updates_if_needed(plan, t)`: decides with the pure core, then writes the
 /// ledger entries, status changes, new plans and plan events. Updates `plan` in place.
-pub fn apply_end_of_cycle(conn: &mut Conn, plan: &mut Plan, customer: &Customer, t: Ts, now: Ts) -> Result<CycleOutcome, AppError> {
+pub fn apply_end_of_cycle(
+    conn: &mut Conn,
+    plan: &mut Plan,
+    customer: &Customer,
+    t: Ts,
+    now: Ts,
+) -> Result<CycleOutcome, AppError> {
     let entries = repo::ledger_of(conn, plan.id)?;
     let successor = match plan.status {
         PlanStatus::SwitchPlanTierAtPlanEnd => repo::successor_of(conn, plan)?.map(|r| r.plan),
         _ => None,
     };
     let decision = end_of_cycle(plan, customer, &entries, successor.as_ref(), t)?;
+    let changed = decision != EndOfCycle::Nothing;
     let old_status = plan.status;
     let ended_event = |plan: &Plan, at: Ts| {
         let mut e = event("plan_ended", plan, at);
@@ -248,9 +353,17 @@ pub fn apply_end_of_cycle(conn: &mut Conn, plan: &mut Plan, customer: &Customer,
         e.old_tier = Some(plan.tier);
         e
     };
-    Ok(match decision {
-        EndOfCycle::Nothing => CycleOutcome { new_plan_id: None, last_entry: last_entry_at(&entries, t).cloned() },
-        EndOfCycle::Downgrade { at, close_ledger, newest_entry } => {
+    let outcome = match decision {
+        EndOfCycle::Nothing => CycleOutcome {
+            new_plan_id: None,
+            last_entry: last_entry_at(&entries, t).cloned(),
+            ..CycleOutcome::default()
+        },
+        EndOfCycle::Downgrade {
+            at,
+            close_ledger,
+            newest_entry,
+        } => {
             plan.status = PlanStatus::Ended;
             if close_ledger {
                 plan.invoiced_through = newest_entry;
@@ -262,9 +375,17 @@ pub fn apply_end_of_cycle(conn: &mut Conn, plan: &mut Plan, customer: &Customer,
         }
         EndOfCycle::Renew { at, licenses } => {
             let entry = repo::insert_ledger(conn, plan.id, true, at, licenses, Some(licenses))?;
-            CycleOutcome { new_plan_id: None, last_entry: Some(entry) }
+            CycleOutcome {
+                new_plan_id: None,
+                last_entry: Some(entry),
+                ..CycleOutcome::default()
+            }
         }
-        EndOfCycle::EndTrial { at, licenses, invoiced_through } => {
+        EndOfCycle::EndTrial {
+            at,
+            licenses,
+            invoiced_through,
+        } => {
             plan.invoiced_through = Some(invoiced_through);
             plan.billing_cycle_anchor = at;
             plan.status = PlanStatus::Active;
@@ -275,9 +396,17 @@ pub fn apply_end_of_cycle(conn: &mut Conn, plan: &mut Plan, customer: &Customer,
             e.new_status = Some(PlanStatus::Active);
             e.new_tier = Some(plan.tier);
             repo::insert_event(conn, &e, now)?;
-            CycleOutcome { new_plan_id: None, last_entry: Some(entry) }
+            CycleOutcome {
+                new_plan_id: None,
+                last_entry: Some(entry),
+                ..CycleOutcome::default()
+            }
         }
-        EndOfCycle::SwitchSchedule { at, schedule, licenses } => {
+        EndOfCycle::SwitchSchedule {
+            at,
+            schedule,
+            licenses,
+        } => {
             plan.status = PlanStatus::Ended;
             repo::save_plan(conn, plan)?;
             let price = price_per_license(plan.tier, schedule, Some(customer))?;
@@ -302,12 +431,21 @@ pub fn apply_end_of_cycle(conn: &mut Conn, plan: &mut Plan, customer: &Customer,
             let mut e = event("billing_schedule_switched", plan, at);
             e.old_status = Some(old_status);
             e.new_status = Some(PlanStatus::Ended);
-            e.message = Some(format!("plan {} continues as {} plan {new_id}", plan.id, schedule.name()));
+            e.message = Some(format!(
+                "plan {} continues as {} plan {new_id}",
+                plan.id,
+                schedule.name()
+            ));
             repo::insert_event(conn, &e, now)?;
-            CycleOutcome { new_plan_id: Some(new_id), last_entry: Some(entry) }
+            CycleOutcome {
+                new_plan_id: Some(new_id),
+                last_entry: Some(entry),
+                ..CycleOutcome::default()
+            }
         }
         EndOfCycle::StartSuccessor { at, licenses } => {
-            let mut next = successor.ok_or_else(|| AppError::Invalid(format!("plan {} lost its successor", plan.id)))?;
+            let mut next = successor
+                .ok_or_else(|| AppError::Invalid(format!("plan {} lost its successor", plan.id)))?;
             plan.status = PlanStatus::Ended;
             repo::save_plan(conn, plan)?;
             next.status = PlanStatus::Active;
@@ -317,16 +455,24 @@ pub fn apply_end_of_cycle(conn: &mut Conn, plan: &mut Plan, customer: &Customer,
             e.new_tier = Some(next.tier);
             e.message = Some(format!("successor plan {} starts", next.id));
             repo::insert_event(conn, &e, now)?;
-            CycleOutcome { new_plan_id: Some(next.id), last_entry: Some(entry) }
+            CycleOutcome {
+                new_plan_id: Some(next.id),
+                last_entry: Some(entry),
+                ..CycleOutcome::default()
+            }
         }
-    })
+    };
+    Ok(CycleOutcome { changed, ..outcome })
 }
 
 /// A live plan (refuses ended and never-started plans).
 fn live_plan(conn: &mut Conn, id: i64) -> Result<(Plan, Customer), AppError> {
     let p = plan(conn, id)?.plan;
     if !p.status.is_live() {
-        return Err(invalid(format!("plan {id} is not live (status {})", p.status)));
+        return Err(invalid(format!(
+            "plan {id} is not live (status {})",
+            p.status
+        )));
     }
     let c = customer(conn, p.customer_id)?;
     Ok((p, c))
@@ -334,43 +480,64 @@ fn live_plan(conn: &mut Conn, id: i64) -> Result<(Plan, Customer), AppError> {
 
 /// Runs the end-of-cycle updates at `now` and returns the plan that is live afterwards, or an
 /// error if the plan ended.
-fn current_after_cycle(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer, LedgerEntry), AppError> {
+fn current_after_cycle(
+    conn: &mut Conn,
+    id: i64,
+    now: Ts,
+) -> Result<(Plan, Customer, LedgerEntry), AppError> {
     let (mut p, cust) = live_plan(conn, id)?;
-    let outcome = apply_end_of_cycle(conn, &mut p, &cust, now, now)?;
+    let outcome = catch_up_cycles(conn, &mut p, &cust, now)?;
     let Some(last) = outcome.last_entry else {
-        return Err(invalid(format!("plan {id} has ended (status {})", p.status)));
-    };
-    let p = match outcome.new_plan_id {
-        Some(new_id) => plan(conn, new_id)?.plan,
-        None => p,
+        return Err(invalid(format!(
+            "plan {id} has ended (status {})",
+            p.status
+        )));
     };
     Ok((p, cust, last))
 }
 
 /// `update_license_ledger_for_automanaged_plan`: the host reports the seat count. The
 /// end-of-cycle updates run first; when they end the plan, no entry is written (`None`).
-pub fn report_seats(conn: &mut Conn, id: i64, seats: i64, now: Ts) -> Result<Option<LedgerEntry>, AppError> {
+pub fn report_seats(
+    conn: &mut Conn,
+    id: i64,
+    seats: i64,
+    now: Ts,
+) -> Result<Option<LedgerEntry>, AppError> {
     let seats = licenses_arg("--count", seats)?;
     conn.transaction(|c| {
         let (mut p, cust) = live_plan(c, id)?;
         if !p.automanage_licenses {
-            return Err(invalid(format!("plan {id} has manual license management: use buy-licenses or renewal-licenses")));
+            return Err(invalid(format!(
+                "plan {id} has manual license management: use buy-licenses or renewal-licenses"
+            )));
         }
         repo::set_usage(c, p.customer_id, None, Some(seats))?;
-        let outcome = apply_end_of_cycle(c, &mut p, &cust, now, now)?;
-        let Some(last) = outcome.last_entry else { return Ok(None) };
-        if let Some(new_id) = outcome.new_plan_id {
-            p = plan(c, new_id)?.plan;
-        }
-        let cust = Customer { seat_count: Some(seats), ..cust };
+        let outcome = catch_up_cycles(c, &mut p, &cust, now)?;
+        let Some(last) = outcome.last_entry else {
+            return Ok(None);
+        };
+        let cust = Customer {
+            seat_count: Some(seats),
+            ..cust
+        };
         let next_tier = match p.status {
-            PlanStatus::SwitchPlanTierAtPlanEnd => repo::successor_of(c, &p)?.map_or(p.tier, |n| n.plan.tier),
+            PlanStatus::SwitchPlanTierAtPlanEnd => {
+                repo::successor_of(c, &p)?.map_or(p.tier, |n| n.plan.tier)
+            }
             _ => p.tier,
         };
         let at_next = billable_licenses(&cust, next_tier, i64::from(seats));
         let now_billable = billable_licenses(&cust, p.tier, i64::from(seats));
         let licenses = now_billable.max(i64::from(last.licenses));
-        let entry = repo::insert_ledger(c, p.id, false, now, clamp_i32(licenses)?, Some(clamp_i32(at_next)?))?;
+        let entry = repo::insert_ledger(
+            c,
+            p.id,
+            false,
+            now,
+            clamp_i32(licenses)?,
+            Some(clamp_i32(at_next)?),
+        )?;
         repo::clear_retry(c, p.id)?;
         Ok(Some(entry))
     })
@@ -380,16 +547,27 @@ fn clamp_i32(v: i64) -> Result<i32, AppError> {
     i32::try_from(v).map_err(|_| invalid(format!("license count {v} is too large")))
 }
 
-fn manual_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer, LedgerEntry), AppError> {
+fn manual_plan(
+    conn: &mut Conn,
+    id: i64,
+    now: Ts,
+) -> Result<(Plan, Customer, LedgerEntry), AppError> {
     let (p, _) = live_plan(conn, id)?;
     if p.automanage_licenses {
-        return Err(invalid(format!("plan {id} has automatic license management: report seats with `plan seats`")));
+        return Err(invalid(format!(
+            "plan {id} has automatic license management: report seats with `plan seats`"
+        )));
     }
     current_after_cycle(conn, id, now)
 }
 
 /// Manual plans: more licenses for the current period (billed prorated by the next pass).
-pub fn buy_licenses(conn: &mut Conn, id: i64, licenses: i64, now: Ts) -> Result<LedgerEntry, AppError> {
+pub fn buy_licenses(
+    conn: &mut Conn,
+    id: i64,
+    licenses: i64,
+    now: Ts,
+) -> Result<LedgerEntry, AppError> {
     let licenses = licenses_arg("--licenses", licenses)?;
     conn.transaction(|c| {
         let (p, _, last) = manual_plan(c, id, now)?;
@@ -409,7 +587,12 @@ pub fn buy_licenses(conn: &mut Conn, id: i64, licenses: i64, now: Ts) -> Result<
 }
 
 /// Manual plans: the licenses to bill at the next renewal.
-pub fn renewal_licenses(conn: &mut Conn, id: i64, licenses: i64, now: Ts) -> Result<LedgerEntry, AppError> {
+pub fn renewal_licenses(
+    conn: &mut Conn,
+    id: i64,
+    licenses: i64,
+    now: Ts,
+) -> Result<LedgerEntry, AppError> {
     let licenses = licenses_arg("--licenses", licenses)?;
     conn.transaction(|c| {
         let entry = match manual_plan(c, id, now) {
@@ -417,14 +600,19 @@ pub fn renewal_licenses(conn: &mut Conn, id: i64, licenses: i64, now: Ts) -> Res
                 if !cust.exempt_from_license_number_check {
                     let minimum = min_licenses_for_plan(&cust, p.tier, false);
                     if i64::from(licenses) < minimum {
-                        return Err(invalid(format!("at least {minimum} licenses are required for {} (got {licenses})", p.name())));
+                        return Err(invalid(format!(
+                            "at least {minimum} licenses are required for {} (got {licenses})",
+                            p.name()
+                        )));
                     }
                 }
                 repo::insert_ledger(c, p.id, false, now, last.licenses, Some(licenses))?
             }
             // The renewal at the last boundary is overdue and blocked by the count it would
             // renew with: renew at that boundary with the operator's count instead.
-            Err(AppError::Billing(BillingError::ManualPlanShort { .. } | BillingError::BelowMinimumLicenses { .. })) => {
+            Err(AppError::Billing(
+                BillingError::ManualPlanShort { .. } | BillingError::BelowMinimumLicenses { .. },
+            )) => {
                 let (p, cust) = live_plan(c, id)?;
                 let entries = repo::ledger_of(c, id)?;
                 let boundary = next_billing_cycle(&p, &entries)?
@@ -497,7 +685,10 @@ fn require(ok: bool, p: &Plan, msg: &str) -> Result<(), AppError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(format!("{msg} (plan {} is {} {})", p.id, p.billing_schedule, p.status)))
+        Err(invalid(format!(
+            "{msg} (plan {} is {} {})",
+            p.id, p.billing_schedule, p.status
+        )))
     }
 }
 
@@ -507,7 +698,10 @@ pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError
         let (mut p, _) = live_plan(c, id)?;
         let old = p.status;
         p.status = PlanStatus::Ended;
-        p.invoiced_through = repo::ledger_of(c, p.id)?.last().map(|e| e.id).or(p.invoiced_through);
+        p.invoiced_through = repo::ledger_of(c, p.id)?
+            .last()
+            .map(|e| e.id)
+            .or(p.invoiced_through);
         p.next_invoice_date = None;
         repo::save_plan(c, &p)?;
         let mut e = event("plan_ended", &p, now);
@@ -525,7 +719,10 @@ pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan,
     conn.transaction(|c| {
         let (mut p, _) = live_plan(c, id)?;
         if p.status != PlanStatus::Active {
-            return Err(invalid(format!("only an active plan can get an end date (plan {id} is {})", p.status)));
+            return Err(invalid(format!(
+                "only an active plan can get an end date (plan {id} is {})",
+                p.status
+            )));
         }
         if date <= p.billing_cycle_anchor {
             return Err(invalid("--date must be after the plan's anchor"));
@@ -539,14 +736,23 @@ pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan,
         }
         repo::save_plan(c, &p)?;
         let mut e = event("end_date_set", &p, now);
-        e.message = Some(format!("end date {}", date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+        e.message = Some(format!(
+            "end date {}",
+            date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ));
         repo::insert_event(c, &e, now)?;
         Ok(p)
     })
 }
 
 /// A never-started fixed-price successor that starts at the plan's end date.
-pub fn schedule_successor(conn: &mut Conn, id: i64, fixed_price: i64, tier: Option<&str>, now: Ts) -> Result<i64, AppError> {
+pub fn schedule_successor(
+    conn: &mut Conn,
+    id: i64,
+    fixed_price: i64,
+    tier: Option<&str>,
+    now: Ts,
+) -> Result<i64, AppError> {
     let fixed_price = non_negative("--fixed-price-cents", fixed_price)?;
     let tier = tier.map(Tier::parse).transpose()?;
     conn.transaction(|c| {
@@ -606,32 +812,54 @@ pub fn schedule_successor(conn: &mut Conn, id: i64, fixed_price: i64, tier: Opti
 
 // ----- offers -----
 
-pub fn create_offer(conn: &mut Conn, customer_id: i64, tier: &str, fixed_price: i64, sent_invoice_id: Option<&str>, now: Ts) -> Result<i64, AppError> {
+pub fn create_offer(
+    conn: &mut Conn,
+    customer_id: i64,
+    tier: &str,
+    fixed_price: i64,
+    sent_invoice_id: Option<&str>,
+    now: Ts,
+) -> Result<i64, AppError> {
     let tier = Tier::parse(tier)?;
-    if !matches!(tier, Tier::CloudStandard | Tier::CloudPlus | Tier::SelfHostedBasic | Tier::SelfHostedBusiness) {
+    if !matches!(
+        tier,
+        Tier::CloudStandard | Tier::CloudPlus | Tier::SelfHostedBasic | Tier::SelfHostedBusiness
+    ) {
         return Err(invalid(format!("offers are for cloud_standard, cloud_plus, self_hosted_basic or self_hosted_business (got {tier})")));
     }
     let fixed_price = non_negative("--fixed-price-cents", fixed_price)?;
     conn.transaction(|c| {
         customer(c, customer_id)?;
-        repo::insert_offer(c, customer_id, tier, fixed_price, sent_invoice_id, now).map_err(|e| match e.constraint() {
-            Some(_) => invalid(format!("customer {customer_id} already has a configured offer")),
-            None => AppError::from(e),
+        repo::insert_offer(c, customer_id, tier, fixed_price, sent_invoice_id, now).map_err(|e| {
+            match e.constraint() {
+                Some(_) => invalid(format!(
+                    "customer {customer_id} already has a configured offer"
+                )),
+                None => AppError::from(e),
+            }
         })
     })
 }
 
-pub fn accept_offer(conn: &mut Conn, id: i64, schedule: &str, licenses: Option<i64>, now: Ts) -> Result<i64, AppError> {
+pub fn accept_offer(
+    conn: &mut Conn,
+    id: i64,
+    schedule: &str,
+    licenses: Option<i64>,
+    now: Ts,
+) -> Result<i64, AppError> {
     let schedule_parsed = BillingSchedule::parse(schedule)?;
     conn.transaction(|c| {
-        let offer = repo::get_offer(c, id)?.ok_or_else(|| AppError::NotFound(format!("offer {id} does not exist")))?;
+        let offer = repo::get_offer(c, id)?
+            .ok_or_else(|| AppError::NotFound(format!("offer {id} does not exist")))?;
         if offer.status != OfferStatus::Configured {
             return Err(invalid(format!("offer {id} was already accepted")));
         }
         let cust = customer(c, offer.customer_id)?;
         let licenses = match licenses {
             Some(l) => l,
-            None => i64::from(cust.seat_count.unwrap_or(0)).max(min_licenses_for_plan(&cust, offer.tier, false)),
+            None => i64::from(cust.seat_count.unwrap_or(0))
+                .max(min_licenses_for_plan(&cust, offer.tier, false)),
         };
         let input = PlanInput {
             customer_id: cust.id,

@@ -33,7 +33,11 @@ pub struct Emitted {
 pub trait InvoiceSink {
     /// Emits `invoice` for `customer`. Called again for the same invoice after a crash, so it
     /// must not create anything twice.
-    async fn emit(&self, customer: &Customer, invoice: &InvoiceRecord) -> Result<Emitted, SinkError>;
+    async fn emit(
+        &self,
+        customer: &Customer,
+        invoice: &InvoiceRecord,
+    ) -> Result<Emitted, SinkError>;
 }
 
 /// Keeps invoices in the local database only (the records are the invoices).
@@ -41,7 +45,11 @@ pub trait InvoiceSink {
 pub struct LocalSink;
 
 impl InvoiceSink for LocalSink {
-    async fn emit(&self, _customer: &Customer, _invoice: &InvoiceRecord) -> Result<Emitted, SinkError> {
+    async fn emit(
+        &self,
+        _customer: &Customer,
+        _invoice: &InvoiceRecord,
+    ) -> Result<Emitted, SinkError> {
         Ok(Emitted::default())
     }
 }

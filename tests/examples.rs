@@ -14,18 +14,48 @@ const STD_ADD: &str = "Additional Zulip Cloud Standard license";
 const STD_RENEWAL: &str = "Zulip Cloud Standard - renewal";
 
 fn customer(db: &TestDb) -> i64 {
-    db.id(Some(T0), &["customer", "create", "--name", "Acme", "--stripe-customer-id", "cus_acme"])
+    db.id(
+        Some(T0),
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Acme",
+            "--stripe-customer-id",
+            "cus_acme",
+        ],
+    )
 }
 
 fn annual_plan(db: &TestDb, cust: i64, licenses: &str, extra: &[&str]) -> i64 {
     let c = cust.to_string();
-    let mut args = vec!["plan", "create", "--customer", &c, "--tier", "cloud_standard", "--schedule", "annual", "--licenses", licenses];
+    let mut args = vec![
+        "plan",
+        "create",
+        "--customer",
+        &c,
+        "--tier",
+        "cloud_standard",
+        "--schedule",
+        "annual",
+        "--licenses",
+        licenses,
+    ];
     args.extend_from_slice(extra);
     db.id(Some(T0), &args)
 }
 
 fn seats(db: &TestDb, plan: i64, at: &str, count: i64) -> Value {
-    db.ok(Some(at), &["plan", "seats", &plan.to_string(), "--count", &count.to_string()])
+    db.ok(
+        Some(at),
+        &[
+            "plan",
+            "seats",
+            &plan.to_string(),
+            "--count",
+            &count.to_string(),
+        ],
+    )
 }
 
 fn invoices_of(report: &Value) -> Vec<Value> {
@@ -43,18 +73,53 @@ fn s22_additions_renewal_and_later_addition(db: &TestDb) {
     assert_eq!(last["ledger_entry"]["licenses"], 8);
     let ledger = db.ok(None, &["plan", "ledger", &plan.to_string()]);
     let renewal = &ledger[4];
-    assert_eq!((renewal["is_renewal"].as_bool(), renewal["event_time"].as_str(), renewal["licenses"].as_i64()), (Some(true), Some(NY), Some(7)));
+    assert_eq!(
+        (
+            renewal["is_renewal"].as_bool(),
+            renewal["event_time"].as_str(),
+            renewal["licenses"].as_i64()
+        ),
+        (Some(true), Some(NY), Some(7))
+    );
 
     let report = db.pass("2013-03-03T00:00:00Z");
     let inv = invoices_of(&report);
     assert_eq!(inv.len(), 3, "{report}");
-    assert_eq!(lines(&inv[0]), vec![line(STD_ADD, 3, 5814, 17442, "2012-04-11T03:04:05Z", NY)]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(STD_ADD, 3, 5814, 17442, "2012-04-11T03:04:05Z", NY)]
+    );
     assert_eq!(inv[0]["event_time"], "2012-05-02T03:04:05Z");
-    assert_eq!(lines(&inv[1]), vec![line(STD_RENEWAL, 7, 8000, 56000, NY, "2014-01-02T03:04:05Z")]);
-    assert_eq!(lines(&inv[2]), vec![line(STD_ADD, 1, 7255, 7255, "2013-02-05T03:04:05Z", "2014-01-02T03:04:05Z")]);
-    let total: i64 = inv.iter().map(|i| i["total_cents"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(
+        lines(&inv[1]),
+        vec![line(
+            STD_RENEWAL,
+            7,
+            8000,
+            56000,
+            NY,
+            "2014-01-02T03:04:05Z"
+        )]
+    );
+    assert_eq!(
+        lines(&inv[2]),
+        vec![line(
+            STD_ADD,
+            1,
+            7255,
+            7255,
+            "2013-02-05T03:04:05Z",
+            "2014-01-02T03:04:05Z"
+        )]
+    );
+    let total: i64 = inv
+        .iter()
+        .map(|i| i["total_cents"].as_i64().unwrap_or(0))
+        .sum();
     assert_eq!(total, 80697);
-    assert!(inv.iter().all(|i| i["status"] == "sent" && i["collection_method"] == "charge_automatically"));
+    assert!(inv
+        .iter()
+        .all(|i| i["status"] == "sent" && i["collection_method"] == "charge_automatically"));
 
     // The same pass again emits nothing.
     let again = db.pass("2013-03-03T00:00:00Z");
@@ -97,7 +162,14 @@ fn s22_with_monthly_passes(db: &TestDb) {
         vec![
             line(STD_ADD, 3, 5814, 17442, "2012-04-11T03:04:05Z", NY),
             line(STD_RENEWAL, 7, 8000, 56000, NY, "2014-01-02T03:04:05Z"),
-            line(STD_ADD, 1, 7255, 7255, "2013-02-05T03:04:05Z", "2014-01-02T03:04:05Z"),
+            line(
+                STD_ADD,
+                1,
+                7255,
+                7255,
+                "2013-02-05T03:04:05Z",
+                "2014-01-02T03:04:05Z"
+            ),
         ]
     );
 }
@@ -105,9 +177,21 @@ fn s22_with_monthly_passes(db: &TestDb) {
 /// S08: a 60-day card trial, its end, a renewal, a later addition and the next renewal.
 fn s08_free_trial(db: &TestDb) {
     let cust = customer(db);
-    let plan = annual_plan(db, cust, "6", &["--automanage-licenses", "--free-trial-days", "60"]);
+    let plan = annual_plan(
+        db,
+        cust,
+        "6",
+        &["--automanage-licenses", "--free-trial-days", "60"],
+    );
     let p = db.plan(plan);
-    assert_eq!((p["status"].as_str(), p["next_invoice_date"].as_str(), p["price_per_license_cents"].as_i64()), (Some("free_trial"), Some(FTE), Some(8000)));
+    assert_eq!(
+        (
+            p["status"].as_str(),
+            p["next_invoice_date"].as_str(),
+            p["price_per_license_cents"].as_i64()
+        ),
+        (Some("free_trial"), Some(FTE), Some(8000))
+    );
     assert_eq!(seats(db, plan, T0, 12)["ledger_entry"]["licenses"], 12);
     assert_eq!(seats(db, plan, NM, 15)["ledger_entry"]["licenses"], 15);
     assert_eq!(invoices_of(&db.pass(NM)).len(), 0);
@@ -115,17 +199,47 @@ fn s08_free_trial(db: &TestDb) {
 
     let inv = invoices_of(&db.pass(FTE));
     assert_eq!(inv.len(), 1);
-    assert_eq!(lines(&inv[0]), vec![line(STD_RENEWAL, 15, 8000, 120000, FTE, "2013-03-02T03:04:05Z")]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(
+            STD_RENEWAL,
+            15,
+            8000,
+            120000,
+            FTE,
+            "2013-03-02T03:04:05Z"
+        )]
+    );
     assert_eq!(inv[0]["total_cents"], 120000);
     let p = db.plan(plan);
-    assert_eq!((p["status"].as_str(), p["next_invoice_date"].as_str(), p["billing_cycle_anchor"].as_str()), (Some("active"), Some("2012-04-02T03:04:05Z"), Some(FTE)));
+    assert_eq!(
+        (
+            p["status"].as_str(),
+            p["next_invoice_date"].as_str(),
+            p["billing_cycle_anchor"].as_str()
+        ),
+        (Some("active"), Some("2012-04-02T03:04:05Z"), Some(FTE))
+    );
 
     assert_eq!(invoices_of(&db.pass("2012-04-02T03:04:05Z")).len(), 0);
     seats(db, plan, NY, 19);
     let inv = invoices_of(&db.pass(NY));
-    assert_eq!(lines(&inv[0]), vec![line(STD_ADD, 4, 1293, 5172, NY, "2013-03-02T03:04:05Z")]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(STD_ADD, 4, 1293, 5172, NY, "2013-03-02T03:04:05Z")]
+    );
     let inv = invoices_of(&db.pass("2013-03-02T03:04:05Z"));
-    assert_eq!(lines(&inv[0]), vec![line(STD_RENEWAL, 19, 8000, 152000, "2013-03-02T03:04:05Z", "2014-03-02T03:04:05Z")]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(
+            STD_RENEWAL,
+            19,
+            8000,
+            152000,
+            "2013-03-02T03:04:05Z",
+            "2014-03-02T03:04:05Z"
+        )]
+    );
     assert_eq!(db.invoices().len(), 3);
 }
 
@@ -133,21 +247,50 @@ fn s08_free_trial(db: &TestDb) {
 fn s14_downgrade_at_end_of_cycle(db: &TestDb) {
     let cust = customer(db);
     let plan = annual_plan(db, cust, "6", &["--automanage-licenses"]);
-    let p = db.ok(Some(T0), &["plan", "schedule", &plan.to_string(), "--change", "downgrade_at_end_of_cycle"]);
-    assert_eq!((p["licenses"].as_i64(), p["licenses_at_next_renewal"].as_i64()), (Some(6), None));
+    let p = db.ok(
+        Some(T0),
+        &[
+            "plan",
+            "schedule",
+            &plan.to_string(),
+            "--change",
+            "downgrade_at_end_of_cycle",
+        ],
+    );
+    assert_eq!(
+        (
+            p["licenses"].as_i64(),
+            p["licenses_at_next_renewal"].as_i64()
+        ),
+        (Some(6), None)
+    );
     seats(db, plan, T0, 20);
     let inv = invoices_of(&db.pass(NM));
     assert_eq!(inv.len(), 1);
-    assert_eq!(lines(&inv[0]), vec![line(STD_ADD, 14, 8000, 112000, T0, NY)]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(STD_ADD, 14, 8000, 112000, T0, NY)]
+    );
 
     let r = seats(db, plan, NY, 30);
-    assert_eq!((r["ledger_entry"].is_null(), r["plan_status"].as_str()), (true, Some("ended")));
+    assert_eq!(
+        (r["ledger_entry"].is_null(), r["plan_status"].as_str()),
+        (true, Some("ended"))
+    );
     let ledger = db.ok(None, &["plan", "ledger", &plan.to_string()]);
     assert_eq!(ledger.as_array().map(Vec::len), Some(2));
     assert_eq!(ledger[1]["licenses"], 20);
     let events = db.ok(None, &["plan", "events", &plan.to_string()]);
-    assert!(events.as_array().is_some_and(|e| e.iter().any(|e| e["kind"] == "plan_ended")), "{events}");
-    let err = db.refused(Some(NY), &["plan", "seats", &plan.to_string(), "--count", "40"]);
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "plan_ended")),
+        "{events}"
+    );
+    let err = db.refused(
+        Some(NY),
+        &["plan", "seats", &plan.to_string(), "--count", "40"],
+    );
     assert!(err.contains("not live"), "{err}");
 
     assert_eq!(invoices_of(&db.pass("2013-02-03T03:04:05Z")).len(), 0);
@@ -160,11 +303,23 @@ fn s14_downgrade_at_end_of_cycle(db: &TestDb) {
 fn s14_downgrade_during_invoicing(db: &TestDb) {
     let cust = customer(db);
     let plan = annual_plan(db, cust, "6", &["--automanage-licenses"]);
-    db.ok(Some(T0), &["plan", "schedule", &plan.to_string(), "--change", "downgrade_at_end_of_cycle"]);
+    db.ok(
+        Some(T0),
+        &[
+            "plan",
+            "schedule",
+            &plan.to_string(),
+            "--change",
+            "downgrade_at_end_of_cycle",
+        ],
+    );
     let report = db.pass(NY);
     assert_eq!(invoices_of(&report).len(), 0);
     let p = db.plan(plan);
-    assert_eq!((p["status"].as_str(), p["next_invoice_date"].is_null()), (Some("ended"), true));
+    assert_eq!(
+        (p["status"].as_str(), p["next_invoice_date"].is_null()),
+        (Some("ended"), true)
+    );
 }
 
 /// S25: nothing is due a day early; at NM nothing is billed and the date moves a month.
@@ -174,7 +329,13 @@ fn s25_no_invoice_needed(db: &TestDb) {
     assert_eq!(db.plan(plan)["next_invoice_date"], NM);
     assert_eq!(db.pass("2012-02-01T03:04:05Z")["plans_considered"], 0);
     let report = db.pass(NM);
-    assert_eq!((report["plans_considered"].as_i64(), invoices_of(&report).len()), (Some(1), 0));
+    assert_eq!(
+        (
+            report["plans_considered"].as_i64(),
+            invoices_of(&report).len()
+        ),
+        (Some(1), 0)
+    );
     assert_eq!(db.plan(plan)["next_invoice_date"], "2012-03-02T03:04:05Z");
 }
 
@@ -185,32 +346,100 @@ fn s26_one_prorated_license(db: &TestDb) {
     seats(db, plan, "2012-01-07T03:04:05Z", 6);
     seats(db, plan, "2012-01-12T03:04:05Z", 7);
     let inv = invoices_of(&db.pass(NM));
-    assert_eq!(lines(&inv[0]), vec![line(STD_ADD, 1, 7781, 7781, "2012-01-12T03:04:05Z", NY)]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(STD_ADD, 1, 7781, 7781, "2012-01-12T03:04:05Z", NY)]
+    );
     assert_eq!(db.plan(plan)["next_invoice_date"], "2012-03-02T03:04:05Z");
 }
 
 /// S02 through the CLI: parameters and prices frozen at creation.
 fn s02_plan_parameters(db: &TestDb) {
     let plain = db.id(None, &["customer", "create", "--name", "Plain"]);
-    let discounted = db.id(None, &[
-        "customer", "create", "--name", "Discounted", "--monthly-discounted-price-cents", "600",
-        "--annual-discounted-price-cents", "6000", "--required-plan-tier", "cloud_standard",
-    ]);
+    let discounted = db.id(
+        None,
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Discounted",
+            "--monthly-discounted-price-cents",
+            "600",
+            "--annual-discounted-price-cents",
+            "6000",
+            "--required-plan-tier",
+            "cloud_standard",
+        ],
+    );
     let now = Some("2019-12-31T01:02:03.654321Z");
     let make = |cust: i64, tier: &str, schedule: &str| {
         let c = cust.to_string();
-        db.id(now, &["plan", "create", "--customer", &c, "--tier", tier, "--schedule", schedule, "--licenses", "10"])
+        db.id(
+            now,
+            &[
+                "plan",
+                "create",
+                "--customer",
+                &c,
+                "--tier",
+                tier,
+                "--schedule",
+                schedule,
+                "--licenses",
+                "10",
+            ],
+        )
     };
     let p = db.plan(make(discounted, "cloud_standard", "annual"));
     assert_eq!(p["billing_cycle_anchor"], "2019-12-31T01:02:03Z");
     assert_eq!(p["next_invoice_date"], "2020-01-31T01:02:03Z");
-    assert_eq!((p["price_per_license_cents"].as_i64(), p["discount"].as_str()), (Some(6000), Some("25")));
+    assert_eq!(
+        (
+            p["price_per_license_cents"].as_i64(),
+            p["discount"].as_str()
+        ),
+        (Some(6000), Some("25"))
+    );
     let p = db.plan(make(plain, "cloud_plus", "monthly"));
-    assert_eq!((p["price_per_license_cents"].as_i64(), p["discount"].is_null()), (Some(1200), true));
+    assert_eq!(
+        (
+            p["price_per_license_cents"].as_i64(),
+            p["discount"].is_null()
+        ),
+        (Some(1200), true)
+    );
     let other = db.id(None, &["customer", "create", "--name", "Other"]);
-    let err = db.refused(now, &["plan", "create", "--customer", &other.to_string(), "--tier", "cloud_enterprise", "--schedule", "annual", "--licenses", "5"]);
+    let err = db.refused(
+        now,
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &other.to_string(),
+            "--tier",
+            "cloud_enterprise",
+            "--schedule",
+            "annual",
+            "--licenses",
+            "5",
+        ],
+    );
     assert!(err.contains("Unknown tier: 4"), "{err}");
-    let err = db.refused(now, &["plan", "create", "--customer", &other.to_string(), "--tier", "1", "--schedule", "1000", "--licenses", "5"]);
+    let err = db.refused(
+        now,
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &other.to_string(),
+            "--tier",
+            "1",
+            "--schedule",
+            "1000",
+            "--licenses",
+            "5",
+        ],
+    );
     assert!(err.contains("Unknown billing_schedule: 1000"), "{err}");
 }
 
@@ -218,21 +447,52 @@ fn s02_plan_parameters(db: &TestDb) {
 fn monthly_plan_for_a_year(db: &TestDb) {
     let cust = customer(db);
     let c = cust.to_string();
-    let plan = db.id(Some(T0), &["plan", "create", "--customer", &c, "--tier", "cloud_standard", "--schedule", "monthly", "--licenses", "6", "--automanage-licenses"]);
+    let plan = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "6",
+            "--automanage-licenses",
+        ],
+    );
     seats(db, plan, "2012-02-16T03:04:05Z", 8);
     let mut all = vec![];
     for month in 2..=13 {
-        let (y, m) = if month > 12 { (2013, month - 12) } else { (2012, month) };
+        let (y, m) = if month > 12 {
+            (2013, month - 12)
+        } else {
+            (2012, month)
+        };
         all.extend(invoices_of(&db.pass(&format!("{y}-{m:02}-02T03:04:05Z"))));
     }
     let got: Vec<_> = all.iter().flat_map(lines).collect();
     assert_eq!(got.len(), 13, "{got:?}");
     assert_eq!(got[0], line(STD_RENEWAL, 6, 800, 4800, NM, FTE));
     // 15 of the 29 days of February 2012 remain: 800 × 15 / 29 = 413.8 → 414.
-    assert_eq!(got[2], line(STD_ADD, 2, 414, 828, "2012-02-16T03:04:05Z", FTE));
-    assert_eq!(got[1], line(STD_RENEWAL, 8, 800, 6400, FTE, "2012-04-02T03:04:05Z"));
-    assert_eq!(got[12], line(STD_RENEWAL, 8, 800, 6400, NY, "2013-02-02T03:04:05Z"));
-    let total: i64 = all.iter().map(|i| i["total_cents"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(
+        got[2],
+        line(STD_ADD, 2, 414, 828, "2012-02-16T03:04:05Z", FTE)
+    );
+    assert_eq!(
+        got[1],
+        line(STD_RENEWAL, 8, 800, 6400, FTE, "2012-04-02T03:04:05Z")
+    );
+    assert_eq!(
+        got[12],
+        line(STD_RENEWAL, 8, 800, 6400, NY, "2013-02-02T03:04:05Z")
+    );
+    let total: i64 = all
+        .iter()
+        .map(|i| i["total_cents"].as_i64().unwrap_or(0))
+        .sum();
     assert_eq!(total, 4800 + 828 + 11 * 6400);
 }
 
@@ -240,20 +500,69 @@ fn monthly_plan_for_a_year(db: &TestDb) {
 fn switch_monthly_to_annual(db: &TestDb) {
     let cust = customer(db);
     let c = cust.to_string();
-    let plan = db.id(Some(T0), &["plan", "create", "--customer", &c, "--tier", "cloud_standard", "--schedule", "monthly", "--licenses", "6", "--automanage-licenses"]);
-    db.ok(Some("2012-01-12T00:00:00Z"), &["plan", "schedule", &plan.to_string(), "--change", "switch_to_annual"]);
+    let plan = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "6",
+            "--automanage-licenses",
+        ],
+    );
+    db.ok(
+        Some("2012-01-12T00:00:00Z"),
+        &[
+            "plan",
+            "schedule",
+            &plan.to_string(),
+            "--change",
+            "switch_to_annual",
+        ],
+    );
     let report = db.pass(NM);
     let inv = invoices_of(&report);
     assert_eq!(inv.len(), 1, "{report}");
     let new_plan = inv[0]["plan_id"].as_i64().unwrap_or(0);
     assert_ne!(new_plan, plan);
-    assert_eq!(lines(&inv[0]), vec![line(STD_RENEWAL, 6, 8000, 48000, NM, "2013-02-02T03:04:05Z")]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(
+            STD_RENEWAL,
+            6,
+            8000,
+            48000,
+            NM,
+            "2013-02-02T03:04:05Z"
+        )]
+    );
     let old = db.plan(plan);
-    assert_eq!((old["status"].as_str(), old["next_invoice_date"].is_null()), (Some("ended"), true));
+    assert_eq!(
+        (old["status"].as_str(), old["next_invoice_date"].is_null()),
+        (Some("ended"), true)
+    );
     let new = db.plan(new_plan);
     assert_eq!(
-        (new["status"].as_str(), new["billing_schedule"].as_str(), new["billing_cycle_anchor"].as_str(), new["next_invoice_date"].as_str(), new["invoicing_status"].as_str()),
-        (Some("active"), Some("annual"), Some(NM), Some(FTE), Some("done"))
+        (
+            new["status"].as_str(),
+            new["billing_schedule"].as_str(),
+            new["billing_cycle_anchor"].as_str(),
+            new["next_invoice_date"].as_str(),
+            new["invoicing_status"].as_str()
+        ),
+        (
+            Some("active"),
+            Some("annual"),
+            Some(NM),
+            Some(FTE),
+            Some("done")
+        )
     );
     // Nothing more until the annual renewal a year later.
     let mut later = 0;
@@ -262,18 +571,69 @@ fn switch_monthly_to_annual(db: &TestDb) {
     }
     assert_eq!(later, 0);
     let inv = invoices_of(&db.pass("2013-02-02T03:04:05Z"));
-    assert_eq!(lines(&inv[0]), vec![line(STD_RENEWAL, 6, 8000, 48000, "2013-02-02T03:04:05Z", "2014-02-02T03:04:05Z")]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(
+            STD_RENEWAL,
+            6,
+            8000,
+            48000,
+            "2013-02-02T03:04:05Z",
+            "2014-02-02T03:04:05Z"
+        )]
+    );
 }
 
 /// A fixed-price offer accepted monthly: 14167 a month (D2), then the plan ends after a year.
 fn fixed_price_plan(db: &TestDb) {
     let cust = customer(db);
-    let offer = db.id(Some(T0), &["offer", "create", "--customer", &cust.to_string(), "--tier", "cloud_standard", "--fixed-price-cents", "170000"]);
-    let plan = db.ok(Some(T0), &["offer", "accept", &offer.to_string(), "--schedule", "monthly", "--licenses", "20"])["plan_id"].as_i64().unwrap_or(0);
-    let err = db.refused(Some(T0), &["offer", "accept", &offer.to_string(), "--schedule", "monthly"]);
+    let offer = db.id(
+        Some(T0),
+        &[
+            "offer",
+            "create",
+            "--customer",
+            &cust.to_string(),
+            "--tier",
+            "cloud_standard",
+            "--fixed-price-cents",
+            "170000",
+        ],
+    );
+    let plan = db.ok(
+        Some(T0),
+        &[
+            "offer",
+            "accept",
+            &offer.to_string(),
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "20",
+        ],
+    )["plan_id"]
+        .as_i64()
+        .unwrap_or(0);
+    let err = db.refused(
+        Some(T0),
+        &[
+            "offer",
+            "accept",
+            &offer.to_string(),
+            "--schedule",
+            "monthly",
+        ],
+    );
     assert!(err.contains("already accepted"), "{err}");
     let p = db.plan(plan);
-    assert_eq!((p["fixed_price_cents"].as_i64(), p["end_date"].as_str(), p["automanage_licenses"].as_bool()), (Some(170000), Some(NY), Some(true)));
+    assert_eq!(
+        (
+            p["fixed_price_cents"].as_i64(),
+            p["end_date"].as_str(),
+            p["automanage_licenses"].as_bool()
+        ),
+        (Some(170000), Some(NY), Some(true))
+    );
     seats(db, plan, "2012-03-10T00:00:00Z", 30); // fixed-price plans never bill additions
     let report = db.pass("2013-02-10T00:00:00Z");
     let inv = invoices_of(&report);
@@ -283,9 +643,17 @@ fn fixed_price_plan(db: &TestDb) {
         assert_eq!((l.len(), l[0].0.as_str(), l[0].3), (1, STD_RENEWAL, 14167));
     }
     let p = db.plan(plan);
-    assert_eq!((p["status"].as_str(), p["next_invoice_date"].is_null()), (Some("ended"), true));
+    assert_eq!(
+        (p["status"].as_str(), p["next_invoice_date"].is_null()),
+        (Some("ended"), true)
+    );
     let events = db.ok(None, &["plan", "events", &plan.to_string()]);
-    assert!(events.as_array().is_some_and(|e| e.iter().any(|e| e["kind"] == "notice_fixed_price_plan_ends")), "{events}");
+    assert!(
+        events.as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["kind"] == "notice_fixed_price_plan_ends")),
+        "{events}"
+    );
 }
 
 /// A plan with an end date and a fixed-price successor: the successor starts and is billed in
@@ -294,19 +662,50 @@ fn successor_plan(db: &TestDb) {
     let cust = customer(db);
     let plan = annual_plan(db, cust, "6", &["--automanage-licenses"]);
     let id = plan.to_string();
-    let err = db.refused(Some(NM), &["plan", "schedule-successor", &id, "--fixed-price-cents", "100000"]);
+    let err = db.refused(
+        Some(NM),
+        &[
+            "plan",
+            "schedule-successor",
+            &id,
+            "--fixed-price-cents",
+            "100000",
+        ],
+    );
     assert!(err.contains("no end date"), "{err}");
     db.ok(Some(NM), &["plan", "set-end-date", &id, "--date", NY]);
-    let successor = db.id(Some(NM), &["plan", "schedule-successor", &id, "--fixed-price-cents", "100000"]);
+    let successor = db.id(
+        Some(NM),
+        &[
+            "plan",
+            "schedule-successor",
+            &id,
+            "--fixed-price-cents",
+            "100000",
+        ],
+    );
     assert_eq!(db.plan(successor)["status"], "never_started");
     assert_eq!(db.plan(plan)["status"], "switch_plan_tier_at_plan_end");
     let inv = invoices_of(&db.pass("2013-01-03T00:00:00Z"));
     assert_eq!(inv.len(), 1);
     assert_eq!(inv[0]["plan_id"].as_i64(), Some(successor));
-    assert_eq!(lines(&inv[0]), vec![line(STD_RENEWAL, 1, 100000, 100000, NY, "2014-01-02T03:04:05Z")]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(
+            STD_RENEWAL,
+            1,
+            100000,
+            100000,
+            NY,
+            "2014-01-02T03:04:05Z"
+        )]
+    );
     assert_eq!(db.plan(plan)["status"], "ended");
     let s = db.plan(successor);
-    assert_eq!((s["status"].as_str(), s["next_invoice_date"].as_str()), (Some("active"), Some(NM.replace("2012", "2013").as_str())));
+    assert_eq!(
+        (s["status"].as_str(), s["next_invoice_date"].as_str()),
+        (Some("active"), Some(NM.replace("2012", "2013").as_str()))
+    );
 }
 
 /// A worker that missed three months catches up with each due date as the event time.
@@ -318,8 +717,18 @@ fn catch_up_after_three_missed_months(db: &TestDb) {
     seats(db, plan, "2012-03-12T03:04:05Z", 9);
     let report = db.pass("2012-04-11T00:00:00Z");
     let inv = invoices_of(&report);
-    let at: Vec<_> = inv.iter().map(|i| i["event_time"].as_str().unwrap_or("").to_string()).collect();
-    assert_eq!(at, vec![NM.to_string(), FTE.to_string(), "2012-04-02T03:04:05Z".to_string()]);
+    let at: Vec<_> = inv
+        .iter()
+        .map(|i| i["event_time"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        at,
+        vec![
+            NM.to_string(),
+            FTE.to_string(),
+            "2012-04-02T03:04:05Z".to_string()
+        ]
+    );
     // 356/366, 326/366 and 296/366 of 8000.
     let units: Vec<_> = inv.iter().map(|i| lines(i)[0].2).collect();
     assert_eq!(units, vec![7781, 7126, 6470]);
@@ -331,14 +740,54 @@ fn needs_attention_isolated(db: &TestDb) {
     let short = db.id(Some(T0), &["customer", "create", "--name", "Short"]);
     let fine = customer(db);
     let s = short.to_string();
-    let manual = db.id(Some(T0), &["plan", "create", "--customer", &s, "--tier", "cloud_standard", "--schedule", "monthly", "--licenses", "6"]);
-    let good = db.id(Some(T0), &["plan", "create", "--customer", &fine.to_string(), "--tier", "cloud_standard", "--schedule", "monthly", "--licenses", "6", "--automanage-licenses"]);
-    db.ok(Some("2012-01-20T00:00:00Z"), &["customer", "report-usage", &s, "--seats", "9"]);
+    let manual = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &s,
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "6",
+        ],
+    );
+    let good = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &fine.to_string(),
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "6",
+            "--automanage-licenses",
+        ],
+    );
+    db.ok(
+        Some("2012-01-20T00:00:00Z"),
+        &["customer", "report-usage", &s, "--seats", "9"],
+    );
     let report = db.code(3, Some(NM), &["run-once"]);
-    let attention = report["needs_attention"].as_array().cloned().unwrap_or_default();
+    let attention = report["needs_attention"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(attention.len(), 1, "{report}");
     assert_eq!(attention[0]["plan_id"].as_i64(), Some(manual));
-    assert!(attention[0]["reason"].as_str().is_some_and(|r| r.contains("9 seats")), "{report}");
+    assert!(
+        attention[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("9 seats")),
+        "{report}"
+    );
     let inv = invoices_of(&report);
     assert_eq!((inv.len(), inv[0]["plan_id"].as_i64()), (1, Some(good)));
     let p = db.plan(manual);
@@ -348,10 +797,22 @@ fn needs_attention_isolated(db: &TestDb) {
     assert_eq!(status["needs_attention"].as_array().map(Vec::len), Some(1));
 
     // The operator fixes the licenses; the next pass renews and clears the flag.
-    db.ok(Some("2012-02-02T12:00:00Z"), &["plan", "renewal-licenses", &manual.to_string(), "--licenses", "9"]);
+    db.ok(
+        Some("2012-02-02T12:00:00Z"),
+        &[
+            "plan",
+            "renewal-licenses",
+            &manual.to_string(),
+            "--licenses",
+            "9",
+        ],
+    );
     let report = db.pass("2012-02-02T13:00:00Z");
     let inv = invoices_of(&report);
-    assert_eq!(lines(&inv[0]), vec![line(STD_RENEWAL, 9, 800, 7200, NM, FTE)]);
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(STD_RENEWAL, 9, 800, 7200, NM, FTE)]
+    );
     assert!(db.plan(manual)["needs_attention"].is_null());
 }
 
@@ -363,12 +824,18 @@ fn dry_run_writes_nothing(db: &TestDb) {
     let before = db.plan(plan);
     let dry = db.ok(Some(NM), &["run-once", "--dry-run"]);
     assert_eq!(dry["dry_run"], true);
-    assert_eq!(lines(&invoices_of(&dry)[0]), vec![line(STD_ADD, 1, 7781, 7781, "2012-01-12T03:04:05Z", NY)]);
+    assert_eq!(
+        lines(&invoices_of(&dry)[0]),
+        vec![line(STD_ADD, 1, 7781, 7781, "2012-01-12T03:04:05Z", NY)]
+    );
     assert_eq!(db.plan(plan), before);
     assert!(db.invoices().is_empty());
     assert!(db.ok(Some(NM), &["status"])["last_pass"].is_null());
     let real = db.pass(NM);
-    assert_eq!(invoices_of(&real).iter().map(lines).collect::<Vec<_>>(), invoices_of(&dry).iter().map(lines).collect::<Vec<_>>());
+    assert_eq!(
+        invoices_of(&real).iter().map(lines).collect::<Vec<_>>(),
+        invoices_of(&dry).iter().map(lines).collect::<Vec<_>>()
+    );
 }
 
 /// Manual license management: buying more is prorated; licenses never go down in a period.
@@ -376,40 +843,107 @@ fn manual_licenses(db: &TestDb) {
     let cust = customer(db);
     let plan = annual_plan(db, cust, "6", &[]);
     let id = plan.to_string();
-    let err = db.refused(Some("2012-01-12T03:04:05Z"), &["plan", "buy-licenses", &id, "--licenses", "5"]);
+    let err = db.refused(
+        Some("2012-01-12T03:04:05Z"),
+        &["plan", "buy-licenses", &id, "--licenses", "5"],
+    );
     assert!(err.contains("only go up"), "{err}");
-    let err = db.refused(Some("2012-01-12T03:04:05Z"), &["plan", "seats", &id, "--count", "9"]);
+    let err = db.refused(
+        Some("2012-01-12T03:04:05Z"),
+        &["plan", "seats", &id, "--count", "9"],
+    );
     assert!(err.contains("manual license management"), "{err}");
-    db.ok(Some("2012-01-12T03:04:05Z"), &["plan", "buy-licenses", &id, "--licenses", "10"]);
-    db.ok(Some("2012-06-01T00:00:00Z"), &["plan", "renewal-licenses", &id, "--licenses", "8"]);
+    db.ok(
+        Some("2012-01-12T03:04:05Z"),
+        &["plan", "buy-licenses", &id, "--licenses", "10"],
+    );
+    db.ok(
+        Some("2012-06-01T00:00:00Z"),
+        &["plan", "renewal-licenses", &id, "--licenses", "8"],
+    );
     let inv = invoices_of(&db.pass("2013-01-02T03:04:05Z"));
     let got: Vec<_> = inv.iter().flat_map(lines).collect();
-    assert_eq!(got, vec![line(STD_ADD, 4, 7781, 31124, "2012-01-12T03:04:05Z", NY), line(STD_RENEWAL, 8, 8000, 64000, NY, "2014-01-02T03:04:05Z")]);
+    assert_eq!(
+        got,
+        vec![
+            line(STD_ADD, 4, 7781, 31124, "2012-01-12T03:04:05Z", NY),
+            line(STD_RENEWAL, 8, 8000, 64000, NY, "2014-01-02T03:04:05Z")
+        ]
+    );
 }
 
 /// The first period billed by the worker, and the self-hosted flat discount.
 fn first_invoice_by_worker_with_flat_discount(db: &TestDb) {
-    let cust = db.id(Some(T0), &["customer", "create", "--name", "Self", "--kind", "self_hosted"]);
+    let cust = db.id(
+        Some(T0),
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Self",
+            "--kind",
+            "self_hosted",
+        ],
+    );
     db.ok(Some(T0), &["customer", "report-usage", &cust.to_string()]);
     let c = cust.to_string();
-    let plan = db.id(Some(T0), &["plan", "create", "--customer", &c, "--tier", "self_hosted_basic", "--schedule", "monthly", "--licenses", "10", "--first-invoice-by-worker"]);
-    assert_eq!(db.plan(plan)["invoicing_status"], "initial_invoice_to_be_sent");
+    let plan = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "self_hosted_basic",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+            "--first-invoice-by-worker",
+        ],
+    );
+    assert_eq!(
+        db.plan(plan)["invoicing_status"],
+        "initial_invoice_to_be_sent"
+    );
     let inv = invoices_of(&db.pass(T0));
     assert_eq!(
         lines(&inv[0]),
         vec![
             line("Zulip Basic - renewal", 10, 350, 3500, T0, NM),
-            line("$20.00/month new customer discount", 1, -2000, -2000, T0, NM),
+            line(
+                "$20.00/month new customer discount",
+                1,
+                -2000,
+                -2000,
+                T0,
+                NM
+            ),
         ]
     );
-    assert_eq!(db.ok(None, &["customer", "show", &c])["flat_discounted_months"], 11);
+    assert_eq!(
+        db.ok(None, &["customer", "show", &c])["flat_discounted_months"],
+        11
+    );
     assert_eq!(db.plan(plan)["invoicing_status"], "done");
     // Stale usage data delays invoicing (D8) until the host reports again.
     let report = db.code(3, Some(NM), &["run-once"]);
-    assert!(report["needs_attention"][0]["reason"].as_str().is_some_and(|r| r.contains("usage data")), "{report}");
-    db.ok(Some("2012-02-03T00:00:00Z"), &["customer", "report-usage", &c]);
+    assert!(
+        report["needs_attention"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("usage data")),
+        "{report}"
+    );
+    db.ok(
+        Some("2012-02-03T00:00:00Z"),
+        &["customer", "report-usage", &c],
+    );
     let report = db.pass("2012-02-04T00:00:00Z");
-    assert_eq!(lines(&invoices_of(&report)[0])[0], line("Zulip Basic - renewal", 10, 350, 3500, NM, FTE));
+    assert_eq!(
+        lines(&invoices_of(&report)[0])[0],
+        line("Zulip Basic - renewal", 10, 350, 3500, NM, FTE)
+    );
 }
 
 on_both_backends!(

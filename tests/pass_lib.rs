@@ -44,9 +44,30 @@ impl InvoiceSink for FlakySink {
 
 fn setup_plans(db: &TestDb, count: usize) {
     for i in 0..count {
-        let cust = db.id(Some(T0), &["customer", "create", "--name", &format!("c{i}")]);
-        let plan = db.id(Some(T0), &["plan", "create", "--customer", &cust.to_string(), "--tier", "cloud_standard", "--schedule", "monthly", "--licenses", "5", "--automanage-licenses"]);
-        db.ok(Some("2012-01-12T03:04:05Z"), &["plan", "seats", &plan.to_string(), "--count", "7"]);
+        let cust = db.id(
+            Some(T0),
+            &["customer", "create", "--name", &format!("c{i}")],
+        );
+        let plan = db.id(
+            Some(T0),
+            &[
+                "plan",
+                "create",
+                "--customer",
+                &cust.to_string(),
+                "--tier",
+                "cloud_standard",
+                "--schedule",
+                "monthly",
+                "--licenses",
+                "5",
+                "--automanage-licenses",
+            ],
+        );
+        db.ok(
+            Some("2012-01-12T03:04:05Z"),
+            &["plan", "seats", &plan.to_string(), "--count", "7"],
+        );
     }
 }
 
@@ -56,22 +77,41 @@ fn failed_emission_is_resumed_exactly_once(db: &TestDb) {
     setup_plans(db, 1);
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let mut conn = connect(db);
-    let flaky = FlakySink { failures: 1, calls: AtomicUsize::new(0) };
+    let flaky = FlakySink {
+        failures: 1,
+        calls: AtomicUsize::new(0),
+    };
     let now = at("2012-02-02T03:04:05Z");
-    let report = rt.block_on(run_pass(&mut conn, &flaky, now, &PassOptions::default())).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((report.failures.len(), report.invoices.len(), report.exit_code()), (1, 0, 3));
+    let report = rt
+        .block_on(run_pass(&mut conn, &flaky, now, &PassOptions::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (
+            report.failures.len(),
+            report.invoices.len(),
+            report.exit_code()
+        ),
+        (1, 0, 3)
+    );
     assert!(report.failures[0].retryable);
     let plan = db.plan(1);
     assert_eq!(plan["invoicing_status"], "started");
-    assert!(plan["lease_owner"].is_null(), "the lease is released: {plan}");
+    assert!(
+        plan["lease_owner"].is_null(),
+        "the lease is released: {plan}"
+    );
     assert_eq!(db.invoices().len(), 1);
     assert_eq!(db.invoices()[0]["status"], "pending");
 
     // Parked until the backoff has passed.
-    let early = rt.block_on(run_pass(&mut conn, &flaky, now, &PassOptions::default())).unwrap_or_else(|e| panic!("{e}"));
+    let early = rt
+        .block_on(run_pass(&mut conn, &flaky, now, &PassOptions::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(early.plans_considered, 0);
     let later = at("2012-02-02T04:00:00Z");
-    let report = rt.block_on(run_pass(&mut conn, &flaky, later, &PassOptions::default())).unwrap_or_else(|e| panic!("{e}"));
+    let report = rt
+        .block_on(run_pass(&mut conn, &flaky, later, &PassOptions::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((report.failures.len(), report.invoices.len()), (0, 1));
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 2);
     let invoices = db.invoices();
@@ -80,7 +120,13 @@ fn failed_emission_is_resumed_exactly_once(db: &TestDb) {
     // Renewal 7 × 800, and 2 licenses for 21 of 31 days: 800 × 21 / 31 = 541.9 → 542.
     assert_eq!(invoices[0]["total_cents"], 7 * 800 + 2 * 542);
     let plan = db.plan(1);
-    assert_eq!((plan["invoicing_status"].as_str(), plan["error_count"].as_i64()), (Some("done"), Some(0)));
+    assert_eq!(
+        (
+            plan["invoicing_status"].as_str(),
+            plan["error_count"].as_i64()
+        ),
+        (Some("done"), Some(0))
+    );
 }
 
 /// A worker that died holding a lease: the plan is resumed once the lease expires.
@@ -91,23 +137,51 @@ fn expired_lease_is_resumed(db: &TestDb) {
     let now = at("2012-02-02T03:04:05Z");
     // Simulate a crash right after the claim.
     let claimed = conn
-        .transaction(|c| repo::claim_next_due(c, 0, now, &[], "dead-worker", now + chrono::Duration::minutes(10)))
+        .transaction(|c| {
+            repo::claim_next_due(
+                c,
+                0,
+                now,
+                &[],
+                "dead-worker",
+                now + chrono::Duration::minutes(10),
+            )
+        })
         .unwrap_or_else(|e: plan_invoicer::db::DbError| panic!("{e}"));
     assert_eq!(claimed, Some(1));
-    let blocked = rt.block_on(run_pass(&mut conn, &LocalSink, now, &PassOptions::default())).unwrap_or_else(|e| panic!("{e}"));
+    let blocked = rt
+        .block_on(run_pass(
+            &mut conn,
+            &LocalSink,
+            now,
+            &PassOptions::default(),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(blocked.plans_considered, 0, "a live lease is respected");
     let after = at("2012-02-02T03:20:00Z");
-    let report = rt.block_on(run_pass(&mut conn, &LocalSink, after, &PassOptions::default())).unwrap_or_else(|e| panic!("{e}"));
+    let report = rt
+        .block_on(run_pass(
+            &mut conn,
+            &LocalSink,
+            after,
+            &PassOptions::default(),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.invoices.len(), 1);
     assert_eq!(db.plan(1)["invoicing_status"], "done");
 }
 
-on_both_backends!(failed_emission_is_resumed_exactly_once, expired_lease_is_resumed);
+on_both_backends!(
+    failed_emission_is_resumed_exactly_once,
+    expired_lease_is_resumed
+);
 
 /// Several workers at once on PostgreSQL: every invoice exactly once.
 #[test]
 fn concurrent_workers_on_postgres() {
-    let Some(db) = TestDb::new(Backend::Postgres) else { return };
+    let Some(db) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
     setup_plans(&db, 12);
     let children: Vec<_> = (0..4)
         .map(|_| {
@@ -121,12 +195,21 @@ fn concurrent_workers_on_postgres() {
     let mut invoiced = 0;
     for child in children {
         let out = child.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         invoiced += report["invoices"].as_array().map_or(0, Vec::len);
     }
     let invoices = db.invoices();
     // Each plan: invoices at 2012-02..2012-06 = 5.
     assert_eq!(invoices.len(), 12 * 5);
-    assert_eq!(invoiced, invoices.len(), "every invoice reported by exactly one worker");
+    assert_eq!(
+        invoiced,
+        invoices.len(),
+        "every invoice reported by exactly one worker"
+    );
 }

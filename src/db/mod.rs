@@ -76,7 +76,10 @@ impl DbError {
         match self {
             DbError::Connect(_) => true,
             DbError::Query(E::DatabaseError(kind, _)) => {
-                matches!(kind, K::SerializationFailure | K::ClosedConnection | K::Unknown)
+                matches!(
+                    kind,
+                    K::SerializationFailure | K::ClosedConnection | K::Unknown
+                )
             }
             _ => false,
         }
@@ -86,9 +89,10 @@ impl DbError {
     pub fn constraint(&self) -> Option<&str> {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match self {
-            DbError::Query(E::DatabaseError(K::UniqueViolation | K::CheckViolation | K::ForeignKeyViolation, info)) => {
-                Some(info.constraint_name().unwrap_or(info.message()))
-            }
+            DbError::Query(E::DatabaseError(
+                K::UniqueViolation | K::CheckViolation | K::ForeignKeyViolation,
+                info,
+            )) => Some(info.constraint_name().unwrap_or(info.message())),
             _ => None,
         }
     }
@@ -104,13 +108,18 @@ pub enum DbUrl {
 impl DbUrl {
     pub fn parse(url: &str) -> Result<Self, DbError> {
         let url = url.trim();
-        if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if rest.is_empty() {
                 return Err(DbError::BadUrl(url.to_string()));
             }
             return Ok(DbUrl::Sqlite(PathBuf::from(rest)));
         }
-        if (url.starts_with("postgres://") || url.starts_with("postgresql://")) && url.len() > "postgres://".len() {
+        if (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && url.len() > "postgres://".len()
+        {
             return Ok(DbUrl::Postgres(url.to_string()));
         }
         Err(DbError::BadUrl(url.to_string()))
@@ -149,12 +158,14 @@ impl Conn {
                 if !create && !path_exists(path) {
                     return Err(DbError::Missing(path.clone()));
                 }
-                let mut c = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| DbError::Connect(e.to_string()))?;
+                let mut c = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
                 c.batch_execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
                 Ok(Conn::Sqlite(c))
             }
             DbUrl::Postgres(u) => {
-                let mut c = PgConnection::establish(u).map_err(|e| DbError::Connect(first_line(&e.to_string())))?;
+                let mut c = PgConnection::establish(u)
+                    .map_err(|e| DbError::Connect(first_line(&e.to_string())))?;
                 c.batch_execute("SET TIME ZONE 'UTC'")?;
                 Ok(Conn::Pg(c))
             }
@@ -175,8 +186,12 @@ impl Conn {
     /// Applies pending migrations; returns their names (empty when up to date).
     pub fn migrate(&mut self) -> Result<Vec<String>, DbError> {
         let applied = match self {
-            Conn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|v| v.iter().map(|m| m.to_string()).collect()),
-            Conn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.iter().map(|m| m.to_string()).collect()),
+            Conn::Pg(c) => c
+                .run_pending_migrations(PG_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+            Conn::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
         };
         applied.map_err(|e| DbError::Migration(e.to_string()))
     }
@@ -184,8 +199,12 @@ impl Conn {
     /// Reverts every migration (tests of the down migrations).
     pub fn revert_all(&mut self) -> Result<Vec<String>, DbError> {
         let reverted = match self {
-            Conn::Pg(c) => c.revert_all_migrations(PG_MIGRATIONS).map(|v| v.iter().map(|m| m.to_string()).collect()),
-            Conn::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(|v| v.iter().map(|m| m.to_string()).collect()),
+            Conn::Pg(c) => c
+                .revert_all_migrations(PG_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+            Conn::Sqlite(c) => c
+                .revert_all_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
         };
         reverted.map_err(|e| DbError::Migration(e.to_string()))
     }
@@ -274,12 +293,19 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(DbUrl::parse("sqlite://plan-invoicer.db").ok(), Some(DbUrl::Sqlite("plan-invoicer.db".into())));
-        assert_eq!(DbUrl::parse("sqlite:///tmp/x.db").ok(), Some(DbUrl::Sqlite("/tmp/x.db".into())));
+        assert_eq!(
+            DbUrl::parse("sqlite://plan-invoicer.db").ok(),
+            Some(DbUrl::Sqlite("plan-invoicer.db".into()))
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite:///tmp/x.db").ok(),
+            Some(DbUrl::Sqlite("/tmp/x.db".into()))
+        );
         assert!(DbUrl::parse("postgres://u@h/db").is_ok());
         assert!(DbUrl::parse("mysql://x").is_err());
         assert!(DbUrl::parse("sqlite://").is_err());
-        let url = DbUrl::parse("postgres://user:secret@host:5432/db").unwrap_or(DbUrl::Sqlite("x".into()));
+        let url = DbUrl::parse("postgres://user:secret@host:5432/db")
+            .unwrap_or(DbUrl::Sqlite("x".into()));
         assert_eq!(url.redacted(), "postgres://user@host:5432/db");
     }
 }

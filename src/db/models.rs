@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use super::DbError;
 use crate::domain::{
-    BillingSchedule, Customer, CustomerKind, InvoicingStatus, LedgerEntry, OfferStatus, Plan, PlanStatus, Tier, Ts,
+    BillingSchedule, Customer, CustomerKind, InvoicingStatus, LedgerEntry, OfferStatus, Plan,
+    PlanStatus, Tier, Ts,
 };
 
 fn bad<E: std::fmt::Display>(table: &str, id: i64) -> impl FnOnce(E) -> DbError + '_ {
@@ -107,8 +108,10 @@ impl PlanRow {
             id,
             customer_id: self.customer_id,
             tier: Tier::from_code(i64::from(self.tier)).map_err(bad("customer_plan", id))?,
-            status: PlanStatus::from_code(i64::from(self.status)).map_err(bad("customer_plan", id))?,
-            billing_schedule: BillingSchedule::from_code(i64::from(self.billing_schedule)).map_err(bad("customer_plan", id))?,
+            status: PlanStatus::from_code(i64::from(self.status))
+                .map_err(bad("customer_plan", id))?,
+            billing_schedule: BillingSchedule::from_code(i64::from(self.billing_schedule))
+                .map_err(bad("customer_plan", id))?,
             fixed_price: self.fixed_price,
             price_per_license: self.price_per_license,
             discount: self.discount,
@@ -118,7 +121,8 @@ impl PlanRow {
             next_invoice_date: self.next_invoice_date,
             invoiced_through: self.invoiced_through_id,
             end_date: self.end_date,
-            invoicing_status: InvoicingStatus::from_code(i64::from(self.invoicing_status)).map_err(bad("customer_plan", id))?,
+            invoicing_status: InvoicingStatus::from_code(i64::from(self.invoicing_status))
+                .map_err(bad("customer_plan", id))?,
             stale_audit_log_data_email_sent: self.stale_audit_log_data_email_sent,
             reminder_to_review_plan_email_sent: self.reminder_to_review_plan_email_sent,
             needs_attention: self.needs_attention,
@@ -186,7 +190,8 @@ impl OfferRow {
             customer_id: self.customer_id,
             fixed_price: self.fixed_price,
             tier: Tier::from_code(i64::from(self.tier)).map_err(bad("customer_plan_offer", id))?,
-            status: OfferStatus::from_code(i64::from(self.status)).map_err(bad("customer_plan_offer", id))?,
+            status: OfferStatus::from_code(i64::from(self.status))
+                .map_err(bad("customer_plan_offer", id))?,
             sent_invoice_id: self.sent_invoice_id,
         })
     }

@@ -63,7 +63,12 @@ pub fn set_stripe_customer_id(conn: &mut Conn, id: i64, stripe_id: &str) -> Resu
     Ok(())
 }
 
-pub fn set_usage(conn: &mut Conn, id: i64, at: Option<Ts>, seats: Option<i32>) -> Result<(), DbError> {
+pub fn set_usage(
+    conn: &mut Conn,
+    id: i64,
+    at: Option<Ts>,
+    seats: Option<i32>,
+) -> Result<(), DbError> {
     with_conn!(conn, c => {
         if let Some(at) = at {
             diesel::update(customer::table.find(id)).set(customer::last_usage_report_at.eq(at)).execute(c)?;
@@ -97,7 +102,8 @@ pub struct NewPlan {
 }
 
 pub fn insert_plan(conn: &mut Conn, n: &NewPlan) -> Result<i64, DbError> {
-    Ok(with_conn!(conn, c => diesel::insert_into(customer_plan::table)
+    Ok(
+        with_conn!(conn, c => diesel::insert_into(customer_plan::table)
         .values((
             customer_plan::customer_id.eq(n.customer_id),
             customer_plan::tier.eq(n.tier.code()),
@@ -115,7 +121,8 @@ pub fn insert_plan(conn: &mut Conn, n: &NewPlan) -> Result<i64, DbError> {
             customer_plan::created_at.eq(n.created_at),
         ))
         .returning(customer_plan::id)
-        .get_result::<i64>(c))?)
+        .get_result::<i64>(c))?,
+    )
 }
 
 pub fn get_plan(conn: &mut Conn, id: i64) -> Result<Option<PlanRecord>, DbError> {
@@ -193,7 +200,9 @@ pub fn live_plan_of(conn: &mut Conn, customer_id: i64) -> Result<Option<PlanReco
 
 /// The never-started plan that starts when `plan` ends.
 pub fn successor_of(conn: &mut Conn, plan: &Plan) -> Result<Option<PlanRecord>, DbError> {
-    let Some(end) = plan.end_date else { return Ok(None) };
+    let Some(end) = plan.end_date else {
+        return Ok(None);
+    };
     let row = with_conn!(conn, c => customer_plan::table
         .filter(customer_plan::customer_id.eq(plan.customer_id))
         .filter(customer_plan::status.eq(PlanStatus::NeverStarted.code()))
@@ -228,10 +237,22 @@ pub fn claim_next_due(
         () => {
             customer_plan::table
                 .filter(customer_plan::id.gt(after_id))
-                .filter(customer_plan::next_invoice_date.le(now).or(customer_plan::invoicing_status.eq(started)))
+                .filter(
+                    customer_plan::next_invoice_date
+                        .le(now)
+                        .or(customer_plan::invoicing_status.eq(started)),
+                )
                 .filter(customer_plan::status.ne(PlanStatus::NeverStarted.code()))
-                .filter(customer_plan::lease_expires_at.is_null().or(customer_plan::lease_expires_at.lt(now)))
-                .filter(customer_plan::next_retry_at.is_null().or(customer_plan::next_retry_at.le(now)))
+                .filter(
+                    customer_plan::lease_expires_at
+                        .is_null()
+                        .or(customer_plan::lease_expires_at.lt(now)),
+                )
+                .filter(
+                    customer_plan::next_retry_at
+                        .is_null()
+                        .or(customer_plan::next_retry_at.le(now)),
+                )
                 .filter(customer_plan::customer_id.ne_all(exclude_customers))
                 .order(customer_plan::id)
                 .select(customer_plan::id)
@@ -240,7 +261,11 @@ pub fn claim_next_due(
     let id = match conn {
         Conn::Pg(c) => {
             use super::schema::pg::*;
-            candidates!().for_update().skip_locked().first::<i64>(c).optional()?
+            candidates!()
+                .for_update()
+                .skip_locked()
+                .first::<i64>(c)
+                .optional()?
         }
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
@@ -302,7 +327,11 @@ pub enum Release<'a> {
     Success,
     /// Nothing to report (e.g. waiting for data): keep the error fields as they are.
     Unchanged,
-    Failed { error: &'a str, needs_attention: Option<&'a str>, retry_at: Option<Ts> },
+    Failed {
+        error: &'a str,
+        needs_attention: Option<&'a str>,
+        retry_at: Option<Ts>,
+    },
 }
 
 /// Lets a parked plan be retried at once (an operator changed something).
@@ -313,7 +342,14 @@ pub fn clear_retry(conn: &mut Conn, id: i64) -> Result<(), DbError> {
 
 // ----- ledger -----
 
-pub fn insert_ledger(conn: &mut Conn, plan_id: i64, is_renewal: bool, at: Ts, licenses: i32, next: Option<i32>) -> Result<LedgerEntry, DbError> {
+pub fn insert_ledger(
+    conn: &mut Conn,
+    plan_id: i64,
+    is_renewal: bool,
+    at: Ts,
+    licenses: i32,
+    next: Option<i32>,
+) -> Result<LedgerEntry, DbError> {
     let id = with_conn!(conn, c => diesel::insert_into(license_ledger::table)
         .values((
             license_ledger::plan_id.eq(plan_id),
@@ -324,7 +360,14 @@ pub fn insert_ledger(conn: &mut Conn, plan_id: i64, is_renewal: bool, at: Ts, li
         ))
         .returning(license_ledger::id)
         .get_result::<i64>(c))?;
-    Ok(LedgerEntry { id, plan_id, is_renewal, event_time: at, licenses, licenses_at_next_renewal: next })
+    Ok(LedgerEntry {
+        id,
+        plan_id,
+        is_renewal,
+        event_time: at,
+        licenses,
+        licenses_at_next_renewal: next,
+    })
 }
 
 pub fn ledger_of(conn: &mut Conn, plan_id: i64) -> Result<Vec<LedgerEntry>, DbError> {
@@ -342,8 +385,16 @@ pub fn set_ledger_event_time(conn: &mut Conn, id: i64, at: Ts) -> Result<(), DbE
 
 // ----- offers -----
 
-pub fn insert_offer(conn: &mut Conn, customer_id: i64, tier: Tier, fixed_price: i64, sent_invoice_id: Option<&str>, now: Ts) -> Result<i64, DbError> {
-    Ok(with_conn!(conn, c => diesel::insert_into(customer_plan_offer::table)
+pub fn insert_offer(
+    conn: &mut Conn,
+    customer_id: i64,
+    tier: Tier,
+    fixed_price: i64,
+    sent_invoice_id: Option<&str>,
+    now: Ts,
+) -> Result<i64, DbError> {
+    Ok(
+        with_conn!(conn, c => diesel::insert_into(customer_plan_offer::table)
         .values((
             customer_plan_offer::customer_id.eq(customer_id),
             customer_plan_offer::tier.eq(tier.code()),
@@ -353,11 +404,13 @@ pub fn insert_offer(conn: &mut Conn, customer_id: i64, tier: Tier, fixed_price: 
             customer_plan_offer::created_at.eq(now),
         ))
         .returning(customer_plan_offer::id)
-        .get_result::<i64>(c))?)
+        .get_result::<i64>(c))?,
+    )
 }
 
 pub fn get_offer(conn: &mut Conn, id: i64) -> Result<Option<Offer>, DbError> {
-    let row = with_conn!(conn, c => customer_plan_offer::table.find(id).first::<OfferRow>(c).optional())?;
+    let row =
+        with_conn!(conn, c => customer_plan_offer::table.find(id).first::<OfferRow>(c).optional())?;
     row.map(OfferRow::into_domain).transpose()
 }
 
@@ -377,7 +430,11 @@ pub fn insert_invoice(
     draft: &InvoiceDraft,
     now: Ts,
 ) -> Result<i64, DbError> {
-    let (method, days) = if plan.charge_automatically { ("charge_automatically", None) } else { ("send_invoice", Some(15)) };
+    let (method, days) = if plan.charge_automatically {
+        ("charge_automatically", None)
+    } else {
+        ("send_invoice", Some(15))
+    };
     let total = draft.total();
     with_conn!(conn, c => {
         let id = diesel::insert_into(invoice::table)
@@ -469,7 +526,8 @@ pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRe
             .load::<LineRow>(c)?;
         Ok::<_, diesel::result::Error>((invoices, lines))
     })?;
-    let mut by_invoice: std::collections::HashMap<i64, Vec<LineRow>> = std::collections::HashMap::new();
+    let mut by_invoice: std::collections::HashMap<i64, Vec<LineRow>> =
+        std::collections::HashMap::new();
     for l in lines {
         by_invoice.entry(l.invoice_id).or_default().push(l);
     }
@@ -477,7 +535,10 @@ pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRe
         .into_iter()
         .map(|inv| {
             let lines = by_invoice.remove(&inv.id).unwrap_or_default();
-            InvoiceRecord { invoice: inv, lines }
+            InvoiceRecord {
+                invoice: inv,
+                lines,
+            }
         })
         .collect())
 }
@@ -524,14 +585,24 @@ pub fn events_of_plan(conn: &mut Conn, plan_id: i64) -> Result<Vec<PlanEventRow>
 
 // ----- passes -----
 
-pub fn insert_pass_run(conn: &mut Conn, worker: &str, now: Ts, started_at: Ts) -> Result<i64, DbError> {
+pub fn insert_pass_run(
+    conn: &mut Conn,
+    worker: &str,
+    now: Ts,
+    started_at: Ts,
+) -> Result<i64, DbError> {
     Ok(with_conn!(conn, c => diesel::insert_into(pass_run::table)
         .values((pass_run::worker.eq(worker), pass_run::now.eq(now), pass_run::started_at.eq(started_at)))
         .returning(pass_run::id)
         .get_result::<i64>(c))?)
 }
 
-pub fn finish_pass_run(conn: &mut Conn, id: i64, finished_at: Ts, counts: [i32; 5]) -> Result<(), DbError> {
+pub fn finish_pass_run(
+    conn: &mut Conn,
+    id: i64,
+    finished_at: Ts,
+    counts: [i32; 5],
+) -> Result<(), DbError> {
     let [considered, invoiced, invoices, attention, failures] = counts;
     with_conn!(conn, c => diesel::update(pass_run::table.find(id))
         .set((
@@ -547,5 +618,7 @@ pub fn finish_pass_run(conn: &mut Conn, id: i64, finished_at: Ts, counts: [i32; 
 }
 
 pub fn last_pass_run(conn: &mut Conn) -> Result<Option<PassRunRow>, DbError> {
-    Ok(with_conn!(conn, c => pass_run::table.order(pass_run::id.desc()).first::<PassRunRow>(c).optional())?)
+    Ok(
+        with_conn!(conn, c => pass_run::table.order(pass_run::id.desc()).first::<PassRunRow>(c).optional())?,
+    )
 }

@@ -7,7 +7,9 @@ use chrono::Duration;
 use super::dates::{add_months, months_per_period, start_of_next_billing_cycle, trunc_seconds};
 use super::model::Ts;
 use super::prices::{min_licenses_for_plan, price_per_license};
-use super::{BillingError, BillingSchedule, Customer, CustomerKind, LedgerEntry, Plan, PlanStatus, Tier};
+use super::{
+    BillingError, BillingSchedule, Customer, CustomerKind, LedgerEntry, Plan, PlanStatus, Tier,
+};
 
 /// Values set when a plan is created (`compute_plan_parameters`).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,9 +34,17 @@ pub fn plan_parameters(
             let end = anchor + Duration::days(i64::from(days));
             (end, end)
         }
-        None => (add_months(anchor, months_per_period(schedule))?, add_months(anchor, 1)?),
+        None => (
+            add_months(anchor, months_per_period(schedule))?,
+            add_months(anchor, 1)?,
+        ),
     };
-    Ok(PlanParameters { billing_cycle_anchor: anchor, next_invoice_date, period_end, price_per_license: price })
+    Ok(PlanParameters {
+        billing_cycle_anchor: anchor,
+        next_invoice_date,
+        period_end,
+        price_per_license: price,
+    })
 }
 
 /// What the end of a cycle does to a plan at `t` (one step; the catch-up loop calls it again).
@@ -45,20 +55,35 @@ pub enum EndOfCycle {
     /// The plan becomes ENDED at `at`. With `close_ledger` (downgrade at the end of a free trial)
     /// `invoiced_through` moves to `newest_entry` and `next_invoice_date` is cleared; otherwise
     /// both stay, so additions of the last period are still billed.
-    Downgrade { at: Ts, close_ledger: bool, newest_entry: Option<i64> },
+    Downgrade {
+        at: Ts,
+        close_ledger: bool,
+        newest_entry: Option<i64>,
+    },
     /// A renewal ledger entry `(renewal, at, licenses, licenses)`.
     Renew { at: Ts, licenses: i32 },
     /// A card-billed free trial ends: `invoiced_through = last`, anchor and renewal at `at`, ACTIVE.
-    EndTrial { at: Ts, licenses: i32, invoiced_through: i64 },
+    EndTrial {
+        at: Ts,
+        licenses: i32,
+        invoiced_through: i64,
+    },
     /// The plan ends; a new plan on `schedule` starts at `at` with a renewal entry.
-    SwitchSchedule { at: Ts, schedule: BillingSchedule, licenses: i32 },
+    SwitchSchedule {
+        at: Ts,
+        schedule: BillingSchedule,
+        licenses: i32,
+    },
     /// The plan ends; its never-started successor becomes ACTIVE with a renewal entry at `at`.
     StartSuccessor { at: Ts, licenses: i32 },
 }
 
 /// Newest entry (by id) with `event_time ≤ t`.
 pub fn last_entry_at(entries: &[LedgerEntry], t: Ts) -> Option<&LedgerEntry> {
-    entries.iter().filter(|e| e.event_time <= t).max_by_key(|e| e.id)
+    entries
+        .iter()
+        .filter(|e| e.event_time <= t)
+        .max_by_key(|e| e.id)
 }
 
 /// Newest renewal entry (by id), whatever its time.
@@ -67,14 +92,21 @@ pub fn last_renewal(entries: &[LedgerEntry]) -> Option<&LedgerEntry> {
 }
 
 /// `get_next_billing_cycle_for_plan` (§3.4).
-pub fn next_billing_cycle(plan: &Plan, entries: &[LedgerEntry]) -> Result<Option<Ts>, BillingError> {
+pub fn next_billing_cycle(
+    plan: &Plan,
+    entries: &[LedgerEntry],
+) -> Result<Option<Ts>, BillingError> {
     let next = match plan.status {
-        PlanStatus::FreeTrial | PlanStatus::DowngradeAtEndOfFreeTrial | PlanStatus::NeverStarted => {
-            plan.next_invoice_date
-        }
+        PlanStatus::FreeTrial
+        | PlanStatus::DowngradeAtEndOfFreeTrial
+        | PlanStatus::NeverStarted => plan.next_invoice_date,
         PlanStatus::SwitchPlanTierAtPlanEnd => plan.end_date,
         _ => match last_renewal(entries) {
-            Some(r) => Some(start_of_next_billing_cycle(plan.billing_cycle_anchor, plan.billing_schedule, r.event_time)?),
+            Some(r) => Some(start_of_next_billing_cycle(
+                plan.billing_cycle_anchor,
+                plan.billing_schedule,
+                r.event_time,
+            )?),
             None => None,
         },
     };
@@ -85,17 +117,30 @@ pub fn next_billing_cycle(plan: &Plan, entries: &[LedgerEntry]) -> Result<Option
 }
 
 /// `validate_plan_license_management` at renewal (§2.4): Cloud tiers only, skipped if exempt.
-pub fn validate_renewal(customer: &Customer, tier: Tier, automanage: bool, licenses: i32) -> Result<(), BillingError> {
-    if !matches!(tier, Tier::CloudStandard | Tier::CloudPlus) || customer.exempt_from_license_number_check {
+pub fn validate_renewal(
+    customer: &Customer,
+    tier: Tier,
+    automanage: bool,
+    licenses: i32,
+) -> Result<(), BillingError> {
+    if !matches!(tier, Tier::CloudStandard | Tier::CloudPlus)
+        || customer.exempt_from_license_number_check
+    {
         return Ok(());
     }
     let minimum = min_licenses_for_plan(customer, tier, false);
     if i64::from(licenses) < minimum {
-        return Err(BillingError::BelowMinimumLicenses { licenses: i64::from(licenses), minimum });
+        return Err(BillingError::BelowMinimumLicenses {
+            licenses: i64::from(licenses),
+            minimum,
+        });
     }
     if !automanage {
         if let Some(seats) = customer.seat_count.filter(|s| *s > licenses) {
-            return Err(BillingError::ManualPlanShort { licenses: i64::from(licenses), seats: i64::from(seats) });
+            return Err(BillingError::ManualPlanShort {
+                licenses: i64::from(licenses),
+                seats: i64::from(seats),
+            });
         }
     }
     Ok(())
@@ -118,30 +163,44 @@ pub fn end_of_cycle(
     successor: Option<&Plan>,
     t: Ts,
 ) -> Result<EndOfCycle, BillingError> {
-    let Some(last) = last_entry_at(entries, t) else { return Ok(EndOfCycle::Nothing) };
-    let Some(nbc) = next_billing_cycle(plan, entries)? else { return Ok(EndOfCycle::Nothing) };
+    let Some(last) = last_entry_at(entries, t) else {
+        return Ok(EndOfCycle::Nothing);
+    };
+    let Some(nbc) = next_billing_cycle(plan, entries)? else {
+        return Ok(EndOfCycle::Nothing);
+    };
     if nbc > t {
         return Ok(EndOfCycle::Nothing);
     }
     let newest_entry = entries.iter().map(|e| e.id).max();
     Ok(match plan.status {
-        PlanStatus::Active if plan.end_date == Some(nbc) => {
-            EndOfCycle::Downgrade { at: nbc, close_ledger: false, newest_entry }
-        }
+        PlanStatus::Active if plan.end_date == Some(nbc) => EndOfCycle::Downgrade {
+            at: nbc,
+            close_ledger: false,
+            newest_entry,
+        },
         PlanStatus::Active => {
             let licenses = renewal_licenses(plan, last)?;
             validate_renewal(customer, plan.tier, plan.automanage_licenses, licenses)?;
             EndOfCycle::Renew { at: nbc, licenses }
         }
-        PlanStatus::FreeTrial if plan.charge_automatically => {
-            EndOfCycle::EndTrial { at: trunc_seconds(nbc), licenses: renewal_licenses(plan, last)?, invoiced_through: last.id }
-        }
+        PlanStatus::FreeTrial if plan.charge_automatically => EndOfCycle::EndTrial {
+            at: trunc_seconds(nbc),
+            licenses: renewal_licenses(plan, last)?,
+            invoiced_through: last.id,
+        },
         PlanStatus::FreeTrial => {
-            return Err(BillingError::MissingData(format!("Invoice-billed free trial has no invoice: plan {}", plan.id)))
+            return Err(BillingError::MissingData(format!(
+                "Invoice-billed free trial has no invoice: plan {}",
+                plan.id
+            )))
         }
         PlanStatus::SwitchPlanTierAtPlanEnd => {
             let next = successor.ok_or_else(|| {
-                BillingError::MissingData(format!("plan {} is scheduled to switch at its end but has no never-started successor", plan.id))
+                BillingError::MissingData(format!(
+                    "plan {} is scheduled to switch at its end but has no never-started successor",
+                    plan.id
+                ))
             })?;
             let licenses = renewal_licenses(plan, last)?;
             validate_renewal(customer, next.tier, next.automanage_licenses, licenses)?;
@@ -149,7 +208,10 @@ pub fn end_of_cycle(
         }
         PlanStatus::SwitchToAnnualAtEndOfCycle | PlanStatus::SwitchToMonthlyAtEndOfCycle => {
             if plan.fixed_price.is_some() {
-                return Err(BillingError::Invalid(format!("plan {} has a fixed price and cannot switch schedule", plan.id)));
+                return Err(BillingError::Invalid(format!(
+                    "plan {} has a fixed price and cannot switch schedule",
+                    plan.id
+                )));
             }
             let licenses = renewal_licenses(plan, last)?;
             validate_renewal(customer, plan.tier, plan.automanage_licenses, licenses)?;
@@ -158,11 +220,25 @@ pub fn end_of_cycle(
             } else {
                 BillingSchedule::Monthly
             };
-            EndOfCycle::SwitchSchedule { at: nbc, schedule, licenses }
+            EndOfCycle::SwitchSchedule {
+                at: nbc,
+                schedule,
+                licenses,
+            }
         }
-        PlanStatus::DowngradeAtEndOfFreeTrial => EndOfCycle::Downgrade { at: nbc, close_ledger: true, newest_entry },
-        PlanStatus::DowngradeAtEndOfCycle => EndOfCycle::Downgrade { at: nbc, close_ledger: false, newest_entry },
-        PlanStatus::SwitchPlanTierNow | PlanStatus::Ended | PlanStatus::NeverStarted => EndOfCycle::Nothing,
+        PlanStatus::DowngradeAtEndOfFreeTrial => EndOfCycle::Downgrade {
+            at: nbc,
+            close_ledger: true,
+            newest_entry,
+        },
+        PlanStatus::DowngradeAtEndOfCycle => EndOfCycle::Downgrade {
+            at: nbc,
+            close_ledger: false,
+            newest_entry,
+        },
+        PlanStatus::SwitchPlanTierNow | PlanStatus::Ended | PlanStatus::NeverStarted => {
+            EndOfCycle::Nothing
+        }
     })
 }
 
@@ -173,7 +249,9 @@ pub enum Freshness {
     /// Fixed-price plans are billed anyway; a notice is written every time.
     ProceedWithNotice,
     /// Invoicing waits for fresh data; `notify` says whether to write the (once per period) notice.
-    Skip { notify: bool },
+    Skip {
+        notify: bool,
+    },
 }
 
 pub fn usage_freshness(plan: &Plan, customer: &Customer, due: Ts) -> Freshness {
@@ -190,13 +268,17 @@ pub fn usage_freshness(plan: &Plan, customer: &Customer, due: Ts) -> Freshness {
         return Freshness::ProceedWithNotice;
     }
     let recent = last.is_some_and(|l| due - l < Duration::days(1));
-    Freshness::Skip { notify: !plan.stale_audit_log_data_email_sent && !recent }
+    Freshness::Skip {
+        notify: !plan.stale_audit_log_data_email_sent && !recent,
+    }
 }
 
 /// Whether the "fixed-price plan ends soon" notice is due (§4.3 step 2).
 pub fn fixed_price_review_due(plan: &Plan) -> bool {
     match (plan.fixed_price, plan.end_date, plan.next_invoice_date) {
-        (Some(_), Some(end), Some(next)) => !plan.reminder_to_review_plan_email_sent && end - next <= Duration::days(62),
+        (Some(_), Some(end), Some(next)) => {
+            !plan.reminder_to_review_plan_email_sent && end - next <= Duration::days(62)
+        }
         _ => false,
     }
 }

@@ -11,7 +11,9 @@ const MAX_DAY_FOR_MONTH: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30
 /// `add_months(dt, n)`: add `n ≥ 0` months, keep the time of day, clamp the day to the table.
 pub fn add_months(dt: DateTime<Utc>, months: i64) -> Result<DateTime<Utc>, BillingError> {
     if months < 0 {
-        return Err(BillingError::Invalid(format!("add_months: negative month count {months}")));
+        return Err(BillingError::Invalid(format!(
+            "add_months: negative month count {months}"
+        )));
     }
     let total = i64::from(dt.month0()) + months;
     let year = i64::from(dt.year()) + total / 12;
@@ -110,7 +112,9 @@ pub fn next_month(anchor: DateTime<Utc>, dt: DateTime<Utc>) -> Result<DateTime<U
             return Ok(candidate);
         }
     }
-    Err(BillingError::Invalid(format!("next_month: no boundary of {anchor} follows {dt}")))
+    Err(BillingError::Invalid(format!(
+        "next_month: no boundary of {anchor} follows {dt}"
+    )))
 }
 
 #[cfg(test)]
@@ -119,7 +123,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, 1, 2, 3).single().unwrap_or_default()
+        Utc.with_ymd_and_hms(y, m, d, 1, 2, 3)
+            .single()
+            .unwrap_or_default()
     }
 
     /// S01: month-end clamping, no drift, February 28 in leap years.
@@ -153,7 +159,10 @@ mod tests {
         // Also a century later.
         let later = |d: DateTime<Utc>| add_months(d, 1200).unwrap_or_default();
         for i in 0..expected.len() - 1 {
-            assert_eq!(next_month(later(anchor), later(expected[i])).ok(), Some(later(expected[i + 1])));
+            assert_eq!(
+                next_month(later(anchor), later(expected[i])).ok(),
+                Some(later(expected[i + 1]))
+            );
         }
     }
 
@@ -168,11 +177,23 @@ mod tests {
     fn next_cycle_is_strictly_after() {
         let anchor = at(2012, 1, 2);
         let s = BillingSchedule::Annual;
-        assert_eq!(start_of_next_billing_cycle(anchor, s, anchor).ok(), Some(at(2013, 1, 2)));
-        assert_eq!(start_of_next_billing_cycle(anchor, s, at(2013, 1, 2)).ok(), Some(at(2014, 1, 2)));
-        assert_eq!(start_of_next_billing_cycle(anchor, s, at(2011, 5, 5)).ok(), Some(anchor));
+        assert_eq!(
+            start_of_next_billing_cycle(anchor, s, anchor).ok(),
+            Some(at(2013, 1, 2))
+        );
+        assert_eq!(
+            start_of_next_billing_cycle(anchor, s, at(2013, 1, 2)).ok(),
+            Some(at(2014, 1, 2))
+        );
+        assert_eq!(
+            start_of_next_billing_cycle(anchor, s, at(2011, 5, 5)).ok(),
+            Some(anchor)
+        );
         let m = BillingSchedule::Monthly;
-        assert_eq!(start_of_next_billing_cycle(anchor, m, at(2012, 3, 1)).ok(), Some(at(2012, 3, 2)));
+        assert_eq!(
+            start_of_next_billing_cycle(anchor, m, at(2012, 3, 1)).ok(),
+            Some(at(2012, 3, 2))
+        );
     }
 
     /// S03: the line period end is capped by end_date.

@@ -64,7 +64,12 @@ impl InvoiceDraft {
     }
 }
 
-fn addition_unit_price(plan: &Plan, price: i64, entries: &[LedgerEntry], e: &LedgerEntry) -> Result<i64, BillingError> {
+fn addition_unit_price(
+    plan: &Plan,
+    price: i64,
+    entries: &[LedgerEntry],
+    e: &LedgerEntry,
+) -> Result<i64, BillingError> {
     if plan.is_free_trial() {
         return Ok(price);
     }
@@ -72,7 +77,12 @@ fn addition_unit_price(plan: &Plan, price: i64, entries: &[LedgerEntry], e: &Led
         .iter()
         .filter(|r| r.is_renewal && r.event_time <= e.event_time)
         .max_by_key(|r| r.id)
-        .ok_or_else(|| BillingError::MissingData(format!("plan {} has no renewal before ledger entry {}", plan.id, e.id)))?;
+        .ok_or_else(|| {
+            BillingError::MissingData(format!(
+                "plan {} has no renewal before ledger entry {}",
+                plan.id, e.id
+            ))
+        })?;
     let (anchor, schedule) = (plan.billing_cycle_anchor, plan.billing_schedule);
     let period_end = renewal_or_end_date(anchor, schedule, plan.end_date, e.event_time)?;
     let next_cycle = start_of_next_billing_cycle(anchor, schedule, e.event_time)?;
@@ -84,8 +94,16 @@ fn addition_unit_price(plan: &Plan, price: i64, entries: &[LedgerEntry], e: &Led
 /// The lines of `invoice_plan(plan, t)` for a plan after its end-of-cycle updates. `entries` are
 /// the plan's ledger entries (any order, any time); those after `invoiced_through` with
 /// `event_time ≤ t` are scanned in id order.
-pub fn invoice_lines(plan: &Plan, customer: &Customer, entries: &[LedgerEntry], t: Ts) -> Result<InvoiceDraft, BillingError> {
-    let mut draft = InvoiceDraft { invoiced_through: plan.invoiced_through, ..InvoiceDraft::default() };
+pub fn invoice_lines(
+    plan: &Plan,
+    customer: &Customer,
+    entries: &[LedgerEntry],
+    t: Ts,
+) -> Result<InvoiceDraft, BillingError> {
+    let mut draft = InvoiceDraft {
+        invoiced_through: plan.invoiced_through,
+        ..InvoiceDraft::default()
+    };
     if !plan.tier.is_paid() {
         return Ok(draft);
     }
@@ -97,7 +115,12 @@ pub fn invoice_lines(plan: &Plan, customer: &Customer, entries: &[LedgerEntry], 
             sorted
                 .iter()
                 .find(|e| e.id == id)
-                .ok_or_else(|| BillingError::MissingData(format!("plan {} is invoiced through ledger entry {id}, which is not its own", plan.id)))?
+                .ok_or_else(|| {
+                    BillingError::MissingData(format!(
+                        "plan {} is invoiced through ledger entry {id}, which is not its own",
+                        plan.id
+                    ))
+                })?
                 .licenses,
         )),
     };
@@ -105,13 +128,26 @@ pub fn invoice_lines(plan: &Plan, customer: &Customer, entries: &[LedgerEntry], 
     let name = plan.name();
     let schedule = plan.billing_schedule;
     let price = plan.price_per_license;
-    let missing_price = || BillingError::MissingData(format!("plan {} has neither a fixed price nor a price per license", plan.id));
+    let missing_price = || {
+        BillingError::MissingData(format!(
+            "plan {} has neither a fixed price nor a price per license",
+            plan.id
+        ))
+    };
 
     // The pending addition line, and whether a renewal was scanned since it started (D3).
     let mut pending: Option<(LineDraft, bool)> = None;
     let mut renewal_period: Option<(Ts, Ts)> = None;
-    for e in sorted.into_iter().filter(|e| e.id > after && e.event_time <= t) {
-        let period_end = renewal_or_end_date(plan.billing_cycle_anchor, schedule, plan.end_date, e.event_time)?;
+    for e in sorted
+        .into_iter()
+        .filter(|e| e.id > after && e.event_time <= t)
+    {
+        let period_end = renewal_or_end_date(
+            plan.billing_cycle_anchor,
+            schedule,
+            plan.end_date,
+            e.event_time,
+        )?;
         let licenses = i64::from(e.licenses);
         if e.is_renewal {
             let (quantity, unit, amount, amount_only) = match plan.fixed_price {
@@ -160,7 +196,8 @@ pub fn invoice_lines(plan: &Plan, customer: &Customer, entries: &[LedgerEntry], 
                     if let Some((p, _)) = pending.take() {
                         draft.lines.push(p);
                     }
-                    let unit = addition_unit_price(plan, price.ok_or_else(missing_price)?, entries, e)?;
+                    let unit =
+                        addition_unit_price(plan, price.ok_or_else(missing_price)?, entries, e)?;
                     pending = Some((
                         LineDraft {
                             kind: LineKind::Addition,
@@ -187,13 +224,23 @@ pub fn invoice_lines(plan: &Plan, customer: &Customer, entries: &[LedgerEntry], 
 
     // The self-hosted new-customer discount (§2.3), on invoices with a renewal line.
     if let Some((start, end)) = renewal_period {
-        if customer.kind == CustomerKind::SelfHosted && plan.fixed_price.is_none() && customer.flat_discounted_months > 0 {
-            let per_invoice = if schedule == BillingSchedule::Annual { 12 } else { 1 };
+        if customer.kind == CustomerKind::SelfHosted
+            && plan.fixed_price.is_none()
+            && customer.flat_discounted_months > 0
+        {
+            let per_invoice = if schedule == BillingSchedule::Annual {
+                12
+            } else {
+                1
+            };
             let months = customer.flat_discounted_months.min(per_invoice);
             let amount = -checked_mul(customer.flat_discount, i64::from(months))?;
             draft.lines.push(LineDraft {
                 kind: LineKind::FlatDiscount,
-                description: format!("{}/month new customer discount", format_dollars(customer.flat_discount)),
+                description: format!(
+                    "{}/month new customer discount",
+                    format_dollars(customer.flat_discount)
+                ),
                 quantity: 1,
                 unit_amount: amount,
                 amount,

@@ -30,7 +30,9 @@ pub enum BillingError {
     UnknownInvoicingStatus(String),
     #[error("Unknown offer status: {0}")]
     UnknownOfferStatus(String),
-    #[error("licenses at next renewal ({licenses}) are below the plan's minimum of {minimum} licenses")]
+    #[error(
+        "licenses at next renewal ({licenses}) are below the plan's minimum of {minimum} licenses"
+    )]
     BelowMinimumLicenses { licenses: i64, minimum: i64 },
     #[error("the plan renews with {licenses} licenses but {seats} seats are in use (manual license management)")]
     ManualPlanShort { licenses: i64, seats: i64 },

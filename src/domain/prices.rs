@@ -40,7 +40,9 @@ pub fn price_per_license(
     customer: Option<&Customer>,
 ) -> Result<i64, BillingError> {
     let list = list_price(tier, schedule)?;
-    Ok(customer.and_then(|c| discounted_price(c, tier, schedule)).unwrap_or(list))
+    Ok(customer
+        .and_then(|c| discounted_price(c, tier, schedule))
+        .unwrap_or(list))
 }
 
 /// The display-only discount percentage (§2.2): `"85"`, `"12.50"`, or none at list price.
@@ -52,7 +54,10 @@ pub fn discount_display(list: i64, price: i64) -> Option<String> {
     if percent.fract().is_zero() {
         Some(percent.trunc().to_string())
     } else {
-        Some(format!("{:.2}", percent.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)))
+        Some(format!(
+            "{:.2}",
+            percent.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+        ))
     }
 }
 
@@ -62,12 +67,8 @@ pub fn min_licenses_for_plan(customer: &Customer, tier: Tier, invoice_paid_trial
         return i64::from(min);
     }
     match tier {
-        Tier::SelfHostedBasic => {
-            if customer.flat_discounted_months > 0 || invoice_paid_trial {
-                (customer.flat_discount / 350 + 1).min(10)
-            } else {
-                1
-            }
+        Tier::SelfHostedBasic if customer.flat_discounted_months > 0 || invoice_paid_trial => {
+            (customer.flat_discount / 350 + 1).min(10)
         }
         Tier::SelfHostedBusiness => 25,
         Tier::CloudPlus => 10,
@@ -137,15 +138,24 @@ mod tests {
         let plain = Customer::new(2, "p", super::super::CustomerKind::Cloud);
         assert_eq!(price_per_license(std, Annual, None).ok(), Some(8000));
         assert_eq!(price_per_license(std, Annual, Some(&d)).ok(), Some(6000));
-        assert_eq!(price_per_license(std, Annual, Some(&plain)).ok(), Some(8000));
+        assert_eq!(
+            price_per_license(std, Annual, Some(&plain)).ok(),
+            Some(8000)
+        );
         assert_eq!(price_per_license(plus, Annual, Some(&d)).ok(), Some(12000));
         assert_eq!(price_per_license(std, Monthly, None).ok(), Some(800));
         assert_eq!(price_per_license(std, Monthly, Some(&d)).ok(), Some(600));
         assert_eq!(price_per_license(plus, Monthly, Some(&d)).ok(), Some(1200));
-        assert_eq!(price_per_license(std, Monthly, Some(&discounted(400, 4000, std))).ok(), Some(400));
+        assert_eq!(
+            price_per_license(std, Monthly, Some(&discounted(400, 4000, std))).ok(),
+            Some(400)
+        );
         assert_eq!(price_per_license(plus, Annual, None).ok(), Some(12000));
         assert_eq!(price_per_license(plus, Monthly, None).ok(), Some(1200));
-        assert_eq!(price_per_license(plus, Monthly, Some(&discounted(600, 6000, plus))).ok(), Some(600));
+        assert_eq!(
+            price_per_license(plus, Monthly, Some(&discounted(600, 6000, plus))).ok(),
+            Some(600)
+        );
         assert_eq!(
             price_per_license(Tier::CloudEnterprise, Annual, None).map_err(|e| e.to_string()),
             Err("Unknown tier: 4".to_string())
@@ -189,7 +199,10 @@ mod tests {
         assert_eq!(min_licenses_for_plan(&c, Tier::SelfHostedBasic, false), 1);
         c.flat_discounted_months = 12;
         assert_eq!(min_licenses_for_plan(&c, Tier::SelfHostedBasic, false), 6);
-        assert_eq!(min_licenses_for_plan(&c, Tier::SelfHostedBusiness, false), 25);
+        assert_eq!(
+            min_licenses_for_plan(&c, Tier::SelfHostedBusiness, false),
+            25
+        );
         assert_eq!(min_licenses_for_plan(&c, Tier::CloudPlus, false), 10);
         assert_eq!(min_licenses_for_plan(&c, Tier::CloudStandard, false), 1);
         c.minimum_licenses = Some(50);

@@ -8,7 +8,9 @@ use super::dates::{add_months, start_of_next_billing_cycle};
 use super::*;
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2012, 1, 2, 3, 4, 5).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2012, 1, 2, 3, 4, 5)
+        .single()
+        .unwrap_or_default()
 }
 
 fn day(n: i64) -> DateTime<Utc> {
@@ -27,7 +29,11 @@ fn plan(schedule: BillingSchedule) -> Plan {
         status: PlanStatus::Active,
         billing_schedule: schedule,
         fixed_price: None,
-        price_per_license: Some(if schedule == BillingSchedule::Annual { 8000 } else { 800 }),
+        price_per_license: Some(if schedule == BillingSchedule::Annual {
+            8000
+        } else {
+            800
+        }),
         discount: None,
         automanage_licenses: true,
         charge_automatically: true,
@@ -43,20 +49,39 @@ fn plan(schedule: BillingSchedule) -> Plan {
 }
 
 fn entry(id: i64, renewal: bool, at: DateTime<Utc>, licenses: i32, next: i32) -> LedgerEntry {
-    LedgerEntry { id, plan_id: 1, is_renewal: renewal, event_time: at, licenses, licenses_at_next_renewal: Some(next) }
+    LedgerEntry {
+        id,
+        plan_id: 1,
+        is_renewal: renewal,
+        event_time: at,
+        licenses,
+        licenses_at_next_renewal: Some(next),
+    }
 }
 
 fn summary(d: &InvoiceDraft) -> Vec<(&str, i64, i64, i64, i64, i64)> {
     d.lines
         .iter()
-        .map(|l| (l.kind.name(), l.quantity, l.unit_amount, l.amount, l.period_start.timestamp(), l.period_end.timestamp()))
+        .map(|l| {
+            (
+                l.kind.name(),
+                l.quantity,
+                l.unit_amount,
+                l.amount,
+                l.period_start.timestamp(),
+                l.period_end.timestamp(),
+            )
+        })
         .collect()
 }
 
 /// S22: one step at T0+400d gives renewal, +3 and +1 in that creation order.
 #[test]
 fn s22_additions_renewal_and_addition_after_renewal() {
-    let ny = Utc.with_ymd_and_hms(2013, 1, 2, 3, 4, 5).single().unwrap_or_default();
+    let ny = Utc
+        .with_ymd_and_hms(2013, 1, 2, 3, 4, 5)
+        .single()
+        .unwrap_or_default();
     let ledger = vec![
         entry(1, true, t0(), 6, 6),
         entry(2, false, day(100), 9, 9),
@@ -67,7 +92,10 @@ fn s22_additions_renewal_and_addition_after_renewal() {
     // The end-of-cycle update at T0+400d renews at NY with 7 licenses.
     assert_eq!(
         end_of_cycle(&p, &cloud(), &ledger, None, day(400)).ok(),
-        Some(EndOfCycle::Renew { at: ny, licenses: 7 })
+        Some(EndOfCycle::Renew {
+            at: ny,
+            licenses: 7
+        })
     );
     let mut ledger = ledger;
     ledger.push(entry(5, true, ny, 7, 7));
@@ -85,21 +113,45 @@ fn s22_additions_renewal_and_addition_after_renewal() {
     assert_eq!(draft.total(), 80697);
     assert_eq!(draft.invoiced_through, Some(6)); // the T0+500d entry waits for a later step
     assert_eq!(draft.lines[0].description, "Zulip Cloud Standard - renewal");
-    assert_eq!(draft.lines[1].description, "Additional Zulip Cloud Standard license");
+    assert_eq!(
+        draft.lines[1].description,
+        "Additional Zulip Cloud Standard license"
+    );
 }
 
 /// S26: a guest promoted to member adds one prorated license.
 #[test]
 fn s26_one_prorated_license() {
-    let ledger = vec![entry(1, true, t0(), 6, 6), entry(2, false, day(5), 6, 6), entry(3, false, day(10), 7, 7)];
-    let draft = invoice_lines(&plan(BillingSchedule::Annual), &cloud(), &ledger, day(31)).unwrap_or_default();
-    assert_eq!(summary(&draft), vec![("addition", 1, 7781, 7781, day(10).timestamp(), day(366).timestamp())]);
+    let ledger = vec![
+        entry(1, true, t0(), 6, 6),
+        entry(2, false, day(5), 6, 6),
+        entry(3, false, day(10), 7, 7),
+    ];
+    let draft = invoice_lines(&plan(BillingSchedule::Annual), &cloud(), &ledger, day(31))
+        .unwrap_or_default();
+    assert_eq!(
+        summary(&draft),
+        vec![(
+            "addition",
+            1,
+            7781,
+            7781,
+            day(10).timestamp(),
+            day(366).timestamp()
+        )]
+    );
 }
 
 /// S25: nothing to invoice at NM.
 #[test]
 fn s25_no_lines() {
-    let draft = invoice_lines(&plan(BillingSchedule::Annual), &cloud(), &[entry(1, true, t0(), 6, 6)], day(31)).unwrap_or_default();
+    let draft = invoice_lines(
+        &plan(BillingSchedule::Annual),
+        &cloud(),
+        &[entry(1, true, t0(), 6, 6)],
+        day(31),
+    )
+    .unwrap_or_default();
     assert!(draft.lines.is_empty());
     assert_eq!(draft.invoiced_through, Some(1));
 }
@@ -107,17 +159,35 @@ fn s25_no_lines() {
 /// S08: the card trial ends at FTE, then renews 15 × 8000; a later addition is prorated.
 #[test]
 fn s08_free_trial_end() {
-    let params = plan_parameters(Tier::CloudStandard, BillingSchedule::Annual, None, t0(), Some(60)).ok();
+    let params = plan_parameters(
+        Tier::CloudStandard,
+        BillingSchedule::Annual,
+        None,
+        t0(),
+        Some(60),
+    )
+    .ok();
     let fte = day(60);
     assert_eq!(params.as_ref().map(|p| p.next_invoice_date), Some(fte));
     let mut p = plan(BillingSchedule::Annual);
     p.status = PlanStatus::FreeTrial;
     p.next_invoice_date = Some(fte);
-    let ledger = vec![entry(1, true, t0(), 6, 6), entry(2, false, t0(), 12, 12), entry(3, false, day(31), 15, 15)];
-    assert_eq!(end_of_cycle(&p, &cloud(), &ledger, None, day(31)).ok(), Some(EndOfCycle::Nothing));
+    let ledger = vec![
+        entry(1, true, t0(), 6, 6),
+        entry(2, false, t0(), 12, 12),
+        entry(3, false, day(31), 15, 15),
+    ];
+    assert_eq!(
+        end_of_cycle(&p, &cloud(), &ledger, None, day(31)).ok(),
+        Some(EndOfCycle::Nothing)
+    );
     assert_eq!(
         end_of_cycle(&p, &cloud(), &ledger, None, fte).ok(),
-        Some(EndOfCycle::EndTrial { at: fte, licenses: 15, invoiced_through: 3 })
+        Some(EndOfCycle::EndTrial {
+            at: fte,
+            licenses: 15,
+            invoiced_through: 3
+        })
     );
     // After the trial: anchor FTE, ACTIVE, renewal at FTE.
     p.status = PlanStatus::Active;
@@ -127,13 +197,33 @@ fn s08_free_trial_end() {
     ledger.push(entry(4, true, fte, 15, 15));
     let draft = invoice_lines(&p, &cloud(), &ledger, fte).unwrap_or_default();
     let fte_next = add_months(fte, 12).unwrap_or_default();
-    assert_eq!(summary(&draft), vec![("renewal", 15, 8000, 120000, fte.timestamp(), fte_next.timestamp())]);
+    assert_eq!(
+        summary(&draft),
+        vec![(
+            "renewal",
+            15,
+            8000,
+            120000,
+            fte.timestamp(),
+            fte_next.timestamp()
+        )]
+    );
     // Ten months later, 4 more seats: 4 × 1293 = 5172.
     p.invoiced_through = Some(4);
     let later = add_months(fte, 10).unwrap_or_default();
     ledger.push(entry(5, false, later, 19, 19));
     let draft = invoice_lines(&p, &cloud(), &ledger, later).unwrap_or_default();
-    assert_eq!(summary(&draft), vec![("addition", 4, 1293, 5172, later.timestamp(), fte_next.timestamp())]);
+    assert_eq!(
+        summary(&draft),
+        vec![(
+            "addition",
+            4,
+            1293,
+            5172,
+            later.timestamp(),
+            fte_next.timestamp()
+        )]
+    );
 }
 
 /// S14: a downgrade at the end of the cycle ends the plan, leftover additions are billed.
@@ -143,10 +233,23 @@ fn s14_downgrade_at_end_of_cycle() {
     p.status = PlanStatus::DowngradeAtEndOfCycle;
     let ledger = vec![entry(1, true, t0(), 6, 6), entry(2, false, t0(), 20, 20)];
     let draft = invoice_lines(&p, &cloud(), &ledger, day(31)).unwrap_or_default();
-    assert_eq!(summary(&draft), vec![("addition", 14, 8000, 112000, t0().timestamp(), day(366).timestamp())]);
+    assert_eq!(
+        summary(&draft),
+        vec![(
+            "addition",
+            14,
+            8000,
+            112000,
+            t0().timestamp(),
+            day(366).timestamp()
+        )]
+    );
     assert!(matches!(
         end_of_cycle(&p, &cloud(), &ledger, None, day(366)),
-        Ok(EndOfCycle::Downgrade { close_ledger: false, .. })
+        Ok(EndOfCycle::Downgrade {
+            close_ledger: false,
+            ..
+        })
     ));
 }
 
@@ -165,9 +268,17 @@ fn d3_bundling_never_crosses_a_renewal() {
         entry(4, false, evening, 8, 8),
         entry(5, false, evening + Duration::minutes(5), 9, 9),
     ];
-    let draft = invoice_lines(&p, &cloud(), &ledger, evening + Duration::hours(1)).unwrap_or_default();
-    let kinds: Vec<_> = draft.lines.iter().map(|l| (l.kind.name(), l.quantity)).collect();
-    assert_eq!(kinds, vec![("renewal", 7), ("addition", 1), ("addition", 2)]);
+    let draft =
+        invoice_lines(&p, &cloud(), &ledger, evening + Duration::hours(1)).unwrap_or_default();
+    let kinds: Vec<_> = draft
+        .lines
+        .iter()
+        .map(|l| (l.kind.name(), l.quantity))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("renewal", 7), ("addition", 1), ("addition", 2)]
+    );
 }
 
 #[test]
@@ -178,7 +289,17 @@ fn fixed_price_renewals_and_flat_discount() {
     p.invoiced_through = None;
     let ledger = vec![entry(1, true, t0(), 6, 6), entry(2, false, day(3), 9, 9)];
     let draft = invoice_lines(&p, &cloud(), &ledger, day(31)).unwrap_or_default();
-    assert_eq!(summary(&draft), vec![("renewal", 1, 14167, 14167, t0().timestamp(), day(31).timestamp())]);
+    assert_eq!(
+        summary(&draft),
+        vec![(
+            "renewal",
+            1,
+            14167,
+            14167,
+            t0().timestamp(),
+            day(31).timestamp()
+        )]
+    );
 
     let mut c = Customer::new(2, "Self", CustomerKind::SelfHosted);
     c.flat_discounted_months = 12;
@@ -189,7 +310,10 @@ fn fixed_price_renewals_and_flat_discount() {
     let draft = invoice_lines(&p, &c, &[entry(1, true, t0(), 10, 10)], t0()).unwrap_or_default();
     assert_eq!(draft.total(), 42000 - 24000);
     assert_eq!(draft.flat_months_used, 12);
-    assert_eq!(draft.lines[1].description, "$20.00/month new customer discount");
+    assert_eq!(
+        draft.lines[1].description,
+        "$20.00/month new customer discount"
+    );
 }
 
 #[test]
@@ -199,7 +323,10 @@ fn renewal_blocked_below_minimum() {
     let ledger = vec![entry(1, true, t0(), 6, 6)];
     assert!(matches!(
         end_of_cycle(&p, &cloud(), &ledger, None, day(366)),
-        Err(BillingError::BelowMinimumLicenses { licenses: 6, minimum: 10 })
+        Err(BillingError::BelowMinimumLicenses {
+            licenses: 6,
+            minimum: 10
+        })
     ));
 }
 

@@ -205,7 +205,10 @@ mod tests {
         for s in PlanStatus::ALL {
             assert_eq!(PlanStatus::parse(&s.code().to_string()).ok(), Some(*s));
         }
-        assert_eq!(BillingSchedule::parse("2").ok(), Some(BillingSchedule::Monthly));
+        assert_eq!(
+            BillingSchedule::parse("2").ok(),
+            Some(BillingSchedule::Monthly)
+        );
     }
 
     #[test]
@@ -214,7 +217,10 @@ mod tests {
             BillingSchedule::from_code(1000).map_err(|e| e.to_string()),
             Err("Unknown billing_schedule: 1000".to_string())
         );
-        assert_eq!(Tier::parse("gold").map_err(|e| e.to_string()), Err("Unknown tier: gold".to_string()));
+        assert_eq!(
+            Tier::parse("gold").map_err(|e| e.to_string()),
+            Err("Unknown tier: gold".to_string())
+        );
     }
 
     #[test]

@@ -31,12 +31,19 @@ pub struct PassOptions {
 
 impl Default for PassOptions {
     fn default() -> Self {
-        PassOptions { dry_run: false, worker_id: default_worker_id(), lease: Duration::minutes(10) }
+        PassOptions {
+            dry_run: false,
+            worker_id: default_worker_id(),
+            lease: Duration::minutes(10),
+        }
     }
 }
 
 pub fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
     format!("{host}:{}", std::process::id())
 }
 
@@ -80,7 +87,12 @@ impl PassReport {
 
 /// One invoicing pass as of `now`. With `dry_run` everything runs inside a transaction that is
 /// rolled back, with a sink that sends nothing: the same code path, nothing written.
-pub async fn run_pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: &PassOptions) -> Result<PassReport, AppError> {
+pub async fn run_pass<S: InvoiceSink>(
+    conn: &mut Conn,
+    sink: &S,
+    now: Ts,
+    opts: &PassOptions,
+) -> Result<PassReport, AppError> {
     let span = info_span!("pass", now = %now, dry_run = opts.dry_run, worker = %opts.worker_id);
     async {
         let started = Instant::now();
@@ -93,8 +105,14 @@ pub async fn run_pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: 
             let run_id = repo::insert_pass_run(conn, &opts.worker_id, now, chrono::Utc::now())?;
             let result = pass(conn, sink, now, opts).await;
             if let Ok(r) = &result {
-                let counts = [r.plans_considered, r.plans_invoiced, r.invoices.len(), r.needs_attention.len(), r.failures.len()]
-                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+                let counts = [
+                    r.plans_considered,
+                    r.plans_invoiced,
+                    r.invoices.len(),
+                    r.needs_attention.len(),
+                    r.failures.len(),
+                ]
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
                 repo::finish_pass_run(conn, run_id, chrono::Utc::now(), counts)?;
             }
             result
@@ -116,7 +134,12 @@ pub async fn run_pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: 
     .await
 }
 
-async fn pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: &PassOptions) -> Result<PassReport, AppError> {
+async fn pass<S: InvoiceSink>(
+    conn: &mut Conn,
+    sink: &S,
+    now: Ts,
+    opts: &PassOptions,
+) -> Result<PassReport, AppError> {
     let mut report = PassReport {
         now,
         dry_run: opts.dry_run,
@@ -132,13 +155,24 @@ async fn pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: &PassOpt
     let mut after = 0;
     loop {
         let lease_until = now + opts.lease;
-        let claimed = conn.transaction(|c| repo::claim_next_due(c, after, now, &failed_customers, &opts.worker_id, lease_until))?;
+        let claimed = conn.transaction(|c| {
+            repo::claim_next_due(
+                c,
+                after,
+                now,
+                &failed_customers,
+                &opts.worker_id,
+                lease_until,
+            )
+        })?;
         let Some(plan_id) = claimed else { break };
         after = plan_id;
         report.plans_considered += 1;
         let customer_id = ops::plan(conn, plan_id)?.plan.customer_id;
         let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
-        let result = invoice_claimed_plan(conn, sink, plan_id, now).instrument(span.clone()).await;
+        let result = invoice_claimed_plan(conn, sink, plan_id, now)
+            .instrument(span.clone())
+            .await;
         let _enter = span.enter();
         match result {
             Ok(PlanResult::Invoiced(ids)) => {
@@ -151,8 +185,20 @@ async fn pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: &PassOpt
             Ok(PlanResult::Waiting(reason)) => {
                 warn!(reason = %reason, "plan needs attention");
                 let retry = Some(now + Duration::days(1));
-                release(conn, plan_id, Release::Failed { error: &reason, needs_attention: Some(&reason), retry_at: retry })?;
-                report.needs_attention.push(Attention { plan_id, customer_id, reason });
+                release(
+                    conn,
+                    plan_id,
+                    Release::Failed {
+                        error: &reason,
+                        needs_attention: Some(&reason),
+                        retry_at: retry,
+                    },
+                )?;
+                report.needs_attention.push(Attention {
+                    plan_id,
+                    customer_id,
+                    reason,
+                });
             }
             Err(e) => {
                 failed_customers.push(customer_id);
@@ -160,21 +206,53 @@ async fn pass<S: InvoiceSink>(conn: &mut Conn, sink: &S, now: Ts, opts: &PassOpt
                 let count = ops::plan(conn, plan_id).map(|r| r.error_count).unwrap_or(0);
                 if e.is_retryable() {
                     warn!(error = %message, "invoicing failed, will retry");
-                    let backoff = Duration::minutes(5 * (1i64 << count.clamp(0, 6))).min(Duration::hours(6));
-                    release(conn, plan_id, Release::Failed { error: &message, needs_attention: None, retry_at: Some(now + backoff) })?;
-                    report.failures.push(Failure { plan_id, customer_id, error: message, retryable: true });
+                    let backoff =
+                        Duration::minutes(5 * (1i64 << count.clamp(0, 6))).min(Duration::hours(6));
+                    release(
+                        conn,
+                        plan_id,
+                        Release::Failed {
+                            error: &message,
+                            needs_attention: None,
+                            retry_at: Some(now + backoff),
+                        },
+                    )?;
+                    report.failures.push(Failure {
+                        plan_id,
+                        customer_id,
+                        error: message,
+                        retryable: true,
+                    });
                 } else {
                     warn!(error = %message, "invoicing blocked, plan needs attention");
                     let retry = Some(now + Duration::days(1));
-                    release(conn, plan_id, Release::Failed { error: &message, needs_attention: Some(&message), retry_at: retry })?;
-                    report.needs_attention.push(Attention { plan_id, customer_id, reason: message });
+                    release(
+                        conn,
+                        plan_id,
+                        Release::Failed {
+                            error: &message,
+                            needs_attention: Some(&message),
+                            retry_at: retry,
+                        },
+                    )?;
+                    report.needs_attention.push(Attention {
+                        plan_id,
+                        customer_id,
+                        reason: message,
+                    });
                 }
             }
         }
     }
     if !invoice_ids.is_empty() {
-        let filter = InvoiceFilter { ids: Some(invoice_ids), ..InvoiceFilter::default() };
-        report.invoices = repo::list_invoices(conn, &filter)?.iter().map(InvoiceView::from).collect();
+        let filter = InvoiceFilter {
+            ids: Some(invoice_ids),
+            ..InvoiceFilter::default()
+        };
+        report.invoices = repo::list_invoices(conn, &filter)?
+            .iter()
+            .map(InvoiceView::from)
+            .collect();
     }
     Ok(report)
 }
@@ -193,7 +271,8 @@ fn release(conn: &mut Conn, plan_id: i64, outcome: Release<'_>) -> Result<(), Ap
         let p = ops::plan(c, plan_id)?.plan;
         let status = if !repo::pending_invoice_ids(c, plan_id)?.is_empty() {
             InvoicingStatus::Started
-        } else if p.invoiced_through.is_none() && p.tier.is_paid() && p.status != PlanStatus::Ended {
+        } else if p.invoiced_through.is_none() && p.tier.is_paid() && p.status != PlanStatus::Ended
+        {
             InvoicingStatus::InitialInvoiceToBeSent
         } else {
             InvoicingStatus::Done
@@ -203,7 +282,12 @@ fn release(conn: &mut Conn, plan_id: i64, outcome: Release<'_>) -> Result<(), Ap
     })
 }
 
-async fn invoice_claimed_plan<S: InvoiceSink>(conn: &mut Conn, sink: &S, plan_id: i64, now: Ts) -> Result<PlanResult, AppError> {
+async fn invoice_claimed_plan<S: InvoiceSink>(
+    conn: &mut Conn,
+    sink: &S,
+    plan_id: i64,
+    now: Ts,
+) -> Result<PlanResult, AppError> {
     let mut emitted = vec![];
     // A previous worker may have died between the write-ahead commit and the sink.
     for id in repo::pending_invoice_ids(conn, plan_id)? {
@@ -223,13 +307,24 @@ async fn invoice_claimed_plan<S: InvoiceSink>(conn: &mut Conn, sink: &S, plan_id
     }
 }
 
-async fn emit<S: InvoiceSink>(conn: &mut Conn, sink: &S, invoice_id: i64, now: Ts) -> Result<(), AppError> {
-    let filter = InvoiceFilter { ids: Some(vec![invoice_id]), ..InvoiceFilter::default() };
+async fn emit<S: InvoiceSink>(
+    conn: &mut Conn,
+    sink: &S,
+    invoice_id: i64,
+    now: Ts,
+) -> Result<(), AppError> {
+    let filter = InvoiceFilter {
+        ids: Some(vec![invoice_id]),
+        ..InvoiceFilter::default()
+    };
     let Some(record) = repo::list_invoices(conn, &filter)?.into_iter().next() else {
         return Err(AppError::NotFound(format!("invoice {invoice_id} vanished")));
     };
     let customer = ops::customer(conn, record.invoice.customer_id)?;
-    let result = sink.emit(&customer, &record).instrument(info_span!("emit", invoice.id = invoice_id)).await?;
+    let result = sink
+        .emit(&customer, &record)
+        .instrument(info_span!("emit", invoice.id = invoice_id))
+        .await?;
     conn.transaction(|c| {
         if let Some(stripe_customer) = &result.customer_external_id {
             repo::set_stripe_customer_id(c, customer.id, stripe_customer)?;
@@ -237,7 +332,12 @@ async fn emit<S: InvoiceSink>(conn: &mut Conn, sink: &S, invoice_id: i64, now: T
         repo::mark_invoice_sent(c, invoice_id, now)?;
         Ok::<_, AppError>(())
     })?;
-    info!(invoice.id = invoice_id, total_cents = record.invoice.total_cents, lines = record.lines.len(), "invoice sent");
+    info!(
+        invoice.id = invoice_id,
+        total_cents = record.invoice.total_cents,
+        lines = record.lines.len(),
+        "invoice sent"
+    );
     Ok(())
 }
 
@@ -247,7 +347,13 @@ enum Step {
     Advanced(Option<i64>),
 }
 
-fn notice(conn: &mut Conn, plan: &Plan, kind: &'static str, message: String, now: Ts) -> Result<(), AppError> {
+fn notice(
+    conn: &mut Conn,
+    plan: &Plan,
+    kind: &'static str,
+    message: String,
+    now: Ts,
+) -> Result<(), AppError> {
     info!(notice = kind, "{message}");
     let e = NewEvent {
         kind,
@@ -268,7 +374,9 @@ fn notice(conn: &mut Conn, plan: &Plan, kind: &'static str, message: String, now
 /// updates, the lines, the local invoice, `invoiced_through` and the next invoice date.
 fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppError> {
     let mut p = ops::plan(c, plan_id)?.plan;
-    let Some(t) = p.next_invoice_date.filter(|d| *d <= now) else { return Ok(Step::NotDue) };
+    let Some(t) = p.next_invoice_date.filter(|d| *d <= now) else {
+        return Ok(Step::NotDue);
+    };
     if p.status == PlanStatus::NeverStarted {
         // Started by its predecessor's end-of-cycle update, never on its own (§6.14).
         return Ok(Step::NotDue);
@@ -276,8 +384,20 @@ fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppError> {
     let customer = ops::customer(c, p.customer_id)?;
 
     if fixed_price_review_due(&p) {
-        let end = p.end_date.map(|d| d.date_naive().to_string()).unwrap_or_default();
-        notice(c, &p, "notice_fixed_price_plan_ends", format!("Fixed-price plan for customer {} ends on {end}", customer.name), now)?;
+        let end = p
+            .end_date
+            .map(|d| d.date_naive().to_string())
+            .unwrap_or_default();
+        notice(
+            c,
+            &p,
+            "notice_fixed_price_plan_ends",
+            format!(
+                "Fixed-price plan for customer {} ends on {end}",
+                customer.name
+            ),
+            now,
+        )?;
         p.reminder_to_review_plan_email_sent = true;
         repo::save_plan(c, &p)?;
     }
@@ -312,7 +432,11 @@ fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppError> {
     } else {
         let id = repo::insert_invoice(c, &p, t, &draft, now)?;
         if draft.flat_months_used > 0 {
-            repo::set_flat_discounted_months(c, customer.id, customer.flat_discounted_months - draft.flat_months_used)?;
+            repo::set_flat_discounted_months(
+                c,
+                customer.id,
+                customer.flat_discounted_months - draft.flat_months_used,
+            )?;
         }
         Some(id)
     };

@@ -1,6 +1,6 @@
 //! Test support: a fresh database per test (an SQLite file in a temp dir, or a new PostgreSQL
 //! database dropped afterwards) and a driver for the real binary.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,7 +17,8 @@ pub enum Backend {
 
 /// Where the PostgreSQL server for tests is (a database per test is created on it).
 pub fn pg_base_url() -> String {
-    std::env::var("PLAN_INVOICER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+    std::env::var("PLAN_INVOICER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 
 /// `.ci/run` sets this so that a missing PostgreSQL fails instead of skipping.
@@ -48,7 +49,12 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                Some(TestDb { backend, url, _dir: Some(dir), pg_name: None })
+                Some(TestDb {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                    pg_name: None,
+                })
             }
             Backend::Postgres => {
                 let admin = format!("{}/postgres", pg_base_url());
@@ -58,16 +64,28 @@ impl TestDb {
                         eprintln!("skipping PostgreSQL test: {e}");
                         return None;
                     }
-                    Err(e) => panic!("PostgreSQL is required (PLAN_INVOICER_REQUIRE_PG=1) but unreachable: {e}"),
+                    Err(e) => panic!(
+                        "PostgreSQL is required (PLAN_INVOICER_REQUIRE_PG=1) but unreachable: {e}"
+                    ),
                 };
                 let name = format!(
                     "pi_test_{}_{}_{}",
                     std::process::id(),
                     COUNTER.fetch_add(1, Ordering::SeqCst),
-                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.subsec_nanos())
+                        .unwrap_or(0)
                 );
-                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
-                Some(TestDb { backend, url: format!("{}/{name}", pg_base_url()), _dir: None, pg_name: Some(name) })
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .expect("create database");
+                Some(TestDb {
+                    backend,
+                    url: format!("{}/{name}", pg_base_url()),
+                    _dir: None,
+                    pg_name: Some(name),
+                })
             }
         }
     }
@@ -75,7 +93,9 @@ impl TestDb {
     /// Runs the binary; returns (exit code, stdout, stderr).
     pub fn run(&self, now: Option<&str>, args: &[&str]) -> (i32, String, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plan-invoicer"));
-        cmd.env("DATABASE_URL", &self.url).env("RUST_LOG", "warn").env_remove("PLAN_INVOICER_NOW");
+        cmd.env("DATABASE_URL", &self.url)
+            .env("RUST_LOG", "warn")
+            .env_remove("PLAN_INVOICER_NOW");
         if let Some(now) = now {
             cmd.args(["--now", now]);
         }
@@ -98,17 +118,30 @@ impl TestDb {
     /// Runs the binary, expects `code`, returns the JSON document (passes with exit 3).
     pub fn code(&self, code: i32, now: Option<&str>, args: &[&str]) -> Value {
         let (got, out, err) = self.run(now, args);
-        assert_eq!(got, code, "{args:?}: expected exit {code}, got {got}: {err}");
+        assert_eq!(
+            got, code,
+            "{args:?}: expected exit {code}, got {got}: {err}"
+        );
         serde_json::from_str(&out).unwrap_or(Value::Null)
     }
 
     /// Expects a one-line error with exit 2 and returns it.
     pub fn refused(&self, now: Option<&str>, args: &[&str]) -> String {
         let (code, out, err) = self.run(now, args);
-        assert_eq!(code, 2, "{args:?}: expected exit 2, got {code}: {out} {err}");
+        assert_eq!(
+            code, 2,
+            "{args:?}: expected exit 2, got {code}: {out} {err}"
+        );
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{args:?}: expected one line on stderr, got {err:?}");
-        assert!(out.trim().is_empty(), "{args:?}: nothing on stdout expected, got {out}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "{args:?}: expected one line on stderr, got {err:?}"
+        );
+        assert!(
+            out.trim().is_empty(),
+            "{args:?}: nothing on stdout expected, got {out}"
+        );
         lines[0].to_string()
     }
 
@@ -125,7 +158,10 @@ impl TestDb {
     }
 
     pub fn invoices(&self) -> Vec<Value> {
-        self.ok(None, &["invoices", "list"]).as_array().cloned().unwrap_or_default()
+        self.ok(None, &["invoices", "list"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -133,7 +169,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = &self.pg_name {
             if let Ok(mut conn) = PgConnection::establish(&format!("{}/postgres", pg_base_url())) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn);
             }
         }
     }
@@ -160,7 +197,14 @@ pub fn lines(invoice: &Value) -> Vec<(String, i64, i64, i64, String, String)> {
         .unwrap_or_default()
 }
 
-pub fn line(d: &str, q: i64, u: i64, a: i64, s: &str, e: &str) -> (String, i64, i64, i64, String, String) {
+pub fn line(
+    d: &str,
+    q: i64,
+    u: i64,
+    a: i64,
+    s: &str,
+    e: &str,
+) -> (String, i64, i64, i64, String, String) {
     (d.to_string(), q, u, a, s.to_string(), e.to_string())
 }
 
