@@ -15,7 +15,8 @@ use crate::domain::{PlanStatus, Ts};
 use crate::error::{invalid, AppError};
 use crate::jobs::{self, PassOptions};
 use crate::ops;
-use crate::sink::LocalSink;
+use crate::stripe::client::{StripeConfig, StripeGateway};
+use crate::stripe::ApiKey;
 use crate::views::{CustomerView, InvoiceView, LedgerView, PlanView};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://plan-invoicer.db";
@@ -63,6 +64,23 @@ pub enum Command {
     Invoices(InvoicesCmd),
     /// Due plans, leased plans, plans that need attention, the last pass.
     Status,
+    /// Run the built-in Stripe emulator (test equipment and demo back end, not for production).
+    StripeEmulator {
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        listen: String,
+        /// Append every request received as a JSON line to this file.
+        #[arg(long)]
+        record: Option<std::path::PathBuf>,
+        /// Delay every response by this many milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Answer every n-th request with 429.
+        #[arg(long, default_value_t = 0)]
+        rate_limit_every: u64,
+        /// Answer every n-th request with 500.
+        #[arg(long, default_value_t = 0)]
+        fail_every: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +290,31 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         None => Box::new(SystemClock),
     };
     let now = clock.now();
+    if let Command::StripeEmulator {
+        listen,
+        record,
+        latency_ms,
+        rate_limit_every,
+        fail_every,
+    } = &cli.command
+    {
+        let emulator = crate::stripe::emulator::Emulator::new();
+        if let Some(path) = record {
+            emulator.record_to(path);
+        }
+        emulator.set_faults(crate::stripe::emulator::Faults {
+            latency: std::time::Duration::from_millis(*latency_ms),
+            rate_limit_every: *rate_limit_every,
+            fail_every: *fail_every,
+            fail_requests: vec![],
+        });
+        eprintln!("Stripe emulator on http://{listen}/ (test equipment, not Stripe)");
+        emulator
+            .serve(listen)
+            .await
+            .map_err(|e| invalid(format!("cannot serve on {listen}: {e}")))?;
+        return out(&serde_json::json!({}), String::new());
+    }
     let url = DbUrl::parse(&cli.database_url)?;
     if let Command::Migrate = cli.command {
         let mut conn = Conn::open(&url, true)?;
@@ -286,7 +329,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
     let mut conn = Conn::open_checked(&url)?;
     let c = &mut conn;
     match cli.command {
-        Command::Migrate => Err(invalid("unreachable")),
+        Command::Migrate | Command::StripeEmulator { .. } => Err(invalid("unreachable")),
         Command::Customer(cmd) => customer_cmd(c, cmd, now),
         Command::Plan(cmd) => plan_cmd(c, cmd, now),
         Command::Offer(OfferCmd::Create {
@@ -325,7 +368,12 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
                 dry_run,
                 ..PassOptions::default()
             };
-            let report = jobs::run_pass(c, &LocalSink, now, &opts).await?;
+            let gateway = if dry_run {
+                None
+            } else {
+                Some(stripe_from_env()?)
+            };
+            let report = jobs::run_pass(c, gateway.as_ref(), now, &opts).await?;
             let mut o = out(&report, render_report(&report))?;
             o.exit_code = report.exit_code();
             Ok(o)
@@ -637,6 +685,54 @@ pub fn worker_lock(url: &DbUrl) -> Result<Option<File>, AppError> {
             path.display()
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(invalid(format!("cannot lock {lock_path}: {e}"))),
+    }
+}
+
+/// The Stripe gateway from the environment: `STRIPE_API_KEY` or `STRIPE_API_KEY_FILE`,
+/// `STRIPE_API_BASE`, and the pacing and retry knobs. A missing key is a configuration error.
+pub fn stripe_from_env() -> Result<StripeGateway, AppError> {
+    let key = match (std::env::var("STRIPE_API_KEY").ok(), std::env::var("STRIPE_API_KEY_FILE").ok()) {
+        (Some(k), _) if !k.trim().is_empty() => k,
+        (_, Some(path)) if !path.trim().is_empty() => std::fs::read_to_string(path.trim())
+            .map_err(|e| invalid(format!("cannot read STRIPE_API_KEY_FILE {}: {e}", path.trim())))?,
+        _ => {
+            return Err(invalid(
+                "STRIPE_API_KEY (or STRIPE_API_KEY_FILE) is not set: a pass that emits invoices needs a Stripe key (--dry-run needs none)",
+            ))
+        }
+    };
+    let key = ApiKey::new(key).ok_or_else(|| invalid("the Stripe API key is empty"))?;
+    let base = std::env::var("STRIPE_API_BASE")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
+    if let Some(b) = &base {
+        if !(b.starts_with("http://") || b.starts_with("https://")) {
+            return Err(invalid(format!(
+                "STRIPE_API_BASE {b:?} is not an http(s) URL"
+            )));
+        }
+    }
+    let mut config = StripeConfig::new(key, base.as_deref());
+    if let Some(rate) = env_number("STRIPE_MAX_REQUESTS_PER_SECOND")? {
+        config.requests_per_second = u32::try_from(rate.max(1)).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = env_number("STRIPE_MAX_ATTEMPTS")? {
+        config.max_attempts = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    }
+    if let Some(ms) = env_number("STRIPE_RETRY_BASE_MS")? {
+        config.base_backoff = std::time::Duration::from_millis(ms);
+    }
+    Ok(StripeGateway::new(config)?)
+}
+
+fn env_number(name: &str) -> Result<Option<u64>, AppError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(format!("{name} must be a non-negative integer (got {v:?})"))),
+        _ => Ok(None),
     }
 }
 

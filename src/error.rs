@@ -2,7 +2,7 @@
 
 use crate::db::DbError;
 use crate::domain::BillingError;
-use crate::sink::SinkError;
+use crate::stripe::GatewayError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -17,7 +17,7 @@ pub enum AppError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Gateway(#[from] GatewayError),
     /// Another worker holds the single-worker lock (SQLite).
     #[error("{0}")]
     Busy(String),
@@ -38,7 +38,7 @@ impl AppError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AppError::Db(e) => e.is_retryable(),
-            AppError::Sink(e) => e.is_retryable(),
+            AppError::Gateway(e) => e.is_retryable(),
             AppError::Busy(_) => true,
             _ => false,
         }

@@ -6,7 +6,7 @@
 //! - [`db`]: diesel adapters for SQLite and PostgreSQL, schema, embedded migrations.
 //! - [`ops`]: the admin operations that write the worker's inputs (customers, plans, ledger).
 //! - [`jobs`]: the invoicing pass (`run-once`, scheduled ticks).
-//! - [`sink`]: where finished invoices go (local records; Stripe later).
+//! - [`stripe`]: the payment gateway (async-stripe) and the built-in Stripe emulator.
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`cli`]: the command-line contract (`cli.md`).
 
@@ -17,5 +17,5 @@ pub mod domain;
 pub mod error;
 pub mod jobs;
 pub mod ops;
-pub mod sink;
+pub mod stripe;
 pub mod views;

@@ -3,16 +3,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use chrono::{DateTime, Utc};
 use common::{Backend, TestDb};
-use plan_invoicer::db::models::InvoiceRecord;
 use plan_invoicer::db::repo;
 use plan_invoicer::db::{Conn, DbUrl};
-use plan_invoicer::domain::Customer;
 use plan_invoicer::jobs::{run_pass, PassOptions};
-use plan_invoicer::sink::{Emitted, InvoiceSink, LocalSink, SinkError};
+use plan_invoicer::stripe::client::{StripeConfig, StripeGateway};
+use plan_invoicer::stripe::emulator::Faults;
+use plan_invoicer::stripe::ApiKey;
 
 const T0: &str = "2012-01-02T03:04:05Z";
 
@@ -23,23 +21,6 @@ fn at(s: &str) -> DateTime<Utc> {
 fn connect(db: &TestDb) -> Conn {
     let url = DbUrl::parse(&db.url).unwrap_or(DbUrl::Sqlite("missing".into()));
     Conn::open_checked(&url).unwrap_or_else(|e| panic!("connect: {e}"))
-}
-
-/// A sink that fails transiently for its first `failures` calls, and counts every call.
-struct FlakySink {
-    failures: usize,
-    calls: AtomicUsize,
-}
-
-impl InvoiceSink for FlakySink {
-    async fn emit(&self, _c: &Customer, _i: &InvoiceRecord) -> Result<Emitted, SinkError> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        if n < self.failures {
-            Err(SinkError::Retryable("connection reset".into()))
-        } else {
-            Ok(Emitted::default())
-        }
-    }
 }
 
 fn setup_plans(db: &TestDb, count: usize) {
@@ -71,19 +52,32 @@ fn setup_plans(db: &TestDb, count: usize) {
     }
 }
 
-/// A sink failure after the write-ahead commit leaves the invoice pending and the plan
+fn gateway(db: &TestDb, attempts: u32) -> StripeGateway {
+    let mut config = StripeConfig::new(
+        ApiKey::new("sk_test_x").unwrap_or_else(|| panic!("key")),
+        Some(&db.stripe_base),
+    );
+    config.max_attempts = attempts;
+    config.requests_per_second = 1000;
+    config.base_backoff = std::time::Duration::from_millis(5);
+    StripeGateway::new(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A Stripe failure after the write-ahead commit leaves the invoice pending and the plan
 /// STARTED; the next pass finishes that invoice without computing it again.
 fn failed_emission_is_resumed_exactly_once(db: &TestDb) {
     setup_plans(db, 1);
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::runtime();
     let mut conn = connect(db);
-    let flaky = FlakySink {
-        failures: 1,
-        calls: AtomicUsize::new(0),
-    };
+    let g = gateway(db, 1);
+    // Request 1 creates the customer, 2 the invoice; the first item fails.
+    db.stripe.set_faults(Faults {
+        fail_requests: vec![3],
+        ..Faults::default()
+    });
     let now = at("2012-02-02T03:04:05Z");
     let report = rt
-        .block_on(run_pass(&mut conn, &flaky, now, &PassOptions::default()))
+        .block_on(run_pass(&mut conn, Some(&g), now, &PassOptions::default()))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (
@@ -102,23 +96,33 @@ fn failed_emission_is_resumed_exactly_once(db: &TestDb) {
     );
     assert_eq!(db.invoices().len(), 1);
     assert_eq!(db.invoices()[0]["status"], "pending");
+    assert!(
+        db.invoices()[0]["stripe_invoice_id"].is_string(),
+        "the Stripe id was stored at once"
+    );
 
     // Parked until the backoff has passed.
     let early = rt
-        .block_on(run_pass(&mut conn, &flaky, now, &PassOptions::default()))
+        .block_on(run_pass(&mut conn, Some(&g), now, &PassOptions::default()))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(early.plans_considered, 0);
     let later = at("2012-02-02T04:00:00Z");
     let report = rt
-        .block_on(run_pass(&mut conn, &flaky, later, &PassOptions::default()))
+        .block_on(run_pass(
+            &mut conn,
+            Some(&g),
+            later,
+            &PassOptions::default(),
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((report.failures.len(), report.invoices.len()), (0, 1));
-    assert_eq!(flaky.calls.load(Ordering::SeqCst), 2);
     let invoices = db.invoices();
     assert_eq!(invoices.len(), 1, "nothing computed twice");
     assert_eq!(invoices[0]["status"], "sent");
     // Renewal 7 × 800, and 2 licenses for 21 of 31 days: 800 × 21 / 31 = 541.9 → 542.
     assert_eq!(invoices[0]["total_cents"], 7 * 800 + 2 * 542);
+    db.assert_stripe_matches_local();
+    assert_eq!(db.stripe.customers().len(), 1);
     let plan = db.plan(1);
     assert_eq!(
         (
@@ -132,7 +136,7 @@ fn failed_emission_is_resumed_exactly_once(db: &TestDb) {
 /// A worker that died holding a lease: the plan is resumed once the lease expires.
 fn expired_lease_is_resumed(db: &TestDb) {
     setup_plans(db, 1);
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::runtime();
     let mut conn = connect(db);
     let now = at("2012-02-02T03:04:05Z");
     // Simulate a crash right after the claim.
@@ -152,7 +156,7 @@ fn expired_lease_is_resumed(db: &TestDb) {
     let blocked = rt
         .block_on(run_pass(
             &mut conn,
-            &LocalSink,
+            Some(&gateway(db, 3)),
             now,
             &PassOptions::default(),
         ))
@@ -162,7 +166,7 @@ fn expired_lease_is_resumed(db: &TestDb) {
     let report = rt
         .block_on(run_pass(
             &mut conn,
-            &LocalSink,
+            Some(&gateway(db, 3)),
             after,
             &PassOptions::default(),
         ))
@@ -188,6 +192,9 @@ fn concurrent_workers_on_postgres() {
             std::process::Command::new(env!("CARGO_BIN_EXE_plan-invoicer"))
                 .env("DATABASE_URL", &db.url)
                 .env("RUST_LOG", "warn")
+                .env("STRIPE_API_KEY", "sk_test_x")
+                .env("STRIPE_API_BASE", &db.stripe_base)
+                .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
                 .args(["--json", "--now", "2012-06-02T03:04:05Z", "run-once"])
                 .output()
         })

@@ -486,6 +486,27 @@ pub fn mark_invoice_sent(conn: &mut Conn, id: i64, now: Ts) -> Result<(), DbErro
     Ok(())
 }
 
+pub fn set_invoice_stripe_id(conn: &mut Conn, id: i64, stripe_id: &str) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice::table.find(id))
+        .set(invoice::stripe_invoice_id.eq(stripe_id))
+        .execute(c))?;
+    Ok(())
+}
+
+pub fn set_invoice_finalized(conn: &mut Conn, id: i64) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice::table.find(id))
+        .set(invoice::stripe_finalized.eq(true))
+        .execute(c))?;
+    Ok(())
+}
+
+pub fn set_line_stripe_id(conn: &mut Conn, id: i64, stripe_id: &str) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice_line::table.find(id))
+        .set(invoice_line::stripe_invoice_item_id.eq(stripe_id))
+        .execute(c))?;
+    Ok(())
+}
+
 pub fn pending_invoice_ids(conn: &mut Conn, plan_id: i64) -> Result<Vec<i64>, DbError> {
     Ok(with_conn!(conn, c => invoice::table
         .filter(invoice::plan_id.eq(plan_id))

@@ -1,6 +1,6 @@
 //! The invoicing pass (billing-semantics.md P.3): claim due plans in id order, run the catch-up
 //! loop with each due date as the event time, persist invoices write-ahead, hand them to the
-//! sink, release. One customer's failure never stops the pass.
+//! payment gateway, release. One customer's failure never stops the pass.
 
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use crate::domain::dates::next_invoice_date_after;
 use crate::domain::{invoice_lines, InvoicingStatus, Plan, PlanStatus, Ts};
 use crate::error::AppError;
 use crate::ops;
-use crate::sink::{InvoiceSink, LocalSink};
+use crate::stripe::{GatewayError, NewInvoice, NewItem, PaymentGateway};
 use crate::views::InvoiceView;
 
 pub const JOB_NAME: &str = "invoice_plans";
@@ -86,10 +86,11 @@ impl PassReport {
 }
 
 /// One invoicing pass as of `now`. With `dry_run` everything runs inside a transaction that is
-/// rolled back, with a sink that sends nothing: the same code path, nothing written.
-pub async fn run_pass<S: InvoiceSink>(
+/// rolled back and no gateway: the same code path, nothing written, nothing called. Without a
+/// gateway (`None`) the local records are the invoices.
+pub async fn run_pass<G: PaymentGateway>(
     conn: &mut Conn,
-    sink: &S,
+    gateway: Option<&G>,
     now: Ts,
     opts: &PassOptions,
 ) -> Result<PassReport, AppError> {
@@ -98,12 +99,12 @@ pub async fn run_pass<S: InvoiceSink>(
         let started = Instant::now();
         let report = if opts.dry_run {
             conn.begin().map_err(crate::db::DbError::from)?;
-            let result = pass(conn, &LocalSink, now, opts).await;
+            let result = pass::<G>(conn, None, now, opts).await;
             conn.rollback_quietly();
             result
         } else {
             let run_id = repo::insert_pass_run(conn, &opts.worker_id, now, chrono::Utc::now())?;
-            let result = pass(conn, sink, now, opts).await;
+            let result = pass(conn, gateway, now, opts).await;
             if let Ok(r) = &result {
                 let counts = [
                     r.plans_considered,
@@ -134,9 +135,9 @@ pub async fn run_pass<S: InvoiceSink>(
     .await
 }
 
-async fn pass<S: InvoiceSink>(
+async fn pass<G: PaymentGateway>(
     conn: &mut Conn,
-    sink: &S,
+    gateway: Option<&G>,
     now: Ts,
     opts: &PassOptions,
 ) -> Result<PassReport, AppError> {
@@ -170,7 +171,7 @@ async fn pass<S: InvoiceSink>(
         report.plans_considered += 1;
         let customer_id = ops::plan(conn, plan_id)?.plan.customer_id;
         let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
-        let result = invoice_claimed_plan(conn, sink, plan_id, now)
+        let result = invoice_claimed_plan(conn, gateway, plan_id, now)
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
@@ -282,16 +283,16 @@ fn release(conn: &mut Conn, plan_id: i64, outcome: Release<'_>) -> Result<(), Ap
     })
 }
 
-async fn invoice_claimed_plan<S: InvoiceSink>(
+async fn invoice_claimed_plan<G: PaymentGateway>(
     conn: &mut Conn,
-    sink: &S,
+    gateway: Option<&G>,
     plan_id: i64,
     now: Ts,
 ) -> Result<PlanResult, AppError> {
     let mut emitted = vec![];
-    // A previous worker may have died between the write-ahead commit and the sink.
+    // A previous worker may have died between the write-ahead commit and Stripe.
     for id in repo::pending_invoice_ids(conn, plan_id)? {
-        emit(conn, sink, id, now).await?;
+        emit(conn, gateway, id, now).await?;
         emitted.push(id);
     }
     loop {
@@ -300,16 +301,20 @@ async fn invoice_claimed_plan<S: InvoiceSink>(
             Step::Waiting(reason) => return Ok(PlanResult::Waiting(reason)),
             Step::Advanced(None) => {}
             Step::Advanced(Some(id)) => {
-                emit(conn, sink, id, now).await?;
+                emit(conn, gateway, id, now).await?;
                 emitted.push(id);
             }
         }
     }
 }
 
-async fn emit<S: InvoiceSink>(
+/// Pushes a persisted invoice to the gateway (P.3 step 7): the customer if it has no Stripe id,
+/// the invoice, its items in line order, finalize — storing each Stripe id as soon as it is
+/// known, so a resumed invoice creates only what is missing. Without a gateway the local
+/// records are the invoices.
+async fn emit<G: PaymentGateway>(
     conn: &mut Conn,
-    sink: &S,
+    gateway: Option<&G>,
     invoice_id: i64,
     now: Ts,
 ) -> Result<(), AppError> {
@@ -320,24 +325,126 @@ async fn emit<S: InvoiceSink>(
     let Some(record) = repo::list_invoices(conn, &filter)?.into_iter().next() else {
         return Err(AppError::NotFound(format!("invoice {invoice_id} vanished")));
     };
-    let customer = ops::customer(conn, record.invoice.customer_id)?;
-    let result = sink
-        .emit(&customer, &record)
-        .instrument(info_span!("emit", invoice.id = invoice_id))
-        .await?;
-    conn.transaction(|c| {
-        if let Some(stripe_customer) = &result.customer_external_id {
-            repo::set_stripe_customer_id(c, customer.id, stripe_customer)?;
-        }
-        repo::mark_invoice_sent(c, invoice_id, now)?;
-        Ok::<_, AppError>(())
-    })?;
+    let inv = &record.invoice;
+    if let Some(g) = gateway {
+        let span = info_span!("emit", invoice.id = invoice_id);
+        push_to_gateway(conn, g, &record, now)
+            .instrument(span)
+            .await?;
+    }
+    repo::mark_invoice_sent(conn, invoice_id, now)?;
     info!(
         invoice.id = invoice_id,
-        total_cents = record.invoice.total_cents,
+        total_cents = inv.total_cents,
         lines = record.lines.len(),
         "invoice sent"
     );
+    Ok(())
+}
+
+/// Stripe keeps idempotency keys for at least 24 hours; older invoices are looked up first.
+const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+
+async fn push_to_gateway<G: PaymentGateway>(
+    conn: &mut Conn,
+    g: &G,
+    record: &crate::db::models::InvoiceRecord,
+    now: Ts,
+) -> Result<(), AppError> {
+    let inv = &record.invoice;
+    let customer = ops::customer(conn, inv.customer_id)?;
+    let stripe_customer = match &customer.stripe_customer_id {
+        Some(id) => id.clone(),
+        None => {
+            let id = g.create_customer(&customer).await?;
+            repo::set_stripe_customer_id(conn, customer.id, &id)?;
+            id
+        }
+    };
+    let stale = now - inv.created_at >= Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
+    let stripe_invoice = match &inv.stripe_invoice_id {
+        Some(id) => id.clone(),
+        None => {
+            let found = if stale {
+                g.find_invoice(&stripe_customer, inv.id).await?
+            } else {
+                None
+            };
+            let id = match found {
+                Some(id) => id,
+                None => {
+                    let plan = ops::plan(conn, inv.plan_id)?.plan;
+                    let start = record
+                        .lines
+                        .iter()
+                        .map(|l| l.period_start)
+                        .min()
+                        .unwrap_or(inv.event_time);
+                    let end = record
+                        .lines
+                        .iter()
+                        .map(|l| l.period_end)
+                        .max()
+                        .unwrap_or(inv.event_time);
+                    let new = NewInvoice {
+                        local_id: inv.id,
+                        plan_id: inv.plan_id,
+                        stripe_customer: &stripe_customer,
+                        charge_automatically: inv.collection_method == "charge_automatically",
+                        days_until_due: inv.days_until_due.and_then(|d| u32::try_from(d).ok()),
+                        statement_descriptor: plan.name(),
+                        period_start: start,
+                        period_end: end,
+                    };
+                    g.create_invoice(&new).await?
+                }
+            };
+            repo::set_invoice_stripe_id(conn, inv.id, &id)?;
+            id
+        }
+    };
+    let missing: Vec<_> = record
+        .lines
+        .iter()
+        .filter(|l| l.stripe_invoice_item_id.is_none())
+        .collect();
+    let known = if stale && !missing.is_empty() {
+        g.find_items(&stripe_invoice).await?
+    } else {
+        Default::default()
+    };
+    for line in missing {
+        let id = match known.get(&line.id) {
+            Some(id) => id.clone(),
+            None => {
+                let item = NewItem {
+                    local_id: line.id,
+                    stripe_customer: &stripe_customer,
+                    stripe_invoice: &stripe_invoice,
+                    description: &line.description,
+                    quantity_unit: (!line.amount_only)
+                        .then_some((line.quantity, line.unit_amount_cents)),
+                    amount: line.amount_cents,
+                    period_start: line.period_start,
+                    period_end: line.period_end,
+                    ledger_entry_id: line.ledger_entry_id,
+                };
+                g.create_item(&item).await?
+            }
+        };
+        repo::set_line_stripe_id(conn, line.id, &id)?;
+    }
+    if !inv.stripe_finalized {
+        let finalized = g.finalize(&stripe_invoice, inv.id).await?;
+        if finalized.total != inv.total_cents {
+            return Err(GatewayError::Fatal(format!(
+                "Stripe invoice {stripe_invoice} totals {} cents but local invoice {} totals {} cents",
+                finalized.total, inv.id, inv.total_cents
+            ))
+            .into());
+        }
+        repo::set_invoice_finalized(conn, inv.id)?;
+    }
     Ok(())
 }
 

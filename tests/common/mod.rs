@@ -4,6 +4,9 @@
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use plan_invoicer::stripe::emulator::Emulator;
 
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};
@@ -28,9 +31,36 @@ pub fn pg_required() -> bool {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The runtime that serves the tests' Stripe emulators.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+/// A Stripe emulator on a free port. With `PLAN_INVOICER_STRIPE_RECORD` set, it appends every
+/// request it receives to that file (for the conformance check in `.ci/run`).
+pub fn start_emulator() -> (Emulator, String) {
+    let emu = Emulator::new();
+    if let Ok(path) = std::env::var("PLAN_INVOICER_STRIPE_RECORD") {
+        emu.record_to(path);
+    }
+    let addr = runtime()
+        .block_on(emu.start("127.0.0.1:0"))
+        .expect("start the Stripe emulator");
+    (emu, format!("http://{addr}/"))
+}
+
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,
+    pub stripe: Emulator,
+    pub stripe_base: String,
     _dir: Option<tempfile::TempDir>,
     pg_name: Option<String>,
 }
@@ -49,9 +79,12 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                let (stripe, stripe_base) = start_emulator();
                 Some(TestDb {
                     backend,
                     url,
+                    stripe,
+                    stripe_base,
                     _dir: Some(dir),
                     pg_name: None,
                 })
@@ -80,9 +113,12 @@ impl TestDb {
                 diesel::sql_query(format!("CREATE DATABASE {name}"))
                     .execute(&mut conn)
                     .expect("create database");
+                let (stripe, stripe_base) = start_emulator();
                 Some(TestDb {
                     backend,
                     url: format!("{}/{name}", pg_base_url()),
+                    stripe,
+                    stripe_base,
                     _dir: None,
                     pg_name: Some(name),
                 })
@@ -95,7 +131,12 @@ impl TestDb {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plan-invoicer"));
         cmd.env("DATABASE_URL", &self.url)
             .env("RUST_LOG", "warn")
-            .env_remove("PLAN_INVOICER_NOW");
+            .env_remove("PLAN_INVOICER_NOW")
+            .env_remove("STRIPE_API_KEY_FILE")
+            .env("STRIPE_API_KEY", "sk_test_plan_invoicer")
+            .env("STRIPE_API_BASE", &self.stripe_base)
+            .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
+            .env("STRIPE_RETRY_BASE_MS", "10");
         if let Some(now) = now {
             cmd.args(["--now", now]);
         }
@@ -149,8 +190,78 @@ impl TestDb {
         self.ok(now, args)["id"].as_i64().expect("an id")
     }
 
+    /// A pass at `now`; afterwards Stripe holds exactly the local invoices, line by line.
     pub fn pass(&self, now: &str) -> Value {
-        self.ok(Some(now), &["run-once"])
+        let report = self.ok(Some(now), &["run-once"]);
+        self.assert_stripe_matches_local();
+        report
+    }
+
+    /// Every local invoice exists once in Stripe, finalized, with the same lines (amounts,
+    /// quantities, unit prices, periods, descriptions) in creation order, and nothing else.
+    pub fn assert_stripe_matches_local(&self) {
+        let local = self.invoices();
+        let remote = self.stripe.invoices();
+        assert_eq!(
+            remote.len(),
+            local.len(),
+            "Stripe has {} invoices, local {}",
+            remote.len(),
+            local.len()
+        );
+        for inv in &local {
+            let sid = inv["stripe_invoice_id"]
+                .as_str()
+                .expect("a sent invoice has a Stripe id");
+            let r = remote
+                .iter()
+                .find(|r| r["id"] == sid)
+                .expect("the Stripe invoice exists");
+            assert_eq!(
+                r["status"],
+                if inv["total_cents"].as_i64() > Some(0) {
+                    "open"
+                } else {
+                    "paid"
+                }
+            );
+            assert_eq!(r["total"], inv["total_cents"]);
+            assert_eq!(r["collection_method"], inv["collection_method"]);
+            assert_eq!(
+                r["metadata"]["plan_invoicer_invoice_id"],
+                inv["id"].to_string()
+            );
+            let rl = r["lines"]["data"].as_array().cloned().unwrap_or_default();
+            let ll = inv["lines"].as_array().cloned().unwrap_or_default();
+            assert_eq!(rl.len(), ll.len(), "lines of {sid}");
+            for (a, b) in rl.iter().zip(ll.iter()) {
+                assert_eq!(a["description"], b["description"]);
+                assert_eq!(a["amount"], b["amount_cents"]);
+                assert_eq!(a["discountable"], false);
+                let ts = |v: &Value| {
+                    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or(""))
+                        .map(|d| d.timestamp())
+                        .ok()
+                };
+                assert_eq!(a["period"]["start"].as_i64(), ts(&b["period_start"]));
+                assert_eq!(a["period"]["end"].as_i64(), ts(&b["period_end"]));
+                if b["kind"] != "flat_discount"
+                    && !(b["kind"] == "renewal" && a["unit_amount_decimal"].is_null())
+                {
+                    assert_eq!(a["quantity"], b["quantity"]);
+                    assert_eq!(a["unit_amount_decimal"], b["unit_amount_cents"].to_string());
+                }
+                assert_eq!(a["id"], b["stripe_invoice_item_id"]);
+            }
+        }
+        assert_eq!(
+            self.stripe.items().len(),
+            local
+                .iter()
+                .map(|i| i["lines"].as_array().map_or(0, Vec::len))
+                .sum::<usize>(),
+            "no stray invoice items"
+        );
     }
 
     pub fn plan(&self, id: i64) -> Value {

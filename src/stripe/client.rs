@@ -1,0 +1,402 @@
+//! [`PaymentGateway`] over async-stripe: typed request builders from `async-stripe-billing` and
+//! `async-stripe-core`, sent with `RequestStrategy::Idempotent(<P.4 key>)`, retried here with
+//! exponential backoff and full jitter under the same key, and paced by a client-side limiter.
+//! Responses are read into minimal structs (ids, totals, metadata) so that a Stripe-compatible
+//! server need not echo every field of Stripe's objects.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rand::Rng;
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_billing::invoice::{
+    CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, FinalizeInvoiceInvoice, ListInvoice,
+};
+use stripe_billing::invoice_item::{CreateInvoiceItem, ListInvoiceItem, Period};
+use stripe_billing::InvoiceCollectionMethod;
+use stripe_core::customer::CreateCustomer;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::{keys, ApiKey, Finalized, GatewayError, NewInvoice, NewItem, PaymentGateway};
+use crate::domain::Customer;
+
+/// Stripe's public API.
+pub const DEFAULT_API_BASE: &str = "https://api.stripe.com/";
+
+/// How the client talks to Stripe.
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub api_key: ApiKey,
+    /// Base URL ending in `/` (Stripe's, or a compatible server such as the emulator).
+    pub api_base: String,
+    /// Attempts per request (the first included) before giving up until the next pass.
+    pub max_attempts: u32,
+    /// The first backoff; doubles per attempt, capped at `max_backoff`, with full jitter.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Client-side pacing (requests per second).
+    pub requests_per_second: u32,
+    pub timeout: Duration,
+}
+
+impl StripeConfig {
+    /// Defaults that fit Stripe's limits: 25 requests/s in test mode, 100 in live mode; this
+    /// client stays below them.
+    pub fn new(api_key: ApiKey, api_base: Option<&str>) -> StripeConfig {
+        let rate = if api_key.is_test_mode() { 20 } else { 80 };
+        let mut base = api_base.unwrap_or(DEFAULT_API_BASE).trim().to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        StripeConfig {
+            api_key,
+            api_base: base,
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(20),
+            requests_per_second: rate,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct StripeGateway {
+    client: Client,
+    config: StripeConfig,
+    next_slot: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for StripeGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeGateway")
+            .field("api_base", &self.config.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(miniserde::Deserialize)]
+struct Object {
+    id: String,
+}
+
+#[derive(miniserde::Deserialize)]
+struct InvoiceObject {
+    total: i64,
+    status: Option<String>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct Listed {
+    id: String,
+    metadata: Option<HashMap<String, String>>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct Page {
+    data: Vec<Listed>,
+    has_more: bool,
+}
+
+impl StripeGateway {
+    pub fn new(config: StripeConfig) -> Result<StripeGateway, GatewayError> {
+        let client = ClientBuilder::new(config.api_key.expose())
+            .url(config.api_base.clone())
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| {
+                GatewayError::Fatal(format!(
+                    "cannot build the Stripe client: {}",
+                    redact(&e.to_string())
+                ))
+            })?;
+        Ok(StripeGateway {
+            client,
+            config,
+            next_slot: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Waits for this request's slot (a token bucket of one).
+    async fn pace(&self) {
+        let interval = Duration::from_secs(1) / self.config.requests_per_second.max(1);
+        let wait_until = {
+            let mut next = self.next_slot.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot
+        };
+        tokio::time::sleep_until(wait_until).await;
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .base_backoff
+            .saturating_mul(1 << attempt.min(16));
+        let cap = exp.min(self.config.max_backoff);
+        let jitter = rand::rng().random_range(0..=cap.as_millis().max(1) as u64);
+        Duration::from_millis(jitter)
+    }
+
+    /// Sends one request with its idempotency key, retrying transient failures under the same
+    /// key. GETs go without a key.
+    async fn send<R, T>(&self, request: &R, key: Option<String>) -> Result<T, GatewayError>
+    where
+        R: StripeRequest,
+        T: miniserde::Deserialize,
+    {
+        let strategy = match key {
+            Some(k) => RequestStrategy::Idempotent(
+                IdempotencyKey::new(&k)
+                    .map_err(|e| GatewayError::Fatal(format!("bad idempotency key {k}: {e}")))?,
+            ),
+            None => RequestStrategy::Once,
+        };
+        let mut attempt = 0;
+        loop {
+            self.pace().await;
+            let mut built = request.build();
+            built.body = built.body.map(|b| canonical_form(&b));
+            let result = built
+                .customize::<T>()
+                .request_strategy(strategy.clone())
+                .send(&self.client)
+                .await;
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(e) => classify(e),
+            };
+            attempt += 1;
+            match error {
+                GatewayError::Retryable(msg) if attempt < self.config.max_attempts => {
+                    let delay = self.backoff(attempt - 1);
+                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %msg, "Stripe request failed, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                other => return Err(other),
+            }
+        }
+    }
+}
+
+/// 429, 409 (a concurrent request with the same key), 5xx, timeouts and connection errors are
+/// retryable; other 4xx are Stripe refusing this request.
+fn classify(e: StripeError) -> GatewayError {
+    match e {
+        StripeError::Stripe(api, status) => {
+            let msg = format!(
+                "{} ({status})",
+                api.message.clone().unwrap_or_else(|| "no message".into())
+            );
+            if status == 429 || status == 409 || status >= 500 {
+                GatewayError::Retryable(msg)
+            } else {
+                GatewayError::Fatal(msg)
+            }
+        }
+        StripeError::Timeout => GatewayError::Retryable("timeout".into()),
+        StripeError::ClientError(m) => GatewayError::Retryable(redact(&m)),
+        StripeError::JSONDeserialize(m) => GatewayError::Fatal(format!("unexpected response: {m}")),
+        StripeError::ConfigError(m) => GatewayError::Fatal(redact(&m)),
+    }
+}
+
+/// The form body with its pairs sorted. async-stripe takes metadata as a `HashMap`, whose
+/// iteration order differs between runs; a retry after a crash must send the same body under
+/// the same idempotency key, or Stripe refuses it.
+fn canonical_form(body: &str) -> String {
+    let mut pairs: Vec<&str> = body.split('&').filter(|p| !p.is_empty()).collect();
+    pairs.sort_unstable();
+    pairs.join("&")
+}
+
+/// Removes anything that looks like a key from a message.
+fn redact(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|w| {
+            if w.contains("sk_") || w.contains("rk_") {
+                "[redacted]"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl PaymentGateway for StripeGateway {
+    async fn create_customer(&self, customer: &Customer) -> Result<String, GatewayError> {
+        let mut metadata = HashMap::new();
+        metadata.insert(
+            "plan_invoicer_customer_id".to_string(),
+            customer.id.to_string(),
+        );
+        if let Some(r) = &customer.external_ref {
+            metadata.insert("external_ref".to_string(), r.clone());
+        }
+        let mut req = CreateCustomer::new()
+            .name(customer.name.clone())
+            .metadata(metadata);
+        if let Some(email) = &customer.email {
+            req = req.email(email.clone());
+        }
+        let obj: Object = self.send(&req, Some(keys::customer(customer.id))).await?;
+        Ok(obj.id)
+    }
+
+    async fn create_invoice(&self, inv: &NewInvoice<'_>) -> Result<String, GatewayError> {
+        let metadata: HashMap<String, String> = [
+            ("plan_invoicer_invoice_id", inv.local_id.to_string()),
+            ("plan_id", inv.plan_id.to_string()),
+            ("period_start", inv.period_start.timestamp().to_string()),
+            ("period_end", inv.period_end.timestamp().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut req = CreateInvoice::new()
+            .customer(inv.stripe_customer)
+            .auto_advance(true)
+            .statement_descriptor(
+                inv.statement_descriptor
+                    .chars()
+                    .take(22)
+                    .collect::<String>(),
+            )
+            .pending_invoice_items_behavior(CreateInvoicePendingInvoiceItemsBehavior::Exclude)
+            .metadata(metadata);
+        req = if inv.charge_automatically {
+            req.collection_method(InvoiceCollectionMethod::ChargeAutomatically)
+        } else {
+            req.collection_method(InvoiceCollectionMethod::SendInvoice)
+                .days_until_due(inv.days_until_due.unwrap_or(15))
+        };
+        let obj: Object = self.send(&req, Some(keys::invoice(inv.local_id))).await?;
+        Ok(obj.id)
+    }
+
+    async fn create_item(&self, item: &NewItem<'_>) -> Result<String, GatewayError> {
+        let mut metadata = HashMap::new();
+        metadata.insert(
+            "plan_invoicer_line_id".to_string(),
+            item.local_id.to_string(),
+        );
+        if let Some(entry) = item.ledger_entry_id {
+            metadata.insert("ledger_entry_id".to_string(), entry.to_string());
+        }
+        let mut req = CreateInvoiceItem::new()
+            .customer(item.stripe_customer)
+            .invoice(item.stripe_invoice)
+            .currency(stripe_types::Currency::USD)
+            .description(item.description)
+            .period(Period {
+                start: item.period_start.timestamp(),
+                end: item.period_end.timestamp(),
+            })
+            .discountable(false)
+            .metadata(metadata);
+        req = match item.quantity_unit {
+            Some((quantity, unit)) => {
+                let quantity = u64::try_from(quantity)
+                    .map_err(|_| GatewayError::Fatal(format!("negative quantity {quantity}")))?;
+                req.quantity(quantity).unit_amount_decimal(unit.to_string())
+            }
+            None => req.amount(item.amount),
+        };
+        let obj: Object = self.send(&req, Some(keys::line(item.local_id))).await?;
+        Ok(obj.id)
+    }
+
+    async fn finalize(
+        &self,
+        stripe_invoice: &str,
+        local_id: i64,
+    ) -> Result<Finalized, GatewayError> {
+        let req = FinalizeInvoiceInvoice::new(stripe_invoice);
+        let inv: InvoiceObject = self.send(&req, Some(keys::finalize(local_id))).await?;
+        Ok(Finalized {
+            total: inv.total,
+            status: inv.status,
+        })
+    }
+
+    async fn find_invoice(
+        &self,
+        stripe_customer: &str,
+        local_id: i64,
+    ) -> Result<Option<String>, GatewayError> {
+        let wanted = local_id.to_string();
+        let mut after: Option<String> = None;
+        loop {
+            let mut req = ListInvoice::new().customer(stripe_customer).limit(100);
+            if let Some(a) = &after {
+                req = req.starting_after(a.clone());
+            }
+            let page: Page = self.send(&req, None).await?;
+            if let Some(found) = page
+                .data
+                .iter()
+                .find(|o| meta(o, "plan_invoicer_invoice_id") == Some(&wanted))
+            {
+                return Ok(Some(found.id.clone()));
+            }
+            match (page.has_more, page.data.last()) {
+                (true, Some(last)) => after = Some(last.id.clone()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    async fn find_items(&self, stripe_invoice: &str) -> Result<HashMap<i64, String>, GatewayError> {
+        let mut found = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut req = ListInvoiceItem::new().invoice(stripe_invoice).limit(100);
+            if let Some(a) = &after {
+                req = req.starting_after(a.clone());
+            }
+            let page: Page = self.send(&req, None).await?;
+            for o in &page.data {
+                if let Some(id) =
+                    meta(o, "plan_invoicer_line_id").and_then(|v| v.parse::<i64>().ok())
+                {
+                    found.insert(id, o.id.clone());
+                }
+            }
+            match (page.has_more, page.data.last()) {
+                (true, Some(last)) => after = Some(last.id.clone()),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
+
+fn meta<'a>(o: &'a Listed, key: &str) -> Option<&'a String> {
+    o.metadata.as_ref().and_then(|m| m.get(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_canonical() {
+        assert_eq!(
+            canonical_form("metadata[b]=2&customer=c&metadata[a]=1"),
+            "customer=c&metadata[a]=1&metadata[b]=2"
+        );
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert!(classify(StripeError::Timeout).is_retryable());
+        assert!(!classify(StripeError::ConfigError("x".into())).is_retryable());
+        assert_eq!(
+            redact("bad key sk_test_123 given"),
+            "bad key [redacted] given"
+        );
+    }
+}

@@ -1,0 +1,786 @@
+//! A stateful, in-memory Stripe emulator: test equipment and the demo's back end, never a
+//! substitute in production.
+//!
+//! It speaks Stripe's form-encoded v1 API for the objects plan-invoicer writes — customers,
+//! invoices (create, retrieve, list, finalize) and invoice items (create, retrieve, list) —
+//! returns Stripe-shaped JSON and errors, rejects unknown parameters as Stripe does, honours
+//! `Idempotency-Key` (same key and body: the first response again; same key, other body: 400),
+//! records every request (in memory and optionally as JSON lines in a file, for the conformance
+//! check against Stripe's own API definitions) and can inject latency, 429s and 5xx faults.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+/// Faults to inject. Counters are over all requests the emulator received (1-based).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub latency: Duration,
+    /// Every n-th request gets a 429 (0: never).
+    pub rate_limit_every: u64,
+    /// Every n-th request gets a 500 (0: never).
+    pub fail_every: u64,
+    /// These request numbers get a 500 (one-shot failures at chosen points).
+    pub fail_requests: Vec<u64>,
+}
+
+/// One request as received, for tests and the conformance check.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recorded {
+    pub number: u64,
+    pub method: String,
+    /// The endpoint with ids replaced by placeholders, e.g. `/v1/invoices/{invoice}/finalize`.
+    pub endpoint: String,
+    pub path: String,
+    /// Flat form keys as sent, e.g. `metadata[plan_id]`.
+    pub params: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Store {
+    customers: Vec<Value>,
+    invoices: Vec<Value>,
+    items: Vec<Value>,
+    idempotency: HashMap<String, (String, u16, Value)>,
+    requests: Vec<Recorded>,
+    faults: Faults,
+    counter: u64,
+    record_file: Option<PathBuf>,
+}
+
+/// A handle on the emulator's state; clones share it.
+#[derive(Clone, Default)]
+pub struct Emulator {
+    store: Arc<Mutex<Store>>,
+}
+
+type Reply = (StatusCode, Value);
+
+fn error(status: StatusCode, kind: &str, message: impl Into<String>, param: Option<&str>) -> Reply {
+    let mut e = json!({ "type": kind, "message": message.into() });
+    if let Some(p) = param {
+        e["param"] = json!(p);
+    }
+    (status, json!({ "error": e }))
+}
+
+fn missing(what: &str, id: &str) -> Reply {
+    let mut r = error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("No such {what}: '{id}'"),
+        Some("id"),
+    );
+    r.1["error"]["code"] = json!("resource_missing");
+    r
+}
+
+impl Emulator {
+    pub fn new() -> Emulator {
+        Emulator::default()
+    }
+
+    /// Also append every request as a JSON line to `path`.
+    pub fn record_to(&self, path: impl Into<PathBuf>) {
+        self.lock().record_file = Some(path.into());
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        match self.store.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    pub fn customers(&self) -> Vec<Value> {
+        self.lock().customers.clone()
+    }
+
+    /// Invoices in creation order, each with its items (`lines.data`) in creation order.
+    pub fn invoices(&self) -> Vec<Value> {
+        let store = self.lock();
+        store
+            .invoices
+            .iter()
+            .map(|i| with_lines(&store, i))
+            .collect()
+    }
+
+    pub fn items(&self) -> Vec<Value> {
+        self.lock().items.clone()
+    }
+
+    /// Serves on `addr` (`127.0.0.1:0` for any free port) in the background; returns the
+    /// bound address.
+    pub async fn start(&self, addr: &str) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let app = self.router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "Stripe emulator stopped");
+            }
+        });
+        Ok(local)
+    }
+
+    /// Serves on `addr` until the process ends.
+    pub async fn serve(&self, addr: &str) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "Stripe emulator listening");
+        axum::serve(listener, self.router()).await
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new().fallback(handle).with_state(self.clone())
+    }
+}
+
+fn with_lines(store: &Store, invoice: &Value) -> Value {
+    let id = invoice["id"].as_str().unwrap_or_default();
+    let lines: Vec<Value> = store
+        .items
+        .iter()
+        .filter(|i| i["invoice"] == id)
+        .cloned()
+        .collect();
+    let mut inv = invoice.clone();
+    inv["lines"] = json!({ "object": "list", "data": lines, "has_more": false, "url": format!("/v1/invoices/{id}/lines") });
+    inv
+}
+
+async fn handle(
+    State(emu): State<Emulator>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let latency = emu.lock().faults.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let raw = if method == Method::GET {
+        uri.query().unwrap_or("").to_string()
+    } else {
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&raw).unwrap_or_default();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > "Bearer ".len());
+
+    let mut store = emu.lock();
+    store.counter += 1;
+    let number = store.counter;
+    let path = uri.path().to_string();
+    let endpoint = endpoint_of(&path);
+    let (status, body, replayed) = if !authorized {
+        let r = error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "You did not provide an API key.",
+            None,
+        );
+        (r.0, r.1, false)
+    } else if store.faults.rate_limit_every > 0 && number % store.faults.rate_limit_every == 0 {
+        let r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "Request rate limit exceeded.",
+            None,
+        );
+        (r.0, r.1, false)
+    } else if store.faults.fail_requests.contains(&number)
+        || (store.faults.fail_every > 0 && number % store.faults.fail_every == 0)
+    {
+        let r = error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "Injected fault.",
+            None,
+        );
+        (r.0, r.1, false)
+    } else {
+        let fingerprint = format!("{method} {path} {raw}");
+        match key
+            .as_ref()
+            .filter(|_| method == Method::POST)
+            .and_then(|k| store.idempotency.get(k).cloned())
+        {
+            Some((fp, status, body)) if fp == fingerprint => (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                body,
+                true,
+            ),
+            Some(_) => {
+                let k = key.clone().unwrap_or_default();
+                let mut r = error(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency_error",
+                    format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{k}' if you meant to execute a different request."),
+                    None,
+                );
+                r.1["error"]["code"] = json!("idempotency_key_in_use");
+                (r.0, r.1, false)
+            }
+            None => {
+                let (status, body) = dispatch(&mut store, &method, &path, &pairs);
+                if let Some(k) = key
+                    .as_ref()
+                    .filter(|_| method == Method::POST && status.as_u16() < 500)
+                {
+                    store
+                        .idempotency
+                        .insert(k.clone(), (fingerprint, status.as_u16(), body.clone()));
+                }
+                (status, body, false)
+            }
+        }
+    };
+    let recorded = Recorded {
+        number,
+        method: method.to_string(),
+        endpoint,
+        path,
+        params: pairs.into_iter().collect(),
+        idempotency_key: key,
+        status: status.as_u16(),
+    };
+    if let Some(file) = &store.record_file {
+        if let Ok(line) = serde_json::to_string(&recorded) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+            {
+                let _ = f.write_all(format!("{line}\n").as_bytes());
+            }
+        }
+    }
+    store.requests.push(recorded);
+    drop(store);
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert("request-id", axum::http::HeaderValue::from(number));
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+fn endpoint_of(path: &str) -> String {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "customers", _] => "/v1/customers/{customer}".into(),
+        ["v1", "invoices", _, "finalize"] => "/v1/invoices/{invoice}/finalize".into(),
+        ["v1", "invoices", _] => "/v1/invoices/{invoice}".into(),
+        ["v1", "invoiceitems", _] => "/v1/invoiceitems/{invoiceitem}".into(),
+        _ => path.to_string(),
+    }
+}
+
+/// The parameters each endpoint accepts, with their types.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Int,
+    Bool,
+    Decimal,
+    OneOf(&'static [&'static str]),
+    /// `name[anything]` (metadata).
+    Map,
+    /// `name[start]`, `name[end]` as integers.
+    Period,
+    /// `expand[]` / `expand[0]`.
+    List,
+}
+
+fn allowed(method: &Method, endpoint: &str) -> Option<&'static [(&'static str, Kind)]> {
+    use Kind::*;
+    const CUSTOMER_CREATE: &[(&str, Kind)] = &[
+        ("name", Text),
+        ("email", Text),
+        ("description", Text),
+        ("phone", Text),
+        ("metadata", Map),
+        ("expand", List),
+    ];
+    const INVOICE_CREATE: &[(&str, Kind)] = &[
+        ("customer", Text),
+        ("auto_advance", Bool),
+        (
+            "collection_method",
+            OneOf(&["charge_automatically", "send_invoice"]),
+        ),
+        ("days_until_due", Int),
+        ("statement_descriptor", Text),
+        ("description", Text),
+        ("footer", Text),
+        ("currency", Text),
+        (
+            "pending_invoice_items_behavior",
+            OneOf(&["exclude", "include"]),
+        ),
+        ("metadata", Map),
+        ("expand", List),
+    ];
+    const ITEM_CREATE: &[(&str, Kind)] = &[
+        ("customer", Text),
+        ("invoice", Text),
+        ("currency", Text),
+        ("description", Text),
+        ("quantity", Int),
+        ("unit_amount_decimal", Decimal),
+        ("amount", Int),
+        ("period", Period),
+        ("discountable", Bool),
+        ("metadata", Map),
+        ("expand", List),
+    ];
+    const FINALIZE: &[(&str, Kind)] = &[("auto_advance", Bool), ("expand", List)];
+    const LIST: &[(&str, Kind)] = &[
+        ("customer", Text),
+        ("invoice", Text),
+        ("limit", Int),
+        ("starting_after", Text),
+        ("ending_before", Text),
+        ("expand", List),
+    ];
+    const RETRIEVE: &[(&str, Kind)] = &[("expand", List)];
+    Some(match (method.as_str(), endpoint) {
+        ("POST", "/v1/customers") => CUSTOMER_CREATE,
+        ("POST", "/v1/invoices") => INVOICE_CREATE,
+        ("POST", "/v1/invoiceitems") => ITEM_CREATE,
+        ("POST", "/v1/invoices/{invoice}/finalize") => FINALIZE,
+        ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => LIST,
+        ("GET", "/v1/invoices/{invoice}")
+        | ("GET", "/v1/invoiceitems/{invoiceitem}")
+        | ("GET", "/v1/customers/{customer}") => RETRIEVE,
+        _ => return None,
+    })
+}
+
+/// Checks every parameter against the endpoint's definition, as Stripe does.
+fn validate(
+    spec: &[(&str, Kind)],
+    pairs: &[(String, String)],
+) -> Result<Map<String, Value>, Reply> {
+    let bad = |msg: String, param: &str| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            msg,
+            Some(param),
+        )
+    };
+    let mut out = Map::new();
+    for (key, value) in pairs {
+        let (base, sub) = match key.find('[') {
+            Some(i) => (&key[..i], Some(key[i + 1..].trim_end_matches(']'))),
+            None => (key.as_str(), None),
+        };
+        let Some((_, kind)) = spec.iter().find(|(name, _)| *name == base) else {
+            return Err(bad(format!("Received unknown parameter: {base}"), base));
+        };
+        let parsed = match (kind, sub) {
+            (Kind::Map, Some(k)) if !k.is_empty() => {
+                let entry = out.entry(base.to_string()).or_insert_with(|| json!({}));
+                entry[k] = json!(value);
+                continue;
+            }
+            (Kind::Period, Some(k @ ("start" | "end"))) => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| bad(format!("Invalid integer: {value}"), key))?;
+                let entry = out.entry(base.to_string()).or_insert_with(|| json!({}));
+                entry[k] = json!(n);
+                continue;
+            }
+            (Kind::List, Some(_)) => {
+                let entry = out.entry(base.to_string()).or_insert_with(|| json!([]));
+                if let Some(a) = entry.as_array_mut() {
+                    a.push(json!(value));
+                }
+                continue;
+            }
+            (Kind::Map | Kind::Period | Kind::List, _) | (_, Some(_)) => {
+                return Err(bad(format!("Received unknown parameter: {key}"), key));
+            }
+            (Kind::Text, None) => json!(value),
+            (Kind::Int, None) => json!(value
+                .parse::<i64>()
+                .map_err(|_| bad(format!("Invalid integer: {value}"), key))?),
+            (Kind::Bool, None) => match value.as_str() {
+                "true" => json!(true),
+                "false" => json!(false),
+                _ => return Err(bad(format!("Invalid boolean: {value}"), key)),
+            },
+            (Kind::Decimal, None) => {
+                value
+                    .parse::<Decimal>()
+                    .map_err(|_| bad(format!("Invalid decimal: {value}"), key))?;
+                json!(value)
+            }
+            (Kind::OneOf(options), None) => {
+                if !options.contains(&value.as_str()) {
+                    return Err(bad(
+                        format!("Invalid {key}: must be one of {}", options.join(", ")),
+                        key,
+                    ));
+                }
+                json!(value)
+            }
+        };
+        out.insert(base.to_string(), parsed);
+    }
+    Ok(out)
+}
+
+fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, String)]) -> Reply {
+    let endpoint = endpoint_of(path);
+    let Some(spec) = allowed(method, &endpoint) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Unrecognized request URL ({method}: {path})."),
+            None,
+        );
+    };
+    let p = match validate(spec, pairs) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let id_in_path = path
+        .trim_matches('/')
+        .split('/')
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    let created = chrono::Utc::now().timestamp();
+    let text = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
+    match (method.as_str(), endpoint.as_str()) {
+        ("POST", "/v1/customers") => {
+            let id = format!("cus_emu{:08}", store.customers.len() + 1);
+            let c = json!({
+                "id": id, "object": "customer", "created": created, "livemode": false,
+                "name": p.get("name"), "email": p.get("email"), "description": p.get("description"),
+                "metadata": p.get("metadata").cloned().unwrap_or(json!({})),
+            });
+            store.customers.push(c.clone());
+            (StatusCode::OK, c)
+        }
+        ("POST", "/v1/invoices") => {
+            let Some(customer) = text("customer") else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "Missing required param: customer.",
+                    Some("customer"),
+                );
+            };
+            if !store.customers.iter().any(|c| c["id"] == customer.as_str()) {
+                return missing("customer", &customer);
+            }
+            let method = text("collection_method").unwrap_or_else(|| "charge_automatically".into());
+            if method == "send_invoice" && p.get("days_until_due").is_none() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "Missing required param: days_until_due.",
+                    Some("days_until_due"),
+                );
+            }
+            if method == "charge_automatically" && p.get("days_until_due").is_some() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "You may only specify days_until_due when collection_method is send_invoice.",
+                    Some("days_until_due"),
+                );
+            }
+            if text("statement_descriptor").is_some_and(|s| s.chars().count() > 22) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "The statement descriptor must be at most 22 characters.",
+                    Some("statement_descriptor"),
+                );
+            }
+            let id = format!("in_emu{:08}", store.invoices.len() + 1);
+            let inv = json!({
+                "id": id, "object": "invoice", "created": created, "livemode": false, "customer": customer,
+                "status": "draft", "currency": "usd", "collection_method": method,
+                "auto_advance": p.get("auto_advance").cloned().unwrap_or(json!(false)),
+                "days_until_due": p.get("days_until_due"), "statement_descriptor": p.get("statement_descriptor"),
+                "description": p.get("description"), "metadata": p.get("metadata").cloned().unwrap_or(json!({})),
+                "subtotal": 0, "total": 0, "amount_due": 0, "amount_paid": 0, "amount_remaining": 0,
+            });
+            store.invoices.push(inv.clone());
+            (StatusCode::OK, with_lines(store, &inv))
+        }
+        ("POST", "/v1/invoiceitems") => {
+            let Some(customer) = text("customer") else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "Missing required param: customer.",
+                    Some("customer"),
+                );
+            };
+            if !store.customers.iter().any(|c| c["id"] == customer.as_str()) {
+                return missing("customer", &customer);
+            }
+            let invoice = text("invoice");
+            if let Some(inv_id) = &invoice {
+                match store.invoices.iter().find(|i| i["id"] == inv_id.as_str()) {
+                    None => return missing("invoice", inv_id),
+                    Some(i) if i["status"] != "draft" => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request_error",
+                            format!("Invoice {inv_id} is not a draft and cannot have items added."),
+                            Some("invoice"),
+                        )
+                    }
+                    Some(i) if i["customer"] != customer.as_str() => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request_error",
+                            "The invoice belongs to another customer.",
+                            Some("invoice"),
+                        )
+                    }
+                    Some(_) => {}
+                }
+            }
+            let quantity = p.get("quantity").and_then(Value::as_i64);
+            let amount = match (
+                p.get("amount").and_then(Value::as_i64),
+                text("unit_amount_decimal"),
+            ) {
+                (Some(_), Some(_)) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "You may only specify one of amount and unit_amount_decimal.",
+                        Some("amount"),
+                    )
+                }
+                (Some(a), None) => a,
+                (None, Some(u)) => {
+                    let unit = u.parse::<Decimal>().unwrap_or_default();
+                    (unit * Decimal::from(quantity.unwrap_or(1)))
+                        .round()
+                        .to_i64()
+                        .unwrap_or(0)
+                }
+                (None, None) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "Missing required param: amount or unit_amount_decimal.",
+                        Some("amount"),
+                    )
+                }
+            };
+            if text("currency").is_none() && invoice.is_none() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "Missing required param: currency.",
+                    Some("currency"),
+                );
+            }
+            let id = format!("ii_emu{:08}", store.items.len() + 1);
+            let item = json!({
+                "id": id, "object": "invoiceitem", "date": created, "livemode": false, "customer": customer,
+                "invoice": invoice, "currency": text("currency").unwrap_or_else(|| "usd".into()),
+                "description": p.get("description"), "quantity": quantity.unwrap_or(1),
+                "unit_amount_decimal": text("unit_amount_decimal"), "amount": amount,
+                "period": p.get("period").cloned().unwrap_or(json!({ "start": created, "end": created })),
+                "discountable": p.get("discountable").cloned().unwrap_or(json!(true)),
+                "metadata": p.get("metadata").cloned().unwrap_or(json!({})),
+            });
+            store.items.push(item.clone());
+            (StatusCode::OK, item)
+        }
+        ("POST", "/v1/invoices/{invoice}/finalize") => {
+            let total: i64 = store
+                .items
+                .iter()
+                .filter(|i| i["invoice"] == id_in_path.as_str())
+                .filter_map(|i| i["amount"].as_i64())
+                .sum();
+            let Some(inv) = store
+                .invoices
+                .iter_mut()
+                .find(|i| i["id"] == id_in_path.as_str())
+            else {
+                return missing("invoice", &id_in_path);
+            };
+            if inv["status"] != "draft" {
+                let mut r = error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+                    None,
+                );
+                r.1["error"]["code"] = json!("invoice_not_editable");
+                return r;
+            }
+            inv["status"] = json!(if total <= 0 { "paid" } else { "open" });
+            inv["subtotal"] = json!(total);
+            inv["total"] = json!(total);
+            inv["amount_due"] = json!(total.max(0));
+            inv["amount_remaining"] = json!(total.max(0));
+            inv["number"] = json!(format!(
+                "EMU-{:06}",
+                id_in_path
+                    .trim_start_matches("in_emu")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            ));
+            let inv = inv.clone();
+            (StatusCode::OK, with_lines(store, &inv))
+        }
+        ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => {
+            let all: Vec<Value> = match endpoint.as_str() {
+                "/v1/invoices" => store
+                    .invoices
+                    .iter()
+                    .map(|i| with_lines(store, i))
+                    .collect(),
+                "/v1/invoiceitems" => store.items.clone(),
+                _ => store.customers.clone(),
+            };
+            let filtered: Vec<Value> = all
+                .into_iter()
+                .rev() // newest first, as Stripe lists
+                .filter(|o| text("customer").is_none_or(|c| o["customer"] == c.as_str()))
+                .filter(|o| text("invoice").is_none_or(|i| o["invoice"] == i.as_str()))
+                .collect();
+            let start = match text("starting_after") {
+                Some(after) => filtered
+                    .iter()
+                    .position(|o| o["id"] == after.as_str())
+                    .map_or(filtered.len(), |i| i + 1),
+                None => 0,
+            };
+            let limit = p
+                .get("limit")
+                .and_then(Value::as_i64)
+                .unwrap_or(10)
+                .clamp(1, 100) as usize;
+            let page: Vec<Value> = filtered.iter().skip(start).take(limit).cloned().collect();
+            let has_more = start + page.len() < filtered.len();
+            (
+                StatusCode::OK,
+                json!({ "object": "list", "url": endpoint, "has_more": has_more, "data": page }),
+            )
+        }
+        ("GET", "/v1/invoices/{invoice}") => match store
+            .invoices
+            .iter()
+            .find(|i| i["id"] == id_in_path.as_str())
+        {
+            Some(i) => (StatusCode::OK, with_lines(store, i)),
+            None => missing("invoice", &id_in_path),
+        },
+        ("GET", "/v1/invoiceitems/{invoiceitem}") => {
+            match store.items.iter().find(|i| i["id"] == id_in_path.as_str()) {
+                Some(i) => (StatusCode::OK, i.clone()),
+                None => missing("invoiceitem", &id_in_path),
+            }
+        }
+        ("GET", "/v1/customers/{customer}") => match store
+            .customers
+            .iter()
+            .find(|c| c["id"] == id_in_path.as_str())
+        {
+            Some(c) => (StatusCode::OK, c.clone()),
+            None => missing("customer", &id_in_path),
+        },
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Unrecognized request URL ({method}: {path})."),
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused() {
+        let spec = allowed(&Method::POST, "/v1/invoiceitems").unwrap_or(&[]);
+        let err = validate(spec, &pairs(&[("customer", "cus_1"), ("unit_amount", "5")])).err();
+        assert_eq!(
+            err.map(|e| e.1["error"]["message"].clone()),
+            Some(json!("Received unknown parameter: unit_amount"))
+        );
+        let ok = validate(
+            spec,
+            &pairs(&[
+                ("period[start]", "1"),
+                ("period[end]", "2"),
+                ("metadata[a]", "b"),
+                ("discountable", "false"),
+            ]),
+        );
+        assert_eq!(ok.ok().map(|m| m["period"]["end"].clone()), Some(json!(2)));
+        assert!(validate(spec, &pairs(&[("period[middle]", "1")])).is_err());
+        assert!(validate(spec, &pairs(&[("quantity", "two")])).is_err());
+    }
+
+    #[test]
+    fn endpoints_are_templated() {
+        assert_eq!(
+            endpoint_of("/v1/invoices/in_1/finalize"),
+            "/v1/invoices/{invoice}/finalize"
+        );
+        assert_eq!(endpoint_of("/v1/invoiceitems"), "/v1/invoiceitems");
+    }
+}

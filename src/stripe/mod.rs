@@ -1,0 +1,151 @@
+//! Emitting invoices to Stripe: the narrow [`PaymentGateway`] trait the pass drives, its
+//! async-stripe implementation ([`client::StripeGateway`]), and the built-in Stripe emulator
+//! ([`emulator`]) used by tests and the demo.
+//!
+//! The pass calls the gateway one object at a time and stores each Stripe id on its local row
+//! as soon as it is known; every write carries a deterministic idempotency key (P.4), so a
+//! replay after a crash creates nothing twice.
+
+pub mod client;
+pub mod emulator;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::domain::{Customer, Ts};
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// Worth retrying later (network, timeout, 429, 5xx).
+    #[error("transient Stripe error: {0}")]
+    Retryable(String),
+    /// Stripe refused the request (4xx); the plan needs attention.
+    #[error("Stripe refused the request: {0}")]
+    Fatal(String),
+}
+
+impl GatewayError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, GatewayError::Retryable(_))
+    }
+}
+
+/// A Stripe secret key. Never printed: `Debug` shows a redacted form and there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Option<ApiKey> {
+        let key = key.into().trim().to_string();
+        (!key.is_empty()).then_some(ApiKey(key))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_test_mode(&self) -> bool {
+        self.0.starts_with("sk_test_") || self.0.starts_with("rk_test_")
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// An invoice to create in Stripe (P.5).
+#[derive(Debug, Clone)]
+pub struct NewInvoice<'a> {
+    pub local_id: i64,
+    pub plan_id: i64,
+    pub stripe_customer: &'a str,
+    pub charge_automatically: bool,
+    pub days_until_due: Option<u32>,
+    pub statement_descriptor: &'a str,
+    pub period_start: Ts,
+    pub period_end: Ts,
+}
+
+/// An invoice item to create in Stripe (P.5).
+#[derive(Debug, Clone)]
+pub struct NewItem<'a> {
+    pub local_id: i64,
+    pub stripe_customer: &'a str,
+    pub stripe_invoice: &'a str,
+    pub description: &'a str,
+    /// `Some((quantity, unit cents))`, or `None` to send `amount` alone.
+    pub quantity_unit: Option<(i64, i64)>,
+    pub amount: i64,
+    pub period_start: Ts,
+    pub period_end: Ts,
+    pub ledger_entry_id: Option<i64>,
+}
+
+/// What a finalized invoice looks like in Stripe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finalized {
+    pub total: i64,
+    pub status: Option<String>,
+}
+
+/// The Stripe calls of a pass, one object each.
+#[allow(async_fn_in_trait)]
+pub trait PaymentGateway {
+    async fn create_customer(&self, customer: &Customer) -> Result<String, GatewayError>;
+    async fn create_invoice(&self, invoice: &NewInvoice<'_>) -> Result<String, GatewayError>;
+    async fn create_item(&self, item: &NewItem<'_>) -> Result<String, GatewayError>;
+    async fn finalize(
+        &self,
+        stripe_invoice: &str,
+        local_id: i64,
+    ) -> Result<Finalized, GatewayError>;
+    /// The Stripe invoice carrying `plan_invoicer_invoice_id = local_id`, found with the list
+    /// endpoint filtered by customer (for resumes after Stripe forgot the idempotency key).
+    async fn find_invoice(
+        &self,
+        stripe_customer: &str,
+        local_id: i64,
+    ) -> Result<Option<String>, GatewayError>;
+    /// The items of a Stripe invoice by their `plan_invoicer_line_id`.
+    async fn find_items(&self, stripe_invoice: &str) -> Result<HashMap<i64, String>, GatewayError>;
+}
+
+/// The idempotency keys of P.4.
+pub mod keys {
+    pub fn customer(id: i64) -> String {
+        format!("plan-invoicer:customer:{id}")
+    }
+    pub fn invoice(id: i64) -> String {
+        format!("plan-invoicer:invoice:{id}")
+    }
+    pub fn line(id: i64) -> String {
+        format!("plan-invoicer:invoice-line:{id}")
+    }
+    pub fn finalize(id: i64) -> String {
+        format!("plan-invoicer:invoice:{id}:finalize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_is_never_printed() {
+        let key = ApiKey::new("sk_test_secret123").unwrap_or(ApiKey(String::new()));
+        assert_eq!(format!("{key:?}"), "ApiKey(***)");
+        assert!(key.is_test_mode());
+        assert!(ApiKey::new("  ").is_none());
+    }
+
+    #[test]
+    fn keys_follow_the_spec() {
+        assert_eq!(keys::customer(7), "plan-invoicer:customer:7");
+        assert_eq!(keys::invoice(3), "plan-invoicer:invoice:3");
+        assert_eq!(keys::line(12), "plan-invoicer:invoice-line:12");
+        assert_eq!(keys::finalize(3), "plan-invoicer:invoice:3:finalize");
+    }
+}
