@@ -306,7 +306,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             latency: std::time::Duration::from_millis(*latency_ms),
             rate_limit_every: *rate_limit_every,
             fail_every: *fail_every,
-            fail_requests: vec![],
+            ..crate::stripe::emulator::Faults::default()
         });
         eprintln!("Stripe emulator on http://{listen}/ (test equipment, not Stripe)");
         emulator

@@ -35,6 +35,9 @@ pub struct Faults {
     pub fail_every: u64,
     /// These request numbers get a 500 (one-shot failures at chosen points).
     pub fail_requests: Vec<u64>,
+    /// These request numbers are carried out, but the response is lost (a 500 instead): the
+    /// object exists in Stripe while the client never learns its id.
+    pub lost_responses: Vec<u64>,
 }
 
 /// One request as received, for tests and the conformance check.
@@ -98,6 +101,11 @@ impl Emulator {
     /// Also append every request as a JSON line to `path`.
     pub fn record_to(&self, path: impl Into<PathBuf>) {
         self.lock().record_file = Some(path.into());
+    }
+
+    /// Forgets every idempotency key, as Stripe does after 24 hours.
+    pub fn forget_idempotency_keys(&self) {
+        self.lock().idempotency.clear();
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -262,7 +270,17 @@ async fn handle(
                         .idempotency
                         .insert(k.clone(), (fingerprint, status.as_u16(), body.clone()));
                 }
-                (status, body, false)
+                if store.faults.lost_responses.contains(&number) {
+                    let r = error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "api_error",
+                        "Injected fault after the request was carried out.",
+                        None,
+                    );
+                    (r.0, r.1, false)
+                } else {
+                    (status, body, false)
+                }
             }
         }
     };
