@@ -318,7 +318,10 @@ fn stripe_refusal_parks_only_that_plan() {
 /// The emulator's idempotency: the same key and body replay; another body is refused.
 #[test]
 fn emulator_idempotency_and_unknown_parameters() {
-    let (emu, base) = common::start_emulator();
+    // Not recorded: these requests are deliberately wrong and are not the worker's.
+    let emu = Emulator::new();
+    let addr = common::runtime().block_on(emu.start("127.0.0.1:0")).unwrap_or_else(|e| panic!("{e}"));
+    let base = format!("http://{addr}/");
     let post = |path: &str, key: &str, body: &str| {
         let out = std::process::Command::new("curl")
             .args([
