@@ -320,7 +320,9 @@ fn stripe_refusal_parks_only_that_plan() {
 fn emulator_idempotency_and_unknown_parameters() {
     // Not recorded: these requests are deliberately wrong and are not the worker's.
     let emu = Emulator::new();
-    let addr = common::runtime().block_on(emu.start("127.0.0.1:0")).unwrap_or_else(|e| panic!("{e}"));
+    let addr = common::runtime()
+        .block_on(emu.start("127.0.0.1:0"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let base = format!("http://{addr}/");
     let post = |path: &str, key: &str, body: &str| {
         let out = std::process::Command::new("curl")

@@ -27,6 +27,16 @@ pub struct PassOptions {
     pub worker_id: String,
     /// How long a claim lasts before another worker may resume the plan.
     pub lease: Duration,
+    /// Set to stop claiming plans (graceful shutdown); the plan in flight is finished.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl PassOptions {
+    fn stopping(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 impl Default for PassOptions {
@@ -35,6 +45,7 @@ impl Default for PassOptions {
             dry_run: false,
             worker_id: default_worker_id(),
             lease: Duration::minutes(10),
+            stop: None,
         }
     }
 }
@@ -72,6 +83,8 @@ pub struct PassReport {
     pub needs_attention: Vec<Attention>,
     pub failures: Vec<Failure>,
     pub duration_ms: u64,
+    /// The pass was asked to stop before it had claimed every due plan.
+    pub stopped: bool,
 }
 
 impl PassReport {
@@ -150,11 +163,17 @@ async fn pass<G: PaymentGateway>(
         needs_attention: vec![],
         failures: vec![],
         duration_ms: 0,
+        stopped: false,
     };
     let mut invoice_ids = vec![];
     let mut failed_customers: Vec<i64> = vec![];
     let mut after = 0;
     loop {
+        if opts.stopping() {
+            info!("stop requested: no more plans are claimed in this pass");
+            report.stopped = true;
+            break;
+        }
         let lease_until = now + opts.lease;
         let claimed = conn.transaction(|c| {
             repo::claim_next_due(

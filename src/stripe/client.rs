@@ -65,6 +65,16 @@ pub struct StripeGateway {
     client: Client,
     config: StripeConfig,
     next_slot: Mutex<Instant>,
+    /// Requests by outcome, for metrics.
+    pub stats: std::sync::Arc<RequestStats>,
+}
+
+/// Counts of Stripe requests (each attempt) by outcome.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    pub ok: std::sync::atomic::AtomicU64,
+    pub retryable: std::sync::atomic::AtomicU64,
+    pub fatal: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for StripeGateway {
@@ -114,6 +124,7 @@ impl StripeGateway {
             client,
             config,
             next_slot: Mutex::new(Instant::now()),
+            stats: Default::default(),
         })
     }
 
@@ -165,9 +176,20 @@ impl StripeGateway {
                 .send(&self.client)
                 .await;
             let error = match result {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.stats
+                        .ok
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(value);
+                }
                 Err(e) => classify(e),
             };
+            let counter = if error.is_retryable() {
+                &self.stats.retryable
+            } else {
+                &self.stats.fatal
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             attempt += 1;
             match error {
                 GatewayError::Retryable(msg) if attempt < self.config.max_attempts => {
