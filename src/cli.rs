@@ -64,6 +64,38 @@ pub enum Command {
     Invoices(InvoicesCmd),
     /// Due plans, leased plans, plans that need attention, the last pass.
     Status,
+    /// A pass at each step from --from to --to inclusive, as a cron would have run them.
+    Backfill {
+        #[arg(long, value_parser = parse_time)]
+        from: Ts,
+        #[arg(long, value_parser = parse_time)]
+        to: Ts,
+        /// Step between passes: 1d, 1h, 30m, …
+        #[arg(long, default_value = "1d")]
+        every: String,
+    },
+    /// The daemon: passes on a cron schedule, /healthz, /readyz and /metrics, graceful stop.
+    Serve {
+        /// Six-field cron with seconds (default "0 0 22 * * *": daily at 22:00).
+        #[arg(long, env = "PLAN_INVOICER_SCHEDULE")]
+        schedule: Option<String>,
+        /// IANA time zone of the schedule (default UTC).
+        #[arg(long, env = "PLAN_INVOICER_TIMEZONE")]
+        timezone: Option<String>,
+        /// Address of the HTTP endpoints (default 127.0.0.1:9187).
+        #[arg(long, env = "PLAN_INVOICER_HTTP_ADDR")]
+        http_addr: Option<String>,
+        /// Optional TOML file (keys: database_url, schedule, timezone, http_addr, lease_seconds,
+        /// shutdown_grace_seconds); flags and environment win over it.
+        #[arg(long, env = "PLAN_INVOICER_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
+    /// A self-contained tour: SQLite in a fresh directory, the Stripe emulator, a year of passes.
+    Demo {
+        /// Where to put the demo database (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Run the built-in Stripe emulator (test equipment and demo back end, not for production).
     StripeEmulator {
         #[arg(long, default_value = "127.0.0.1:12111")]
@@ -315,6 +347,37 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             .map_err(|e| invalid(format!("cannot serve on {listen}: {e}")))?;
         return out(&serde_json::json!({}), String::new());
     }
+    if let Command::Demo { dir } = &cli.command {
+        let (text, summary) = crate::demo::run(dir.clone()).await?;
+        return out(&summary, text);
+    }
+    if let Command::Serve {
+        schedule,
+        timezone,
+        http_addr,
+        config,
+    } = &cli.command
+    {
+        if cli.now.is_some() {
+            return Err(invalid("serve runs on the wall clock: --now is for run-once, backfill and the admin commands"));
+        }
+        let args = crate::config::ServeArgs {
+            database_url: cli.database_url.clone(),
+            database_url_from_default: cli.database_url == DEFAULT_DATABASE_URL
+                && std::env::var("DATABASE_URL").is_err(),
+            schedule: schedule.clone(),
+            timezone: timezone.clone(),
+            http_addr: http_addr.clone(),
+            config: config.clone(),
+        };
+        let config = crate::config::ServeConfig::resolve(&args)?;
+        let gateway = stripe_from_env()?;
+        crate::jobs::serve::serve(config, gateway).await?;
+        return out(
+            &serde_json::json!({ "stopped": true }),
+            "stopped".to_string(),
+        );
+    }
     let url = DbUrl::parse(&cli.database_url)?;
     if let Command::Migrate = cli.command {
         let mut conn = Conn::open(&url, true)?;
@@ -329,7 +392,41 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
     let mut conn = Conn::open_checked(&url)?;
     let c = &mut conn;
     match cli.command {
-        Command::Migrate | Command::StripeEmulator { .. } => Err(invalid("unreachable")),
+        Command::Migrate
+        | Command::StripeEmulator { .. }
+        | Command::Demo { .. }
+        | Command::Serve { .. } => Err(invalid("unreachable")),
+        Command::Backfill { from, to, every } => {
+            let _lock = worker_lock(&url)?;
+            crate::jobs::backfill::parse_every(&every)?;
+            let gateway = stripe_from_env()?;
+            let report = crate::jobs::backfill::backfill(
+                c,
+                Some(&gateway),
+                from,
+                to,
+                &every,
+                &PassOptions::default(),
+            )
+            .await?;
+            let text = format!(
+                "backfill {} .. {} every {}: {} passes, {} plans considered, {} invoiced, {} invoices, {} need attention, {} failed{} ({} ms)",
+                from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                every,
+                report.passes,
+                report.plans_considered,
+                report.plans_invoiced,
+                report.invoices.len(),
+                report.needs_attention.len(),
+                report.failures.len(),
+                if report.interrupted { ", interrupted by Ctrl-C" } else { "" },
+                report.duration_ms
+            );
+            let mut o = out(&report, text)?;
+            o.exit_code = report.exit_code();
+            Ok(o)
+        }
         Command::Customer(cmd) => customer_cmd(c, cmd, now),
         Command::Plan(cmd) => plan_cmd(c, cmd, now),
         Command::Offer(OfferCmd::Create {

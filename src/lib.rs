@@ -12,9 +12,12 @@
 
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod db;
+pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod jobs;
 pub mod ops;
 pub mod stripe;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use plan_invoicer::cli::{self, Cli};
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -36,7 +36,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&cli.log_format);
+    // The demo prints a table; its hundreds of passes log only warnings unless RUST_LOG says otherwise.
+    let level = if matches!(cli.command, cli::Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_tracing(&cli.log_format, level);
     let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

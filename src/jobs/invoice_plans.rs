@@ -190,7 +190,7 @@ async fn pass<G: PaymentGateway>(
         report.plans_considered += 1;
         let customer_id = ops::plan(conn, plan_id)?.plan.customer_id;
         let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
-        let result = invoice_claimed_plan(conn, gateway, plan_id, now)
+        let result = invoice_claimed_plan(conn, gateway, plan_id, now, opts)
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
@@ -307,6 +307,7 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
     gateway: Option<&G>,
     plan_id: i64,
     now: Ts,
+    opts: &PassOptions,
 ) -> Result<PlanResult, AppError> {
     let mut emitted = vec![];
     // A previous worker may have died between the write-ahead commit and Stripe.
@@ -322,6 +323,11 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
             Step::Advanced(Some(id)) => {
                 emit(conn, gateway, id, now).await?;
                 emitted.push(id);
+                // Stopping between two complete invoices of a catch-up is safe: the plan's
+                // next_invoice_date says where the next pass resumes.
+                if opts.stopping() {
+                    return Ok(PlanResult::Invoiced(emitted));
+                }
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Jobs: plain functions the CLI, the scheduler and the tests call directly.
 
+pub mod backfill;
 pub mod invoice_plans;
+pub mod serve;
 
 pub use invoice_plans::{run_pass, PassOptions, PassReport};

@@ -1,0 +1,256 @@
+//! The daemon's HTTP endpoints: `/healthz` (alive), `/readyz` (database reachable, schema
+//! current) and `/metrics` (Prometheus text format).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::db::repo::{self, PlanFilter};
+use crate::db::{Conn, DbUrl};
+use crate::jobs::PassReport;
+use crate::stripe::client::RequestStats;
+
+const BUCKETS: [f64; 10] = [0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Counters the daemon keeps; gauges about plans are read from the database at scrape time.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub passes: AtomicU64,
+    pub passes_failed: AtomicU64,
+    pub ticks_skipped: AtomicU64,
+    pub plans_invoiced: AtomicU64,
+    pub invoices: AtomicU64,
+    pub lines: AtomicU64,
+    pub plan_failures: AtomicU64,
+    pub last_success_unix: AtomicU64,
+    /// Cumulative counts per bucket, then the count and the sum in milliseconds.
+    histogram: Mutex<([u64; BUCKETS.len()], u64, u64)>,
+    pub stripe: Mutex<Option<Arc<RequestStats>>>,
+}
+
+impl Metrics {
+    pub fn record_pass(&self, result: &Result<PassReport, String>, elapsed_ms: u64, now_unix: u64) {
+        self.passes.fetch_add(1, Relaxed);
+        match result {
+            Ok(r) => {
+                self.plans_invoiced
+                    .fetch_add(r.plans_invoiced as u64, Relaxed);
+                self.invoices.fetch_add(r.invoices.len() as u64, Relaxed);
+                self.lines.fetch_add(
+                    r.invoices.iter().map(|i| i.lines.len() as u64).sum(),
+                    Relaxed,
+                );
+                self.plan_failures
+                    .fetch_add((r.failures.len() + r.needs_attention.len()) as u64, Relaxed);
+                self.last_success_unix.store(now_unix, Relaxed);
+            }
+            Err(_) => {
+                self.passes_failed.fetch_add(1, Relaxed);
+            }
+        }
+        if let Ok(mut h) = self.histogram.lock() {
+            let seconds = elapsed_ms as f64 / 1000.0;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                if seconds <= *le {
+                    h.0[i] += 1;
+                }
+            }
+            h.1 += 1;
+            h.2 += elapsed_ms;
+        }
+    }
+
+    /// Prometheus text exposition. `plans` is (needing attention, started with a live lease,
+    /// overdue), when the database answered.
+    pub fn render(&self, plans: Option<(usize, usize, usize)>) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        };
+        counter(
+            "plan_invoicer_passes_total",
+            "Invoicing passes run.",
+            self.passes.load(Relaxed),
+        );
+        counter(
+            "plan_invoicer_passes_failed_total",
+            "Passes that failed as a whole.",
+            self.passes_failed.load(Relaxed),
+        );
+        counter(
+            "plan_invoicer_ticks_skipped_total",
+            "Scheduled ticks skipped because a pass was running.",
+            self.ticks_skipped.load(Relaxed),
+        );
+        counter(
+            "plan_invoicer_plans_invoiced_total",
+            "Plans that got at least one invoice in a pass.",
+            self.plans_invoiced.load(Relaxed),
+        );
+        counter(
+            "plan_invoicer_invoices_emitted_total",
+            "Invoices emitted.",
+            self.invoices.load(Relaxed),
+        );
+        counter(
+            "plan_invoicer_invoice_lines_emitted_total",
+            "Invoice lines emitted.",
+            self.lines.load(Relaxed),
+        );
+        counter(
+            "plan_invoicer_plan_failures_total",
+            "Plans that failed or were parked in a pass.",
+            self.plan_failures.load(Relaxed),
+        );
+        let _ = write!(
+            out,
+            "# HELP plan_invoicer_last_successful_pass_timestamp_seconds When the last pass finished without failing.\n# TYPE plan_invoicer_last_successful_pass_timestamp_seconds gauge\nplan_invoicer_last_successful_pass_timestamp_seconds {}\n",
+            self.last_success_unix.load(Relaxed)
+        );
+        if let Ok(h) = self.histogram.lock() {
+            out.push_str("# HELP plan_invoicer_pass_duration_seconds Duration of invoicing passes.\n# TYPE plan_invoicer_pass_duration_seconds histogram\n");
+            for (i, le) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "plan_invoicer_pass_duration_seconds_bucket{{le=\"{le}\"}} {}",
+                    h.0[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "plan_invoicer_pass_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.1
+            );
+            let _ = writeln!(
+                out,
+                "plan_invoicer_pass_duration_seconds_sum {}",
+                h.2 as f64 / 1000.0
+            );
+            let _ = writeln!(out, "plan_invoicer_pass_duration_seconds_count {}", h.1);
+        }
+        out.push_str("# HELP plan_invoicer_stripe_requests_total Stripe requests (attempts) by outcome.\n# TYPE plan_invoicer_stripe_requests_total counter\n");
+        let stats = self.stripe.lock().ok().and_then(|s| s.clone());
+        for (outcome, value) in [
+            ("ok", stats.as_ref().map_or(0, |s| s.ok.load(Relaxed))),
+            (
+                "retryable",
+                stats.as_ref().map_or(0, |s| s.retryable.load(Relaxed)),
+            ),
+            ("fatal", stats.as_ref().map_or(0, |s| s.fatal.load(Relaxed))),
+        ] {
+            let _ = writeln!(
+                out,
+                "plan_invoicer_stripe_requests_total{{outcome=\"{outcome}\"}} {value}"
+            );
+        }
+        let up = u8::from(plans.is_some());
+        let _ = write!(out, "# HELP plan_invoicer_database_up Whether the database answered this scrape.\n# TYPE plan_invoicer_database_up gauge\nplan_invoicer_database_up {up}\n");
+        if let Some((attention, started, overdue)) = plans {
+            let mut gauge = |name: &str, help: &str, value: usize| {
+                let _ = write!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+                );
+            };
+            gauge(
+                "plan_invoicer_plans_needing_attention",
+                "Plans whose invoicing is blocked until someone acts.",
+                attention,
+            );
+            gauge(
+                "plan_invoicer_plans_started_with_live_lease",
+                "Plans claimed by a worker right now.",
+                started,
+            );
+            gauge(
+                "plan_invoicer_plans_overdue",
+                "Plans whose next invoice date is more than an hour past.",
+                overdue,
+            );
+        }
+        out
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    pub database: DbUrl,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    let url = s.database.clone();
+    let result = tokio::task::spawn_blocking(move || Conn::open_checked(&url).map(|_| ())).await;
+    match result {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_string()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    }
+}
+
+/// The gauges about plans, read from the database.
+pub fn plan_gauges(
+    url: &DbUrl,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(usize, usize, usize)> {
+    let mut conn = Conn::open_checked(url).ok()?;
+    let attention = repo::list_plans(
+        &mut conn,
+        &PlanFilter {
+            needs_attention: true,
+            ..PlanFilter::default()
+        },
+    )
+    .ok()?
+    .len();
+    let started = repo::list_plans(
+        &mut conn,
+        &PlanFilter {
+            leased: true,
+            ..PlanFilter::default()
+        },
+    )
+    .ok()?
+    .iter()
+    .filter(|p| p.lease_expires_at.is_some_and(|t| t > now))
+    .count();
+    let overdue = repo::list_plans(
+        &mut conn,
+        &PlanFilter {
+            due_at: Some(now - chrono::Duration::hours(1)),
+            ..PlanFilter::default()
+        },
+    )
+    .ok()?
+    .len();
+    Some((attention, started, overdue))
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    let url = s.database.clone();
+    let gauges = tokio::task::spawn_blocking(move || plan_gauges(&url, chrono::Utc::now()))
+        .await
+        .ok()
+        .flatten();
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(gauges),
+    )
+}

@@ -1,0 +1,178 @@
+//! `backfill`: a pass at each step from `--from` to `--to` inclusive, as a cron would have run
+//! them. A progress bar on a terminal, log lines otherwise; Ctrl-C stops between steps.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::Duration;
+use serde::Serialize;
+use tracing::info;
+
+use crate::db::Conn;
+use crate::domain::Ts;
+use crate::error::{invalid, AppError};
+use crate::jobs::invoice_plans::{Attention, Failure};
+use crate::jobs::{run_pass, PassOptions};
+use crate::stripe::PaymentGateway;
+use crate::views::InvoiceView;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillReport {
+    pub from: Ts,
+    pub to: Ts,
+    pub every: String,
+    pub passes: usize,
+    pub plans_considered: usize,
+    pub plans_invoiced: usize,
+    pub invoices: Vec<InvoiceView>,
+    pub needs_attention: Vec<Attention>,
+    pub failures: Vec<Failure>,
+    pub duration_ms: u64,
+    /// Ctrl-C stopped the backfill before `to`.
+    pub interrupted: bool,
+    /// The last instant a pass ran at.
+    pub last_pass_at: Option<Ts>,
+}
+
+impl BackfillReport {
+    pub fn exit_code(&self) -> i32 {
+        if self.needs_attention.is_empty() && self.failures.is_empty() {
+            0
+        } else {
+            3
+        }
+    }
+}
+
+/// `1d`, `12h`, `30m`, `90s`, `1w`.
+pub fn parse_every(text: &str) -> Result<Duration, AppError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().map_err(|_| {
+        invalid(format!(
+            "invalid --every {text:?}: expected a number and a unit, e.g. 1d, 1h, 30m"
+        ))
+    })?;
+    let step = match unit {
+        "w" => Duration::weeks(n),
+        "d" => Duration::days(n),
+        "h" => Duration::hours(n),
+        "m" => Duration::minutes(n),
+        "s" => Duration::seconds(n),
+        _ => {
+            return Err(invalid(format!(
+                "invalid --every {text:?}: the unit must be w, d, h, m or s"
+            )))
+        }
+    };
+    if step <= Duration::zero() {
+        return Err(invalid(format!(
+            "invalid --every {text:?}: must be positive"
+        )));
+    }
+    Ok(step)
+}
+
+pub async fn backfill<G: PaymentGateway>(
+    conn: &mut Conn,
+    gateway: Option<&G>,
+    from: Ts,
+    to: Ts,
+    every: &str,
+    opts: &PassOptions,
+) -> Result<BackfillReport, AppError> {
+    let step = parse_every(every)?;
+    if to < from {
+        return Err(invalid("--to must not be before --from"));
+    }
+    let steps =
+        u64::try_from((to - from).num_seconds() / step.num_seconds().max(1) + 1).unwrap_or(1);
+    if steps > 1_000_000 {
+        return Err(invalid(format!(
+            "{steps} passes is too many: use a larger --every"
+        )));
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(steps);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} passes {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let started = std::time::Instant::now();
+    let mut report = BackfillReport {
+        from,
+        to,
+        every: every.to_string(),
+        passes: 0,
+        plans_considered: 0,
+        plans_invoiced: 0,
+        invoices: vec![],
+        needs_attention: vec![],
+        failures: vec![],
+        duration_ms: 0,
+        interrupted: false,
+        last_pass_at: None,
+    };
+    let mut t = from;
+    while t <= to {
+        if interrupted.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+        let pass = run_pass(conn, gateway, t, opts).await?;
+        report.passes += 1;
+        report.plans_considered += pass.plans_considered;
+        report.plans_invoiced += pass.plans_invoiced;
+        report.needs_attention.extend(pass.needs_attention);
+        report.failures.extend(pass.failures);
+        report.last_pass_at = Some(t);
+        match &bar {
+            Some(b) => {
+                b.inc(1);
+                b.set_message(format!(
+                    "{} invoices, at {}",
+                    report.invoices.len() + pass.invoices.len(),
+                    t.date_naive()
+                ));
+            }
+            None if !pass.invoices.is_empty() => {
+                info!(at = %t, invoices = pass.invoices.len(), "backfill step")
+            }
+            None => {}
+        }
+        report.invoices.extend(pass.invoices);
+        t += step;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    ctrl_c.abort();
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every() {
+        assert_eq!(parse_every("1d").ok(), Some(Duration::days(1)));
+        assert_eq!(parse_every("30m").ok(), Some(Duration::minutes(30)));
+        assert!(parse_every("0h").is_err());
+        assert!(parse_every("1y").is_err());
+        assert!(parse_every("d").is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! The daemon: tokio-cron-scheduler decides *when*; the pass is the same function `run-once`
+//! calls. A pass never overlaps itself: a tick that arrives while one runs is skipped and
+//! counted. SIGTERM/SIGINT stops claiming plans, lets the plan in flight finish, and exits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tracing::{error, info, warn};
+
+use crate::config::ServeConfig;
+use crate::db::repo::{self, PlanFilter};
+use crate::db::Conn;
+use crate::error::{invalid, AppError};
+use crate::http::{self, HttpState, Metrics};
+use crate::jobs::{run_pass, PassOptions};
+use crate::stripe::client::StripeGateway;
+
+pub const JOB_NAME: &str = "invoice_plans";
+
+/// Why a pass was started.
+#[derive(Debug, Clone, Copy)]
+enum Tick {
+    Startup,
+    Schedule,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `gateway` is built (and its key checked) by the
+/// caller; the database schema is checked here before anything runs.
+pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), AppError> {
+    let mut conn = Conn::open_checked(&config.database)?;
+    let _lock = crate::cli::worker_lock(&config.database)?;
+    info!(
+        database = %config.database.redacted(),
+        schedule = %config.schedule,
+        timezone = %config.timezone,
+        http_addr = %config.http_addr,
+        lease_seconds = config.lease_seconds,
+        "plan-invoicer serve starting"
+    );
+    let metrics = Arc::new(Metrics::default());
+    if let Ok(mut s) = metrics.stripe.lock() {
+        *s = Some(gateway.stats.clone());
+    }
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| invalid(format!("cannot listen on {}: {e}", config.http_addr)))?;
+    let app = http::router(HttpState {
+        metrics: metrics.clone(),
+        database: config.database.clone(),
+    });
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            error!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    // One pass at a time: the channel holds at most one pending tick.
+    let (tx, mut rx) = mpsc::channel::<Tick>(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let overdue = !repo::list_plans(
+        &mut conn,
+        &PlanFilter {
+            due_at: Some(chrono::Utc::now()),
+            ..PlanFilter::default()
+        },
+    )?
+    .is_empty();
+    if overdue {
+        info!("plans are overdue: a catch-up pass runs now");
+        let _ = tx.try_send(Tick::Startup);
+    }
+
+    let mut scheduler = JobScheduler::new()
+        .await
+        .map_err(|e| invalid(format!("cannot start the scheduler: {e}")))?;
+    let tick_tx = tx.clone();
+    let tick_metrics = metrics.clone();
+    let job = Job::new_async_tz(config.schedule.as_str(), config.timezone, move |_, _| {
+        let tx = tick_tx.clone();
+        let metrics = tick_metrics.clone();
+        Box::pin(async move {
+            if tx.try_send(Tick::Schedule).is_err() {
+                metrics.ticks_skipped.fetch_add(1, Ordering::Relaxed);
+                warn!("a pass is still running: this tick is skipped");
+            }
+        })
+    })
+    .map_err(|e| invalid(format!("invalid schedule {:?}: {e}", config.schedule)))?;
+    scheduler
+        .add(job)
+        .await
+        .map_err(|e| invalid(format!("cannot schedule the pass: {e}")))?;
+    scheduler
+        .start()
+        .await
+        .map_err(|e| invalid(format!("cannot start the scheduler: {e}")))?;
+
+    let lease = chrono::Duration::seconds(i64::try_from(config.lease_seconds).unwrap_or(600));
+    let worker_stop = stop.clone();
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let worker_stopping = stopping.clone();
+    let worker_metrics = metrics.clone();
+    let gateway = Arc::new(gateway);
+    let worker = tokio::spawn(async move {
+        loop {
+            let tick = tokio::select! {
+                tick = rx.recv() => tick,
+                _ = worker_stopping.notified() => None,
+            };
+            let Some(tick) = tick else { break };
+            if worker_stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let opts = PassOptions {
+                lease,
+                stop: Some(worker_stop.clone()),
+                ..PassOptions::default()
+            };
+            let started = Instant::now();
+            let now = chrono::Utc::now();
+            let gateway = gateway.clone();
+            // The pass does blocking database work: give it its own thread.
+            let (returned, result) = tokio::task::spawn_blocking(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let result = match rt {
+                    Ok(rt) => rt
+                        .block_on(run_pass(&mut conn, Some(gateway.as_ref()), now, &opts))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (conn, result)
+            })
+            .await
+            .map_err(|e| AppError::Invalid(format!("the pass thread failed: {e}")))?;
+            conn = returned;
+            let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            worker_metrics.record_pass(
+                &result,
+                elapsed,
+                u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0),
+            );
+            match &result {
+                Ok(r) => info!(
+                    ?tick,
+                    invoices = r.invoices.len(),
+                    needs_attention = r.needs_attention.len(),
+                    failures = r.failures.len(),
+                    duration_ms = elapsed,
+                    "scheduled pass done"
+                ),
+                Err(e) => error!(?tick, error = %e, "pass failed"),
+            }
+        }
+        Ok::<_, AppError>(())
+    });
+
+    wait_for_signal().await;
+    info!("stop requested: finishing the plan in flight");
+    stop.store(true, Ordering::SeqCst);
+    stopping.notify_one();
+    let _ = tokio::time::timeout(Duration::from_secs(5), scheduler.shutdown()).await;
+    drop(tx);
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    match tokio::time::timeout(grace, worker).await {
+        Ok(Ok(Ok(()))) => info!("stopped cleanly"),
+        Ok(Ok(Err(e))) => error!(error = %e, "the pass worker failed"),
+        Ok(Err(e)) => error!(error = %e, "the pass worker panicked"),
+        Err(_) => warn!(
+            grace_seconds = grace.as_secs(),
+            "the plan in flight did not finish in time; its lease lets another worker resume it"
+        ),
+    }
+    http_task.abort();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
