@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Structural checks of the deploy manifests (there is no cluster or Docker engine in CI)."""
+import sys
+import yaml
+
+problems = []
+docs = {}
+for path in ["deploy/k8s/deployment.yaml", "deploy/k8s/cronjob.yaml", "deploy/k8s/secrets.example.yaml", "deploy/docker-compose.yml"]:
+    with open(path) as f:
+        docs[path] = list(yaml.safe_load_all(f))
+
+dep = docs["deploy/k8s/deployment.yaml"][0]
+c = dep["spec"]["template"]["spec"]["containers"][0]
+if c["livenessProbe"]["httpGet"]["path"] != "/healthz":
+    problems.append("Deployment liveness probe is not /healthz")
+if c["readinessProbe"]["httpGet"]["path"] != "/readyz":
+    problems.append("Deployment readiness probe is not /readyz")
+if c["args"] != ["serve"]:
+    problems.append("Deployment does not run serve")
+if not dep["spec"]["template"]["spec"]["securityContext"].get("runAsNonRoot"):
+    problems.append("Deployment may run as root")
+
+cron = docs["deploy/k8s/cronjob.yaml"][0]
+job = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+if job["args"][0] != "run-once" or cron["spec"].get("concurrencyPolicy") != "Forbid":
+    problems.append("CronJob must run run-once with concurrencyPolicy Forbid")
+
+compose = docs["deploy/docker-compose.yml"][0]
+if set(compose["services"]) != {"db", "migrate", "worker"}:
+    problems.append("compose needs db, migrate and worker")
+if compose["services"]["worker"]["depends_on"]["migrate"]["condition"] != "service_completed_successfully":
+    problems.append("the worker must wait for migrate")
+
+with open("deploy/Dockerfile") as f:
+    dockerfile = f.read()
+if dockerfile.count("FROM ") < 2 or "USER 10001" not in dockerfile:
+    problems.append("Dockerfile must be multi-stage and run as non-root")
+
+for p in problems:
+    print(f"deploy: {p}", file=sys.stderr)
+print("deploy manifests: " + ("FAILED" if problems else "ok"))
+sys.exit(1 if problems else 0)
