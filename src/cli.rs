@@ -90,6 +90,14 @@ pub enum Command {
         #[arg(long, env = "PLAN_INVOICER_CONFIG")]
         config: Option<std::path::PathBuf>,
     },
+    /// Time a pass over N fresh plans against the in-process Stripe emulator.
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        plans: usize,
+        /// Use this empty database instead of a temporary SQLite file.
+        #[arg(long)]
+        empty_database_url: Option<String>,
+    },
     /// A self-contained tour: SQLite in a fresh directory, the Stripe emulator, a year of passes.
     Demo {
         /// Where to put the demo database (default: a new temporary directory).
@@ -347,6 +355,19 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             .map_err(|e| invalid(format!("cannot serve on {listen}: {e}")))?;
         return out(&serde_json::json!({}), String::new());
     }
+    if let Command::Bench {
+        plans,
+        empty_database_url,
+    } = &cli.command
+    {
+        let url = empty_database_url
+            .as_deref()
+            .map(DbUrl::parse)
+            .transpose()?;
+        let report = crate::bench::run(*plans, url).await?;
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        return out(&report, text);
+    }
     if let Command::Demo { dir } = &cli.command {
         let (text, summary) = crate::demo::run(dir.clone()).await?;
         return out(&summary, text);
@@ -395,7 +416,8 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         Command::Migrate
         | Command::StripeEmulator { .. }
         | Command::Demo { .. }
-        | Command::Serve { .. } => Err(invalid("unreachable")),
+        | Command::Serve { .. }
+        | Command::Bench { .. } => Err(invalid("unreachable")),
         Command::Backfill { from, to, every } => {
             let _lock = worker_lock(&url)?;
             crate::jobs::backfill::parse_every(&every)?;

@@ -10,6 +10,7 @@
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`cli`]: the command-line contract (`cli.md`).
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -37,7 +37,10 @@ fn main() -> ExitCode {
         }
     };
     // The demo prints a table; its hundreds of passes log only warnings unless RUST_LOG says otherwise.
-    let level = if matches!(cli.command, cli::Command::Demo { .. }) {
+    let level = if matches!(
+        cli.command,
+        cli::Command::Demo { .. } | cli::Command::Bench { .. }
+    ) {
         "warn"
     } else {
         "info"

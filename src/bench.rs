@@ -1,0 +1,112 @@
+//! `bench`: the pass's throughput on a fresh database against the in-process Stripe emulator.
+//! Results and the command line are kept in `docs/BENCHMARKS.md`.
+
+use std::time::Instant;
+
+use chrono::{Duration, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::db::{Conn, DbUrl};
+use crate::error::{invalid, AppError};
+use crate::jobs::{run_pass, PassOptions};
+use crate::ops::{self, CustomerInput, PlanInput};
+use crate::stripe::client::{StripeConfig, StripeGateway};
+use crate::stripe::emulator::Emulator;
+use crate::stripe::ApiKey;
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub backend: &'static str,
+    pub plans: usize,
+    pub seed_ms: u64,
+    pub pass_ms: u64,
+    pub plans_per_second: f64,
+    pub invoices: usize,
+    pub stripe_requests: usize,
+    pub noop_pass_ms: u64,
+    pub peak_rss_kib: Option<u64>,
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Seeds `plans` plans that are each due once, then times one pass over them and a second
+/// pass that finds nothing to do. `url`: an empty database to use (default: a temporary SQLite
+/// file).
+pub async fn run(plans: usize, url: Option<DbUrl>) -> Result<BenchReport, AppError> {
+    let dir = std::env::temp_dir().join(format!("plan-invoicer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
+    let url = url.unwrap_or_else(|| DbUrl::Sqlite(dir.join("bench.db")));
+    if let DbUrl::Sqlite(p) = &url {
+        let _ = std::fs::remove_file(p);
+    }
+    let mut conn = Conn::open(&url, true)?;
+    conn.migrate()?;
+    let t0 = Utc
+        .with_ymd_and_hms(2025, 1, 6, 9, 0, 0)
+        .single()
+        .ok_or_else(|| invalid("bench date"))?;
+    let seed = Instant::now();
+    for i in 0..plans {
+        let input = CustomerInput {
+            name: format!("bench-{i}"),
+            ..CustomerInput::default()
+        };
+        let customer_id = ops::create_customer(&mut conn, &input, t0)?;
+        let plan = PlanInput {
+            customer_id,
+            tier: "cloud_standard".into(),
+            schedule: "monthly".into(),
+            licenses: 10,
+            automanage_licenses: true,
+            ..PlanInput::default()
+        };
+        let plan_id = ops::create_plan(&mut conn, &plan, t0)?;
+        ops::report_seats(&mut conn, plan_id, 12, t0 + Duration::days(10))?;
+    }
+    let seed_ms = ms(seed);
+
+    let emulator = Emulator::new();
+    let addr = emulator
+        .start("127.0.0.1:0")
+        .await
+        .map_err(|e| invalid(format!("cannot start the Stripe emulator: {e}")))?;
+    let key = ApiKey::new("sk_test_bench").ok_or_else(|| invalid("bench key"))?;
+    let mut config = StripeConfig::new(key, Some(&format!("http://{addr}/")));
+    config.requests_per_second = 1_000_000;
+    let gateway = StripeGateway::new(config)?;
+    let now = t0 + Duration::days(32);
+    let opts = PassOptions {
+        worker_id: "bench".into(),
+        ..PassOptions::default()
+    };
+    let pass = Instant::now();
+    let report = run_pass(&mut conn, Some(&gateway), now, &opts).await?;
+    let pass_ms = ms(pass);
+    let noop = Instant::now();
+    run_pass(&mut conn, Some(&gateway), now, &opts).await?;
+    let noop_pass_ms = ms(noop);
+    Ok(BenchReport {
+        backend: if url.is_sqlite() {
+            "sqlite"
+        } else {
+            "postgres"
+        },
+        plans,
+        seed_ms,
+        pass_ms,
+        plans_per_second: plans as f64 / (pass_ms.max(1) as f64 / 1000.0),
+        invoices: report.invoices.len(),
+        stripe_requests: emulator.requests().len(),
+        noop_pass_ms,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
