@@ -518,3 +518,59 @@ fn systemd_unit_verifies() {
         "systemd-analyze has remarks: {messages}"
     );
 }
+
+/// Ctrl-C (SIGINT) stops a backfill between steps, with a summary of what was done.
+#[test]
+fn backfill_stops_between_steps_on_ctrl_c() {
+    let Some(db) = TestDb::new(Backend::Sqlite) else {
+        return;
+    };
+    setup_plans(&db, 3);
+    db.stripe.set_faults(Faults {
+        latency: Duration::from_millis(100),
+        ..Faults::default()
+    });
+    let mut child = Command::new(BIN)
+        .env("DATABASE_URL", &db.url)
+        .env("STRIPE_API_KEY", "sk_test_x")
+        .env("STRIPE_API_BASE", &db.stripe_base)
+        .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
+        .env("RUST_LOG", "warn")
+        .args([
+            "--json",
+            "backfill",
+            "--from",
+            "2012-01-03T22:00:00Z",
+            "--to",
+            "2013-01-03T22:00:00Z",
+            "--every",
+            "1d",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_until(Duration::from_secs(20), || !db.stripe.requests().is_empty()),
+        "the backfill started"
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert!(report["passes"].as_u64() < Some(367), "{report}");
+    let invoices = db.invoices();
+    assert!(
+        invoices.iter().all(|i| i["status"] == "sent"),
+        "nothing half-sent"
+    );
+    db.assert_stripe_matches_local();
+}
