@@ -32,17 +32,7 @@ pub fn plan(conn: &mut Conn, id: i64) -> Result<PlanRecord, AppError> {
 }
 
 fn event(kind: &'static str, plan: &Plan, at: Ts) -> NewEvent<'static> {
-    NewEvent {
-        kind,
-        plan_id: plan.id,
-        customer_id: plan.customer_id,
-        old_status: None,
-        new_status: None,
-        old_tier: None,
-        new_tier: None,
-        message: None,
-        event_time: at,
-    }
+    NewEvent::about(kind, plan, at)
 }
 
 // ----- customers -----

@@ -73,55 +73,11 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 fn setup_recent_plans(db: &TestDb, count: usize) {
     let anchor = (chrono::Utc::now() - chrono::Duration::days(35))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    for i in 0..count {
-        let cust = db.id(
-            Some(&anchor),
-            &["customer", "create", "--name", &format!("c{i}")],
-        );
-        let c = cust.to_string();
-        db.id(
-            Some(&anchor),
-            &[
-                "plan",
-                "create",
-                "--customer",
-                &c,
-                "--tier",
-                "cloud_standard",
-                "--schedule",
-                "monthly",
-                "--licenses",
-                "5",
-                "--automanage-licenses",
-            ],
-        );
-    }
+    common::monthly_plans(db, count, &anchor);
 }
 
 fn setup_plans(db: &TestDb, count: usize) {
-    for i in 0..count {
-        let cust = db.id(
-            Some("2012-01-02T03:04:05Z"),
-            &["customer", "create", "--name", &format!("c{i}")],
-        );
-        let c = cust.to_string();
-        db.id(
-            Some("2012-01-02T03:04:05Z"),
-            &[
-                "plan",
-                "create",
-                "--customer",
-                &c,
-                "--tier",
-                "cloud_standard",
-                "--schedule",
-                "monthly",
-                "--licenses",
-                "5",
-                "--automanage-licenses",
-            ],
-        );
-    }
+    common::monthly_plans(db, count, "2012-01-02T03:04:05Z");
 }
 
 fn terminate(child: &mut Child) -> Option<i32> {
@@ -530,7 +486,7 @@ fn backfill_stops_between_steps_on_ctrl_c() {
         latency: Duration::from_millis(100),
         ..Faults::default()
     });
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .env("DATABASE_URL", &db.url)
         .env("STRIPE_API_KEY", "sk_test_x")
         .env("STRIPE_API_BASE", &db.stripe_base)

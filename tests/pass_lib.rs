@@ -3,64 +3,21 @@
 
 mod common;
 
-use chrono::{DateTime, Utc};
-use common::{Backend, TestDb};
+use common::{at, connect, gateway, Backend, TestDb};
 use plan_invoicer::db::repo;
-use plan_invoicer::db::{Conn, DbUrl};
 use plan_invoicer::jobs::{run_pass, PassOptions};
-use plan_invoicer::stripe::client::{StripeConfig, StripeGateway};
 use plan_invoicer::stripe::emulator::Faults;
-use plan_invoicer::stripe::ApiKey;
 
 const T0: &str = "2012-01-02T03:04:05Z";
 
-fn at(s: &str) -> DateTime<Utc> {
-    plan_invoicer::cli::parse_time(s).unwrap_or_default()
-}
-
-fn connect(db: &TestDb) -> Conn {
-    let url = DbUrl::parse(&db.url).unwrap_or(DbUrl::Sqlite("missing".into()));
-    Conn::open_checked(&url).unwrap_or_else(|e| panic!("connect: {e}"))
-}
-
 fn setup_plans(db: &TestDb, count: usize) {
-    for i in 0..count {
-        let cust = db.id(
-            Some(T0),
-            &["customer", "create", "--name", &format!("c{i}")],
-        );
-        let plan = db.id(
-            Some(T0),
-            &[
-                "plan",
-                "create",
-                "--customer",
-                &cust.to_string(),
-                "--tier",
-                "cloud_standard",
-                "--schedule",
-                "monthly",
-                "--licenses",
-                "5",
-                "--automanage-licenses",
-            ],
-        );
+    common::monthly_plans(db, count, T0);
+    for plan in 1..=count {
         db.ok(
             Some("2012-01-12T03:04:05Z"),
             &["plan", "seats", &plan.to_string(), "--count", "7"],
         );
     }
-}
-
-fn gateway(db: &TestDb, attempts: u32) -> StripeGateway {
-    let mut config = StripeConfig::new(
-        ApiKey::new("sk_test_x").unwrap_or_else(|| panic!("key")),
-        Some(&db.stripe_base),
-    );
-    config.max_attempts = attempts;
-    config.requests_per_second = 1000;
-    config.base_backoff = std::time::Duration::from_millis(5);
-    StripeGateway::new(config).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A Stripe failure after the write-ahead commit leaves the invoice pending and the plan

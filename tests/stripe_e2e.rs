@@ -5,35 +5,13 @@
 
 mod common;
 
-use chrono::{DateTime, Duration, Utc};
-use common::{Backend, TestDb};
-use plan_invoicer::db::{Conn, DbUrl};
+use chrono::Duration;
+use common::{at, connect, gateway, Backend, TestDb};
+use plan_invoicer::db::Conn;
 use plan_invoicer::jobs::{run_pass, PassOptions, PassReport};
 use plan_invoicer::ops::{self, CustomerInput, PlanInput};
-use plan_invoicer::stripe::client::{StripeConfig, StripeGateway};
 use plan_invoicer::stripe::emulator::{Emulator, Faults};
-use plan_invoicer::stripe::ApiKey;
 use serde_json::Value;
-
-fn at(s: &str) -> DateTime<Utc> {
-    plan_invoicer::cli::parse_time(s).unwrap_or_default()
-}
-
-fn connect(db: &TestDb) -> Conn {
-    let url = DbUrl::parse(&db.url).unwrap_or(DbUrl::Sqlite("missing".into()));
-    Conn::open_checked(&url).unwrap_or_else(|e| panic!("connect: {e}"))
-}
-
-fn gateway(db: &TestDb, attempts: u32) -> StripeGateway {
-    let mut config = StripeConfig::new(
-        ApiKey::new("sk_test_x").unwrap_or_else(|| panic!("key")),
-        Some(&db.stripe_base),
-    );
-    config.max_attempts = attempts;
-    config.requests_per_second = 1000;
-    config.base_backoff = std::time::Duration::from_millis(2);
-    StripeGateway::new(config).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// Three customers: an annual plan with additions and a renewal, a self-hosted monthly plan
 /// billed by invoice with the flat discount, and a monthly fixed-price plan.

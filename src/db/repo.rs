@@ -579,6 +579,23 @@ pub struct NewEvent<'a> {
     pub event_time: Ts,
 }
 
+impl NewEvent<'static> {
+    /// An event about `plan` at `at`, with nothing else set.
+    pub fn about(kind: &'static str, plan: &Plan, at: Ts) -> NewEvent<'static> {
+        NewEvent {
+            kind,
+            plan_id: plan.id,
+            customer_id: plan.customer_id,
+            old_status: None,
+            new_status: None,
+            old_tier: None,
+            new_tier: None,
+            message: None,
+            event_time: at,
+        }
+    }
+}
+
 pub fn insert_event(conn: &mut Conn, e: &NewEvent<'_>, now: Ts) -> Result<(), DbError> {
     with_conn!(conn, c => diesel::insert_into(plan_event::table)
         .values((

@@ -488,15 +488,8 @@ fn notice(
 ) -> Result<(), AppError> {
     info!(notice = kind, "{message}");
     let e = NewEvent {
-        kind,
-        plan_id: plan.id,
-        customer_id: plan.customer_id,
-        old_status: None,
-        new_status: None,
-        old_tier: None,
-        new_tier: None,
         message: Some(message),
-        event_time: now,
+        ..NewEvent::about(kind, plan, now)
     };
     repo::insert_event(conn, &e, now)?;
     Ok(())

@@ -487,6 +487,22 @@ fn validate(
     Ok(out)
 }
 
+/// The `customer` parameter, which must name an existing customer.
+fn existing_customer(store: &Store, p: &Map<String, Value>) -> Result<String, Reply> {
+    let Some(customer) = p.get("customer").and_then(Value::as_str) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "Missing required param: customer.",
+            Some("customer"),
+        ));
+    };
+    if !store.customers.iter().any(|c| c["id"] == customer) {
+        return Err(missing("customer", customer));
+    }
+    Ok(customer.to_string())
+}
+
 fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, String)]) -> Reply {
     let endpoint = endpoint_of(path);
     let Some(spec) = allowed(method, &endpoint) else {
@@ -521,17 +537,10 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             (StatusCode::OK, c)
         }
         ("POST", "/v1/invoices") => {
-            let Some(customer) = text("customer") else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "Missing required param: customer.",
-                    Some("customer"),
-                );
+            let customer = match existing_customer(store, &p) {
+                Ok(c) => c,
+                Err(e) => return e,
             };
-            if !store.customers.iter().any(|c| c["id"] == customer.as_str()) {
-                return missing("customer", &customer);
-            }
             let method = text("collection_method").unwrap_or_else(|| "charge_automatically".into());
             if method == "send_invoice" && p.get("days_until_due").is_none() {
                 return error(
@@ -570,17 +579,10 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             (StatusCode::OK, with_lines(store, &inv))
         }
         ("POST", "/v1/invoiceitems") => {
-            let Some(customer) = text("customer") else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "Missing required param: customer.",
-                    Some("customer"),
-                );
+            let customer = match existing_customer(store, &p) {
+                Ok(c) => c,
+                Err(e) => return e,
             };
-            if !store.customers.iter().any(|c| c["id"] == customer.as_str()) {
-                return missing("customer", &customer);
-            }
             let invoice = text("invoice");
             if let Some(inv_id) = &invoice {
                 match store.invoices.iter().find(|i| i["id"] == inv_id.as_str()) {

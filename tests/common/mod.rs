@@ -287,6 +287,55 @@ impl Drop for TestDb {
     }
 }
 
+/// An RFC 3339 instant.
+pub fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    plan_invoicer::cli::parse_time(s).expect("an RFC 3339 time")
+}
+
+/// A library connection to the test database.
+pub fn connect(db: &TestDb) -> plan_invoicer::db::Conn {
+    let url = plan_invoicer::db::DbUrl::parse(&db.url).expect("a database URL");
+    plan_invoicer::db::Conn::open_checked(&url).expect("connect")
+}
+
+/// An async-stripe gateway to the test's emulator, unpaced, with quick retries.
+pub fn gateway(db: &TestDb, attempts: u32) -> plan_invoicer::stripe::client::StripeGateway {
+    let key = plan_invoicer::stripe::ApiKey::new("sk_test_x").expect("a key");
+    let mut config = plan_invoicer::stripe::client::StripeConfig::new(key, Some(&db.stripe_base));
+    config.max_attempts = attempts;
+    config.requests_per_second = 1_000_000;
+    config.base_backoff = std::time::Duration::from_millis(2);
+    plan_invoicer::stripe::client::StripeGateway::new(config).expect("a gateway")
+}
+
+/// `count` customers with a monthly automatic Cloud Standard plan of 5 licenses anchored at
+/// `anchor`, created through the CLI.
+pub fn monthly_plans(db: &TestDb, count: usize, anchor: &str) {
+    for i in 0..count {
+        let cust = db.id(
+            Some(anchor),
+            &["customer", "create", "--name", &format!("c{i}")],
+        );
+        let c = cust.to_string();
+        db.id(
+            Some(anchor),
+            &[
+                "plan",
+                "create",
+                "--customer",
+                &c,
+                "--tier",
+                "cloud_standard",
+                "--schedule",
+                "monthly",
+                "--licenses",
+                "5",
+                "--automanage-licenses",
+            ],
+        );
+    }
+}
+
 /// One line of an invoice as `(description, quantity, unit, amount, period_start, period_end)`.
 pub fn lines(invoice: &Value) -> Vec<(String, i64, i64, i64, String, String)> {
     invoice["lines"]
