@@ -428,7 +428,11 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
                 from,
                 to,
                 &every,
-                &PassOptions::default(),
+                // Backfill steps are past instants; claims still last from the wall clock.
+                &PassOptions {
+                    lease_clock: Some(std::sync::Arc::new(SystemClock)),
+                    ..PassOptions::default()
+                },
             )
             .await?;
             let text = format!(
@@ -485,6 +489,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             let _lock = if dry_run { None } else { worker_lock(&url)? };
             let opts = PassOptions {
                 dry_run,
+                lease_clock: wall_clock_leases(cli.now),
                 ..PassOptions::default()
             };
             let gateway = if dry_run {
@@ -804,6 +809,14 @@ pub fn worker_lock(url: &DbUrl) -> Result<Option<File>, AppError> {
             path.display()
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(invalid(format!("cannot lock {lock_path}: {e}"))),
+    }
+}
+
+/// Leases follow the wall clock unless the command travels in time with `--now`.
+fn wall_clock_leases(now: Option<Ts>) -> Option<std::sync::Arc<dyn Clock>> {
+    match now {
+        Some(_) => None,
+        None => Some(std::sync::Arc::new(SystemClock)),
     }
 }
 

@@ -116,6 +116,10 @@ pub fn report_usage(conn: &mut Conn, id: i64, seats: Option<i64>, now: Ts) -> Re
     conn.transaction(|c| {
         customer(c, id)?;
         repo::set_usage(c, id, Some(now), seats)?;
+        // Fresh data unblocks plans parked for stale usage data at the next pass.
+        for plan_id in repo::plan_ids_of_customer(c, id)? {
+            repo::clear_retry(c, plan_id)?;
+        }
         Ok(())
     })
 }

@@ -917,7 +917,8 @@ fn first_invoice_by_worker_with_flat_discount(db: &TestDb) {
         11
     );
     assert_eq!(db.plan(plan)["invoicing_status"], "done");
-    // Stale usage data delays invoicing (D8) until the host reports again.
+    // Stale usage data delays invoicing (D8) until the host reports again; the report unparks
+    // the plan at once, before its one-day retry.
     let report = db.code(3, Some(NM), &["run-once"]);
     assert!(
         report["needs_attention"][0]["reason"]
@@ -929,7 +930,7 @@ fn first_invoice_by_worker_with_flat_discount(db: &TestDb) {
         Some("2012-02-03T00:00:00Z"),
         &["customer", "report-usage", &c],
     );
-    let report = db.pass("2012-02-04T00:00:00Z");
+    let report = db.pass("2012-02-03T01:00:00Z");
     assert_eq!(
         lines(&invoices_of(&report)[0])[0],
         line("Zulip Basic - renewal", 10, 350, 3500, NM, FTE)

@@ -99,14 +99,12 @@ fn expired_lease_is_resumed(db: &TestDb) {
     // Simulate a crash right after the claim.
     let claimed = conn
         .transaction(|c| {
-            repo::claim_next_due(
-                c,
-                0,
+            let lease = repo::Lease {
+                owner: "dead-worker",
                 now,
-                &[],
-                "dead-worker",
-                now + chrono::Duration::minutes(10),
-            )
+                until: now + chrono::Duration::minutes(10),
+            };
+            repo::claim_next_due(c, 0, now, &[], lease)
         })
         .unwrap_or_else(|e: plan_invoicer::db::DbError| panic!("{e}"));
     assert_eq!(claimed, Some(1));

@@ -221,6 +221,16 @@ pub fn plan_ids_of_customer(conn: &mut Conn, customer_id: i64) -> Result<Vec<i64
         .load::<i64>(c))?)
 }
 
+/// How a worker claims plans: who it is, and the lease's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    /// The instant leases are judged at (the wall clock in production, even when a long pass
+    /// started earlier); leases that expired before it may be taken over.
+    pub now: Ts,
+    pub until: Ts,
+}
+
 /// Claims the next plan after `after_id` that is due at `now` (or left STARTED), skipping
 /// leased, parked, locked and excluded-customer plans: `FOR UPDATE SKIP LOCKED` on PostgreSQL,
 /// then a lease. Returns the claimed plan id. Call inside a transaction.
@@ -229,9 +239,9 @@ pub fn claim_next_due(
     after_id: i64,
     now: Ts,
     exclude_customers: &[i64],
-    owner: &str,
-    lease_until: Ts,
+    lease: Lease<'_>,
 ) -> Result<Option<i64>, DbError> {
+    let (owner, lease_now, lease_until) = (lease.owner, lease.now, lease.until);
     let started = InvoicingStatus::Started.code();
     macro_rules! candidates {
         () => {
@@ -246,7 +256,7 @@ pub fn claim_next_due(
                 .filter(
                     customer_plan::lease_expires_at
                         .is_null()
-                        .or(customer_plan::lease_expires_at.lt(now)),
+                        .or(customer_plan::lease_expires_at.lt(lease_now)),
                 )
                 .filter(
                     customer_plan::next_retry_at

@@ -20,7 +20,7 @@ use crate::views::InvoiceView;
 
 pub const JOB_NAME: &str = "invoice_plans";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PassOptions {
     pub dry_run: bool,
     /// Names this worker in leases and pass records.
@@ -29,6 +29,10 @@ pub struct PassOptions {
     pub lease: Duration,
     /// Set to stop claiming plans (graceful shutdown); the plan in flight is finished.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The clock leases are set and judged by. `None`: the pass's `now` (time travel, tests).
+    /// Production passes use the wall clock, so that a claim made late in a long pass still
+    /// lasts `lease` from the moment it is made.
+    pub lease_clock: Option<std::sync::Arc<dyn crate::clock::Clock>>,
 }
 
 impl PassOptions {
@@ -46,6 +50,7 @@ impl Default for PassOptions {
             worker_id: default_worker_id(),
             lease: Duration::minutes(10),
             stop: None,
+            lease_clock: None,
         }
     }
 }
@@ -174,17 +179,14 @@ async fn pass<G: PaymentGateway>(
             report.stopped = true;
             break;
         }
-        let lease_until = now + opts.lease;
-        let claimed = conn.transaction(|c| {
-            repo::claim_next_due(
-                c,
-                after,
-                now,
-                &failed_customers,
-                &opts.worker_id,
-                lease_until,
-            )
-        })?;
+        let lease_now = opts.lease_clock.as_ref().map_or(now, |c| c.now());
+        let lease = repo::Lease {
+            owner: &opts.worker_id,
+            now: lease_now,
+            until: lease_now + opts.lease,
+        };
+        let claimed =
+            conn.transaction(|c| repo::claim_next_due(c, after, now, &failed_customers, lease))?;
         let Some(plan_id) = claimed else { break };
         after = plan_id;
         report.plans_considered += 1;
