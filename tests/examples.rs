@@ -937,7 +937,90 @@ fn first_invoice_by_worker_with_flat_discount(db: &TestDb) {
     );
 }
 
+/// A complimentary self-hosted plan that ends into a paid fixed-price successor: nothing is
+/// billed for the complimentary plan; the successor's first year is billed when it starts.
+fn complimentary_plan_into_paid_successor(db: &TestDb) {
+    let cust = db.id(
+        Some(T0),
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Legacy",
+            "--kind",
+            "self_hosted",
+        ],
+    );
+    let c = cust.to_string();
+    let plan = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "self_hosted_legacy",
+            "--schedule",
+            "annual",
+            "--licenses",
+            "20",
+        ],
+    );
+    let p = plan.to_string();
+    assert_eq!(db.plan(plan)["price_per_license_cents"], 0);
+    let end = "2012-06-02T03:04:05Z";
+    let shown = db.ok(Some(NM), &["plan", "set-end-date", &p, "--date", end]);
+    assert_eq!(
+        shown["next_invoice_date"], end,
+        "a complimentary plan is next looked at when it ends"
+    );
+    let next = db.id(
+        Some(NM),
+        &[
+            "plan",
+            "schedule-successor",
+            &p,
+            "--fixed-price-cents",
+            "100000",
+            "--tier",
+            "self_hosted_basic",
+        ],
+    );
+    db.ok(
+        Some("2012-06-02T03:30:00Z"),
+        &["customer", "report-usage", &c],
+    );
+    let report = db.pass("2012-06-02T04:00:00Z");
+    let inv = invoices_of(&report);
+    assert_eq!(inv.len(), 1, "{report}");
+    assert_eq!(inv[0]["plan_id"].as_i64(), Some(next));
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(
+            "Zulip Basic - renewal",
+            1,
+            100000,
+            100000,
+            end,
+            "2013-06-02T03:04:05Z"
+        )]
+    );
+    assert_eq!(db.plan(plan)["status"], "ended");
+    assert_eq!(db.plan(next)["status"], "active");
+    let events = db.ok(None, &["plan", "events", &p]);
+    let ended = events
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["kind"] == "plan_ended").cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        (ended["old_tier"].as_i64(), ended["new_tier"].as_i64()),
+        (Some(101), Some(103))
+    );
+}
+
 on_both_backends!(
+    complimentary_plan_into_paid_successor,
     s22_additions_renewal_and_later_addition,
     s22_with_monthly_passes,
     s08_free_trial,
