@@ -138,6 +138,12 @@ fn baseline() -> (Vec<Value>, usize) {
         "the scenario emits many invoices: {}",
         snap.len()
     );
+    // Requests per invoice: invoice + one per line + finalize, and one per new customer.
+    let lines: usize = snap
+        .iter()
+        .map(|i| i[7].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(db.stripe.requests().len(), 3 + 2 * snap.len() + lines);
     (snap, db.stripe.requests().len())
 }
 
