@@ -170,6 +170,11 @@ fn interrupted_at(backend: Backend, k: u64, expected: &[Value]) {
         "{second:?}"
     );
     assert_eq!(snapshot(&db.stripe), expected, "interrupted at request {k}");
+    assert_eq!(
+        first.invoices.len() + second.invoices.len(),
+        expected.len(),
+        "every invoice is reported once, also those sent before the failure (request {k})"
+    );
     db.assert_stripe_matches_local();
     assert_eq!(db.stripe.customers().len(), 3);
     let again = pass(&db, &mut conn, "2013-01-10T01:00:00Z", 1);

@@ -192,78 +192,54 @@ async fn pass<G: PaymentGateway>(
         report.plans_considered += 1;
         let customer_id = ops::plan(conn, plan_id)?.plan.customer_id;
         let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
-        let result = invoice_claimed_plan(conn, gateway, plan_id, now, opts)
+        let mut emitted = vec![];
+        let result = invoice_claimed_plan(conn, gateway, plan_id, now, opts, &mut emitted)
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
-        match result {
-            Ok(PlanResult::Invoiced(ids)) => {
-                if !ids.is_empty() {
-                    report.plans_invoiced += 1;
-                }
-                invoice_ids.extend(ids);
+        if !emitted.is_empty() {
+            report.plans_invoiced += 1;
+            invoice_ids.extend(emitted);
+        }
+        // What to record: nothing (success), a reason for a human, or a retry by a later pass.
+        let (attention, retry_at, message) = match result {
+            Ok(None) => {
                 release(conn, plan_id, Release::Success)?;
+                continue;
             }
-            Ok(PlanResult::Waiting(reason)) => {
-                warn!(reason = %reason, "plan needs attention");
-                let retry = Some(now + Duration::days(1));
-                release(
-                    conn,
-                    plan_id,
-                    Release::Failed {
-                        error: &reason,
-                        needs_attention: Some(&reason),
-                        retry_at: retry,
-                    },
-                )?;
-                report.needs_attention.push(Attention {
-                    plan_id,
-                    customer_id,
-                    reason,
-                });
-            }
+            Ok(Some(reason)) => (true, now + Duration::days(1), reason),
             Err(e) => {
                 failed_customers.push(customer_id);
-                let message = e.to_string();
-                let count = ops::plan(conn, plan_id).map(|r| r.error_count).unwrap_or(0);
                 if e.is_retryable() {
-                    warn!(error = %message, "invoicing failed, will retry");
-                    let backoff =
-                        Duration::minutes(5 * (1i64 << count.clamp(0, 6))).min(Duration::hours(6));
-                    release(
-                        conn,
-                        plan_id,
-                        Release::Failed {
-                            error: &message,
-                            needs_attention: None,
-                            retry_at: Some(now + backoff),
-                        },
-                    )?;
-                    report.failures.push(Failure {
-                        plan_id,
-                        customer_id,
-                        error: message,
-                        retryable: true,
-                    });
+                    let count = ops::plan(conn, plan_id).map(|r| r.error_count).unwrap_or(0);
+                    let backoff = Duration::minutes(5 * (1i64 << count.clamp(0, 6)));
+                    (false, now + backoff.min(Duration::hours(6)), e.to_string())
                 } else {
-                    warn!(error = %message, "invoicing blocked, plan needs attention");
-                    let retry = Some(now + Duration::days(1));
-                    release(
-                        conn,
-                        plan_id,
-                        Release::Failed {
-                            error: &message,
-                            needs_attention: Some(&message),
-                            retry_at: retry,
-                        },
-                    )?;
-                    report.needs_attention.push(Attention {
-                        plan_id,
-                        customer_id,
-                        reason: message,
-                    });
+                    (true, now + Duration::days(1), e.to_string())
                 }
             }
+        };
+        let outcome = Release::Failed {
+            error: &message,
+            needs_attention: attention.then_some(message.as_str()),
+            retry_at: Some(retry_at),
+        };
+        release(conn, plan_id, outcome)?;
+        if attention {
+            warn!(reason = %message, "plan needs attention");
+            report.needs_attention.push(Attention {
+                plan_id,
+                customer_id,
+                reason: message,
+            });
+        } else {
+            warn!(error = %message, retry_at = %retry_at, "invoicing failed, will retry");
+            report.failures.push(Failure {
+                plan_id,
+                customer_id,
+                error: message,
+                retryable: true,
+            });
         }
     }
     if !invoice_ids.is_empty() {
@@ -277,13 +253,6 @@ async fn pass<G: PaymentGateway>(
             .collect();
     }
     Ok(report)
-}
-
-enum PlanResult {
-    /// Invoices emitted (possibly none).
-    Invoiced(Vec<i64>),
-    /// Invoicing waits (stale usage data); the sentence says why.
-    Waiting(String),
 }
 
 /// Ends the claim. The invoicing status says what is left: an unsent invoice (STARTED), a first
@@ -304,14 +273,17 @@ fn release(conn: &mut Conn, plan_id: i64, outcome: Release<'_>) -> Result<(), Ap
     })
 }
 
+/// Invoices a claimed plan: finishes unsent invoices, then the catch-up loop. Emitted invoice
+/// ids are pushed to `emitted` as they are sent (so a later failure does not hide them).
+/// `Ok(Some(reason))`: invoicing waits for someone (stale usage data).
 async fn invoice_claimed_plan<G: PaymentGateway>(
     conn: &mut Conn,
     gateway: Option<&G>,
     plan_id: i64,
     now: Ts,
     opts: &PassOptions,
-) -> Result<PlanResult, AppError> {
-    let mut emitted = vec![];
+    emitted: &mut Vec<i64>,
+) -> Result<Option<String>, AppError> {
     // A previous worker may have died between the write-ahead commit and Stripe.
     for id in repo::pending_invoice_ids(conn, plan_id)? {
         emit(conn, gateway, id, now).await?;
@@ -319,8 +291,8 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
     }
     loop {
         match conn.transaction(|c| invoice_step(c, plan_id, now))? {
-            Step::NotDue => return Ok(PlanResult::Invoiced(emitted)),
-            Step::Waiting(reason) => return Ok(PlanResult::Waiting(reason)),
+            Step::NotDue => return Ok(None),
+            Step::Waiting(reason) => return Ok(Some(reason)),
             Step::Advanced(None) => {}
             Step::Advanced(Some(id)) => {
                 emit(conn, gateway, id, now).await?;
@@ -328,17 +300,13 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
                 // Stopping between two complete invoices of a catch-up is safe: the plan's
                 // next_invoice_date says where the next pass resumes.
                 if opts.stopping() {
-                    return Ok(PlanResult::Invoiced(emitted));
+                    return Ok(None);
                 }
             }
         }
     }
 }
 
-/// Pushes a persisted invoice to the gateway (P.3 step 7): the customer if it has no Stripe id,
-/// the invoice, its items in line order, finalize — storing each Stripe id as soon as it is
-/// known, so a resumed invoice creates only what is missing. Without a gateway the local
-/// records are the invoices.
 async fn emit<G: PaymentGateway>(
     conn: &mut Conn,
     gateway: Option<&G>,
