@@ -17,7 +17,7 @@ fn customer(db: &TestDb) -> i64 {
     db.id(Some(T0), &["customer", "create", "--name", "Acme"])
 }
 
-fn annual_plan(db: &TestDb, cust: i64, licenses: &str, extra: &[&str]) -> i64 {
+fn standard_plan(db: &TestDb, cust: i64, schedule: &str, licenses: &str, extra: &[&str]) -> i64 {
     let c = cust.to_string();
     let mut args = vec![
         "plan",
@@ -27,12 +27,16 @@ fn annual_plan(db: &TestDb, cust: i64, licenses: &str, extra: &[&str]) -> i64 {
         "--tier",
         "cloud_standard",
         "--schedule",
-        "annual",
+        schedule,
         "--licenses",
         licenses,
     ];
     args.extend_from_slice(extra);
     db.id(Some(T0), &args)
+}
+
+fn annual_plan(db: &TestDb, cust: i64, licenses: &str, extra: &[&str]) -> i64 {
+    standard_plan(db, cust, "annual", licenses, extra)
 }
 
 fn seats(db: &TestDb, plan: i64, at: &str, count: i64) -> Value {
@@ -436,23 +440,7 @@ fn s02_plan_parameters(db: &TestDb) {
 /// A monthly plan over a year: twelve renewals and one prorated addition.
 fn monthly_plan_for_a_year(db: &TestDb) {
     let cust = customer(db);
-    let c = cust.to_string();
-    let plan = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &c,
-            "--tier",
-            "cloud_standard",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "6",
-            "--automanage-licenses",
-        ],
-    );
+    let plan = standard_plan(db, cust, "monthly", "6", &["--automanage-licenses"]);
     seats(db, plan, "2012-02-16T03:04:05Z", 8);
     let mut all = vec![];
     for month in 2..=13 {
@@ -489,23 +477,7 @@ fn monthly_plan_for_a_year(db: &TestDb) {
 /// A monthly plan switched to annual: the new plan is billed in the same pass (D7).
 fn switch_monthly_to_annual(db: &TestDb) {
     let cust = customer(db);
-    let c = cust.to_string();
-    let plan = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &c,
-            "--tier",
-            "cloud_standard",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "6",
-            "--automanage-licenses",
-        ],
-    );
+    let plan = standard_plan(db, cust, "monthly", "6", &["--automanage-licenses"]);
     db.ok(
         Some("2012-01-12T00:00:00Z"),
         &[
@@ -730,37 +702,8 @@ fn needs_attention_isolated(db: &TestDb) {
     let short = db.id(Some(T0), &["customer", "create", "--name", "Short"]);
     let fine = customer(db);
     let s = short.to_string();
-    let manual = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &s,
-            "--tier",
-            "cloud_standard",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "6",
-        ],
-    );
-    let good = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &fine.to_string(),
-            "--tier",
-            "cloud_standard",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "6",
-            "--automanage-licenses",
-        ],
-    );
+    let manual = standard_plan(db, short, "monthly", "6", &[]);
+    let good = standard_plan(db, fine, "monthly", "6", &["--automanage-licenses"]);
     db.ok(
         Some("2012-01-20T00:00:00Z"),
         &["customer", "report-usage", &s, "--seats", "9"],
