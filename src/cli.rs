@@ -90,6 +90,14 @@ pub enum Command {
         #[arg(long, env = "PLAN_INVOICER_CONFIG")]
         config: Option<std::path::PathBuf>,
     },
+    /// Exit 0 when the daemon's /healthz answers 200 (for container and systemd health checks).
+    Healthcheck {
+        #[arg(long, env = "PLAN_INVOICER_HTTP_ADDR", default_value = crate::config::DEFAULT_HTTP_ADDR)]
+        http_addr: String,
+        /// Keep trying for this many seconds before giving up.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
     /// Time a pass over N fresh plans against the in-process Stripe emulator.
     Bench {
         #[arg(long, default_value_t = 1000)]
@@ -355,6 +363,13 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             .map_err(|e| invalid(format!("cannot serve on {listen}: {e}")))?;
         return out(&serde_json::json!({}), String::new());
     }
+    if let Command::Healthcheck { http_addr, wait } = &cli.command {
+        crate::http::check_health(http_addr, std::time::Duration::from_secs(*wait)).await?;
+        return out(
+            &serde_json::json!({ "healthy": true }),
+            "healthy".to_string(),
+        );
+    }
     if let Command::Bench {
         plans,
         empty_database_url,
@@ -417,7 +432,8 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         | Command::StripeEmulator { .. }
         | Command::Demo { .. }
         | Command::Serve { .. }
-        | Command::Bench { .. } => Err(invalid("unreachable")),
+        | Command::Bench { .. }
+        | Command::Healthcheck { .. } => Err(invalid("unreachable")),
         Command::Backfill { from, to, every } => {
             let _lock = worker_lock(&url)?;
             crate::jobs::backfill::parse_every(&every)?;

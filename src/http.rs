@@ -195,6 +195,47 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// GETs `/healthz` on the daemon at `addr` (a wildcard address is reached on loopback), retrying
+/// for up to `wait`.
+pub async fn check_health(
+    addr: &str,
+    wait: std::time::Duration,
+) -> Result<(), crate::error::AppError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let parsed: std::net::SocketAddr = addr.parse().map_err(|_| {
+        crate::error::invalid(format!(
+            "invalid HTTP address {addr:?} (expected host:port)"
+        ))
+    })?;
+    let target = if parsed.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], parsed.port()))
+    } else {
+        parsed
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let attempt = async {
+            let mut stream = tokio::net::TcpStream::connect(target).await?;
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await?;
+            Ok::<_, std::io::Error>(response.starts_with(b"HTTP/1.1 200"))
+        };
+        let healthy = tokio::time::timeout(std::time::Duration::from_secs(3), attempt).await;
+        if matches!(healthy, Ok(Ok(true))) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::error::AppError::Busy(format!(
+                "plan-invoicer at {target} is not healthy"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     let url = s.database.clone();
     let result = tokio::task::spawn_blocking(move || Conn::open_checked(&url).map(|_| ())).await;
@@ -205,41 +246,29 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-/// The gauges about plans, read from the database.
+/// The gauges about plans, counted in the database.
 pub fn plan_gauges(
     url: &DbUrl,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<(usize, usize, usize)> {
     let mut conn = Conn::open_checked(url).ok()?;
-    let attention = repo::list_plans(
-        &mut conn,
-        &PlanFilter {
-            needs_attention: true,
-            ..PlanFilter::default()
-        },
-    )
-    .ok()?
-    .len();
-    let started = repo::list_plans(
-        &mut conn,
-        &PlanFilter {
-            leased: true,
-            ..PlanFilter::default()
-        },
-    )
-    .ok()?
-    .iter()
-    .filter(|p| p.lease_expires_at.is_some_and(|t| t > now))
-    .count();
-    let overdue = repo::list_plans(
-        &mut conn,
-        &PlanFilter {
-            due_at: Some(now - chrono::Duration::hours(1)),
-            ..PlanFilter::default()
-        },
-    )
-    .ok()?
-    .len();
+    let mut count = |f: PlanFilter| {
+        repo::count_plans(&mut conn, &f)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    let attention = count(PlanFilter {
+        needs_attention: true,
+        ..PlanFilter::default()
+    })?;
+    let started = count(PlanFilter {
+        lease_live_at: Some(now),
+        ..PlanFilter::default()
+    })?;
+    let overdue = count(PlanFilter {
+        due_at: Some(now - chrono::Duration::hours(1)),
+        ..PlanFilter::default()
+    })?;
     Some((attention, started, overdue))
 }
 

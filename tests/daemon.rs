@@ -118,6 +118,18 @@ fn serve_runs_passes_and_stops_cleanly_mid_pass() {
         "healthz answers"
     );
     assert_eq!(http_get(port, "/readyz").map(|(s, _)| s), Some(200));
+    let healthcheck = |port: u16| {
+        Command::new(BIN)
+            .args(["healthcheck", "--http-addr", &format!("0.0.0.0:{port}")])
+            .status()
+            .ok()
+            .and_then(|s| s.code())
+    };
+    assert_eq!(
+        healthcheck(port),
+        Some(0),
+        "the healthcheck command sees the daemon"
+    );
     // The start-up catch-up pass is in flight once Stripe has seen a request.
     assert!(
         wait_until(Duration::from_secs(20), || !db.stripe.requests().is_empty()),
@@ -132,6 +144,7 @@ fn serve_runs_passes_and_stops_cleanly_mid_pass() {
         let _ = e.read_to_string(&mut stderr);
     }
     assert_eq!(code, Some(0), "clean exit: {stderr}");
+    assert_eq!(healthcheck(port), Some(1), "nobody answers after the stop");
     assert!(stderr.contains("stop requested"), "{stderr}");
     let invoices = db.invoices();
     assert!(!invoices.is_empty(), "the plan in flight was finished");

@@ -137,11 +137,15 @@ pub struct PlanFilter {
     pub due_at: Option<Ts>,
     pub needs_attention: bool,
     pub leased: bool,
+    /// Only plans whose lease is still running at this instant.
+    pub lease_live_at: Option<Ts>,
 }
 
-pub fn list_plans(conn: &mut Conn, f: &PlanFilter) -> Result<Vec<PlanRecord>, DbError> {
-    let rows = with_conn!(conn, c => {
-        let mut q = customer_plan::table.order(customer_plan::id).into_boxed();
+/// The plans matching `$f`, as a boxed query on the backend in scope (used inside `with_conn!`).
+macro_rules! filtered_plans {
+    ($f:expr) => {{
+        let f: &PlanFilter = $f;
+        let mut q = customer_plan::table.into_boxed();
         if let Some(id) = f.customer_id {
             q = q.filter(customer_plan::customer_id.eq(id));
         }
@@ -157,9 +161,22 @@ pub fn list_plans(conn: &mut Conn, f: &PlanFilter) -> Result<Vec<PlanRecord>, Db
         if f.leased {
             q = q.filter(customer_plan::lease_owner.is_not_null());
         }
-        q.load::<PlanRow>(c)
-    })?;
+        if let Some(t) = f.lease_live_at {
+            q = q.filter(customer_plan::lease_expires_at.gt(t));
+        }
+        q
+    }};
+}
+
+pub fn list_plans(conn: &mut Conn, f: &PlanFilter) -> Result<Vec<PlanRecord>, DbError> {
+    let rows =
+        with_conn!(conn, c => filtered_plans!(f).order(customer_plan::id).load::<PlanRow>(c))?;
     rows.into_iter().map(PlanRow::into_record).collect()
+}
+
+/// How many plans match, without loading them (metrics).
+pub fn count_plans(conn: &mut Conn, f: &PlanFilter) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, c => filtered_plans!(f).count().get_result::<i64>(c))?)
 }
 
 /// Writes every mutable field of the plan (not the lease or error bookkeeping).
