@@ -128,6 +128,10 @@ pub enum Command {
         /// Answer every n-th request with 500.
         #[arg(long, default_value_t = 0)]
         fail_every: u64,
+        /// Finalize a draft invoice with auto_advance=true this many seconds after its
+        /// creation, as Stripe does (about an hour).
+        #[arg(long, default_value_t = crate::stripe::emulator::DEFAULT_AUTO_ADVANCE_SECS)]
+        auto_advance_after_secs: i64,
     },
 }
 
@@ -344,9 +348,11 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         latency_ms,
         rate_limit_every,
         fail_every,
+        auto_advance_after_secs,
     } = &cli.command
     {
         let emulator = crate::stripe::emulator::Emulator::new();
+        emulator.set_auto_advance_after(chrono::Duration::seconds(*auto_advance_after_secs));
         if let Some(path) = record {
             emulator.record_to(path);
         }

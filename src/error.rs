@@ -21,6 +21,10 @@ pub enum AppError {
     /// Another worker holds the single-worker lock (SQLite).
     #[error("{0}")]
     Busy(String),
+    /// This worker's lease on the plan expired and another worker claimed it (fencing): the
+    /// plan is left to that worker.
+    #[error("plan {0}: the lease was taken over by another worker")]
+    LeaseLost(i64),
 }
 
 impl AppError {

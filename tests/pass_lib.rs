@@ -107,7 +107,7 @@ fn expired_lease_is_resumed(db: &TestDb) {
             repo::claim_next_due(c, 0, now, &[], lease)
         })
         .unwrap_or_else(|e: plan_invoicer::db::DbError| panic!("{e}"));
-    assert_eq!(claimed, Some(1));
+    assert_eq!(claimed.map(|c| c.plan_id), Some(1));
     let blocked = rt
         .block_on(run_pass(
             &mut conn,

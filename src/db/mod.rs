@@ -85,6 +85,15 @@ impl DbError {
         }
     }
 
+    /// A unique constraint refused the write (another writer got there first).
+    pub fn is_unique_violation(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        matches!(
+            self,
+            DbError::Query(E::DatabaseError(K::UniqueViolation, _))
+        )
+    }
+
     /// A unique or check constraint refused the write.
     pub fn constraint(&self) -> Option<&str> {
         use diesel::result::{DatabaseErrorKind as K, Error as E};

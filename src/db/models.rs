@@ -88,6 +88,7 @@ pub struct PlanRow {
     pub last_error: Option<String>,
     pub next_retry_at: Option<Ts>,
     pub created_at: Ts,
+    pub claim_token: i64,
 }
 
 /// A plan with the worker's bookkeeping (lease, errors) beside the domain fields.

@@ -248,16 +248,25 @@ pub struct Lease<'a> {
     pub until: Ts,
 }
 
+/// A worker's hold on one plan: the lease owner and the token of this claim. Every claim takes
+/// a new token, so a worker whose lease expired and was taken over no longer matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub plan_id: i64,
+    pub owner: String,
+    pub token: i64,
+}
+
 /// Claims the next plan after `after_id` that is due at `now` (or left STARTED), skipping
 /// leased, parked, locked and excluded-customer plans: `FOR UPDATE SKIP LOCKED` on PostgreSQL,
-/// then a lease. Returns the claimed plan id. Call inside a transaction.
+/// then a lease and a new claim token. Call inside a transaction.
 pub fn claim_next_due(
     conn: &mut Conn,
     after_id: i64,
     now: Ts,
     exclude_customers: &[i64],
     lease: Lease<'_>,
-) -> Result<Option<i64>, DbError> {
+) -> Result<Option<Claim>, DbError> {
     let (owner, lease_now, lease_until) = (lease.owner, lease.now, lease.until);
     let started = InvoicingStatus::Started.code();
     macro_rules! candidates {
@@ -300,25 +309,48 @@ pub fn claim_next_due(
         }
     };
     let Some(id) = id else { return Ok(None) };
-    with_conn!(conn, c => diesel::update(customer_plan::table.find(id))
+    let token = with_conn!(conn, c => diesel::update(customer_plan::table.find(id))
         .set((
             customer_plan::lease_owner.eq(owner),
             customer_plan::lease_expires_at.eq(lease_until),
             customer_plan::invoicing_status.eq(started),
+            customer_plan::claim_token.eq(customer_plan::claim_token + 1),
         ))
-        .execute(c))?;
-    Ok(Some(id))
+        .returning(customer_plan::claim_token)
+        .get_result::<i64>(c))?;
+    Ok(Some(Claim {
+        plan_id: id,
+        owner: owner.to_string(),
+        token,
+    }))
 }
 
-/// Ends a claim: the invoicing status, the lease, and the error bookkeeping.
+/// Fencing: extends the lease to `until` if `claim` still holds the plan, and says whether it
+/// does. Run it first in the transaction of every write made for the claim: on PostgreSQL the
+/// update locks the plan row until that transaction ends, so no other worker can claim the plan
+/// between the check and the write.
+pub fn renew_claim(conn: &mut Conn, claim: &Claim, until: Ts) -> Result<bool, DbError> {
+    let n = with_conn!(conn, c => diesel::update(customer_plan::table.find(claim.plan_id))
+        .filter(customer_plan::lease_owner.eq(&claim.owner))
+        .filter(customer_plan::claim_token.eq(claim.token))
+        .set(customer_plan::lease_expires_at.eq(until))
+        .execute(c))?;
+    Ok(n == 1)
+}
+
+/// Ends a claim: the invoicing status, the lease, and the error bookkeeping. Returns false
+/// (and writes nothing) when the claim was taken over by another worker.
 pub fn release_plan(
     conn: &mut Conn,
-    id: i64,
+    claim: &Claim,
     status: InvoicingStatus,
     outcome: Release<'_>,
-) -> Result<(), DbError> {
-    with_conn!(conn, c => {
-        let target = customer_plan::table.find(id);
+) -> Result<bool, DbError> {
+    let n = with_conn!(conn, c => {
+        let target = customer_plan::table
+            .find(claim.plan_id)
+            .filter(customer_plan::lease_owner.eq(&claim.owner))
+            .filter(customer_plan::claim_token.eq(claim.token));
         let base = (
             customer_plan::invoicing_status.eq(status.code()),
             customer_plan::lease_owner.eq(None::<String>),
@@ -346,7 +378,7 @@ pub fn release_plan(
                 .execute(c),
         }
     })?;
-    Ok(())
+    Ok(n == 1)
 }
 
 pub enum Release<'a> {

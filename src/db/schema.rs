@@ -55,6 +55,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         next_retry_at -> Nullable<TsSql>,
         created_at -> TsSql,
+        claim_token -> BigInt,
     }
 }
 

@@ -36,6 +36,11 @@ pub struct PassOptions {
 }
 
 impl PassOptions {
+    /// The instant leases are set and judged at.
+    fn lease_now(&self, now: Ts) -> Ts {
+        self.lease_clock.as_ref().map_or(now, |c| c.now())
+    }
+
     fn stopping(&self) -> bool {
         self.stop
             .as_ref()
@@ -179,7 +184,7 @@ async fn pass<G: PaymentGateway>(
             report.stopped = true;
             break;
         }
-        let lease_now = opts.lease_clock.as_ref().map_or(now, |c| c.now());
+        let lease_now = opts.lease_now(now);
         let lease = repo::Lease {
             owner: &opts.worker_id,
             now: lease_now,
@@ -187,13 +192,15 @@ async fn pass<G: PaymentGateway>(
         };
         let claimed =
             conn.transaction(|c| repo::claim_next_due(c, after, now, &failed_customers, lease))?;
-        let Some(plan_id) = claimed else { break };
+        let Some(claim) = claimed else { break };
+        let plan_id = claim.plan_id;
         after = plan_id;
         report.plans_considered += 1;
         let customer_id = ops::plan(conn, plan_id)?.plan.customer_id;
         let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
+        let held = Held { claim, opts, now };
         let mut emitted = vec![];
-        let result = invoice_claimed_plan(conn, gateway, plan_id, now, opts, &mut emitted)
+        let result = invoice_claimed_plan(conn, gateway, &held, &mut emitted)
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
@@ -204,10 +211,14 @@ async fn pass<G: PaymentGateway>(
         // What to record: nothing (success), a reason for a human, or a retry by a later pass.
         let (attention, retry_at, message) = match result {
             Ok(None) => {
-                release(conn, plan_id, Release::Success)?;
+                release(conn, &held, Release::Success)?;
                 continue;
             }
             Ok(Some(reason)) => (true, now + Duration::days(1), reason),
+            Err(AppError::LeaseLost(_)) => {
+                warn!("another worker took this plan over after the lease expired; leaving it to that worker");
+                continue;
+            }
             Err(e) => {
                 failed_customers.push(customer_id);
                 if e.is_retryable() {
@@ -224,7 +235,9 @@ async fn pass<G: PaymentGateway>(
             needs_attention: attention.then_some(message.as_str()),
             retry_at: Some(retry_at),
         };
-        release(conn, plan_id, outcome)?;
+        if !release(conn, &held, outcome)? {
+            continue;
+        }
         if attention {
             warn!(reason = %message, "plan needs attention");
             report.needs_attention.push(Attention {
@@ -255,10 +268,38 @@ async fn pass<G: PaymentGateway>(
     Ok(report)
 }
 
+/// This worker's claim on one plan during a pass, and the clock its lease is renewed by.
+struct Held<'a> {
+    claim: repo::Claim,
+    opts: &'a PassOptions,
+    now: Ts,
+}
+
+impl Held<'_> {
+    /// Runs `f` in a transaction that first renews the lease, and only while this claim still
+    /// holds the plan (fencing): a worker whose lease was taken over gets
+    /// [`AppError::LeaseLost`] and writes nothing.
+    fn write<T>(
+        &self,
+        conn: &mut Conn,
+        f: impl FnOnce(&mut Conn) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let until = self.opts.lease_now(self.now) + self.opts.lease;
+        conn.transaction(|c| {
+            if !repo::renew_claim(c, &self.claim, until)? {
+                return Err(AppError::LeaseLost(self.claim.plan_id));
+            }
+            f(c)
+        })
+    }
+}
+
 /// Ends the claim. The invoicing status says what is left: an unsent invoice (STARTED), a first
-/// period still to bill (INITIAL_INVOICE_TO_BE_SENT), or nothing (DONE).
-fn release(conn: &mut Conn, plan_id: i64, outcome: Release<'_>) -> Result<(), AppError> {
-    conn.transaction(|c| {
+/// period still to bill (INITIAL_INVOICE_TO_BE_SENT), or nothing (DONE). Returns false when
+/// another worker holds the plan now (nothing is written).
+fn release(conn: &mut Conn, held: &Held<'_>, outcome: Release<'_>) -> Result<bool, AppError> {
+    let plan_id = held.claim.plan_id;
+    let released = conn.transaction(|c| {
         let p = ops::plan(c, plan_id)?.plan;
         let status = if !repo::pending_invoice_ids(c, plan_id)?.is_empty() {
             InvoicingStatus::Started
@@ -268,9 +309,14 @@ fn release(conn: &mut Conn, plan_id: i64, outcome: Release<'_>) -> Result<(), Ap
         } else {
             InvoicingStatus::Done
         };
-        repo::release_plan(c, plan_id, status, outcome)?;
-        Ok(())
-    })
+        Ok::<_, AppError>(repo::release_plan(c, &held.claim, status, outcome)?)
+    })?;
+    if !released {
+        warn!(
+            "another worker took this plan over after the lease expired; leaving it to that worker"
+        );
+    }
+    Ok(released)
 }
 
 /// Invoices a claimed plan: finishes unsent invoices, then the catch-up loop. Emitted invoice
@@ -279,28 +325,42 @@ fn release(conn: &mut Conn, plan_id: i64, outcome: Release<'_>) -> Result<(), Ap
 async fn invoice_claimed_plan<G: PaymentGateway>(
     conn: &mut Conn,
     gateway: Option<&G>,
-    plan_id: i64,
-    now: Ts,
-    opts: &PassOptions,
+    held: &Held<'_>,
     emitted: &mut Vec<i64>,
 ) -> Result<Option<String>, AppError> {
-    // A previous worker may have died between the write-ahead commit and Stripe.
-    for id in repo::pending_invoice_ids(conn, plan_id)? {
-        emit(conn, gateway, id, now).await?;
-        emitted.push(id);
-    }
-    loop {
-        match conn.transaction(|c| invoice_step(c, plan_id, now))? {
-            Step::NotDue => return Ok(None),
-            Step::Waiting(reason) => return Ok(Some(reason)),
-            Step::Advanced(None) => {}
-            Step::Advanced(Some(id)) => {
-                emit(conn, gateway, id, now).await?;
-                emitted.push(id);
-                // Stopping between two complete invoices of a catch-up is safe: the plan's
-                // next_invoice_date says where the next pass resumes.
-                if opts.stopping() {
-                    return Ok(None);
+    let plan_id = held.claim.plan_id;
+    let now = held.now;
+    let mut races = 0;
+    'resume: loop {
+        // A previous worker may have died between the write-ahead commit and Stripe.
+        for id in repo::pending_invoice_ids(conn, plan_id)? {
+            emit(conn, gateway, held, id).await?;
+            emitted.push(id);
+        }
+        loop {
+            let step = match held.write(conn, |c| invoice_step(c, plan_id, now)) {
+                Err(AppError::Db(e)) if e.is_unique_violation() && races < 3 => {
+                    // Another worker wrote this invoice first (a lost race, not an error):
+                    // resume what exists if the plan is still ours; the fence says if it is.
+                    races += 1;
+                    info!(error = %e, "the invoice exists already; resuming it");
+                    held.write(conn, |_| Ok(()))?;
+                    continue 'resume;
+                }
+                other => other?,
+            };
+            match step {
+                Step::NotDue => return Ok(None),
+                Step::Waiting(reason) => return Ok(Some(reason)),
+                Step::Advanced(None) => {}
+                Step::Advanced(Some(id)) => {
+                    emit(conn, gateway, held, id).await?;
+                    emitted.push(id);
+                    // Stopping between two complete invoices of a catch-up is safe: the plan's
+                    // next_invoice_date says where the next pass resumes.
+                    if held.opts.stopping() {
+                        return Ok(None);
+                    }
                 }
             }
         }
@@ -310,8 +370,8 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
 async fn emit<G: PaymentGateway>(
     conn: &mut Conn,
     gateway: Option<&G>,
+    held: &Held<'_>,
     invoice_id: i64,
-    now: Ts,
 ) -> Result<(), AppError> {
     let filter = InvoiceFilter {
         ids: Some(vec![invoice_id]),
@@ -323,11 +383,13 @@ async fn emit<G: PaymentGateway>(
     let inv = &record.invoice;
     if let Some(g) = gateway {
         let span = info_span!("emit", invoice.id = invoice_id);
-        push_to_gateway(conn, g, &record, now)
+        push_to_gateway(conn, g, held, &record)
             .instrument(span)
             .await?;
     }
-    repo::mark_invoice_sent(conn, invoice_id, now)?;
+    held.write(conn, |c| {
+        Ok(repo::mark_invoice_sent(c, invoice_id, held.now)?)
+    })?;
     info!(
         invoice.id = invoice_id,
         total_cents = inv.total_cents,
@@ -340,11 +402,48 @@ async fn emit<G: PaymentGateway>(
 /// Stripe keeps idempotency keys for at least 24 hours; older invoices are looked up first.
 const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 
+/// What a Stripe invoice found on a resume allows.
+#[derive(Debug, PartialEq, Eq)]
+enum Resume {
+    /// A draft: add the missing items, then finalize.
+    Draft,
+    /// Finalized with the local total (a previous attempt got that far): nothing to send.
+    Finalized,
+}
+
+/// Judges the Stripe invoice that a local invoice is resumed into. Anything but a draft or a
+/// finalized invoice with the local total means that someone changed it in Stripe (or Stripe
+/// finalized a partial invoice): the worker must not go on.
+fn judge_resume(
+    remote: Option<&crate::stripe::RemoteInvoice>,
+    stripe_id: &str,
+    local: &crate::db::models::InvoiceRow,
+) -> Result<Resume, GatewayError> {
+    let Some(r) = remote else {
+        return Err(GatewayError::Mismatch(format!(
+            "Stripe invoice {stripe_id} of local invoice {} no longer exists (deleted in Stripe); it is not sent again automatically",
+            local.id
+        )));
+    };
+    match r.status.as_str() {
+        "draft" => Ok(Resume::Draft),
+        "open" | "paid" if r.total == local.total_cents => Ok(Resume::Finalized),
+        "open" | "paid" => Err(GatewayError::Mismatch(format!(
+            "Stripe invoice {stripe_id} is {} with a total of {} cents, but local invoice {} totals {} cents",
+            r.status, r.total, local.id, local.total_cents
+        ))),
+        other => Err(GatewayError::Mismatch(format!(
+            "Stripe invoice {stripe_id} of local invoice {} is {other} in Stripe (changed outside plan-invoicer); it is not sent again automatically",
+            local.id
+        ))),
+    }
+}
+
 async fn push_to_gateway<G: PaymentGateway>(
     conn: &mut Conn,
     g: &G,
+    held: &Held<'_>,
     record: &crate::db::models::InvoiceRecord,
-    now: Ts,
 ) -> Result<(), AppError> {
     let inv = &record.invoice;
     let customer = ops::customer(conn, inv.customer_id)?;
@@ -352,21 +451,30 @@ async fn push_to_gateway<G: PaymentGateway>(
         Some(id) => id.clone(),
         None => {
             let id = g.create_customer(&customer).await?;
-            repo::set_stripe_customer_id(conn, customer.id, &id)?;
+            held.write(conn, |c| {
+                Ok(repo::set_stripe_customer_id(c, customer.id, &id)?)
+            })?;
             id
         }
     };
-    let stale = now - inv.created_at >= Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
-    let stripe_invoice = match &inv.stripe_invoice_id {
-        Some(id) => id.clone(),
+    let stale = held.now - inv.created_at >= Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
+    // A resumed invoice is read back first: only a draft may get items.
+    let (stripe_invoice, resume) = match &inv.stripe_invoice_id {
+        Some(id) => {
+            let remote = g.retrieve_invoice(id).await?;
+            (id.clone(), judge_resume(remote.as_ref(), id, inv)?)
+        }
         None => {
             let found = if stale {
                 g.find_invoice(&stripe_customer, inv.id).await?
             } else {
                 None
             };
-            let id = match found {
-                Some(id) => id,
+            let (id, resume) = match found {
+                Some(remote) => {
+                    let resume = judge_resume(Some(&remote), &remote.id, inv)?;
+                    (remote.id, resume)
+                }
                 None => {
                     let plan = ops::plan(conn, inv.plan_id)?.plan;
                     let start = record
@@ -391,11 +499,11 @@ async fn push_to_gateway<G: PaymentGateway>(
                         period_start: start,
                         period_end: end,
                     };
-                    g.create_invoice(&new).await?
+                    (g.create_invoice(&new).await?, Resume::Draft)
                 }
             };
-            repo::set_invoice_stripe_id(conn, inv.id, &id)?;
-            id
+            held.write(conn, |c| Ok(repo::set_invoice_stripe_id(c, inv.id, &id)?))?;
+            (id, resume)
         }
     };
     let missing: Vec<_> = record
@@ -403,15 +511,22 @@ async fn push_to_gateway<G: PaymentGateway>(
         .iter()
         .filter(|l| l.stripe_invoice_item_id.is_none())
         .collect();
-    let known = if stale && !missing.is_empty() {
+    let known = if (stale || resume == Resume::Finalized) && !missing.is_empty() {
         g.find_items(&stripe_invoice).await?
     } else {
         Default::default()
     };
     for line in missing {
-        let id = match known.get(&line.id) {
-            Some(id) => id.clone(),
-            None => {
+        let id = match (known.get(&line.id), &resume) {
+            (Some(id), _) => id.clone(),
+            (None, Resume::Finalized) => {
+                return Err(GatewayError::Mismatch(format!(
+                    "Stripe invoice {stripe_invoice} is finalized without an item for line {} of local invoice {}",
+                    line.id, inv.id
+                ))
+                .into())
+            }
+            (None, Resume::Draft) => {
                 let item = NewItem {
                     local_id: line.id,
                     stripe_customer: &stripe_customer,
@@ -427,18 +542,20 @@ async fn push_to_gateway<G: PaymentGateway>(
                 g.create_item(&item).await?
             }
         };
-        repo::set_line_stripe_id(conn, line.id, &id)?;
+        held.write(conn, |c| Ok(repo::set_line_stripe_id(c, line.id, &id)?))?;
     }
     if !inv.stripe_finalized {
-        let finalized = g.finalize(&stripe_invoice, inv.id).await?;
-        if finalized.total != inv.total_cents {
-            return Err(GatewayError::Fatal(format!(
-                "Stripe invoice {stripe_invoice} totals {} cents but local invoice {} totals {} cents",
-                finalized.total, inv.id, inv.total_cents
-            ))
-            .into());
+        if resume == Resume::Draft {
+            let finalized = g.finalize(&stripe_invoice, inv.id).await?;
+            if finalized.total != inv.total_cents {
+                return Err(GatewayError::Mismatch(format!(
+                    "Stripe invoice {stripe_invoice} totals {} cents but local invoice {} totals {} cents",
+                    finalized.total, inv.id, inv.total_cents
+                ))
+                .into());
+            }
         }
-        repo::set_invoice_finalized(conn, inv.id)?;
+        held.write(conn, |c| Ok(repo::set_invoice_finalized(c, inv.id)?))?;
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! [`PaymentGateway`] over async-stripe: typed request builders from `async-stripe-billing` and
+//! [`PaymentGateway`] over async-stripe's typed request builders and our [`Transport`]: builders from `async-stripe-billing` and
 //! `async-stripe-core`, sent with `RequestStrategy::Idempotent(<P.4 key>)`, retried here with
 //! exponential backoff and full jitter under the same key, and paced by a client-side limiter.
 //! Responses are read into minimal structs (ids, totals, metadata) so that a Stripe-compatible
@@ -8,17 +8,21 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::Rng;
-use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::invoice::{
     CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, FinalizeInvoiceInvoice, ListInvoice,
+    RetrieveInvoice,
 };
 use stripe_billing::invoice_item::{CreateInvoiceItem, ListInvoiceItem, Period};
 use stripe_billing::InvoiceCollectionMethod;
+use stripe_client_core::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::customer::CreateCustomer;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{keys, ApiKey, Finalized, GatewayError, NewInvoice, NewItem, PaymentGateway};
+use super::transport::{Transport, TransportError};
+use super::{
+    keys, ApiKey, Finalized, GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice,
+};
 use crate::domain::Customer;
 
 /// Stripe's public API.
@@ -62,7 +66,7 @@ impl StripeConfig {
 }
 
 pub struct StripeGateway {
-    client: Client,
+    client: Transport,
     config: StripeConfig,
     next_slot: Mutex<Instant>,
     /// Requests by outcome, for metrics.
@@ -92,14 +96,27 @@ struct Object {
 
 #[derive(miniserde::Deserialize)]
 struct InvoiceObject {
+    id: String,
     total: i64,
     status: Option<String>,
+}
+
+impl From<InvoiceObject> for RemoteInvoice {
+    fn from(o: InvoiceObject) -> RemoteInvoice {
+        RemoteInvoice {
+            id: o.id,
+            status: o.status.unwrap_or_default(),
+            total: o.total,
+        }
+    }
 }
 
 #[derive(miniserde::Deserialize)]
 struct Listed {
     id: String,
     metadata: Option<HashMap<String, String>>,
+    status: Option<String>,
+    total: Option<i64>,
 }
 
 #[derive(miniserde::Deserialize)]
@@ -110,16 +127,8 @@ struct Page {
 
 impl StripeGateway {
     pub fn new(config: StripeConfig) -> Result<StripeGateway, GatewayError> {
-        let client = ClientBuilder::new(config.api_key.expose())
-            .url(config.api_base.clone())
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| {
-                GatewayError::Fatal(format!(
-                    "cannot build the Stripe client: {}",
-                    redact(&e.to_string())
-                ))
-            })?;
+        let client = Transport::new(&config.api_key, &config.api_base, config.timeout)
+            .map_err(|e| GatewayError::Fatal(format!("cannot build the Stripe client: {e}")))?;
         Ok(StripeGateway {
             client,
             config,
@@ -203,25 +212,28 @@ impl StripeGateway {
     }
 }
 
-/// 429, 409 (a concurrent request with the same key), 5xx, timeouts and connection errors are
-/// retryable; other 4xx are Stripe refusing this request.
-fn classify(e: StripeError) -> GatewayError {
+/// By status and headers, never by the shape of the body: `Stripe-Should-Retry` decides when
+/// present; else 429, 409 (a concurrent request with the same key), 424, 5xx, timeouts and
+/// connection errors are retryable; 404 is a missing object; other 4xx are Stripe refusing
+/// this request.
+fn classify(e: TransportError) -> GatewayError {
     match e {
-        StripeError::Stripe(api, status) => {
-            let msg = format!(
-                "{} ({status})",
-                api.message.clone().unwrap_or_else(|| "no message".into())
-            );
-            if status == 429 || status == 409 || status >= 500 {
-                GatewayError::Retryable(msg)
-            } else {
-                GatewayError::Fatal(msg)
+        TransportError::Refused(r) => {
+            let msg = redact(&TransportError::Refused(r.clone()).to_string());
+            let transient = matches!(r.status, 409 | 424 | 429) || r.status >= 500;
+            match r.should_retry {
+                Some(true) => GatewayError::Retryable(msg),
+                Some(false) if r.status == 404 => GatewayError::NotFound(msg),
+                Some(false) => GatewayError::Fatal(msg),
+                None if transient => GatewayError::Retryable(msg),
+                None if r.status == 404 => GatewayError::NotFound(msg),
+                None => GatewayError::Fatal(msg),
             }
         }
-        StripeError::Timeout => GatewayError::Retryable("timeout".into()),
-        StripeError::ClientError(m) => GatewayError::Retryable(redact(&m)),
-        StripeError::JSONDeserialize(m) => GatewayError::Fatal(format!("unexpected response: {m}")),
-        StripeError::ConfigError(m) => GatewayError::Fatal(redact(&m)),
+        TransportError::Timeout(_) | TransportError::Connect(_) => {
+            GatewayError::Retryable(redact(&e.to_string()))
+        }
+        TransportError::Decode(m) => GatewayError::Fatal(format!("unexpected response: {m}")),
     }
 }
 
@@ -281,7 +293,10 @@ impl PaymentGateway for StripeGateway {
         .collect();
         let mut req = CreateInvoice::new()
             .customer(inv.stripe_customer)
-            .auto_advance(true)
+            // Off until every item is in: Stripe finalizes an auto-advancing draft about an
+            // hour after its creation, and would charge a partial invoice if this worker died
+            // before its last item. The finalize call turns it on.
+            .auto_advance(false)
             .statement_descriptor(
                 inv.statement_descriptor
                     .chars()
@@ -337,7 +352,7 @@ impl PaymentGateway for StripeGateway {
         stripe_invoice: &str,
         local_id: i64,
     ) -> Result<Finalized, GatewayError> {
-        let req = FinalizeInvoiceInvoice::new(stripe_invoice);
+        let req = FinalizeInvoiceInvoice::new(stripe_invoice).auto_advance(true);
         let inv: InvoiceObject = self.send(&req, Some(keys::finalize(local_id))).await?;
         Ok(Finalized {
             total: inv.total,
@@ -349,7 +364,7 @@ impl PaymentGateway for StripeGateway {
         &self,
         stripe_customer: &str,
         local_id: i64,
-    ) -> Result<Option<String>, GatewayError> {
+    ) -> Result<Option<RemoteInvoice>, GatewayError> {
         let wanted = local_id.to_string();
         let mut after: Option<String> = None;
         loop {
@@ -363,12 +378,28 @@ impl PaymentGateway for StripeGateway {
                 .iter()
                 .find(|o| meta(o, "plan_invoicer_invoice_id") == Some(&wanted))
             {
-                return Ok(Some(found.id.clone()));
+                return Ok(Some(RemoteInvoice {
+                    id: found.id.clone(),
+                    status: found.status.clone().unwrap_or_default(),
+                    total: found.total.unwrap_or_default(),
+                }));
             }
             match (page.has_more, page.data.last()) {
                 (true, Some(last)) => after = Some(last.id.clone()),
                 _ => return Ok(None),
             }
+        }
+    }
+
+    async fn retrieve_invoice(
+        &self,
+        stripe_invoice: &str,
+    ) -> Result<Option<RemoteInvoice>, GatewayError> {
+        let req = RetrieveInvoice::new(stripe_invoice);
+        match self.send::<_, InvoiceObject>(&req, None).await {
+            Ok(inv) => Ok(Some(inv.into())),
+            Err(GatewayError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -412,10 +443,37 @@ mod tests {
         );
     }
 
+    fn refused(status: u16, body: &str, should_retry: Option<&'static str>) -> TransportError {
+        let mut h = hyper::header::HeaderMap::new();
+        if let Some(v) = should_retry {
+            h.insert(
+                "stripe-should-retry",
+                hyper::header::HeaderValue::from_static(v),
+            );
+        }
+        TransportError::Refused(Box::new(super::super::transport::refusal(
+            status,
+            &h,
+            body.as_bytes(),
+        )))
+    }
+
     #[test]
     fn errors_are_classified() {
-        assert!(classify(StripeError::Timeout).is_retryable());
-        assert!(!classify(StripeError::ConfigError("x".into())).is_retryable());
+        assert!(classify(TransportError::Timeout(Duration::from_secs(1))).is_retryable());
+        assert!(classify(TransportError::Connect("refused".into())).is_retryable());
+        assert!(!classify(TransportError::Decode("x".into())).is_retryable());
+        let html = "<html><h1>502 Bad Gateway</h1></html>";
+        assert!(classify(refused(502, html, None)).is_retryable());
+        assert!(classify(refused(429, "{}", None)).is_retryable());
+        let refusal = r#"{"error":{"type":"invalid_request_error","message":"No such customer"}}"#;
+        assert!(!classify(refused(400, refusal, None)).is_retryable());
+        assert!(matches!(
+            classify(refused(404, refusal, None)),
+            GatewayError::NotFound(_)
+        ));
+        assert!(classify(refused(400, refusal, Some("true"))).is_retryable());
+        assert!(!classify(refused(500, "{}", Some("false"))).is_retryable());
         assert_eq!(
             redact("bad key sk_test_123 given"),
             "bad key [redacted] given"

@@ -38,6 +38,10 @@ pub struct Faults {
     /// These request numbers are carried out, but the response is lost (a 500 instead): the
     /// object exists in Stripe while the client never learns its id.
     pub lost_responses: Vec<u64>,
+    /// These request numbers hang for `hang_for` and then get a 500 without being carried out
+    /// (a worker can be killed, or its lease can expire, while it waits).
+    pub hang_requests: Vec<u64>,
+    pub hang_for: Duration,
 }
 
 /// One request as received, for tests and the conformance check.
@@ -64,6 +68,58 @@ struct Store {
     faults: Faults,
     counter: u64,
     record_file: Option<PathBuf>,
+    /// Added to the wall clock: tests move Stripe's time forward.
+    clock_offset: i64,
+    /// Stripe finalizes a draft with `auto_advance = true` this long after its creation.
+    auto_advance_after: Option<i64>,
+}
+
+impl Store {
+    /// The emulator's time (Unix seconds).
+    fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.clock_offset
+    }
+
+    /// What Stripe does on its own: drafts with automatic advancement on are finalized about
+    /// an hour after their creation, with whatever items they have by then.
+    fn advance_drafts(&mut self) {
+        let delay = self.auto_advance_after.unwrap_or(DEFAULT_AUTO_ADVANCE_SECS);
+        let now = self.now();
+        let due: Vec<String> = self
+            .invoices
+            .iter()
+            .filter(|i| i["status"] == "draft" && i["auto_advance"] == true)
+            .filter(|i| i["created"].as_i64().is_some_and(|c| c + delay <= now))
+            .filter_map(|i| i["id"].as_str().map(str::to_string))
+            .collect();
+        for id in due {
+            finalize_invoice(self, &id);
+        }
+    }
+}
+
+/// Stripe's automatic advancement: about an hour after creation.
+pub const DEFAULT_AUTO_ADVANCE_SECS: i64 = 3600;
+
+/// Finalizes a draft: its total is the sum of its items (a total of 0 or less is paid at once).
+fn finalize_invoice(store: &mut Store, id: &str) -> Option<Value> {
+    let total: i64 = store
+        .items
+        .iter()
+        .filter(|i| i["invoice"] == id)
+        .filter_map(|i| i["amount"].as_i64())
+        .sum();
+    let inv = store.invoices.iter_mut().find(|i| i["id"] == id)?;
+    inv["status"] = json!(if total <= 0 { "paid" } else { "open" });
+    inv["subtotal"] = json!(total);
+    inv["total"] = json!(total);
+    inv["amount_due"] = json!(total.max(0));
+    inv["amount_remaining"] = json!(total.max(0));
+    inv["number"] = json!(format!(
+        "EMU-{:06}",
+        id.trim_start_matches("in_emu").parse::<u64>().unwrap_or(0)
+    ));
+    Some(inv.clone())
 }
 
 /// A handle on the emulator's state; clones share it.
@@ -110,6 +166,24 @@ impl Emulator {
 
     pub fn set_faults(&self, faults: Faults) {
         self.lock().faults = faults;
+    }
+
+    /// Moves the emulator's clock forward (drafts with automatic advancement on finalize once
+    /// it passes their creation plus the delay).
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        let mut store = self.lock();
+        store.clock_offset += by.num_seconds();
+        store.advance_drafts();
+    }
+
+    /// How long after its creation an auto-advancing draft is finalized (default one hour).
+    pub fn set_auto_advance_after(&self, after: chrono::Duration) {
+        self.lock().auto_advance_after = Some(after.num_seconds());
+    }
+
+    /// How many requests have arrived so far (including those still being answered).
+    pub fn received(&self) -> u64 {
+        self.lock().counter
     }
 
     fn lock(&self) -> MutexGuard<'_, Store> {
@@ -204,11 +278,25 @@ async fn handle(
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > "Bearer ".len());
+        .is_some_and(|v| {
+            // Bearer, or HTTP Basic with the key as the user name (`curl -u sk_test_…:`).
+            ["Bearer ", "Basic "]
+                .iter()
+                .any(|scheme| v.starts_with(scheme) && v.len() > scheme.len())
+        });
 
+    let (number, hang) = {
+        let mut store = emu.lock();
+        store.counter += 1;
+        let number = store.counter;
+        let hang = store.faults.hang_requests.contains(&number);
+        (number, hang.then_some(store.faults.hang_for))
+    };
+    if let Some(hang) = hang {
+        tokio::time::sleep(hang).await;
+    }
     let mut store = emu.lock();
-    store.counter += 1;
-    let number = store.counter;
+    store.advance_drafts();
     let path = uri.path().to_string();
     let endpoint = endpoint_of(&path);
     let (status, body, replayed) = if !authorized {
@@ -227,7 +315,8 @@ async fn handle(
             None,
         );
         (r.0, r.1, false)
-    } else if store.faults.fail_requests.contains(&number)
+    } else if store.faults.hang_requests.contains(&number)
+        || store.faults.fail_requests.contains(&number)
         || (store.faults.fail_every > 0 && number % store.faults.fail_every == 0)
     {
         let r = error(
@@ -324,6 +413,7 @@ fn endpoint_of(path: &str) -> String {
     match parts.as_slice() {
         ["v1", "customers", _] => "/v1/customers/{customer}".into(),
         ["v1", "invoices", _, "finalize"] => "/v1/invoices/{invoice}/finalize".into(),
+        ["v1", "invoices", _, "void"] => "/v1/invoices/{invoice}/void".into(),
         ["v1", "invoices", _] => "/v1/invoices/{invoice}".into(),
         ["v1", "invoiceitems", _] => "/v1/invoiceitems/{invoiceitem}".into(),
         _ => path.to_string(),
@@ -403,6 +493,7 @@ fn allowed(method: &Method, endpoint: &str) -> Option<&'static [(&'static str, K
         ("POST", "/v1/invoices") => INVOICE_CREATE,
         ("POST", "/v1/invoiceitems") => ITEM_CREATE,
         ("POST", "/v1/invoices/{invoice}/finalize") => FINALIZE,
+        ("POST", "/v1/invoices/{invoice}/void") | ("DELETE", "/v1/invoices/{invoice}") => RETRIEVE,
         ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => LIST,
         ("GET", "/v1/invoices/{invoice}")
         | ("GET", "/v1/invoiceitems/{invoiceitem}")
@@ -523,7 +614,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
         .nth(2)
         .unwrap_or_default()
         .to_string();
-    let created = chrono::Utc::now().timestamp();
+    let created = store.now();
     let text = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
     match (method.as_str(), endpoint.as_str()) {
         ("POST", "/v1/customers") => {
@@ -658,12 +749,6 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             (StatusCode::OK, item)
         }
         ("POST", "/v1/invoices/{invoice}/finalize") => {
-            let total: i64 = store
-                .items
-                .iter()
-                .filter(|i| i["invoice"] == id_in_path.as_str())
-                .filter_map(|i| i["amount"].as_i64())
-                .sum();
             let Some(inv) = store
                 .invoices
                 .iter_mut()
@@ -681,20 +766,61 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 r.1["error"]["code"] = json!("invoice_not_editable");
                 return r;
             }
-            inv["status"] = json!(if total <= 0 { "paid" } else { "open" });
-            inv["subtotal"] = json!(total);
-            inv["total"] = json!(total);
-            inv["amount_due"] = json!(total.max(0));
-            inv["amount_remaining"] = json!(total.max(0));
-            inv["number"] = json!(format!(
-                "EMU-{:06}",
-                id_in_path
-                    .trim_start_matches("in_emu")
-                    .parse::<u64>()
-                    .unwrap_or(0)
-            ));
+            if let Some(advance) = p.get("auto_advance") {
+                inv["auto_advance"] = advance.clone();
+            }
+            match finalize_invoice(store, &id_in_path) {
+                Some(inv) => (StatusCode::OK, with_lines(store, &inv)),
+                None => missing("invoice", &id_in_path),
+            }
+        }
+        ("POST", "/v1/invoices/{invoice}/void") => {
+            let Some(inv) = store
+                .invoices
+                .iter_mut()
+                .find(|i| i["id"] == id_in_path.as_str())
+            else {
+                return missing("invoice", &id_in_path);
+            };
+            if inv["status"] != "open" && inv["status"] != "uncollectible" {
+                let status = inv["status"].as_str().unwrap_or("").to_string();
+                let mut r = error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    format!("You can only void open or uncollectible invoices; this invoice is {status}."),
+                    None,
+                );
+                r.1["error"]["code"] = json!("invoice_not_editable");
+                return r;
+            }
+            inv["status"] = json!("void");
+            inv["amount_due"] = json!(0);
+            inv["amount_remaining"] = json!(0);
             let inv = inv.clone();
             (StatusCode::OK, with_lines(store, &inv))
+        }
+        ("DELETE", "/v1/invoices/{invoice}") => {
+            let Some(pos) = store
+                .invoices
+                .iter()
+                .position(|i| i["id"] == id_in_path.as_str())
+            else {
+                return missing("invoice", &id_in_path);
+            };
+            if store.invoices[pos]["status"] != "draft" {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "You can only delete draft invoices.",
+                    None,
+                );
+            }
+            store.invoices.remove(pos);
+            store.items.retain(|i| i["invoice"] != id_in_path.as_str());
+            (
+                StatusCode::OK,
+                json!({ "id": id_in_path, "object": "invoice", "deleted": true }),
+            )
         }
         ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => {
             let all: Vec<Value> = match endpoint.as_str() {

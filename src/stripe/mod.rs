@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod emulator;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +24,13 @@ pub enum GatewayError {
     /// Stripe refused the request (4xx); the plan needs attention.
     #[error("Stripe refused the request: {0}")]
     Fatal(String),
+    /// The object does not exist in Stripe (404), e.g. a draft deleted behind the worker's back.
+    #[error("Stripe has no such object: {0}")]
+    NotFound(String),
+    /// Stripe holds something other than what the local records say was sent; a person has
+    /// to look (the plan needs attention).
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 impl GatewayError {
@@ -91,6 +99,16 @@ pub struct Finalized {
     pub status: Option<String>,
 }
 
+/// A Stripe invoice as read back before a resume: its state decides whether the worker may
+/// go on adding items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteInvoice {
+    pub id: String,
+    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    pub status: String,
+    pub total: i64,
+}
+
 /// The Stripe calls of a pass, one object each.
 #[allow(async_fn_in_trait)]
 pub trait PaymentGateway {
@@ -108,7 +126,13 @@ pub trait PaymentGateway {
         &self,
         stripe_customer: &str,
         local_id: i64,
-    ) -> Result<Option<String>, GatewayError>;
+    ) -> Result<Option<RemoteInvoice>, GatewayError>;
+    /// The invoice as Stripe holds it now; `None` when Stripe has no such invoice (a deleted
+    /// draft).
+    async fn retrieve_invoice(
+        &self,
+        stripe_invoice: &str,
+    ) -> Result<Option<RemoteInvoice>, GatewayError>;
     /// The items of a Stripe invoice by their `plan_invoicer_line_id`.
     async fn find_items(&self, stripe_invoice: &str) -> Result<HashMap<i64, String>, GatewayError>;
 }

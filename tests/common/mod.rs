@@ -380,3 +380,24 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// A request to the test's Stripe emulator as an operator would make it (curl, a test key);
+/// returns the JSON answer.
+pub fn stripe_request(db: &TestDb, method: &str, path: &str) -> Value {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            method,
+            "-u",
+            "sk_test_operator:",
+            &format!("{}v1/{path}", db.stripe_base),
+        ])
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+pub fn stripe_post(db: &TestDb, path: &str) -> Value {
+    stripe_request(db, "POST", path)
+}

@@ -1,0 +1,1 @@
+ALTER TABLE customer_plan DROP COLUMN claim_token;

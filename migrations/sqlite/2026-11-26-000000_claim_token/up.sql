@@ -1,0 +1,4 @@
+-- Fencing: every claim of a plan takes a new token; a write made for a claim first checks that
+-- the plan still carries this worker's owner and token, so a worker whose lease expired under it
+-- (and was taken over) stops touching the plan.
+ALTER TABLE customer_plan ADD COLUMN claim_token BIGINT NOT NULL DEFAULT 0;
