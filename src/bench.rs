@@ -6,10 +6,11 @@ use std::time::Instant;
 use chrono::{Duration, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::db::{Conn, DbUrl};
+use crate::db::{Conn, Db, DbUrl};
 use crate::error::{invalid, AppError};
 use crate::jobs::{run_pass, PassOptions};
 use crate::ops::{self, CustomerInput, PlanInput};
+use crate::stripe::budget::Limits;
 use crate::stripe::client::{StripeConfig, StripeGateway};
 use crate::stripe::emulator::Emulator;
 use crate::stripe::ApiKey;
@@ -40,7 +41,11 @@ fn ms(since: Instant) -> u64 {
 /// Seeds `plans` plans that are each due once, then times one pass over them and a second
 /// pass that finds nothing to do. `url`: an empty database to use (default: a temporary SQLite
 /// file).
-pub async fn run(plans: usize, url: Option<DbUrl>) -> Result<BenchReport, AppError> {
+pub async fn run(
+    plans: usize,
+    url: Option<DbUrl>,
+    concurrency: usize,
+) -> Result<BenchReport, AppError> {
     let dir = std::env::temp_dir().join(format!("plan-invoicer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
@@ -81,18 +86,25 @@ pub async fn run(plans: usize, url: Option<DbUrl>) -> Result<BenchReport, AppErr
         .map_err(|e| invalid(format!("cannot start the Stripe emulator: {e}")))?;
     let key = ApiKey::new("sk_test_bench").ok_or_else(|| invalid("bench key"))?;
     let mut config = StripeConfig::new(key, Some(&format!("http://{addr}/")));
-    config.requests_per_second = 1_000_000;
-    let gateway = StripeGateway::new(config)?;
+    config.limits = Limits {
+        per_second: 1_000_000,
+        per_endpoint: 1_000_000,
+        in_flight: 1024,
+    };
+    let gateway = std::sync::Arc::new(StripeGateway::new(config)?);
+    drop(conn);
+    let db = Db::connect(&url, crate::config::DEFAULT_POOL_SIZE)?;
     let now = t0 + Duration::days(32);
     let opts = PassOptions {
         worker_id: "bench".into(),
+        concurrency,
         ..PassOptions::default()
     };
     let pass = Instant::now();
-    let report = run_pass(&mut conn, Some(&gateway), now, &opts).await?;
+    let report = run_pass(&db, Some(gateway.clone()), now, &opts).await?;
     let pass_ms = ms(pass);
     let noop = Instant::now();
-    run_pass(&mut conn, Some(&gateway), now, &opts).await?;
+    run_pass(&db, Some(gateway.clone()), now, &opts).await?;
     let noop_pass_ms = ms(noop);
     Ok(BenchReport {
         backend: if url.is_sqlite() {
@@ -104,7 +116,7 @@ pub async fn run(plans: usize, url: Option<DbUrl>) -> Result<BenchReport, AppErr
         seed_ms,
         pass_ms,
         plans_per_second: plans as f64 / (pass_ms.max(1) as f64 / 1000.0),
-        invoices: report.invoices.len(),
+        invoices: report.invoices_sent,
         stripe_requests: emulator.requests().len(),
         noop_pass_ms,
         peak_rss_kib: peak_rss_kib(),

@@ -1,19 +1,20 @@
 //! The command-line contract (`cli.md`): parsing, dispatch and output. Thin: every command
 //! calls one function of [`crate::ops`], [`crate::jobs`] or [`crate::db::repo`].
 
-use std::fs::File;
 use std::io::Write;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::clock::{Clock, FixedClock, SystemClock};
+use crate::db::lock::worker_lock;
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
-use crate::db::{Conn, DbUrl};
+use crate::db::{Conn, Db, DbUrl};
 use crate::domain::{PlanStatus, Ts};
 use crate::error::{invalid, AppError};
-use crate::jobs::{self, PassOptions};
+use crate::jobs::{self, PassOptions, DEFAULT_CONCURRENCY};
 use crate::ops;
 use crate::stripe::client::{StripeConfig, StripeGateway};
 use crate::stripe::ApiKey;
@@ -40,8 +41,51 @@ pub struct Cli {
     /// Log format on stderr: text or json.
     #[arg(long, global = true, env = "PLAN_INVOICER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    #[command(flatten)]
+    pub tuning: Tuning,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How hard a pass works: plans in flight and the Stripe budget. Flags win over the
+/// environment, which wins over `serve --config`'s TOML keys of the same names.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Tuning {
+    /// Customers invoiced at once within one pass (default 32).
+    #[arg(long, global = true, env = "PLAN_INVOICER_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: Option<u32>,
+    /// The Stripe account's request budget per second, shared by all workers (default: 60 for
+    /// live keys, 15 for test keys).
+    #[arg(long, global = true, env = "STRIPE_MAX_REQUESTS_PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    pub stripe_max_requests_per_second: Option<u32>,
+    /// The budget per second for one endpoint, shared by all workers (default 15).
+    #[arg(long, global = true, env = "STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub stripe_max_requests_per_second_per_endpoint: Option<u32>,
+    /// Stripe requests waiting for an answer at once, per worker (default: 25 live, 10 test).
+    #[arg(long, global = true, env = "STRIPE_MAX_REQUESTS_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub stripe_max_requests_in_flight: Option<u32>,
+}
+
+impl Tuning {
+    /// These settings, with the TOML file's where a flag or variable is missing.
+    pub fn or_file(&self, file: &crate::config::FileConfig) -> Tuning {
+        Tuning {
+            concurrency: self.concurrency.or(file.concurrency),
+            stripe_max_requests_per_second: self
+                .stripe_max_requests_per_second
+                .or(file.stripe_max_requests_per_second),
+            stripe_max_requests_per_second_per_endpoint: self
+                .stripe_max_requests_per_second_per_endpoint
+                .or(file.stripe_max_requests_per_second_per_endpoint),
+            stripe_max_requests_in_flight: self
+                .stripe_max_requests_in_flight
+                .or(file.stripe_max_requests_in_flight),
+        }
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.map_or(DEFAULT_CONCURRENCY, |n| n as usize)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,7 +429,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             .as_deref()
             .map(DbUrl::parse)
             .transpose()?;
-        let report = crate::bench::run(*plans, url).await?;
+        let report = crate::bench::run(*plans, url, cli.tuning.concurrency()).await?;
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         return out(&report, text);
     }
@@ -412,8 +456,8 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             http_addr: http_addr.clone(),
             config: config.clone(),
         };
-        let config = crate::config::ServeConfig::resolve(&args)?;
-        let gateway = stripe_from_env()?;
+        let config = crate::config::ServeConfig::resolve(&args, &cli.tuning)?;
+        let gateway = stripe_from_env(&config.tuning)?;
         crate::jobs::serve::serve(config, gateway).await?;
         return out(
             &serde_json::json!({ "stopped": true }),
@@ -431,8 +475,8 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         };
         return out(&serde_json::json!({ "applied": applied }), text);
     }
-    let mut conn = Conn::open_checked(&url)?;
-    let c = &mut conn;
+    let db = Db::connect(&url, crate::config::DEFAULT_POOL_SIZE)?;
+    let concurrency = cli.tuning.concurrency();
     match cli.command {
         Command::Migrate
         | Command::StripeEmulator { .. }
@@ -443,16 +487,17 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         Command::Backfill { from, to, every } => {
             let _lock = worker_lock(&url)?;
             crate::jobs::backfill::parse_every(&every)?;
-            let gateway = stripe_from_env()?;
+            let gateway = Arc::new(stripe_from_env(&cli.tuning)?);
             let report = crate::jobs::backfill::backfill(
-                c,
-                Some(&gateway),
+                &db,
+                Some(gateway),
                 from,
                 to,
                 &every,
                 // Backfill steps are past instants; claims still last from the wall clock.
                 &PassOptions {
-                    lease_clock: Some(std::sync::Arc::new(SystemClock)),
+                    lease_clock: Some(Arc::new(SystemClock)),
+                    concurrency,
                     ..PassOptions::default()
                 },
             )
@@ -465,7 +510,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
                 report.passes,
                 report.plans_considered,
                 report.plans_invoiced,
-                report.invoices.len(),
+                report.invoices_sent,
                 report.needs_attention.len(),
                 report.failures.len(),
                 if report.interrupted { ", interrupted by Ctrl-C" } else { "" },
@@ -475,22 +520,24 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             o.exit_code = report.exit_code();
             Ok(o)
         }
-        Command::Customer(cmd) => customer_cmd(c, cmd, now),
-        Command::Plan(cmd) => plan_cmd(c, cmd, now),
+        Command::Customer(cmd) => db.run(|c| customer_cmd(c, cmd, now)),
+        Command::Plan(cmd) => db.run(|c| plan_cmd(c, cmd, now)),
         Command::Offer(OfferCmd::Create {
             customer,
             tier,
             fixed_price_cents,
             sent_invoice_id,
         }) => {
-            let id = ops::create_offer(
-                c,
-                customer,
-                &tier,
-                fixed_price_cents,
-                sent_invoice_id.as_deref(),
-                now,
-            )?;
+            let id = db.run(|c| {
+                ops::create_offer(
+                    c,
+                    customer,
+                    &tier,
+                    fixed_price_cents,
+                    sent_invoice_id.as_deref(),
+                    now,
+                )
+            })?;
             out(
                 &serde_json::json!({ "id": id }),
                 format!("created offer {id}"),
@@ -501,7 +548,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             schedule,
             licenses,
         }) => {
-            let plan_id = ops::accept_offer(c, id, &schedule, licenses, now)?;
+            let plan_id = db.run(|c| ops::accept_offer(c, id, &schedule, licenses, now))?;
             out(
                 &serde_json::json!({ "plan_id": plan_id }),
                 format!("offer {id} accepted: plan {plan_id}"),
@@ -512,14 +559,15 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             let opts = PassOptions {
                 dry_run,
                 lease_clock: wall_clock_leases(cli.now),
+                concurrency,
                 ..PassOptions::default()
             };
             let gateway = if dry_run {
                 None
             } else {
-                Some(stripe_from_env()?)
+                Some(Arc::new(stripe_from_env(&cli.tuning)?))
             };
-            let report = jobs::run_pass(c, gateway.as_ref(), now, &opts).await?;
+            let report = jobs::run_pass(&db, gateway, now, &opts).await?;
             let mut o = out(&report, render_report(&report))?;
             o.exit_code = report.exit_code();
             Ok(o)
@@ -535,7 +583,8 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
                 customer_id: customer,
                 since,
             };
-            let views: Vec<InvoiceView> = repo::list_invoices(c, &filter)?
+            let views: Vec<InvoiceView> = db
+                .run(|c| repo::list_invoices(c, &filter))?
                 .iter()
                 .map(InvoiceView::from)
                 .collect();
@@ -546,7 +595,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
                 .join("\n");
             out(&views, text)
         }
-        Command::Status => status(c, now),
+        Command::Status => db.run(|c| status(c, now)),
     }
 }
 
@@ -785,7 +834,7 @@ fn render_report(r: &jobs::PassReport) -> String {
         if r.dry_run { " (dry run)" } else { "" },
         r.plans_considered,
         r.plans_invoiced,
-        r.invoices.len(),
+        r.invoices_sent,
         r.needs_attention.len(),
         r.failures.len(),
         r.duration_ms
@@ -793,6 +842,15 @@ fn render_report(r: &jobs::PassReport) -> String {
     for i in &r.invoices {
         s.push('\n');
         s.push_str(&render_invoice(i));
+    }
+    if r.invoices_sent > r.invoices.len() {
+        s.push_str(&format!(
+            "\n… and {} more invoices (`invoices list` shows them all)",
+            r.invoices_sent - r.invoices.len()
+        ));
+    }
+    if r.stripe_unreachable {
+        s.push_str("\nStripe could not be reached: the pass stopped claiming plans; the plans in flight were released and are retried by a later pass");
     }
     for a in &r.needs_attention {
         s.push_str(&format!(
@@ -809,42 +867,17 @@ fn render_report(r: &jobs::PassReport) -> String {
     s
 }
 
-/// SQLite supports one worker process at a time (D9): an exclusive lock on `<db>.lock`.
-pub fn worker_lock(url: &DbUrl) -> Result<Option<File>, AppError> {
-    let DbUrl::Sqlite(path) = url else {
-        return Ok(None);
-    };
-    if path.to_str() == Some(":memory:") {
-        return Ok(None);
-    }
-    let lock_path = format!("{}.lock", path.display());
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| invalid(format!("cannot open the worker lock {lock_path}: {e}")))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::Busy(format!(
-            "another plan-invoicer worker is running on {} (SQLite supports one worker at a time; use PostgreSQL for several)",
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(invalid(format!("cannot lock {lock_path}: {e}"))),
-    }
-}
-
 /// Leases follow the wall clock unless the command travels in time with `--now`.
-fn wall_clock_leases(now: Option<Ts>) -> Option<std::sync::Arc<dyn Clock>> {
+fn wall_clock_leases(now: Option<Ts>) -> Option<Arc<dyn Clock>> {
     match now {
         Some(_) => None,
-        None => Some(std::sync::Arc::new(SystemClock)),
+        None => Some(Arc::new(SystemClock)),
     }
 }
 
 /// The Stripe gateway from the environment: `STRIPE_API_KEY` or `STRIPE_API_KEY_FILE`,
 /// `STRIPE_API_BASE`, and the pacing and retry knobs. A missing key is a configuration error.
-pub fn stripe_from_env() -> Result<StripeGateway, AppError> {
+pub fn stripe_from_env(tuning: &Tuning) -> Result<StripeGateway, AppError> {
     let key = match (std::env::var("STRIPE_API_KEY").ok(), std::env::var("STRIPE_API_KEY_FILE").ok()) {
         (Some(k), _) if !k.trim().is_empty() => k,
         (_, Some(path)) if !path.trim().is_empty() => std::fs::read_to_string(path.trim())
@@ -867,8 +900,14 @@ pub fn stripe_from_env() -> Result<StripeGateway, AppError> {
         }
     }
     let mut config = StripeConfig::new(key, base.as_deref());
-    if let Some(rate) = env_number("STRIPE_MAX_REQUESTS_PER_SECOND")? {
-        config.requests_per_second = u32::try_from(rate.max(1)).unwrap_or(u32::MAX);
+    if let Some(rate) = tuning.stripe_max_requests_per_second {
+        config.limits.per_second = rate;
+    }
+    if let Some(rate) = tuning.stripe_max_requests_per_second_per_endpoint {
+        config.limits.per_endpoint = rate;
+    }
+    if let Some(n) = tuning.stripe_max_requests_in_flight {
+        config.limits.in_flight = n;
     }
     if let Some(n) = env_number("STRIPE_MAX_ATTEMPTS")? {
         config.max_attempts = u32::try_from(n.max(1)).unwrap_or(u32::MAX);

@@ -26,13 +26,20 @@ pub const ENV_VARS: &[&str] = &[
     "STRIPE_API_KEY",
     "STRIPE_API_KEY_FILE",
     "STRIPE_API_BASE",
+    "PLAN_INVOICER_CONCURRENCY",
     "STRIPE_MAX_REQUESTS_PER_SECOND",
+    "STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT",
+    "STRIPE_MAX_REQUESTS_IN_FLIGHT",
     "STRIPE_MAX_ATTEMPTS",
     "STRIPE_RETRY_BASE_MS",
 ];
 
 pub const DEFAULT_SCHEDULE: &str = "0 0 22 * * *";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9187";
+
+/// Connections a PostgreSQL pool opens at most (SQLite: one). A connection is held for one
+/// short transaction, never across a Stripe call, so a few serve many plans in flight.
+pub const DEFAULT_POOL_SIZE: u32 = 10;
 
 /// The optional TOML file (`--config`); every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +51,10 @@ pub struct FileConfig {
     pub http_addr: Option<String>,
     pub lease_seconds: Option<u64>,
     pub shutdown_grace_seconds: Option<u64>,
+    pub concurrency: Option<u32>,
+    pub stripe_max_requests_per_second: Option<u32>,
+    pub stripe_max_requests_per_second_per_endpoint: Option<u32>,
+    pub stripe_max_requests_in_flight: Option<u32>,
 }
 
 impl FileConfig {
@@ -69,6 +80,16 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     pub lease_seconds: u64,
     pub shutdown_grace_seconds: u64,
+    /// Customers invoiced at once within a pass.
+    pub concurrency: usize,
+    /// Concurrency and the Stripe budget, flags and environment over the file.
+    pub tuning: crate::cli::Tuning,
+}
+
+impl ServeConfig {
+    pub fn pool_size(&self) -> u32 {
+        DEFAULT_POOL_SIZE
+    }
 }
 
 /// What the command line and environment gave (clap fills these).
@@ -83,11 +104,31 @@ pub struct ServeArgs {
 }
 
 impl ServeConfig {
-    pub fn resolve(args: &ServeArgs) -> Result<ServeConfig, AppError> {
+    pub fn resolve(args: &ServeArgs, tuning: &crate::cli::Tuning) -> Result<ServeConfig, AppError> {
         let file = match &args.config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
+        for (name, value) in [
+            ("concurrency", file.concurrency),
+            (
+                "stripe_max_requests_per_second",
+                file.stripe_max_requests_per_second,
+            ),
+            (
+                "stripe_max_requests_per_second_per_endpoint",
+                file.stripe_max_requests_per_second_per_endpoint,
+            ),
+            (
+                "stripe_max_requests_in_flight",
+                file.stripe_max_requests_in_flight,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(format!("config file: {name} must be at least 1")));
+            }
+        }
+        let tuning = tuning.or_file(&file);
         let database_url = match (&file.database_url, args.database_url_from_default) {
             (Some(f), true) => f.clone(),
             _ => args.database_url.clone(),
@@ -119,6 +160,8 @@ impl ServeConfig {
             ))
         })?;
         Ok(ServeConfig {
+            concurrency: tuning.concurrency(),
+            tuning,
             database: DbUrl::parse(&database_url)?,
             schedule,
             timezone,
@@ -164,6 +207,12 @@ pub fn validate_schedule(schedule: &str) -> Result<(), AppError> {
 mod tests {
     use super::*;
 
+    impl ServeConfig {
+        fn resolve_test(args: &ServeArgs) -> Result<ServeConfig, AppError> {
+            ServeConfig::resolve(args, &crate::cli::Tuning::default())
+        }
+    }
+
     #[test]
     fn schedules() {
         assert!(validate_schedule("0 0 22 * * *").is_ok());
@@ -179,7 +228,7 @@ mod tests {
             database_url: "sqlite://x.db".into(),
             ..ServeArgs::default()
         };
-        let c = ServeConfig::resolve(&args).unwrap_or_else(|e| panic!("{e}"));
+        let c = ServeConfig::resolve_test(&args).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (c.schedule.as_str(), c.timezone, c.http_addr.port()),
             (DEFAULT_SCHEDULE, Tz::UTC, 9187)
@@ -188,18 +237,18 @@ mod tests {
             timezone: Some("Mars/Olympus".into()),
             ..args.clone()
         };
-        assert!(ServeConfig::resolve(&bad_tz).is_err());
+        assert!(ServeConfig::resolve_test(&bad_tz).is_err());
         let bad_addr = ServeArgs {
             http_addr: Some("localhost".into()),
             ..args.clone()
         };
-        assert!(ServeConfig::resolve(&bad_addr).is_err());
+        assert!(ServeConfig::resolve_test(&bad_addr).is_err());
         let paris = ServeArgs {
             timezone: Some("Europe/Paris".into()),
             ..args
         };
         assert_eq!(
-            ServeConfig::resolve(&paris).map(|c| c.timezone).ok(),
+            ServeConfig::resolve_test(&paris).map(|c| c.timezone).ok(),
             Some(chrono_tz::Europe::Paris)
         );
     }

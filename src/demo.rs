@@ -11,11 +11,12 @@ use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
-use crate::db::{Conn, DbUrl};
+use crate::db::{Conn, Db, DbUrl};
 use crate::domain::Ts;
 use crate::error::{invalid, AppError};
 use crate::jobs::{run_pass, PassOptions};
 use crate::ops::{self, CustomerInput, PlanInput};
+use crate::stripe::budget::Limits;
 use crate::stripe::client::{StripeConfig, StripeGateway};
 use crate::stripe::emulator::Emulator;
 use crate::stripe::ApiKey;
@@ -97,8 +98,13 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
         .map_err(|e| invalid(format!("cannot start the Stripe emulator: {e}")))?;
     let key = ApiKey::new("sk_test_demo").ok_or_else(|| invalid("demo key"))?;
     let mut config = StripeConfig::new(key, Some(&format!("http://{addr}/")));
-    config.requests_per_second = 10_000;
-    let gateway = StripeGateway::new(config)?;
+    config.limits = Limits {
+        per_second: 10_000,
+        per_endpoint: 10_000,
+        in_flight: 64,
+    };
+    let gateway = std::sync::Arc::new(StripeGateway::new(config)?);
+    let db = Db::connect(&url, 1)?;
 
     // The customers, all starting on 2025-01-06.
     let t0 = at("2025-01-06", 9)?;
@@ -195,7 +201,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
             &day.and_hms_opt(22, 0, 0)
                 .ok_or_else(|| invalid("evening"))?,
         );
-        let report = run_pass(c, Some(&gateway), evening, &opts).await?;
+        let report = run_pass(&db, Some(gateway.clone()), evening, &opts).await?;
         passes += 1;
         attention += report.needs_attention.len();
         failures += report.failures.len();

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::db::repo::{self, PlanFilter};
-use crate::db::{Conn, DbUrl};
+use crate::db::Db;
 use crate::jobs::PassReport;
 use crate::stripe::client::RequestStats;
 
@@ -41,11 +41,8 @@ impl Metrics {
             Ok(r) => {
                 self.plans_invoiced
                     .fetch_add(r.plans_invoiced as u64, Relaxed);
-                self.invoices.fetch_add(r.invoices.len() as u64, Relaxed);
-                self.lines.fetch_add(
-                    r.invoices.iter().map(|i| i.lines.len() as u64).sum(),
-                    Relaxed,
-                );
+                self.invoices.fetch_add(r.invoices_sent as u64, Relaxed);
+                self.lines.fetch_add(r.lines_sent as u64, Relaxed);
                 self.plan_failures
                     .fetch_add((r.failures.len() + r.needs_attention.len()) as u64, Relaxed);
                 self.last_success_unix.store(now_unix, Relaxed);
@@ -146,6 +143,10 @@ impl Metrics {
                 stats.as_ref().map_or(0, |s| s.retryable.load(Relaxed)),
             ),
             ("fatal", stats.as_ref().map_or(0, |s| s.fatal.load(Relaxed))),
+            (
+                "rate_limited",
+                stats.as_ref().map_or(0, |s| s.rate_limited.load(Relaxed)),
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -184,7 +185,7 @@ impl Metrics {
 #[derive(Clone)]
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
-    pub database: DbUrl,
+    pub db: Db,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -236,9 +237,12 @@ pub async fn check_health(
     }
 }
 
+/// Ready when the database answers through the worker's own pool, with the current schema:
+/// 503 while it does not, 200 again as soon as it does.
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
-    let url = s.database.clone();
-    let result = tokio::task::spawn_blocking(move || Conn::open_checked(&url).map(|_| ())).await;
+    let db = s.db.clone();
+    let result =
+        tokio::task::spawn_blocking(move || db.ready(std::time::Duration::from_secs(2))).await;
     match result {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".to_string()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
@@ -247,13 +251,9 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
 }
 
 /// The gauges about plans, counted in the database.
-pub fn plan_gauges(
-    url: &DbUrl,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<(usize, usize, usize)> {
-    let mut conn = Conn::open_checked(url).ok()?;
-    let mut count = |f: PlanFilter| {
-        repo::count_plans(&mut conn, &f)
+pub fn plan_gauges(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Option<(usize, usize, usize)> {
+    let count = |f: PlanFilter| {
+        db.run(|c| repo::count_plans(c, &f))
             .ok()
             .and_then(|n| usize::try_from(n).ok())
     };
@@ -273,8 +273,8 @@ pub fn plan_gauges(
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
-    let url = s.database.clone();
-    let gauges = tokio::task::spawn_blocking(move || plan_gauges(&url, chrono::Utc::now()))
+    let db = s.db.clone();
+    let gauges = tokio::task::spawn_blocking(move || plan_gauges(&db, chrono::Utc::now()))
         .await
         .ok()
         .flatten();

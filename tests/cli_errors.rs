@@ -157,7 +157,7 @@ fn second_sqlite_worker_is_refused() {
     let path = db.url.trim_start_matches("sqlite://").to_string();
     let url = plan_invoicer::db::DbUrl::parse(&db.url)
         .unwrap_or(plan_invoicer::db::DbUrl::Sqlite(path.into()));
-    let held = plan_invoicer::cli::worker_lock(&url).ok().flatten();
+    let held = plan_invoicer::db::lock::worker_lock(&url).ok().flatten();
     assert!(held.is_some(), "the test holds the worker lock");
     let (code, _, err) = db.run(Some(T0), &["run-once"]);
     assert_eq!(code, 1, "{err}");

@@ -42,6 +42,7 @@ fn serve(db: &TestDb, port: u16, extra: &[&str]) -> Child {
         .env("STRIPE_API_KEY", "sk_test_daemon")
         .env("STRIPE_API_BASE", &db.stripe_base)
         .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
+        .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
         .env("RUST_LOG", "info")
         .env_remove("PLAN_INVOICER_NOW")
         .args([
@@ -111,7 +112,8 @@ fn serve_runs_passes_and_stops_cleanly_mid_pass() {
         ..Faults::default()
     });
     let port = free_port();
-    let mut child = serve(&db, port, &[]);
+    // Two customers at a time: a stop lands while plans are still waiting to be claimed.
+    let mut child = serve(&db, port, &["--concurrency", "2"]);
     assert!(
         wait_until(Duration::from_secs(20), || http_get(port, "/healthz")
             .is_some_and(|(s, _)| s == 200)),
@@ -178,12 +180,20 @@ fn serve_runs_passes_and_stops_cleanly_mid_pass() {
         "plan_invoicer_invoice_lines_emitted_total",
         "plan_invoicer_stripe_requests_total{outcome=\"ok\"}",
         "plan_invoicer_plans_needing_attention",
-        "plan_invoicer_plans_started_with_live_lease 1",
+        "plan_invoicer_plans_started_with_live_lease",
         "plan_invoicer_plans_overdue",
         "plan_invoicer_ticks_skipped_total",
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
+    let leased = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("plan_invoicer_plans_started_with_live_lease "))
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    assert!(
+        matches!(leased, Some(1 | 2)),
+        "one or two plans in flight (concurrency 2): {leased:?}"
+    );
 
     // Restarted, the daemon finishes the rest, then ticks every second with nothing to do.
     db.stripe.set_faults(Faults::default());
@@ -504,6 +514,7 @@ fn backfill_stops_between_steps_on_ctrl_c() {
         .env("STRIPE_API_KEY", "sk_test_x")
         .env("STRIPE_API_BASE", &db.stripe_base)
         .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
+        .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
         .env("RUST_LOG", "warn")
         .args([
             "--json",

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use common::{at, connect, gateway, TestDb};
+use common::{at, gateway, TestDb};
 use plan_invoicer::jobs::{run_pass, PassOptions, PassReport};
 use plan_invoicer::stripe::emulator::Faults;
 
@@ -58,6 +58,7 @@ fn killed_before_items_then_resumed_after_an_hour(db: &TestDb) {
         .env("STRIPE_API_KEY", "sk_test_x")
         .env("STRIPE_API_BASE", &db.stripe_base)
         .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
+        .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
         .args(["--json", "--now", DUE, "run-once"])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -113,15 +114,14 @@ fn killed_before_items_then_resumed_after_an_hour(db: &TestDb) {
 }
 
 fn pass(db: &TestDb, worker: &str, now: &str, attempts: u32) -> PassReport {
-    let mut conn = connect(db);
     let opts = PassOptions {
         worker_id: worker.into(),
         ..PassOptions::default()
     };
     common::runtime()
         .block_on(run_pass(
-            &mut conn,
-            Some(&gateway(db, attempts)),
+            &common::pool(db),
+            Some(gateway(db, attempts)),
             at(now),
             &opts,
         ))

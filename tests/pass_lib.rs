@@ -25,7 +25,7 @@ fn setup_plans(db: &TestDb, count: usize) {
 fn failed_emission_is_resumed_exactly_once(db: &TestDb) {
     setup_plans(db, 1);
     let rt = common::runtime();
-    let mut conn = connect(db);
+    let pool = common::pool(db);
     let g = gateway(db, 1);
     // Request 1 creates the customer, 2 the invoice; the first item fails.
     db.stripe.set_faults(Faults {
@@ -34,7 +34,12 @@ fn failed_emission_is_resumed_exactly_once(db: &TestDb) {
     });
     let now = at("2012-02-02T03:04:05Z");
     let report = rt
-        .block_on(run_pass(&mut conn, Some(&g), now, &PassOptions::default()))
+        .block_on(run_pass(
+            &pool,
+            Some(g.clone()),
+            now,
+            &PassOptions::default(),
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (
@@ -60,14 +65,19 @@ fn failed_emission_is_resumed_exactly_once(db: &TestDb) {
 
     // Parked until the backoff has passed.
     let early = rt
-        .block_on(run_pass(&mut conn, Some(&g), now, &PassOptions::default()))
+        .block_on(run_pass(
+            &pool,
+            Some(g.clone()),
+            now,
+            &PassOptions::default(),
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(early.plans_considered, 0);
     let later = at("2012-02-02T04:00:00Z");
     let report = rt
         .block_on(run_pass(
-            &mut conn,
-            Some(&g),
+            &pool,
+            Some(g.clone()),
             later,
             &PassOptions::default(),
         ))
@@ -104,14 +114,14 @@ fn expired_lease_is_resumed(db: &TestDb) {
                 now,
                 until: now + chrono::Duration::minutes(10),
             };
-            repo::claim_next_due(c, 0, now, &[], lease)
+            repo::claim_next_due(c, now, repo::ClaimScope::default(), lease)
         })
         .unwrap_or_else(|e: plan_invoicer::db::DbError| panic!("{e}"));
     assert_eq!(claimed.map(|c| c.plan_id), Some(1));
     let blocked = rt
         .block_on(run_pass(
-            &mut conn,
-            Some(&gateway(db, 3)),
+            &common::pool(db),
+            Some(gateway(db, 3)),
             now,
             &PassOptions::default(),
         ))
@@ -120,8 +130,8 @@ fn expired_lease_is_resumed(db: &TestDb) {
     let after = at("2012-02-02T03:20:00Z");
     let report = rt
         .block_on(run_pass(
-            &mut conn,
-            Some(&gateway(db, 3)),
+            &common::pool(db),
+            Some(gateway(db, 3)),
             after,
             &PassOptions::default(),
         ))
@@ -150,6 +160,7 @@ fn concurrent_workers_on_postgres() {
                 .env("STRIPE_API_KEY", "sk_test_x")
                 .env("STRIPE_API_BASE", &db.stripe_base)
                 .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
+                .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
                 .args(["--json", "--now", "2012-06-02T03:04:05Z", "run-once"])
                 .output()
         })

@@ -65,11 +65,11 @@ fn setup(conn: &mut Conn) {
 
 const HORIZON: &str = "2013-01-10T00:00:00Z";
 
-fn pass(db: &TestDb, conn: &mut Conn, now: &str, attempts: u32) -> PassReport {
+fn pass(db: &TestDb, _setup: &mut Conn, now: &str, attempts: u32) -> PassReport {
     common::runtime()
         .block_on(run_pass(
-            conn,
-            Some(&gateway(db, attempts)),
+            &common::pool(db),
+            Some(gateway(db, attempts)),
             at(now),
             &PassOptions::default(),
         ))

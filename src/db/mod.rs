@@ -6,8 +6,12 @@
 //! only in the timestamp type). The few statements that differ (`FOR UPDATE SKIP LOCKED`) match
 //! on [`Conn`] explicitly.
 
+pub mod lock;
 pub mod models;
+pub mod pool;
 pub mod repo;
+
+pub use pool::Db;
 
 use std::path::{Path, PathBuf};
 
@@ -190,6 +194,23 @@ impl Conn {
 
     pub fn is_sqlite(&self) -> bool {
         matches!(self, Conn::Sqlite(_))
+    }
+
+    /// A round trip that fails when the connection is gone (a restarted server).
+    pub fn ping(&mut self) -> Result<(), DbError> {
+        match self {
+            Conn::Pg(c) => c.batch_execute("SELECT 1")?,
+            Conn::Sqlite(c) => c.batch_execute("SELECT 1")?,
+        }
+        Ok(())
+    }
+
+    /// A transaction left open or failed: the connection must not go back to the pool.
+    pub fn is_broken(&mut self) -> bool {
+        match self {
+            Conn::Pg(c) => AnsiTransactionManager::is_broken_transaction_manager(c),
+            Conn::Sqlite(c) => AnsiTransactionManager::is_broken_transaction_manager(c),
+        }
     }
 
     /// Applies pending migrations; returns their names (empty when up to date).

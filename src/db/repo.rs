@@ -253,24 +253,43 @@ pub struct Lease<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub plan_id: i64,
+    pub customer_id: i64,
     pub owner: String,
     pub token: i64,
 }
 
-/// Claims the next plan after `after_id` that is due at `now` (or left STARTED), skipping
-/// leased, parked, locked and excluded-customer plans: `FOR UPDATE SKIP LOCKED` on PostgreSQL,
-/// then a lease and a new claim token. Call inside a transaction.
+/// Which due plans a claim may take.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClaimScope<'a> {
+    /// Only plans with a higher id (the pass's cursor).
+    pub after_id: i64,
+    /// Never plans of these customers (failed in this pass, or in flight in this process).
+    pub exclude_customers: &'a [i64],
+    /// Only this customer's plans (the customer's next plan, after one is done).
+    pub customer: Option<i64>,
+}
+
+/// How many candidates one claim looks at before it gives up for now.
+const CLAIM_SCAN: usize = 64;
+
+/// Claims the next plan (in id order) that is due at `now` or left STARTED, skipping leased,
+/// parked and locked plans, and plans whose customer is being invoiced elsewhere: on PostgreSQL
+/// the plan row is taken with `FOR UPDATE SKIP LOCKED`, then its customer row with
+/// `FOR NO KEY UPDATE SKIP LOCKED` (two workers never claim plans of one customer at the same
+/// moment), then no other plan of the customer may hold a live lease. Sets the lease and a new
+/// claim token. Call inside a transaction.
 pub fn claim_next_due(
     conn: &mut Conn,
-    after_id: i64,
     now: Ts,
-    exclude_customers: &[i64],
+    scope: ClaimScope<'_>,
     lease: Lease<'_>,
 ) -> Result<Option<Claim>, DbError> {
     let (owner, lease_now, lease_until) = (lease.owner, lease.now, lease.until);
     let started = InvoicingStatus::Started.code();
+    let mut after_id = scope.after_id;
+    let customers = scope.customer.map_or((i64::MIN, i64::MAX), |c| (c, c));
     macro_rules! candidates {
-        () => {
+        () => {{
             customer_plan::table
                 .filter(customer_plan::id.gt(after_id))
                 .filter(
@@ -289,40 +308,74 @@ pub fn claim_next_due(
                         .is_null()
                         .or(customer_plan::next_retry_at.le(now)),
                 )
-                .filter(customer_plan::customer_id.ne_all(exclude_customers))
+                .filter(customer_plan::customer_id.ne_all(scope.exclude_customers))
+                .filter(customer_plan::customer_id.between(customers.0, customers.1))
                 .order(customer_plan::id)
-                .select(customer_plan::id)
-        };
+                .select((customer_plan::id, customer_plan::customer_id))
+        }};
     }
-    let id = match conn {
-        Conn::Pg(c) => {
-            use super::schema::pg::*;
-            candidates!()
-                .for_update()
-                .skip_locked()
-                .first::<i64>(c)
-                .optional()?
+    for _ in 0..CLAIM_SCAN {
+        let candidate = match conn {
+            Conn::Pg(c) => {
+                use super::schema::pg::*;
+                let Some((id, cid)) = candidates!()
+                    .for_update()
+                    .skip_locked()
+                    .first::<(i64, i64)>(c)
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let customer_free = customer::table
+                    .find(cid)
+                    .select(customer::id)
+                    .for_no_key_update()
+                    .skip_locked()
+                    .first::<i64>(c)
+                    .optional()?
+                    .is_some();
+                (id, cid, customer_free)
+            }
+            Conn::Sqlite(c) => {
+                use super::schema::sqlite::*;
+                let Some((id, cid)) = candidates!().first::<(i64, i64)>(c).optional()? else {
+                    return Ok(None);
+                };
+                (id, cid, true)
+            }
+        };
+        let (id, cid, customer_free) = candidate;
+        after_id = id;
+        let sibling_leased = customer_free
+            && with_conn!(conn, c => diesel::select(diesel::dsl::exists(
+                customer_plan::table
+                    .filter(customer_plan::customer_id.eq(cid))
+                    .filter(customer_plan::id.ne(id))
+                    .filter(customer_plan::lease_expires_at.ge(lease_now)),
+            ))
+            .get_result::<bool>(c))?;
+        if !customer_free || sibling_leased {
+            // Another worker is invoicing this customer; that worker takes this plan after
+            // the one it holds.
+            continue;
         }
-        Conn::Sqlite(c) => {
-            use super::schema::sqlite::*;
-            candidates!().first::<i64>(c).optional()?
-        }
-    };
-    let Some(id) = id else { return Ok(None) };
-    let token = with_conn!(conn, c => diesel::update(customer_plan::table.find(id))
-        .set((
-            customer_plan::lease_owner.eq(owner),
-            customer_plan::lease_expires_at.eq(lease_until),
-            customer_plan::invoicing_status.eq(started),
-            customer_plan::claim_token.eq(customer_plan::claim_token + 1),
-        ))
-        .returning(customer_plan::claim_token)
-        .get_result::<i64>(c))?;
-    Ok(Some(Claim {
-        plan_id: id,
-        owner: owner.to_string(),
-        token,
-    }))
+        let token = with_conn!(conn, c => diesel::update(customer_plan::table.find(id))
+            .set((
+                customer_plan::lease_owner.eq(owner),
+                customer_plan::lease_expires_at.eq(lease_until),
+                customer_plan::invoicing_status.eq(started),
+                customer_plan::claim_token.eq(customer_plan::claim_token + 1),
+            ))
+            .returning(customer_plan::claim_token)
+            .get_result::<i64>(c))?;
+        return Ok(Some(Claim {
+            plan_id: id,
+            customer_id: cid,
+            owner: owner.to_string(),
+            token,
+        }));
+    }
+    Ok(None)
 }
 
 /// Fencing: extends the lease to `until` if `claim` still holds the plan, and says whether it
@@ -678,6 +731,32 @@ pub fn events_of_plan(conn: &mut Conn, plan_id: i64) -> Result<Vec<PlanEventRow>
         .filter(plan_event::plan_id.eq(plan_id))
         .order(plan_event::id)
         .load::<PlanEventRow>(c))?)
+}
+
+// ----- workers -----
+
+/// Records that `worker` is alive at `at` and returns how many workers were seen alive since
+/// `alive_since` (itself included): the fleet the Stripe budget is split across.
+pub fn heartbeat(conn: &mut Conn, worker: &str, at: Ts, alive_since: Ts) -> Result<u32, DbError> {
+    let live = with_conn!(conn, c => {
+        diesel::insert_into(worker_heartbeat::table)
+            .values((worker_heartbeat::worker.eq(worker), worker_heartbeat::seen_at.eq(at)))
+            .on_conflict(worker_heartbeat::worker)
+            .do_update()
+            .set(worker_heartbeat::seen_at.eq(at))
+            .execute(c)?;
+        worker_heartbeat::table
+            .filter(worker_heartbeat::seen_at.ge(alive_since))
+            .count()
+            .get_result::<i64>(c)
+    })?;
+    Ok(u32::try_from(live.max(1)).unwrap_or(u32::MAX))
+}
+
+/// A worker leaves the fleet (end of a pass).
+pub fn leave(conn: &mut Conn, worker: &str) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::delete(worker_heartbeat::table.find(worker)).execute(c))?;
+    Ok(())
 }
 
 // ----- passes -----

@@ -182,3 +182,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     plan_event,
     pass_run,
 );
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    worker_heartbeat (worker) {
+        worker -> Text,
+        seen_at -> TsSql,
+    }
+}

@@ -9,10 +9,10 @@ use chrono::Duration;
 use serde::Serialize;
 use tracing::info;
 
-use crate::db::Conn;
+use crate::db::Db;
 use crate::domain::Ts;
 use crate::error::{invalid, AppError};
-use crate::jobs::invoice_plans::{Attention, Failure};
+use crate::jobs::invoice_plans::{Attention, Failure, REPORT_SAMPLE};
 use crate::jobs::{run_pass, PassOptions};
 use crate::stripe::PaymentGateway;
 use crate::views::InvoiceView;
@@ -25,6 +25,9 @@ pub struct BackfillReport {
     pub passes: usize,
     pub plans_considered: usize,
     pub plans_invoiced: usize,
+    /// How many invoices the passes sent.
+    pub invoices_sent: usize,
+    /// The first invoices sent (at most 1000; the rest are counted).
     pub invoices: Vec<InvoiceView>,
     pub needs_attention: Vec<Attention>,
     pub failures: Vec<Failure>,
@@ -33,11 +36,13 @@ pub struct BackfillReport {
     pub interrupted: bool,
     /// The last instant a pass ran at.
     pub last_pass_at: Option<Ts>,
+    /// Stripe could not be reached: the backfill stopped at that pass.
+    pub stripe_unreachable: bool,
 }
 
 impl BackfillReport {
     pub fn exit_code(&self) -> i32 {
-        if self.needs_attention.is_empty() && self.failures.is_empty() {
+        if self.needs_attention.is_empty() && self.failures.is_empty() && !self.stripe_unreachable {
             0
         } else {
             3
@@ -75,9 +80,9 @@ pub fn parse_every(text: &str) -> Result<Duration, AppError> {
     Ok(step)
 }
 
-pub async fn backfill<G: PaymentGateway>(
-    conn: &mut Conn,
-    gateway: Option<&G>,
+pub async fn backfill<G: PaymentGateway + 'static>(
+    db: &Db,
+    gateway: Option<Arc<G>>,
     from: Ts,
     to: Ts,
     every: &str,
@@ -118,12 +123,14 @@ pub async fn backfill<G: PaymentGateway>(
         passes: 0,
         plans_considered: 0,
         plans_invoiced: 0,
+        invoices_sent: 0,
         invoices: vec![],
         needs_attention: vec![],
         failures: vec![],
         duration_ms: 0,
         interrupted: false,
         last_pass_at: None,
+        stripe_unreachable: false,
     };
     let mut t = from;
     while t <= to {
@@ -131,7 +138,7 @@ pub async fn backfill<G: PaymentGateway>(
             report.interrupted = true;
             break;
         }
-        let pass = run_pass(conn, gateway, t, opts).await?;
+        let pass = run_pass(db, gateway.clone(), t, opts).await?;
         report.passes += 1;
         report.plans_considered += pass.plans_considered;
         report.plans_invoiced += pass.plans_invoiced;
@@ -143,16 +150,26 @@ pub async fn backfill<G: PaymentGateway>(
                 b.inc(1);
                 b.set_message(format!(
                     "{} invoices, at {}",
-                    report.invoices.len() + pass.invoices.len(),
+                    report.invoices_sent + pass.invoices_sent,
                     t.date_naive()
                 ));
             }
-            None if !pass.invoices.is_empty() => {
-                info!(at = %t, invoices = pass.invoices.len(), "backfill step")
+            None if pass.invoices_sent > 0 => {
+                info!(at = %t, invoices = pass.invoices_sent, "backfill step")
             }
             None => {}
         }
-        report.invoices.extend(pass.invoices);
+        report.invoices_sent += pass.invoices_sent;
+        let room = REPORT_SAMPLE.saturating_sub(report.invoices.len());
+        report.invoices.extend(pass.invoices.into_iter().take(room));
+        if pass.stripe_unreachable {
+            report.stripe_unreachable = true;
+            break;
+        }
+        if pass.stopped {
+            report.interrupted = true;
+            break;
+        }
         t += step;
     }
     if let Some(b) = bar {

@@ -1,15 +1,23 @@
 //! The invoicing pass (billing-semantics.md P.3): claim due plans in id order, run the catch-up
 //! loop with each due date as the event time, persist invoices write-ahead, hand them to the
 //! payment gateway, release. One customer's failure never stops the pass.
+//!
+//! Up to `concurrency` customers are invoiced at once. One task per customer runs that
+//! customer's due plans one after the other (so two plans of a customer never interleave);
+//! each plan keeps its own claim, its own short transactions and its own Stripe calls, and no
+//! database connection is held across a Stripe call.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Duration;
 use serde::Serialize;
-use tracing::{info, info_span, warn, Instrument};
+use tokio::task::JoinSet;
+use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::db::repo::{self, InvoiceFilter, NewEvent, Release};
-use crate::db::Conn;
+use crate::db::repo::{self, ClaimScope, InvoiceFilter, NewEvent, Release};
+use crate::db::{Conn, Db};
 use crate::domain::cycle::{fixed_price_review_due, usage_freshness, Freshness};
 use crate::domain::dates::next_invoice_date_after;
 use crate::domain::{invoice_lines, InvoicingStatus, Plan, PlanStatus, Ts};
@@ -20,6 +28,18 @@ use crate::views::InvoiceView;
 
 pub const JOB_NAME: &str = "invoice_plans";
 
+/// Plans in flight at once by default: enough to keep Stripe's per-endpoint limit (25/s) busy
+/// at its usual 300 ms round trip, where one plan takes three or four sequential requests.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
+/// At most this many invoices are kept in a pass report (the rest are counted).
+pub const REPORT_SAMPLE: usize = 1000;
+
+/// How often a pass tells the fleet it is alive (and re-reads the fleet's size).
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// A worker not seen for this long no longer counts in the Stripe budget's split.
+const HEARTBEAT_TTL_SECS: i64 = 15;
+
 #[derive(Clone)]
 pub struct PassOptions {
     pub dry_run: bool,
@@ -27,12 +47,14 @@ pub struct PassOptions {
     pub worker_id: String,
     /// How long a claim lasts before another worker may resume the plan.
     pub lease: Duration,
-    /// Set to stop claiming plans (graceful shutdown); the plan in flight is finished.
-    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Set to stop claiming plans (graceful shutdown); the plans in flight finish their invoice.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The clock leases are set and judged by. `None`: the pass's `now` (time travel, tests).
     /// Production passes use the wall clock, so that a claim made late in a long pass still
     /// lasts `lease` from the moment it is made.
-    pub lease_clock: Option<std::sync::Arc<dyn crate::clock::Clock>>,
+    pub lease_clock: Option<Arc<dyn crate::clock::Clock>>,
+    /// Customers invoiced at once (a dry run uses one).
+    pub concurrency: usize,
 }
 
 impl PassOptions {
@@ -46,6 +68,15 @@ impl PassOptions {
             .as_ref()
             .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
     }
+
+    fn lease<'a>(&'a self, now: Ts) -> repo::Lease<'a> {
+        let lease_now = self.lease_now(now);
+        repo::Lease {
+            owner: &self.worker_id,
+            now: lease_now,
+            until: lease_now + self.lease,
+        }
+    }
 }
 
 impl Default for PassOptions {
@@ -56,6 +87,7 @@ impl Default for PassOptions {
             lease: Duration::minutes(10),
             stop: None,
             lease_clock: None,
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -89,18 +121,42 @@ pub struct PassReport {
     pub dry_run: bool,
     pub plans_considered: usize,
     pub plans_invoiced: usize,
+    /// How many invoices the pass sent (or, in a dry run, would send), and their lines.
+    pub invoices_sent: usize,
+    pub lines_sent: usize,
+    /// The first [`REPORT_SAMPLE`] of them, in the order they were sent.
     pub invoices: Vec<InvoiceView>,
     pub needs_attention: Vec<Attention>,
     pub failures: Vec<Failure>,
     pub duration_ms: u64,
     /// The pass was asked to stop before it had claimed every due plan.
     pub stopped: bool,
+    /// Stripe could not be reached (the circuit breaker opened): the pass stopped claiming
+    /// plans and released what it held for a later retry.
+    pub stripe_unreachable: bool,
 }
 
 impl PassReport {
-    /// `cli.md`: 3 when a plan failed or needs attention.
+    fn new(now: Ts, dry_run: bool) -> PassReport {
+        PassReport {
+            now,
+            dry_run,
+            plans_considered: 0,
+            plans_invoiced: 0,
+            invoices_sent: 0,
+            lines_sent: 0,
+            invoices: vec![],
+            needs_attention: vec![],
+            failures: vec![],
+            duration_ms: 0,
+            stopped: false,
+            stripe_unreachable: false,
+        }
+    }
+
+    /// `cli.md`: 3 when a plan failed or needs attention, or Stripe was unreachable.
     pub fn exit_code(&self) -> i32 {
-        if self.needs_attention.is_empty() && self.failures.is_empty() {
+        if self.needs_attention.is_empty() && self.failures.is_empty() && !self.stripe_unreachable {
             0
         } else {
             3
@@ -108,12 +164,13 @@ impl PassReport {
     }
 }
 
-/// One invoicing pass as of `now`. With `dry_run` everything runs inside a transaction that is
-/// rolled back and no gateway: the same code path, nothing written, nothing called. Without a
-/// gateway (`None`) the local records are the invoices.
-pub async fn run_pass<G: PaymentGateway>(
-    conn: &mut Conn,
-    gateway: Option<&G>,
+/// One invoicing pass as of `now`. With `dry_run` everything runs inside one transaction on a
+/// connection of its own that is rolled back, without a gateway, one customer at a time: the
+/// same code path, nothing written, nothing called. Without a gateway (`None`) the local
+/// records are the invoices.
+pub async fn run_pass<G: PaymentGateway + 'static>(
+    db: &Db,
+    gateway: Option<Arc<G>>,
     now: Ts,
     opts: &PassOptions,
 ) -> Result<PassReport, AppError> {
@@ -121,32 +178,45 @@ pub async fn run_pass<G: PaymentGateway>(
     async {
         let started = Instant::now();
         let report = if opts.dry_run {
-            conn.begin().map_err(crate::db::DbError::from)?;
-            let result = pass::<G>(conn, None, now, opts).await;
-            conn.rollback_quietly();
+            let dry = db.dedicated()?;
+            dry.run(|c| c.begin().map_err(crate::db::DbError::from))?;
+            let opts = PassOptions {
+                concurrency: 1,
+                ..opts.clone()
+            };
+            let result = pass::<G>(&dry, None, now, &opts).await;
+            dry.run(|c| {
+                c.rollback_quietly();
+                Ok::<_, AppError>(())
+            })?;
             result
         } else {
-            let run_id = repo::insert_pass_run(conn, &opts.worker_id, now, chrono::Utc::now())?;
-            let result = pass(conn, gateway, now, opts).await;
+            let run_id = db.run(|c| {
+                repo::insert_pass_run(c, &opts.worker_id, now, chrono::Utc::now())
+            })?;
+            let result = pass(db, gateway, now, opts).await;
             if let Ok(r) = &result {
                 let counts = [
                     r.plans_considered,
                     r.plans_invoiced,
-                    r.invoices.len(),
+                    r.invoices_sent,
                     r.needs_attention.len(),
                     r.failures.len(),
                 ]
                 .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-                repo::finish_pass_run(conn, run_id, chrono::Utc::now(), counts)?;
+                db.run(|c| repo::finish_pass_run(c, run_id, chrono::Utc::now(), counts))?;
             }
             result
         };
         let mut report = report?;
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if report.stripe_unreachable {
+            error!("Stripe could not be reached: the pass stopped claiming plans; those in flight were released for a later retry");
+        }
         info!(
             plans.considered = report.plans_considered,
             plans.invoiced = report.plans_invoiced,
-            invoices = report.invoices.len(),
+            invoices = report.invoices_sent,
             needs_attention = report.needs_attention.len(),
             failures = report.failures.len(),
             duration_ms = report.duration_ms,
@@ -158,114 +228,357 @@ pub async fn run_pass<G: PaymentGateway>(
     .await
 }
 
-async fn pass<G: PaymentGateway>(
-    conn: &mut Conn,
-    gateway: Option<&G>,
+/// What became of one claimed plan.
+enum Outcome {
+    Done,
+    /// Needs a person (stale usage data, a blocked renewal, a Stripe refusal). `true`: an error
+    /// stopped this customer for the rest of the pass.
+    Attention(String, bool),
+    /// Failed; retried by a later pass.
+    Failed(String),
+    /// Another worker took the plan over after this worker's lease expired.
+    LeftToOther,
+}
+
+struct PlanRun {
+    plan_id: i64,
+    emitted: Emitted,
+    outcome: Outcome,
+}
+
+/// The invoices a plan sent in this pass (ids in order) and their lines.
+#[derive(Default)]
+struct Emitted {
+    ids: Vec<i64>,
+    lines: usize,
+}
+
+/// What one customer's task did; `error` is an infrastructure failure (the database went
+/// away) that ends the pass.
+struct CustomerRun {
+    customer_id: i64,
+    plans: Vec<PlanRun>,
+    error: Option<AppError>,
+}
+
+async fn pass<G: PaymentGateway + 'static>(
+    db: &Db,
+    gateway: Option<Arc<G>>,
     now: Ts,
     opts: &PassOptions,
 ) -> Result<PassReport, AppError> {
-    let mut report = PassReport {
-        now,
-        dry_run: opts.dry_run,
-        plans_considered: 0,
-        plans_invoiced: 0,
-        invoices: vec![],
-        needs_attention: vec![],
-        failures: vec![],
-        duration_ms: 0,
-        stopped: false,
-    };
-    let mut invoice_ids = vec![];
+    let mut report = PassReport::new(now, opts.dry_run);
+    let mut sample: Vec<i64> = vec![];
+    let concurrency = opts.concurrency.max(1);
+    let mut tasks: JoinSet<CustomerRun> = JoinSet::new();
+    let mut in_flight: HashSet<i64> = HashSet::new();
     let mut failed_customers: Vec<i64> = vec![];
+    let mut first_error: Option<AppError> = None;
     let mut after = 0;
+    let fleet = gateway.as_ref().map(|g| {
+        g.begin_pass();
+        Fleet {
+            db: db.clone(),
+            worker: opts.worker_id.clone(),
+            last: None,
+        }
+    });
+    let mut fleet = fleet;
+    let mut absorb = |done: Result<CustomerRun, tokio::task::JoinError>,
+                      in_flight: &mut HashSet<i64>,
+                      failed: &mut Vec<i64>,
+                      report: &mut PassReport,
+                      first_error: &mut Option<AppError>| {
+        let run = match done {
+            Ok(run) => run,
+            Err(e) => {
+                first_error.get_or_insert(AppError::Invalid(format!("a plan task failed: {e}")));
+                return;
+            }
+        };
+        in_flight.remove(&run.customer_id);
+        report.plans_considered += run.plans.len();
+        if let Some(e) = run.error {
+            first_error.get_or_insert(e);
+        }
+        for plan in run.plans {
+            if !plan.emitted.ids.is_empty() {
+                report.plans_invoiced += 1;
+                report.invoices_sent += plan.emitted.ids.len();
+                report.lines_sent += plan.emitted.lines;
+                let room = REPORT_SAMPLE.saturating_sub(sample.len());
+                sample.extend(plan.emitted.ids.into_iter().take(room));
+            }
+            match plan.outcome {
+                Outcome::Done | Outcome::LeftToOther => {}
+                Outcome::Attention(reason, customer_failed) => {
+                    if customer_failed {
+                        failed.push(run.customer_id);
+                    }
+                    report.needs_attention.push(Attention {
+                        plan_id: plan.plan_id,
+                        customer_id: run.customer_id,
+                        reason,
+                    })
+                }
+                Outcome::Failed(error) => {
+                    failed.push(run.customer_id);
+                    report.failures.push(Failure {
+                        plan_id: plan.plan_id,
+                        customer_id: run.customer_id,
+                        error,
+                        retryable: true,
+                    });
+                }
+            }
+        }
+    };
     loop {
+        while let Some(done) = tasks.try_join_next() {
+            absorb(
+                done,
+                &mut in_flight,
+                &mut failed_customers,
+                &mut report,
+                &mut first_error,
+            );
+        }
+        if first_error.is_some() {
+            break;
+        }
         if opts.stopping() {
             info!("stop requested: no more plans are claimed in this pass");
             report.stopped = true;
             break;
         }
-        let lease_now = opts.lease_now(now);
-        let lease = repo::Lease {
-            owner: &opts.worker_id,
-            now: lease_now,
-            until: lease_now + opts.lease,
-        };
-        let claimed =
-            conn.transaction(|c| repo::claim_next_due(c, after, now, &failed_customers, lease))?;
-        let Some(claim) = claimed else { break };
-        let plan_id = claim.plan_id;
-        after = plan_id;
-        report.plans_considered += 1;
-        let customer_id = ops::plan(conn, plan_id)?.plan.customer_id;
-        let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
-        let held = Held { claim, opts, now };
-        let mut emitted = vec![];
-        let result = invoice_claimed_plan(conn, gateway, &held, &mut emitted)
-            .instrument(span.clone())
-            .await;
-        let _enter = span.enter();
-        if !emitted.is_empty() {
-            report.plans_invoiced += 1;
-            invoice_ids.extend(emitted);
+        if gateway.as_ref().is_some_and(|g| g.unreachable()) {
+            report.stripe_unreachable = true;
+            break;
         }
-        // What to record: nothing (success), a reason for a human, or a retry by a later pass.
-        let (attention, retry_at, message) = match result {
-            Ok(None) => {
-                release(conn, &held, Release::Success)?;
-                continue;
+        if let (Some(f), Some(g)) = (fleet.as_mut(), gateway.as_ref()) {
+            f.beat(g.as_ref());
+        }
+        if tasks.len() >= concurrency {
+            if let Some(done) = tasks.join_next().await {
+                absorb(
+                    done,
+                    &mut in_flight,
+                    &mut failed_customers,
+                    &mut report,
+                    &mut first_error,
+                );
             }
-            Ok(Some(reason)) => (true, now + Duration::days(1), reason),
-            Err(AppError::LeaseLost(_)) => {
-                warn!("another worker took this plan over after the lease expired; leaving it to that worker");
-                continue;
-            }
-            Err(e) => {
-                failed_customers.push(customer_id);
-                if e.is_retryable() {
-                    let count = ops::plan(conn, plan_id).map(|r| r.error_count).unwrap_or(0);
-                    let backoff = Duration::minutes(5 * (1i64 << count.clamp(0, 6)));
-                    (false, now + backoff.min(Duration::hours(6)), e.to_string())
-                } else {
-                    (true, now + Duration::days(1), e.to_string())
-                }
-            }
-        };
-        let outcome = Release::Failed {
-            error: &message,
-            needs_attention: attention.then_some(message.as_str()),
-            retry_at: Some(retry_at),
-        };
-        if !release(conn, &held, outcome)? {
             continue;
         }
-        if attention {
-            warn!(reason = %message, "plan needs attention");
-            report.needs_attention.push(Attention {
-                plan_id,
-                customer_id,
-                reason: message,
-            });
-        } else {
-            warn!(error = %message, retry_at = %retry_at, "invoicing failed, will retry");
-            report.failures.push(Failure {
-                plan_id,
-                customer_id,
-                error: message,
-                retryable: true,
-            });
-        }
+        let exclude: Vec<i64> = failed_customers
+            .iter()
+            .chain(in_flight.iter())
+            .copied()
+            .collect();
+        let scope = ClaimScope {
+            after_id: after,
+            exclude_customers: &exclude,
+            customer: None,
+        };
+        let claimed =
+            db.run(|c| c.transaction(|c| repo::claim_next_due(c, now, scope, opts.lease(now))));
+        let claim = match claimed {
+            Ok(Some(claim)) => claim,
+            Ok(None) => break,
+            Err(e) => {
+                first_error.get_or_insert(e.into());
+                break;
+            }
+        };
+        after = claim.plan_id;
+        in_flight.insert(claim.customer_id);
+        tasks.spawn(customer_task(
+            db.clone(),
+            gateway.clone(),
+            now,
+            opts.clone(),
+            claim,
+        ));
     }
-    if !invoice_ids.is_empty() {
+    while let Some(done) = tasks.join_next().await {
+        absorb(
+            done,
+            &mut in_flight,
+            &mut failed_customers,
+            &mut report,
+            &mut first_error,
+        );
+    }
+    if let Some(f) = fleet {
+        f.leave();
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if gateway.as_ref().is_some_and(|g| g.unreachable()) {
+        report.stripe_unreachable = true;
+    }
+    if !sample.is_empty() {
         let filter = InvoiceFilter {
-            ids: Some(invoice_ids),
+            ids: Some(sample.clone()),
             ..InvoiceFilter::default()
         };
-        report.invoices = repo::list_invoices(conn, &filter)?
+        let mut views: Vec<InvoiceView> = db
+            .run(|c| repo::list_invoices(c, &filter))?
             .iter()
             .map(InvoiceView::from)
             .collect();
+        // In the order they were sent.
+        views.sort_by_key(|v| sample.iter().position(|id| *id == v.id));
+        report.invoices = views;
     }
     Ok(report)
+}
+
+/// This worker among the fleet that shares one Stripe account: beats every few seconds and
+/// gives the gateway its share of the budget.
+struct Fleet {
+    db: Db,
+    worker: String,
+    last: Option<Instant>,
+}
+
+impl Fleet {
+    fn beat<G: PaymentGateway>(&mut self, gateway: &G) {
+        if self.last.is_some_and(|t| t.elapsed() < HEARTBEAT_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        // Heartbeats follow the wall clock: they are about processes, not billing time.
+        let wall = chrono::Utc::now();
+        let since = wall - Duration::seconds(HEARTBEAT_TTL_SECS);
+        match self
+            .db
+            .run(|c| repo::heartbeat(c, &self.worker, wall, since))
+        {
+            Ok(workers) => gateway.set_workers(workers),
+            Err(e) => warn!(error = %e, "heartbeat failed; the Stripe budget split is unchanged"),
+        }
+    }
+
+    fn leave(self) {
+        if let Err(e) = self.db.run(|c| repo::leave(c, &self.worker)) {
+            warn!(error = %e, "could not leave the fleet; the heartbeat row ages out");
+        }
+    }
+}
+
+/// Invoices one customer: the claimed plan, then the customer's other due plans one after the
+/// other (a plan created by a switch or a successor joins here, D7).
+async fn customer_task<G: PaymentGateway + 'static>(
+    db: Db,
+    gateway: Option<Arc<G>>,
+    now: Ts,
+    opts: PassOptions,
+    first: repo::Claim,
+) -> CustomerRun {
+    let customer_id = first.customer_id;
+    let mut run = CustomerRun {
+        customer_id,
+        plans: vec![],
+        error: None,
+    };
+    let mut claim = first;
+    loop {
+        let plan_id = claim.plan_id;
+        let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
+        let held = Held {
+            claim,
+            opts: &opts,
+            now,
+            db: &db,
+        };
+        let mut emitted = Emitted::default();
+        let result = invoice_claimed_plan(&held, gateway.as_deref(), &mut emitted)
+            .instrument(span.clone())
+            .await;
+        let settled = settle(&held, result).instrument(span).await;
+        let outcome = match settled {
+            Ok(o) => o,
+            Err(e) => {
+                run.plans.push(PlanRun {
+                    plan_id,
+                    emitted,
+                    outcome: Outcome::Done,
+                });
+                run.error = Some(e);
+                return run;
+            }
+        };
+        let failed = matches!(outcome, Outcome::Failed(_) | Outcome::Attention(_, true));
+        run.plans.push(PlanRun {
+            plan_id,
+            emitted,
+            outcome,
+        });
+        if failed || opts.stopping() || gateway.as_ref().is_some_and(|g| g.unreachable()) {
+            return run;
+        }
+        let scope = ClaimScope {
+            customer: Some(customer_id),
+            ..ClaimScope::default()
+        };
+        match db.run(|c| c.transaction(|c| repo::claim_next_due(c, now, scope, opts.lease(now)))) {
+            Ok(Some(next)) => claim = next,
+            Ok(None) => return run,
+            Err(e) => {
+                run.error = Some(e.into());
+                return run;
+            }
+        }
+    }
+}
+
+/// Records what became of a claimed plan and ends the claim. `Err`: the release itself failed
+/// (the database is gone), which ends the pass.
+async fn settle(
+    held: &Held<'_>,
+    result: Result<Option<String>, AppError>,
+) -> Result<Outcome, AppError> {
+    let now = held.now;
+    // What to record: nothing (success), a reason for a human, or a retry by a later pass.
+    let waiting = matches!(result, Ok(Some(_)));
+    let (attention, retry_at, message) = match result {
+        Ok(None) => {
+            release(held, Release::Success)?;
+            return Ok(Outcome::Done);
+        }
+        Ok(Some(reason)) => (true, now + Duration::days(1), reason),
+        Err(AppError::LeaseLost(_)) => {
+            warn!("another worker took this plan over after the lease expired; leaving it to that worker");
+            return Ok(Outcome::LeftToOther);
+        }
+        Err(e) if e.is_retryable() => {
+            let count = held
+                .db
+                .run(|c| ops::plan(c, held.claim.plan_id))
+                .map(|r| r.error_count)
+                .unwrap_or(0);
+            let backoff = Duration::minutes(5 * (1i64 << count.clamp(0, 6)));
+            (false, now + backoff.min(Duration::hours(6)), e.to_string())
+        }
+        Err(e) => (true, now + Duration::days(1), e.to_string()),
+    };
+    let outcome = Release::Failed {
+        error: &message,
+        needs_attention: attention.then_some(message.as_str()),
+        retry_at: Some(retry_at),
+    };
+    if !release(held, outcome)? {
+        return Ok(Outcome::LeftToOther);
+    }
+    if attention {
+        warn!(reason = %message, "plan needs attention");
+        Ok(Outcome::Attention(message, !waiting))
+    } else {
+        warn!(error = %message, retry_at = %retry_at, "invoicing failed, will retry");
+        Ok(Outcome::Failed(message))
+    }
 }
 
 /// This worker's claim on one plan during a pass, and the clock its lease is renewed by.
@@ -273,43 +586,51 @@ struct Held<'a> {
     claim: repo::Claim,
     opts: &'a PassOptions,
     now: Ts,
+    db: &'a Db,
 }
 
 impl Held<'_> {
     /// Runs `f` in a transaction that first renews the lease, and only while this claim still
     /// holds the plan (fencing): a worker whose lease was taken over gets
     /// [`AppError::LeaseLost`] and writes nothing.
-    fn write<T>(
-        &self,
-        conn: &mut Conn,
-        f: impl FnOnce(&mut Conn) -> Result<T, AppError>,
-    ) -> Result<T, AppError> {
+    fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, AppError>) -> Result<T, AppError> {
         let until = self.opts.lease_now(self.now) + self.opts.lease;
-        conn.transaction(|c| {
-            if !repo::renew_claim(c, &self.claim, until)? {
-                return Err(AppError::LeaseLost(self.claim.plan_id));
-            }
-            f(c)
+        self.db.run(|conn| {
+            conn.transaction(|c| {
+                if !repo::renew_claim(c, &self.claim, until)? {
+                    return Err(AppError::LeaseLost(self.claim.plan_id));
+                }
+                f(c)
+            })
         })
+    }
+
+    /// A read outside any transaction.
+    fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, AppError>) -> Result<T, AppError> {
+        self.db.run(f)
     }
 }
 
 /// Ends the claim. The invoicing status says what is left: an unsent invoice (STARTED), a first
 /// period still to bill (INITIAL_INVOICE_TO_BE_SENT), or nothing (DONE). Returns false when
 /// another worker holds the plan now (nothing is written).
-fn release(conn: &mut Conn, held: &Held<'_>, outcome: Release<'_>) -> Result<bool, AppError> {
+fn release(held: &Held<'_>, outcome: Release<'_>) -> Result<bool, AppError> {
     let plan_id = held.claim.plan_id;
-    let released = conn.transaction(|c| {
-        let p = ops::plan(c, plan_id)?.plan;
-        let status = if !repo::pending_invoice_ids(c, plan_id)?.is_empty() {
-            InvoicingStatus::Started
-        } else if p.invoiced_through.is_none() && p.tier.is_paid() && p.status != PlanStatus::Ended
-        {
-            InvoicingStatus::InitialInvoiceToBeSent
-        } else {
-            InvoicingStatus::Done
-        };
-        Ok::<_, AppError>(repo::release_plan(c, &held.claim, status, outcome)?)
+    let released = held.db.run(|conn| {
+        conn.transaction(|c| {
+            let p = ops::plan(c, plan_id)?.plan;
+            let status = if !repo::pending_invoice_ids(c, plan_id)?.is_empty() {
+                InvoicingStatus::Started
+            } else if p.invoiced_through.is_none()
+                && p.tier.is_paid()
+                && p.status != PlanStatus::Ended
+            {
+                InvoicingStatus::InitialInvoiceToBeSent
+            } else {
+                InvoicingStatus::Done
+            };
+            Ok::<_, AppError>(repo::release_plan(c, &held.claim, status, outcome)?)
+        })
     })?;
     if !released {
         warn!(
@@ -323,28 +644,27 @@ fn release(conn: &mut Conn, held: &Held<'_>, outcome: Release<'_>) -> Result<boo
 /// ids are pushed to `emitted` as they are sent (so a later failure does not hide them).
 /// `Ok(Some(reason))`: invoicing waits for someone (stale usage data).
 async fn invoice_claimed_plan<G: PaymentGateway>(
-    conn: &mut Conn,
-    gateway: Option<&G>,
     held: &Held<'_>,
-    emitted: &mut Vec<i64>,
+    gateway: Option<&G>,
+    emitted: &mut Emitted,
 ) -> Result<Option<String>, AppError> {
     let plan_id = held.claim.plan_id;
     let now = held.now;
     let mut races = 0;
     'resume: loop {
         // A previous worker may have died between the write-ahead commit and Stripe.
-        for id in repo::pending_invoice_ids(conn, plan_id)? {
-            emit(conn, gateway, held, id).await?;
-            emitted.push(id);
+        for id in held.read(|c| Ok(repo::pending_invoice_ids(c, plan_id)?))? {
+            emitted.lines += emit(held, gateway, id).await?;
+            emitted.ids.push(id);
         }
         loop {
-            let step = match held.write(conn, |c| invoice_step(c, plan_id, now)) {
+            let step = match held.write(|c| invoice_step(c, plan_id, now)) {
                 Err(AppError::Db(e)) if e.is_unique_violation() && races < 3 => {
                     // Another worker wrote this invoice first (a lost race, not an error):
                     // resume what exists if the plan is still ours; the fence says if it is.
                     races += 1;
                     info!(error = %e, "the invoice exists already; resuming it");
-                    held.write(conn, |_| Ok(()))?;
+                    held.write(|_| Ok(()))?;
                     continue 'resume;
                 }
                 other => other?,
@@ -354,8 +674,8 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
                 Step::Waiting(reason) => return Ok(Some(reason)),
                 Step::Advanced(None) => {}
                 Step::Advanced(Some(id)) => {
-                    emit(conn, gateway, held, id).await?;
-                    emitted.push(id);
+                    emitted.lines += emit(held, gateway, id).await?;
+                    emitted.ids.push(id);
                     // Stopping between two complete invoices of a catch-up is safe: the plan's
                     // next_invoice_date says where the next pass resumes.
                     if held.opts.stopping() {
@@ -368,35 +688,43 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
 }
 
 async fn emit<G: PaymentGateway>(
-    conn: &mut Conn,
-    gateway: Option<&G>,
     held: &Held<'_>,
+    gateway: Option<&G>,
     invoice_id: i64,
-) -> Result<(), AppError> {
+) -> Result<usize, AppError> {
     let filter = InvoiceFilter {
         ids: Some(vec![invoice_id]),
         ..InvoiceFilter::default()
     };
-    let Some(record) = repo::list_invoices(conn, &filter)?.into_iter().next() else {
+    let Some(record) = held
+        .read(|c| Ok(repo::list_invoices(c, &filter)?))?
+        .into_iter()
+        .next()
+    else {
         return Err(AppError::NotFound(format!("invoice {invoice_id} vanished")));
     };
     let inv = &record.invoice;
     if let Some(g) = gateway {
         let span = info_span!("emit", invoice.id = invoice_id);
-        push_to_gateway(conn, g, held, &record)
-            .instrument(span)
-            .await?;
+        push_to_gateway(held, g, &record).instrument(span).await?;
     }
-    held.write(conn, |c| {
-        Ok(repo::mark_invoice_sent(c, invoice_id, held.now)?)
-    })?;
-    info!(
-        invoice.id = invoice_id,
-        total_cents = inv.total_cents,
-        lines = record.lines.len(),
-        "invoice sent"
-    );
-    Ok(())
+    held.write(|c| Ok(repo::mark_invoice_sent(c, invoice_id, held.now)?))?;
+    if held.opts.dry_run {
+        info!(
+            invoice.id = invoice_id,
+            total_cents = inv.total_cents,
+            lines = record.lines.len(),
+            "invoice computed (dry run: not sent)"
+        );
+    } else {
+        info!(
+            invoice.id = invoice_id,
+            total_cents = inv.total_cents,
+            lines = record.lines.len(),
+            "invoice sent"
+        );
+    }
+    Ok(record.lines.len())
 }
 
 /// Stripe keeps idempotency keys for at least 24 hours; older invoices are looked up first.
@@ -440,20 +768,17 @@ fn judge_resume(
 }
 
 async fn push_to_gateway<G: PaymentGateway>(
-    conn: &mut Conn,
-    g: &G,
     held: &Held<'_>,
+    g: &G,
     record: &crate::db::models::InvoiceRecord,
 ) -> Result<(), AppError> {
     let inv = &record.invoice;
-    let customer = ops::customer(conn, inv.customer_id)?;
+    let customer = held.read(|c| ops::customer(c, inv.customer_id))?;
     let stripe_customer = match &customer.stripe_customer_id {
         Some(id) => id.clone(),
         None => {
             let id = g.create_customer(&customer).await?;
-            held.write(conn, |c| {
-                Ok(repo::set_stripe_customer_id(c, customer.id, &id)?)
-            })?;
+            held.write(|c| Ok(repo::set_stripe_customer_id(c, customer.id, &id)?))?;
             id
         }
     };
@@ -476,7 +801,7 @@ async fn push_to_gateway<G: PaymentGateway>(
                     (remote.id, resume)
                 }
                 None => {
-                    let plan = ops::plan(conn, inv.plan_id)?.plan;
+                    let plan = held.read(|c| ops::plan(c, inv.plan_id))?.plan;
                     let start = record
                         .lines
                         .iter()
@@ -502,7 +827,7 @@ async fn push_to_gateway<G: PaymentGateway>(
                     (g.create_invoice(&new).await?, Resume::Draft)
                 }
             };
-            held.write(conn, |c| Ok(repo::set_invoice_stripe_id(c, inv.id, &id)?))?;
+            held.write(|c| Ok(repo::set_invoice_stripe_id(c, inv.id, &id)?))?;
             (id, resume)
         }
     };
@@ -542,7 +867,7 @@ async fn push_to_gateway<G: PaymentGateway>(
                 g.create_item(&item).await?
             }
         };
-        held.write(conn, |c| Ok(repo::set_line_stripe_id(c, line.id, &id)?))?;
+        held.write(|c| Ok(repo::set_line_stripe_id(c, line.id, &id)?))?;
     }
     if !inv.stripe_finalized {
         if resume == Resume::Draft {
@@ -555,7 +880,7 @@ async fn push_to_gateway<G: PaymentGateway>(
                 .into());
             }
         }
-        held.write(conn, |c| Ok(repo::set_invoice_finalized(c, inv.id)?))?;
+        held.write(|c| Ok(repo::set_invoice_finalized(c, inv.id)?))?;
     }
     Ok(())
 }

@@ -4,4 +4,4 @@ pub mod backfill;
 pub mod invoice_plans;
 pub mod serve;
 
-pub use invoice_plans::{run_pass, PassOptions, PassReport};
+pub use invoice_plans::{run_pass, PassOptions, PassReport, DEFAULT_CONCURRENCY};

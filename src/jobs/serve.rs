@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use crate::config::ServeConfig;
 use crate::db::repo::{self, PlanFilter};
-use crate::db::Conn;
+use crate::db::Db;
 use crate::error::{invalid, AppError};
 use crate::http::{self, HttpState, Metrics};
 use crate::jobs::{run_pass, PassOptions};
@@ -30,14 +30,15 @@ enum Tick {
 /// Runs the daemon until SIGTERM or SIGINT. `gateway` is built (and its key checked) by the
 /// caller; the database schema is checked here before anything runs.
 pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), AppError> {
-    let mut conn = Conn::open_checked(&config.database)?;
-    let _lock = crate::cli::worker_lock(&config.database)?;
+    let db = Db::connect(&config.database, config.pool_size())?;
+    let _lock = crate::db::lock::worker_lock(&config.database)?;
     info!(
         database = %config.database.redacted(),
         schedule = %config.schedule,
         timezone = %config.timezone,
         http_addr = %config.http_addr,
         lease_seconds = config.lease_seconds,
+        concurrency = config.concurrency,
         "plan-invoicer serve starting"
     );
     let metrics = Arc::new(Metrics::default());
@@ -49,7 +50,7 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         .map_err(|e| invalid(format!("cannot listen on {}: {e}", config.http_addr)))?;
     let app = http::router(HttpState {
         metrics: metrics.clone(),
-        database: config.database.clone(),
+        db: db.clone(),
     });
     let http_task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -60,14 +61,15 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     // One pass at a time: the channel holds at most one pending tick.
     let (tx, mut rx) = mpsc::channel::<Tick>(1);
     let stop = Arc::new(AtomicBool::new(false));
-    let overdue = !repo::list_plans(
-        &mut conn,
-        &PlanFilter {
-            due_at: Some(chrono::Utc::now()),
-            ..PlanFilter::default()
-        },
-    )?
-    .is_empty();
+    let overdue = db.run(|c| {
+        repo::count_plans(
+            c,
+            &PlanFilter {
+                due_at: Some(chrono::Utc::now()),
+                ..PlanFilter::default()
+            },
+        )
+    })? > 0;
     if overdue {
         info!("plans are overdue: a catch-up pass runs now");
         let _ = tx.try_send(Tick::Startup);
@@ -99,6 +101,7 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         .map_err(|e| invalid(format!("cannot start the scheduler: {e}")))?;
 
     let lease = chrono::Duration::seconds(i64::try_from(config.lease_seconds).unwrap_or(600));
+    let concurrency = config.concurrency;
     let worker_stop = stop.clone();
     let stopping = Arc::new(tokio::sync::Notify::new());
     let worker_stopping = stopping.clone();
@@ -117,27 +120,18 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
             let opts = PassOptions {
                 lease,
                 stop: Some(worker_stop.clone()),
+                lease_clock: Some(Arc::new(crate::clock::SystemClock)),
+                concurrency,
                 ..PassOptions::default()
             };
             let started = Instant::now();
             let now = chrono::Utc::now();
-            let gateway = gateway.clone();
-            // The pass does blocking database work: give it its own thread.
-            let (returned, result) = tokio::task::spawn_blocking(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                let result = match rt {
-                    Ok(rt) => rt
-                        .block_on(run_pass(&mut conn, Some(gateway.as_ref()), now, &opts))
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                (conn, result)
-            })
-            .await
-            .map_err(|e| AppError::Invalid(format!("the pass thread failed: {e}")))?;
-            conn = returned;
+            // A pass that fails because the database went away ends here with its error; the
+            // pool replaces broken connections, so the next tick runs normally once the
+            // database is back.
+            let result = run_pass(&db, Some(gateway.clone()), now, &opts)
+                .await
+                .map_err(|e| e.to_string());
             let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             worker_metrics.record_pass(
                 &result,

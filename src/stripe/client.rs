@@ -1,12 +1,19 @@
-//! [`PaymentGateway`] over async-stripe's typed request builders and our [`Transport`]: builders from `async-stripe-billing` and
-//! `async-stripe-core`, sent with `RequestStrategy::Idempotent(<P.4 key>)`, retried here with
-//! exponential backoff and full jitter under the same key, and paced by a client-side limiter.
+//! [`PaymentGateway`] over async-stripe's typed request builders (`async-stripe-billing`,
+//! `async-stripe-core`) and our [`Transport`]: sent with `RequestStrategy::Idempotent(<P.4 key>)`,
+//! retried here with exponential backoff and full jitter (or `Retry-After`) under the same key,
+//! paced by the shared [`Budget`], and cut short by the [`Breaker`] when Stripe is unreachable.
 //! Responses are read into minimal structs (ids, totals, metadata) so that a Stripe-compatible
 //! server need not echo every field of Stripe's objects.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::budget::{endpoint_of, Breaker, Budget, Limits};
+use super::transport::{Transport, TransportError};
+use super::{
+    keys, ApiKey, Finalized, GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice,
+};
+use crate::domain::Customer;
 use rand::Rng;
 use stripe_billing::invoice::{
     CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, FinalizeInvoiceInvoice, ListInvoice,
@@ -16,14 +23,6 @@ use stripe_billing::invoice_item::{CreateInvoiceItem, ListInvoiceItem, Period};
 use stripe_billing::InvoiceCollectionMethod;
 use stripe_client_core::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::customer::CreateCustomer;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
-
-use super::transport::{Transport, TransportError};
-use super::{
-    keys, ApiKey, Finalized, GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice,
-};
-use crate::domain::Customer;
 
 /// Stripe's public API.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com/";
@@ -39,16 +38,17 @@ pub struct StripeConfig {
     /// The first backoff; doubles per attempt, capped at `max_backoff`, with full jitter.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
-    /// Client-side pacing (requests per second).
-    pub requests_per_second: u32,
+    /// The account's budget before it is split across workers (see [`Limits::for_key`]).
+    pub limits: Limits,
+    /// Requests in a row that could not reach Stripe before the breaker opens.
+    pub breaker_threshold: u32,
     pub timeout: Duration,
 }
 
 impl StripeConfig {
-    /// Defaults that fit Stripe's limits: 25 requests/s in test mode, 100 in live mode; this
-    /// client stays below them.
+    /// Defaults that stay within a subset of Stripe's limits for the key's mode.
     pub fn new(api_key: ApiKey, api_base: Option<&str>) -> StripeConfig {
-        let rate = if api_key.is_test_mode() { 20 } else { 80 };
+        let limits = Limits::for_key(api_key.is_test_mode());
         let mut base = api_base.unwrap_or(DEFAULT_API_BASE).trim().to_string();
         if !base.ends_with('/') {
             base.push('/');
@@ -59,7 +59,8 @@ impl StripeConfig {
             max_attempts: 5,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(20),
-            requests_per_second: rate,
+            limits,
+            breaker_threshold: 5,
             timeout: Duration::from_secs(30),
         }
     }
@@ -68,7 +69,8 @@ impl StripeConfig {
 pub struct StripeGateway {
     client: Transport,
     config: StripeConfig,
-    next_slot: Mutex<Instant>,
+    budget: Budget,
+    breaker: Breaker,
     /// Requests by outcome, for metrics.
     pub stats: std::sync::Arc<RequestStats>,
 }
@@ -78,6 +80,8 @@ pub struct StripeGateway {
 pub struct RequestStats {
     pub ok: std::sync::atomic::AtomicU64,
     pub retryable: std::sync::atomic::AtomicU64,
+    /// 429s for the account's or an endpoint's rate (also counted in `retryable`).
+    pub rate_limited: std::sync::atomic::AtomicU64,
     pub fatal: std::sync::atomic::AtomicU64,
 }
 
@@ -131,23 +135,16 @@ impl StripeGateway {
             .map_err(|e| GatewayError::Fatal(format!("cannot build the Stripe client: {e}")))?;
         Ok(StripeGateway {
             client,
+            budget: Budget::new(config.limits),
+            breaker: Breaker::new(config.breaker_threshold),
             config,
-            next_slot: Mutex::new(Instant::now()),
             stats: Default::default(),
         })
     }
 
-    /// Waits for this request's slot (a token bucket of one).
-    async fn pace(&self) {
-        let interval = Duration::from_secs(1) / self.config.requests_per_second.max(1);
-        let wait_until = {
-            let mut next = self.next_slot.lock().await;
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + interval;
-            slot
-        };
-        tokio::time::sleep_until(wait_until).await;
+    /// The shared budget (rates in force, for logs and metrics).
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -161,12 +158,15 @@ impl StripeGateway {
     }
 
     /// Sends one request with its idempotency key, retrying transient failures under the same
-    /// key. GETs go without a key.
+    /// key. GETs go without a key. Every attempt waits for the budget. A rate-limit 429 slows
+    /// the whole budget down and is retried after the shared pause (it does not use up the
+    /// attempts); a `lock_timeout` 429 is an ordinary retry.
     async fn send<R, T>(&self, request: &R, key: Option<String>) -> Result<T, GatewayError>
     where
         R: StripeRequest,
         T: miniserde::Deserialize,
     {
+        use std::sync::atomic::Ordering::Relaxed;
         let strategy = match key {
             Some(k) => RequestStrategy::Idempotent(
                 IdempotencyKey::new(&k)
@@ -174,9 +174,20 @@ impl StripeGateway {
             ),
             None => RequestStrategy::Once,
         };
+        let endpoint = {
+            let b = request.build();
+            endpoint_of(method_name(&b.method), &b.path)
+        };
         let mut attempt = 0;
+        let mut rate_limited = 0;
         loop {
-            self.pace().await;
+            if self.breaker.is_open() {
+                return Err(GatewayError::Unreachable(format!(
+                    "{} requests in a row failed to connect or timed out",
+                    self.breaker.threshold()
+                )));
+            }
+            let permit = self.budget.acquire(&endpoint).await;
             let mut built = request.build();
             built.body = built.body.map(|b| canonical_form(&b));
             let result = built
@@ -184,31 +195,67 @@ impl StripeGateway {
                 .request_strategy(strategy.clone())
                 .send(&self.client)
                 .await;
-            let error = match result {
+            drop(permit);
+            let e = match result {
                 Ok(value) => {
-                    self.stats
-                        .ok
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats.ok.fetch_add(1, Relaxed);
+                    self.breaker.record_answer();
+                    self.budget.on_success();
                     return Ok(value);
                 }
-                Err(e) => classify(e),
+                Err(e) => e,
             };
+            match &e {
+                TransportError::Connect(_) | TransportError::Timeout(_) => {
+                    self.breaker.record_unreachable()
+                }
+                _ => self.breaker.record_answer(),
+            }
+            let retry_after = e.retry_after();
+            let limited = e.is_rate_limit();
+            if limited {
+                self.stats.rate_limited.fetch_add(1, Relaxed);
+                self.budget.on_rate_limited(retry_after);
+                rate_limited += 1;
+            }
+            let error = classify(e);
             let counter = if error.is_retryable() {
                 &self.stats.retryable
             } else {
                 &self.stats.fatal
             };
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            attempt += 1;
-            match error {
-                GatewayError::Retryable(msg) if attempt < self.config.max_attempts => {
-                    let delay = self.backoff(attempt - 1);
-                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %msg, "Stripe request failed, retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                other => return Err(other),
+            counter.fetch_add(1, Relaxed);
+            if !error.is_retryable() {
+                return Err(error);
             }
+            if limited && rate_limited < MAX_RATE_LIMITED_RETRIES {
+                // The budget's shared pause is the wait; attempts are for real failures.
+                tracing::debug!(endpoint, "rate limited; retrying after the shared pause");
+                continue;
+            }
+            attempt += 1;
+            if attempt >= self.config.max_attempts {
+                return Err(error);
+            }
+            let delay = retry_after
+                .unwrap_or_else(|| self.backoff(attempt - 1))
+                .min(MAX_RETRY_AFTER);
+            tracing::warn!(attempt, endpoint, delay_ms = delay.as_millis() as u64, error = %error, "Stripe request failed, retrying");
+            tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// Rate-limit 429s one request may meet before they count as failed attempts.
+const MAX_RATE_LIMITED_RETRIES: u32 = 20;
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+fn method_name(m: &stripe_client_core::StripeMethod) -> &'static str {
+    match m {
+        stripe_client_core::StripeMethod::Get => "GET",
+        stripe_client_core::StripeMethod::Post => "POST",
+        stripe_client_core::StripeMethod::Delete => "DELETE",
     }
 }
 
@@ -262,6 +309,18 @@ fn redact(message: &str) -> String {
 }
 
 impl PaymentGateway for StripeGateway {
+    fn unreachable(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    fn begin_pass(&self) {
+        self.breaker.reset();
+    }
+
+    fn set_workers(&self, workers: u32) {
+        self.budget.set_workers(workers);
+    }
+
     async fn create_customer(&self, customer: &Customer) -> Result<String, GatewayError> {
         let mut metadata = HashMap::new();
         metadata.insert(

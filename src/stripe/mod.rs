@@ -6,12 +6,14 @@
 //! as soon as it is known; every write carries a deterministic idempotency key (P.4), so a
 //! replay after a crash creates nothing twice.
 
+pub mod budget;
 pub mod client;
 pub mod emulator;
 pub mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 
 use crate::domain::{Customer, Ts};
 
@@ -31,11 +33,18 @@ pub enum GatewayError {
     /// to look (the plan needs attention).
     #[error("{0}")]
     Mismatch(String),
+    /// Stripe could not be reached for several requests in a row (the circuit breaker is
+    /// open); the plan is retried by a later pass.
+    #[error("Stripe is unreachable: {0}")]
+    Unreachable(String),
 }
 
 impl GatewayError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, GatewayError::Retryable(_))
+        matches!(
+            self,
+            GatewayError::Retryable(_) | GatewayError::Unreachable(_)
+        )
     }
 }
 
@@ -109,32 +118,53 @@ pub struct RemoteInvoice {
     pub total: i64,
 }
 
-/// The Stripe calls of a pass, one object each.
-#[allow(async_fn_in_trait)]
-pub trait PaymentGateway {
-    async fn create_customer(&self, customer: &Customer) -> Result<String, GatewayError>;
-    async fn create_invoice(&self, invoice: &NewInvoice<'_>) -> Result<String, GatewayError>;
-    async fn create_item(&self, item: &NewItem<'_>) -> Result<String, GatewayError>;
-    async fn finalize(
+/// The Stripe calls of a pass, one object each. Shared by every plan in flight, so its futures
+/// are `Send`.
+pub trait PaymentGateway: Send + Sync {
+    fn create_customer(
+        &self,
+        customer: &Customer,
+    ) -> impl Future<Output = Result<String, GatewayError>> + Send;
+    fn create_invoice(
+        &self,
+        invoice: &NewInvoice<'_>,
+    ) -> impl Future<Output = Result<String, GatewayError>> + Send;
+    fn create_item(
+        &self,
+        item: &NewItem<'_>,
+    ) -> impl Future<Output = Result<String, GatewayError>> + Send;
+    fn finalize(
         &self,
         stripe_invoice: &str,
         local_id: i64,
-    ) -> Result<Finalized, GatewayError>;
+    ) -> impl Future<Output = Result<Finalized, GatewayError>> + Send;
     /// The Stripe invoice carrying `plan_invoicer_invoice_id = local_id`, found with the list
     /// endpoint filtered by customer (for resumes after Stripe forgot the idempotency key).
-    async fn find_invoice(
+    fn find_invoice(
         &self,
         stripe_customer: &str,
         local_id: i64,
-    ) -> Result<Option<RemoteInvoice>, GatewayError>;
+    ) -> impl Future<Output = Result<Option<RemoteInvoice>, GatewayError>> + Send;
     /// The invoice as Stripe holds it now; `None` when Stripe has no such invoice (a deleted
     /// draft).
-    async fn retrieve_invoice(
+    fn retrieve_invoice(
         &self,
         stripe_invoice: &str,
-    ) -> Result<Option<RemoteInvoice>, GatewayError>;
+    ) -> impl Future<Output = Result<Option<RemoteInvoice>, GatewayError>> + Send;
     /// The items of a Stripe invoice by their `plan_invoicer_line_id`.
-    async fn find_items(&self, stripe_invoice: &str) -> Result<HashMap<i64, String>, GatewayError>;
+    fn find_items(
+        &self,
+        stripe_invoice: &str,
+    ) -> impl Future<Output = Result<HashMap<i64, String>, GatewayError>> + Send;
+
+    /// Stripe could not be reached for several requests in a row: stop claiming plans.
+    fn unreachable(&self) -> bool {
+        false
+    }
+    /// A pass starts: try Stripe again even if the previous pass found it unreachable.
+    fn begin_pass(&self) {}
+    /// The fleet has `workers` live workers: take that share of the account's budget.
+    fn set_workers(&self, _workers: u32) {}
 }
 
 /// The idempotency keys of P.4.

@@ -56,6 +56,29 @@ pub enum TransportError {
     Decode(String),
 }
 
+impl TransportError {
+    /// `Retry-After`, when the answer had one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TransportError::Refused(r) => r.retry_after,
+            _ => None,
+        }
+    }
+
+    /// A 429 for the account's or an endpoint's rate or concurrency — a reason to slow down.
+    /// A `lock_timeout` (an object locked by a concurrent request) is not.
+    pub fn is_rate_limit(&self) -> bool {
+        match self {
+            TransportError::Refused(r) => {
+                r.status == 429
+                    && r.code.as_deref() != Some("lock_timeout")
+                    && r.rate_limited_reason.as_deref() != Some("resource-specific")
+            }
+            _ => false,
+        }
+    }
+}
+
 impl StripeClientErr for TransportError {
     fn deserialize_err(msg: impl std::fmt::Display) -> Self {
         TransportError::Decode(msg.to_string())

@@ -136,6 +136,7 @@ impl TestDb {
             .env("STRIPE_API_KEY", "sk_test_plan_invoicer")
             .env("STRIPE_API_BASE", &self.stripe_base)
             .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
+            .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
             .env("STRIPE_RETRY_BASE_MS", "10");
         if let Some(now) = now {
             cmd.args(["--now", now]);
@@ -298,14 +299,29 @@ pub fn connect(db: &TestDb) -> plan_invoicer::db::Conn {
     plan_invoicer::db::Conn::open_checked(&url).expect("connect")
 }
 
-/// An async-stripe gateway to the test's emulator, unpaced, with quick retries.
-pub fn gateway(db: &TestDb, attempts: u32) -> plan_invoicer::stripe::client::StripeGateway {
+/// The pooled database handle a pass takes.
+pub fn pool(db: &TestDb) -> plan_invoicer::db::Db {
+    let url = plan_invoicer::db::DbUrl::parse(&db.url).expect("a database URL");
+    plan_invoicer::db::Db::connect(&url, 4).expect("connect")
+}
+
+/// A gateway to the test's emulator, unpaced, with quick retries.
+pub fn gateway(
+    db: &TestDb,
+    attempts: u32,
+) -> std::sync::Arc<plan_invoicer::stripe::client::StripeGateway> {
     let key = plan_invoicer::stripe::ApiKey::new("sk_test_x").expect("a key");
     let mut config = plan_invoicer::stripe::client::StripeConfig::new(key, Some(&db.stripe_base));
     config.max_attempts = attempts;
-    config.requests_per_second = 1_000_000;
+    config.limits = plan_invoicer::stripe::budget::Limits {
+        per_second: 1_000_000,
+        per_endpoint: 1_000_000,
+        in_flight: 1024,
+    };
     config.base_backoff = std::time::Duration::from_millis(2);
-    plan_invoicer::stripe::client::StripeGateway::new(config).expect("a gateway")
+    std::sync::Arc::new(
+        plan_invoicer::stripe::client::StripeGateway::new(config).expect("a gateway"),
+    )
 }
 
 /// `count` customers with a monthly automatic Cloud Standard plan of 5 licenses anchored at

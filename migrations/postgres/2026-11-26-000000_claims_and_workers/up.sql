@@ -2,3 +2,10 @@
 -- the plan still carries this worker's owner and token, so a worker whose lease expired under it
 -- (and was taken over) stops touching the plan.
 ALTER TABLE customer_plan ADD COLUMN claim_token BIGINT NOT NULL DEFAULT 0;
+
+-- The live workers of a fleet: each pass beats here every few seconds, and the Stripe budget is
+-- split across the workers seen in the last 15 seconds.
+CREATE TABLE worker_heartbeat (
+    worker TEXT PRIMARY KEY NOT NULL,
+    seen_at TIMESTAMPTZ NOT NULL
+);

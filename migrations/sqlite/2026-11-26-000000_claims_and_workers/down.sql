@@ -1,1 +1,2 @@
 ALTER TABLE customer_plan DROP COLUMN claim_token;
+DROP TABLE worker_heartbeat;

@@ -1,0 +1,326 @@
+//! One Stripe request budget for everything a worker sends: a global rate, a rate per endpoint
+//! and a cap on requests in flight, shared by all plans of a pass; split evenly across the live
+//! workers of a fleet; slowed down on rate-limit 429s and sped up again while traffic is clean
+//! (multiplicative decrease, additive increase); and a circuit breaker that says when Stripe
+//! cannot be reached at all.
+//!
+//! Stripe's documented limits are 100 requests/s per account in live mode (25 in a sandbox)
+//! and, by default, 25 requests/s per endpoint, counted together with the account's own live
+//! traffic; Stripe asks background jobs to stay within a subset of them. The defaults here are
+//! 60 % of those limits (see [`Limits::for_key`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// The budget of one account, before it is split across workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per second, all endpoints together.
+    pub per_second: u32,
+    /// Requests per second to one endpoint (method and path template).
+    pub per_endpoint: u32,
+    /// Requests waiting for an answer at once.
+    pub in_flight: u32,
+}
+
+impl Limits {
+    /// 60 % of Stripe's documented limits: live 100/s per account and 25/s per endpoint; test
+    /// mode 25/s per account. In flight: enough for the per-second rate at Stripe's usual
+    /// 300 ms round trip, and below its concurrency limiter.
+    pub fn for_key(test_mode: bool) -> Limits {
+        if test_mode {
+            Limits {
+                per_second: 15,
+                per_endpoint: 15,
+                in_flight: 10,
+            }
+        } else {
+            Limits {
+                per_second: 60,
+                per_endpoint: 15,
+                in_flight: 25,
+            }
+        }
+    }
+}
+
+/// The lowest the AIMD factor goes (5 % of the budget).
+const MIN_FACTOR: f64 = 0.05;
+/// Additive increase: this fraction of the budget back per second of clean traffic.
+const INCREASE_PER_SECOND: f64 = 0.05;
+/// At most one decrease per this interval (a burst of 429s is one signal).
+const DECREASE_SPACING: Duration = Duration::from_secs(1);
+/// The pause every request takes after a rate-limit 429 without `Retry-After`.
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
+const MAX_COOLDOWN: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct State {
+    /// 1 / the number of live workers.
+    share: f64,
+    /// AIMD: the fraction of this worker's share in use.
+    factor: f64,
+    global_next: Instant,
+    endpoint_next: HashMap<String, Instant>,
+    paused_until: Instant,
+    last_decrease: Option<Instant>,
+    last_increase: Instant,
+}
+
+/// The shared budget. Cheap to share (`Arc` inside).
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limits: Limits,
+    state: Arc<Mutex<State>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Budget {
+    pub fn new(limits: Limits) -> Budget {
+        let now = Instant::now();
+        Budget {
+            limits,
+            state: Arc::new(Mutex::new(State {
+                share: 1.0,
+                factor: 1.0,
+                global_next: now,
+                endpoint_next: HashMap::new(),
+                paused_until: now,
+                last_decrease: None,
+                last_increase: now,
+            })),
+            in_flight: Arc::new(Semaphore::new(limits.in_flight.max(1) as usize)),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Splits the budget across `workers` live workers (at least one).
+    pub fn set_workers(&self, workers: u32) {
+        self.lock().share = 1.0 / f64::from(workers.max(1));
+    }
+
+    /// The rates in force now (requests per second: global, per endpoint).
+    pub fn current_rates(&self) -> (f64, f64) {
+        let s = self.lock();
+        let k = s.share * s.factor;
+        (
+            f64::from(self.limits.per_second) * k,
+            f64::from(self.limits.per_endpoint) * k,
+        )
+    }
+
+    /// Waits for this request's turn: a slot in the global and the endpoint's schedule (burst
+    /// one, evenly spaced), then a place among the requests in flight, held until the returned
+    /// permit is dropped. Dropping the future early only wastes the reserved slot.
+    pub async fn acquire(&self, endpoint: &str) -> Option<OwnedSemaphorePermit> {
+        let at = {
+            let mut s = self.lock();
+            let k = (s.share * s.factor).max(1e-6);
+            let global = interval(f64::from(self.limits.per_second) * k);
+            let per_endpoint = interval(f64::from(self.limits.per_endpoint) * k);
+            let now = Instant::now();
+            let next_for_endpoint = s.endpoint_next.get(endpoint).copied().unwrap_or(now);
+            let at = now
+                .max(s.global_next)
+                .max(next_for_endpoint)
+                .max(s.paused_until);
+            s.global_next = at + global;
+            s.endpoint_next
+                .insert(endpoint.to_string(), at + per_endpoint);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+        // `None` only if the semaphore were closed, which it never is.
+        self.in_flight.clone().acquire_owned().await.ok()
+    }
+
+    /// A rate-limit 429 (global or endpoint rate or concurrency): halve the rate (once per
+    /// second at most) and pause every request for `retry_after` (default one second).
+    pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        let cooldown = retry_after.unwrap_or(DEFAULT_COOLDOWN).min(MAX_COOLDOWN);
+        s.paused_until = s.paused_until.max(now + cooldown);
+        if s.last_decrease
+            .is_none_or(|t| now.duration_since(t) >= DECREASE_SPACING)
+        {
+            s.factor = (s.factor * 0.5).max(MIN_FACTOR);
+            s.last_decrease = Some(now);
+            s.last_increase = now;
+            tracing::warn!(
+                factor = s.factor,
+                cooldown_ms = cooldown.as_millis() as u64,
+                "Stripe rate limit reached: slowing down"
+            );
+        }
+    }
+
+    /// A request went through: give back budget, additively, while traffic stays clean.
+    pub fn on_success(&self) {
+        let mut s = self.lock();
+        if s.factor >= 1.0 {
+            return;
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(s.last_increase).as_secs_f64();
+        if elapsed >= 1.0 {
+            s.factor = (s.factor + INCREASE_PER_SECOND * elapsed.floor()).min(1.0);
+            s.last_increase = now;
+        }
+    }
+}
+
+fn interval(per_second: f64) -> Duration {
+    Duration::from_secs_f64(1.0 / per_second.max(1e-3)).min(Duration::from_secs(3600))
+}
+
+/// The method and path with ids replaced (`POST /v1/invoices/{id}/finalize`): what Stripe's
+/// per-endpoint limit counts.
+pub fn endpoint_of(method: &str, path: &str) -> String {
+    let template: Vec<&str> = path
+        .split('/')
+        .map(|seg| {
+            let looks_like_id = seg.contains('_') && seg.chars().any(|c| c.is_ascii_digit());
+            if looks_like_id {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect();
+    format!("{method} {}", template.join("/"))
+}
+
+/// Opens after `threshold` requests in a row could not reach Stripe (connection refused or
+/// reset, time-outs); any answer from Stripe closes it.
+#[derive(Debug)]
+pub struct Breaker {
+    threshold: u32,
+    in_a_row: AtomicU32,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32) -> Breaker {
+        Breaker {
+            threshold: threshold.max(1),
+            in_a_row: AtomicU32::new(0),
+        }
+    }
+
+    pub fn record_unreachable(&self) {
+        self.in_a_row.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_answer(&self) {
+        self.in_a_row.store(0, Ordering::Relaxed);
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.in_a_row.load(Ordering::Relaxed) >= self.threshold
+    }
+
+    pub fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
+    /// Half-open: the next request is tried again (each pass starts this way).
+    pub fn reset(&self) {
+        self.in_a_row.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_templated() {
+        assert_eq!(
+            endpoint_of("POST", "/invoices/in_1Abc2/finalize"),
+            "POST /invoices/{id}/finalize"
+        );
+        assert_eq!(endpoint_of("POST", "/invoiceitems"), "POST /invoiceitems");
+        assert_eq!(
+            endpoint_of("GET", "/invoices/in_emu00000001"),
+            "GET /invoices/{id}"
+        );
+    }
+
+    #[test]
+    fn split_and_aimd() {
+        let b = Budget::new(Limits {
+            per_second: 100,
+            per_endpoint: 25,
+            in_flight: 10,
+        });
+        assert_eq!(b.current_rates(), (100.0, 25.0));
+        b.set_workers(4);
+        assert_eq!(b.current_rates(), (25.0, 6.25));
+        b.on_rate_limited(None);
+        assert_eq!(b.current_rates(), (12.5, 3.125));
+        // A second 429 within the same second is the same signal.
+        b.on_rate_limited(None);
+        assert_eq!(b.current_rates(), (12.5, 3.125));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_spaced_per_endpoint_and_globally() {
+        let b = Budget::new(Limits {
+            per_second: 100,
+            per_endpoint: 25,
+            in_flight: 100,
+        });
+        let start = Instant::now();
+        for _ in 0..26 {
+            let _p = b.acquire("POST /invoiceitems").await;
+        }
+        // 25 per second on one endpoint: the 26th starts one second after the first.
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        let start = Instant::now();
+        for i in 0..100 {
+            let ep = format!("GET /e{}", i % 10);
+            let _p = b.acquire(&ep).await;
+        }
+        // Ten endpoints: the global 100/s binds (10 ms apart).
+        assert!(
+            start.elapsed() <= Duration::from_millis(1000),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            start.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn breaker_opens_after_k_in_a_row() {
+        let br = Breaker::new(3);
+        br.record_unreachable();
+        br.record_unreachable();
+        br.record_answer();
+        br.record_unreachable();
+        br.record_unreachable();
+        assert!(!br.is_open());
+        br.record_unreachable();
+        assert!(br.is_open());
+        br.reset();
+        assert!(!br.is_open());
+    }
+}
