@@ -176,6 +176,24 @@ pub enum Command {
         /// creation, as Stripe does (about an hour).
         #[arg(long, default_value_t = crate::stripe::emulator::DEFAULT_AUTO_ADVANCE_SECS)]
         auto_advance_after_secs: i64,
+        /// Vary each response's latency by up to this many milliseconds either way.
+        #[arg(long, default_value_t = 0)]
+        latency_jitter_ms: u64,
+        /// Enforce an account rate limit (token bucket; 429 with Stripe-Rate-Limited-Reason).
+        #[arg(long, default_value_t = 0)]
+        rate_limit_per_second: u32,
+        /// Enforce a per-endpoint rate limit (Stripe's default is 25/s).
+        #[arg(long, default_value_t = 0)]
+        endpoint_rate_limit_per_second: u32,
+        /// Answer every n-th request with a 429 lock_timeout.
+        #[arg(long, default_value_t = 0)]
+        lock_timeout_every: u64,
+        /// Answer every n-th request with a 502 and an HTML body, as a proxy would.
+        #[arg(long, default_value_t = 0)]
+        html_502_every: u64,
+        /// Keep request counts only (GET /_emulator/counts), not every request: for benchmarks.
+        #[arg(long)]
+        counts_only: bool,
     },
 }
 
@@ -393,17 +411,33 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         rate_limit_every,
         fail_every,
         auto_advance_after_secs,
+        latency_jitter_ms,
+        rate_limit_per_second,
+        endpoint_rate_limit_per_second,
+        lock_timeout_every,
+        html_502_every,
+        counts_only,
     } = &cli.command
     {
         let emulator = crate::stripe::emulator::Emulator::new();
         emulator.set_auto_advance_after(chrono::Duration::seconds(*auto_advance_after_secs));
+        emulator.set_rate_limits(crate::stripe::emulator::RateLimits {
+            per_second: *rate_limit_per_second,
+            per_endpoint_per_second: *endpoint_rate_limit_per_second,
+        });
+        if *counts_only {
+            emulator.counts_only();
+        }
         if let Some(path) = record {
             emulator.record_to(path);
         }
         emulator.set_faults(crate::stripe::emulator::Faults {
             latency: std::time::Duration::from_millis(*latency_ms),
+            latency_jitter: std::time::Duration::from_millis(*latency_jitter_ms),
             rate_limit_every: *rate_limit_every,
             fail_every: *fail_every,
+            lock_timeout_every: *lock_timeout_every,
+            html_502_every: *html_502_every,
             ..crate::stripe::emulator::Faults::default()
         });
         eprintln!("Stripe emulator on http://{listen}/ (test equipment, not Stripe)");

@@ -29,6 +29,13 @@ use serde_json::{json, Map, Value};
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     pub latency: Duration,
+    /// Each response's latency varies by up to this much either way (uniformly).
+    pub latency_jitter: Duration,
+    /// Every n-th request gets a 429 `lock_timeout` (an object locked by a concurrent
+    /// request), which is not a reason to slow down (0: never).
+    pub lock_timeout_every: u64,
+    /// Every n-th request gets a 502 with an HTML body, as from a proxy (0: never).
+    pub html_502_every: u64,
     /// Every n-th request gets a 429 (0: never).
     pub rate_limit_every: u64,
     /// Every n-th request gets a 500 (0: never).
@@ -58,11 +65,126 @@ pub struct Recorded {
     pub status: u16,
 }
 
+/// Objects of one kind, indexed by id and by their parent (invoices by customer, items by
+/// invoice), so that every request is O(1) or O(objects of one parent). Deleted objects stay
+/// as tombstones (`"deleted": true`) so that positions never move.
+#[derive(Default)]
+struct Objects {
+    all: Vec<Value>,
+    by_id: HashMap<String, usize>,
+    by_parent: HashMap<String, Vec<usize>>,
+}
+
+impl Objects {
+    fn insert(&mut self, value: Value, parent: Option<&str>) {
+        let pos = self.all.len();
+        if let Some(id) = value["id"].as_str() {
+            self.by_id.insert(id.to_string(), pos);
+        }
+        if let Some(parent) = parent {
+            self.by_parent
+                .entry(parent.to_string())
+                .or_default()
+                .push(pos);
+        }
+        self.all.push(value);
+    }
+
+    fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    fn get(&self, id: &str) -> Option<&Value> {
+        self.by_id
+            .get(id)
+            .and_then(|&i| self.all.get(i))
+            .filter(|v| v["deleted"] != true)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Value> {
+        let i = *self.by_id.get(id)?;
+        self.all.get_mut(i).filter(|v| v["deleted"] != true)
+    }
+
+    /// The live children of `parent`, in creation order.
+    fn children<'a>(&'a self, parent: &str) -> impl DoubleEndedIterator<Item = &'a Value> + 'a {
+        self.by_parent
+            .get(parent)
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|&i| self.all.get(i))
+            .filter(|v| v["deleted"] != true)
+    }
+
+    fn live(&self) -> impl DoubleEndedIterator<Item = &Value> {
+        self.all.iter().filter(|v| v["deleted"] != true)
+    }
+}
+
+/// Request counts for benchmarks: by endpoint and status, with the first and last success.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EndpointCount {
+    pub ok: u64,
+    pub rate_limited: u64,
+    pub other: u64,
+    /// Milliseconds since the emulator started, of the first and the last 2xx.
+    pub first_ok_ms: Option<u64>,
+    pub last_ok_ms: Option<u64>,
+}
+
+/// A token bucket (Stripe's limiters are token buckets): `rate` per second, a burst of a
+/// fifth of a second's worth.
+#[derive(Debug, Clone)]
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Bucket {
+        let rate = f64::from(rate.max(1));
+        Bucket {
+            rate,
+            tokens: Bucket::capacity(rate),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn capacity(rate: f64) -> f64 {
+        (rate / 5.0).max(1.0)
+    }
+
+    fn refill(&mut self, now: std::time::Instant) {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(Bucket::capacity(self.rate));
+        self.at = now;
+    }
+}
+
+/// Stripe's rate limits as the emulator enforces them (0: none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateLimits {
+    pub per_second: u32,
+    pub per_endpoint_per_second: u32,
+}
+
 #[derive(Default)]
 struct Store {
-    customers: Vec<Value>,
-    invoices: Vec<Value>,
-    items: Vec<Value>,
+    customers: Objects,
+    invoices: Objects,
+    items: Objects,
+    /// Drafts with automatic advancement on (usually none: the worker creates drafts with it
+    /// off).
+    auto_drafts: std::collections::HashSet<String>,
+    /// Keep every request in memory (off for benchmarks: counts only).
+    counts_only: bool,
+    counts: BTreeMap<String, EndpointCount>,
+    started: Option<std::time::Instant>,
+    limits: RateLimits,
+    global_bucket: Option<Bucket>,
+    endpoint_buckets: HashMap<String, Bucket>,
     idempotency: HashMap<String, (String, u16, Value)>,
     requests: Vec<Recorded>,
     faults: Faults,
@@ -83,17 +205,72 @@ impl Store {
     /// What Stripe does on its own: drafts with automatic advancement on are finalized about
     /// an hour after their creation, with whatever items they have by then.
     fn advance_drafts(&mut self) {
+        if self.auto_drafts.is_empty() {
+            return;
+        }
         let delay = self.auto_advance_after.unwrap_or(DEFAULT_AUTO_ADVANCE_SECS);
         let now = self.now();
         let due: Vec<String> = self
-            .invoices
+            .auto_drafts
             .iter()
-            .filter(|i| i["status"] == "draft" && i["auto_advance"] == true)
-            .filter(|i| i["created"].as_i64().is_some_and(|c| c + delay <= now))
-            .filter_map(|i| i["id"].as_str().map(str::to_string))
+            .filter(|id| {
+                self.invoices.get(id).is_some_and(|i| {
+                    i["status"] == "draft"
+                        && i["auto_advance"] == true
+                        && i["created"].as_i64().is_some_and(|c| c + delay <= now)
+                })
+            })
+            .cloned()
             .collect();
         for id in due {
             finalize_invoice(self, &id);
+        }
+    }
+
+    /// Takes a token from the global and the endpoint's bucket, or says which limit is hit.
+    fn rate_limited(&mut self, endpoint: &str) -> Option<&'static str> {
+        let now = std::time::Instant::now();
+        if self.limits.per_second > 0 {
+            let rate = self.limits.per_second;
+            let b = self.global_bucket.get_or_insert_with(|| Bucket::new(rate));
+            b.refill(now);
+            if b.tokens < 1.0 {
+                return Some("global-rate");
+            }
+        }
+        if self.limits.per_endpoint_per_second > 0 {
+            let rate = self.limits.per_endpoint_per_second;
+            let b = self
+                .endpoint_buckets
+                .entry(endpoint.to_string())
+                .or_insert_with(|| Bucket::new(rate));
+            b.refill(now);
+            if b.tokens < 1.0 {
+                return Some("endpoint-rate");
+            }
+            b.tokens -= 1.0;
+        }
+        if let Some(b) = self.global_bucket.as_mut() {
+            b.tokens -= 1.0;
+        }
+        None
+    }
+
+    fn count(&mut self, endpoint: &str, status: u16) {
+        let ms = self
+            .started
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64;
+        let c = self.counts.entry(endpoint.to_string()).or_default();
+        match status {
+            200..=299 => {
+                c.ok += 1;
+                c.first_ok_ms.get_or_insert(ms);
+                c.last_ok_ms = Some(ms);
+            }
+            429 => c.rate_limited += 1,
+            _ => c.other += 1,
         }
     }
 }
@@ -105,11 +282,11 @@ pub const DEFAULT_AUTO_ADVANCE_SECS: i64 = 3600;
 fn finalize_invoice(store: &mut Store, id: &str) -> Option<Value> {
     let total: i64 = store
         .items
-        .iter()
-        .filter(|i| i["invoice"] == id)
+        .children(id)
         .filter_map(|i| i["amount"].as_i64())
         .sum();
-    let inv = store.invoices.iter_mut().find(|i| i["id"] == id)?;
+    store.auto_drafts.remove(id);
+    let inv = store.invoices.get_mut(id)?;
     inv["status"] = json!(if total <= 0 { "paid" } else { "open" });
     inv["subtotal"] = json!(total);
     inv["total"] = json!(total);
@@ -198,7 +375,7 @@ impl Emulator {
     }
 
     pub fn customers(&self) -> Vec<Value> {
-        self.lock().customers.clone()
+        self.lock().customers.live().cloned().collect()
     }
 
     /// Invoices in creation order, each with its items (`lines.data`) in creation order.
@@ -206,13 +383,31 @@ impl Emulator {
         let store = self.lock();
         store
             .invoices
-            .iter()
+            .live()
             .map(|i| with_lines(&store, i))
             .collect()
     }
 
+    /// Request counts by endpoint (method and path template) and outcome.
+    pub fn counts(&self) -> BTreeMap<String, EndpointCount> {
+        self.lock().counts.clone()
+    }
+
+    /// Keep counts only, not every request (benchmarks over many plans).
+    pub fn counts_only(&self) {
+        self.lock().counts_only = true;
+    }
+
+    /// Enforce Stripe's rate limits (token buckets; 429 with `Stripe-Rate-Limited-Reason`).
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        let mut store = self.lock();
+        store.limits = limits;
+        store.global_bucket = None;
+        store.endpoint_buckets.clear();
+    }
+
     pub fn items(&self) -> Vec<Value> {
-        self.lock().items.clone()
+        self.lock().items.live().cloned().collect()
     }
 
     /// Serves on `addr` (`127.0.0.1:0` for any free port) in the background; returns the
@@ -237,18 +432,24 @@ impl Emulator {
     }
 
     pub fn router(&self) -> Router {
-        Router::new().fallback(handle).with_state(self.clone())
+        let counts = self.clone();
+        Router::new()
+            // Test equipment's own endpoint (not Stripe's): request counts for benchmarks.
+            .route(
+                "/_emulator/counts",
+                axum::routing::get(move || {
+                    let counts = counts.counts();
+                    async move { axum::Json(counts) }
+                }),
+            )
+            .fallback(handle)
+            .with_state(self.clone())
     }
 }
 
 fn with_lines(store: &Store, invoice: &Value) -> Value {
     let id = invoice["id"].as_str().unwrap_or_default();
-    let lines: Vec<Value> = store
-        .items
-        .iter()
-        .filter(|i| i["invoice"] == id)
-        .cloned()
-        .collect();
+    let lines: Vec<Value> = store.items.children(id).cloned().collect();
     let mut inv = invoice.clone();
     inv["lines"] = json!({ "object": "list", "data": lines, "has_more": false, "url": format!("/v1/invoices/{id}/lines") });
     inv
@@ -261,10 +462,6 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let latency = emu.lock().faults.latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
     let raw = if method == Method::GET {
         uri.query().unwrap_or("").to_string()
     } else {
@@ -295,10 +492,35 @@ async fn handle(
     if let Some(hang) = hang {
         tokio::time::sleep(hang).await;
     }
+    let (response, delay) = respond(&emu, number, &method, &uri, key, authorized, &raw, pairs);
+    // The time Stripe takes to answer. Its rate limiters act on arrival, before this.
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// Carries out one request (after any injected hang): limits, faults, idempotency, dispatch,
+/// recording. Returns the response and how long to wait before sending it.
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    emu: &Emulator,
+    number: u64,
+    method: &Method,
+    uri: &Uri,
+    key: Option<String>,
+    authorized: bool,
+    raw: &str,
+    pairs: Vec<(String, String)>,
+) -> (Response, Duration) {
     let mut store = emu.lock();
     store.advance_drafts();
     let path = uri.path().to_string();
     let endpoint = endpoint_of(&path);
+    let limit_key = format!("{method} {endpoint}");
+    let mut extra: Vec<(&'static str, &'static str)> = vec![];
+    let mut html = false;
+    let every = |n: u64| n > 0 && number % n == 0;
     let (status, body, replayed) = if !authorized {
         let r = error(
             StatusCode::UNAUTHORIZED,
@@ -307,7 +529,17 @@ async fn handle(
             None,
         );
         (r.0, r.1, false)
-    } else if store.faults.rate_limit_every > 0 && number % store.faults.rate_limit_every == 0 {
+    } else if let Some(reason) = store.rate_limited(&limit_key) {
+        // Stripe's limiters run before the idempotency layer: nothing is stored under the key.
+        extra.push(("stripe-rate-limited-reason", reason));
+        let r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.",
+            None,
+        );
+        (r.0, r.1, false)
+    } else if every(store.faults.rate_limit_every) {
         let r = error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
@@ -315,6 +547,18 @@ async fn handle(
             None,
         );
         (r.0, r.1, false)
+    } else if every(store.faults.lock_timeout_every) {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_request_error",
+            "This object cannot be accessed right now because another API request or Stripe process is currently accessing it.",
+            None,
+        );
+        r.1["error"]["code"] = json!("lock_timeout");
+        (r.0, r.1, false)
+    } else if every(store.faults.html_502_every) {
+        html = true;
+        (StatusCode::BAD_GATEWAY, Value::Null, false)
     } else if store.faults.hang_requests.contains(&number)
         || store.faults.fail_requests.contains(&number)
         || (store.faults.fail_every > 0 && number % store.faults.fail_every == 0)
@@ -393,9 +637,27 @@ async fn handle(
             }
         }
     }
-    store.requests.push(recorded);
+    store.count(&limit_key, status.as_u16());
+    if !store.counts_only {
+        store.requests.push(recorded);
+    }
+    let delay = response_delay(&store.faults);
     drop(store);
-    let mut response = (status, axum::Json(body)).into_response();
+    let mut response = if html {
+        (
+            status,
+            [("content-type", "text/html")],
+            "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>",
+        )
+            .into_response()
+    } else {
+        (status, axum::Json(body)).into_response()
+    };
+    for (name, value) in extra {
+        response
+            .headers_mut()
+            .insert(name, axum::http::HeaderValue::from_static(value));
+    }
     response
         .headers_mut()
         .insert("request-id", axum::http::HeaderValue::from(number));
@@ -405,7 +667,19 @@ async fn handle(
             axum::http::HeaderValue::from_static("true"),
         );
     }
-    response
+    (response, delay)
+}
+
+/// A response's latency: the configured latency, give or take the jitter.
+fn response_delay(faults: &Faults) -> Duration {
+    use rand::Rng;
+    let spread = faults.latency_jitter.as_millis() as i64;
+    let delta = if spread > 0 {
+        rand::rng().random_range(-spread..=spread)
+    } else {
+        0
+    };
+    Duration::from_millis((faults.latency.as_millis() as i64 + delta).max(0) as u64)
 }
 
 fn endpoint_of(path: &str) -> String {
@@ -588,7 +862,7 @@ fn existing_customer(store: &Store, p: &Map<String, Value>) -> Result<String, Re
             Some("customer"),
         ));
     };
-    if !store.customers.iter().any(|c| c["id"] == customer) {
+    if store.customers.get(customer).is_none() {
         return Err(missing("customer", customer));
     }
     Ok(customer.to_string())
@@ -624,7 +898,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 "name": p.get("name"), "email": p.get("email"), "description": p.get("description"),
                 "metadata": p.get("metadata").cloned().unwrap_or(json!({})),
             });
-            store.customers.push(c.clone());
+            store.customers.insert(c.clone(), None);
             (StatusCode::OK, c)
         }
         ("POST", "/v1/invoices") => {
@@ -666,7 +940,10 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 "description": p.get("description"), "metadata": p.get("metadata").cloned().unwrap_or(json!({})),
                 "subtotal": 0, "total": 0, "amount_due": 0, "amount_paid": 0, "amount_remaining": 0,
             });
-            store.invoices.push(inv.clone());
+            if inv["auto_advance"] == true {
+                store.auto_drafts.insert(id.clone());
+            }
+            store.invoices.insert(inv.clone(), Some(&customer));
             (StatusCode::OK, with_lines(store, &inv))
         }
         ("POST", "/v1/invoiceitems") => {
@@ -676,7 +953,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             };
             let invoice = text("invoice");
             if let Some(inv_id) = &invoice {
-                match store.invoices.iter().find(|i| i["id"] == inv_id.as_str()) {
+                match store.invoices.get(inv_id) {
                     None => return missing("invoice", inv_id),
                     Some(i) if i["status"] != "draft" => {
                         return error(
@@ -745,15 +1022,11 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 "discountable": p.get("discountable").cloned().unwrap_or(json!(true)),
                 "metadata": p.get("metadata").cloned().unwrap_or(json!({})),
             });
-            store.items.push(item.clone());
+            store.items.insert(item.clone(), invoice.as_deref());
             (StatusCode::OK, item)
         }
         ("POST", "/v1/invoices/{invoice}/finalize") => {
-            let Some(inv) = store
-                .invoices
-                .iter_mut()
-                .find(|i| i["id"] == id_in_path.as_str())
-            else {
+            let Some(inv) = store.invoices.get_mut(&id_in_path) else {
                 return missing("invoice", &id_in_path);
             };
             if inv["status"] != "draft" {
@@ -775,11 +1048,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             }
         }
         ("POST", "/v1/invoices/{invoice}/void") => {
-            let Some(inv) = store
-                .invoices
-                .iter_mut()
-                .find(|i| i["id"] == id_in_path.as_str())
-            else {
+            let Some(inv) = store.invoices.get_mut(&id_in_path) else {
                 return missing("invoice", &id_in_path);
             };
             if inv["status"] != "open" && inv["status"] != "uncollectible" {
@@ -800,14 +1069,10 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             (StatusCode::OK, with_lines(store, &inv))
         }
         ("DELETE", "/v1/invoices/{invoice}") => {
-            let Some(pos) = store
-                .invoices
-                .iter()
-                .position(|i| i["id"] == id_in_path.as_str())
-            else {
+            let Some(inv) = store.invoices.get_mut(&id_in_path) else {
                 return missing("invoice", &id_in_path);
             };
-            if store.invoices[pos]["status"] != "draft" {
+            if inv["status"] != "draft" {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request_error",
@@ -815,28 +1080,44 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                     None,
                 );
             }
-            store.invoices.remove(pos);
-            store.items.retain(|i| i["invoice"] != id_in_path.as_str());
+            inv["deleted"] = json!(true);
+            let items: Vec<String> = store
+                .items
+                .children(&id_in_path)
+                .filter_map(|i| i["id"].as_str().map(str::to_string))
+                .collect();
+            for id in items {
+                if let Some(item) = store.items.get_mut(&id) {
+                    item["deleted"] = json!(true);
+                }
+            }
             (
                 StatusCode::OK,
                 json!({ "id": id_in_path, "object": "invoice", "deleted": true }),
             )
         }
         ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => {
-            let all: Vec<Value> = match endpoint.as_str() {
-                "/v1/invoices" => store
-                    .invoices
-                    .iter()
-                    .map(|i| with_lines(store, i))
-                    .collect(),
-                "/v1/invoiceitems" => store.items.clone(),
-                _ => store.customers.clone(),
+            // Newest first, as Stripe lists; through the parent's index when filtered by it.
+            let customer = text("customer");
+            let invoice = text("invoice");
+            let objects = match endpoint.as_str() {
+                "/v1/invoices" => &store.invoices,
+                "/v1/invoiceitems" => &store.items,
+                _ => &store.customers,
             };
-            let filtered: Vec<Value> = all
+            let candidates: Vec<&Value> = match (endpoint.as_str(), &customer, &invoice) {
+                ("/v1/invoices", Some(c), _) => objects.children(c).rev().collect(),
+                ("/v1/invoiceitems", _, Some(i)) => objects.children(i).rev().collect(),
+                _ => objects.live().rev().collect(),
+            };
+            let filtered: Vec<&Value> = candidates
                 .into_iter()
-                .rev() // newest first, as Stripe lists
-                .filter(|o| text("customer").is_none_or(|c| o["customer"] == c.as_str()))
-                .filter(|o| text("invoice").is_none_or(|i| o["invoice"] == i.as_str()))
+                .filter(|o| {
+                    customer
+                        .as_ref()
+                        .is_none_or(|c| o["customer"] == c.as_str())
+                })
+                .filter(|o| invoice.as_ref().is_none_or(|i| o["invoice"] == i.as_str()))
                 .collect();
             let start = match text("starting_after") {
                 Some(after) => filtered
@@ -850,32 +1131,33 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 .and_then(Value::as_i64)
                 .unwrap_or(10)
                 .clamp(1, 100) as usize;
-            let page: Vec<Value> = filtered.iter().skip(start).take(limit).cloned().collect();
+            let page: Vec<Value> = filtered
+                .iter()
+                .skip(start)
+                .take(limit)
+                .map(|o| {
+                    if endpoint == "/v1/invoices" {
+                        with_lines(store, o)
+                    } else {
+                        (*o).clone()
+                    }
+                })
+                .collect();
             let has_more = start + page.len() < filtered.len();
             (
                 StatusCode::OK,
                 json!({ "object": "list", "url": endpoint, "has_more": has_more, "data": page }),
             )
         }
-        ("GET", "/v1/invoices/{invoice}") => match store
-            .invoices
-            .iter()
-            .find(|i| i["id"] == id_in_path.as_str())
-        {
+        ("GET", "/v1/invoices/{invoice}") => match store.invoices.get(&id_in_path) {
             Some(i) => (StatusCode::OK, with_lines(store, i)),
             None => missing("invoice", &id_in_path),
         },
-        ("GET", "/v1/invoiceitems/{invoiceitem}") => {
-            match store.items.iter().find(|i| i["id"] == id_in_path.as_str()) {
-                Some(i) => (StatusCode::OK, i.clone()),
-                None => missing("invoiceitem", &id_in_path),
-            }
-        }
-        ("GET", "/v1/customers/{customer}") => match store
-            .customers
-            .iter()
-            .find(|c| c["id"] == id_in_path.as_str())
-        {
+        ("GET", "/v1/invoiceitems/{invoiceitem}") => match store.items.get(&id_in_path) {
+            Some(i) => (StatusCode::OK, i.clone()),
+            None => missing("invoiceitem", &id_in_path),
+        },
+        ("GET", "/v1/customers/{customer}") => match store.customers.get(&id_in_path) {
             Some(c) => (StatusCode::OK, c.clone()),
             None => missing("customer", &id_in_path),
         },

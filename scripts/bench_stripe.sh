@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The Stripe-side benchmark: a book of due plans invoiced against the external emulator with
+# Stripe's latency and rate limits, by one or more worker processes; prints one JSON line with
+# the achieved rate of the busiest endpoint against the emulator's limit.
+#
+#   scripts/bench_stripe.sh sqlite|postgres PLANS WORKERS [GLOBAL_BUDGET ENDPOINT_BUDGET]
+#
+# Environment: BIN (default target/release/plan-invoicer), LATENCY_MS (300), JITTER_MS (100),
+# LIMIT (100), ENDPOINT_LIMIT (25), CONCURRENCY (the worker's default), KEY (sk_live_bench),
+# PG (postgres://postgres@127.0.0.1:5432). Without the budget arguments the workers use their
+# defaults for the key's mode.
+set -euo pipefail
+backend=${1:?sqlite or postgres}
+plans=${2:?plans}
+workers=${3:-1}
+budget=${4:-}
+endpoint_budget=${5:-}
+bin=${BIN:-target/release/plan-invoicer}
+pg=${PG:-postgres://postgres@127.0.0.1:5432}
+dir=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
+
+port=$((20000 + RANDOM % 20000))
+"$bin" stripe-emulator --listen "127.0.0.1:$port" --counts-only \
+  --latency-ms "${LATENCY_MS:-300}" --latency-jitter-ms "${JITTER_MS:-100}" \
+  --rate-limit-per-second "${LIMIT:-100}" --endpoint-rate-limit-per-second "${ENDPOINT_LIMIT:-25}" \
+  2> "$dir/emulator.log" &
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/_emulator/counts" > /dev/null && break; sleep 0.1; done
+
+case "$backend" in
+  sqlite) url="sqlite://$dir/book.db" ;;
+  postgres)
+    name="pi_bench_$$"
+    psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
+    url="$pg/$name"
+    ;;
+  *) echo "backend: sqlite or postgres" >&2; exit 2 ;;
+esac
+scripts/seed_book.sh "$url" "$plans" "$bin" 2> /dev/null
+
+export DATABASE_URL=$url STRIPE_API_KEY=${KEY:-sk_live_bench} STRIPE_API_BASE="http://127.0.0.1:$port/" RUST_LOG=warn
+[ -n "$budget" ] && export STRIPE_MAX_REQUESTS_PER_SECOND=$budget
+[ -n "$endpoint_budget" ] && export STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT=$endpoint_budget
+[ -n "${CONCURRENCY:-}" ] && export PLAN_INVOICER_CONCURRENCY=$CONCURRENCY
+start=$(date +%s.%N)
+pids=()
+for w in $(seq 1 "$workers"); do
+  /usr/bin/time -f "%M" -o "$dir/rss.$w" "$bin" --json --now 2025-02-07T00:00:00Z run-once \
+    > "$dir/report.$w.json" 2> "$dir/worker.$w.log" &
+  pids+=($!)
+done
+codes=()
+for p in "${pids[@]}"; do
+  if wait "$p"; then codes+=(0); else codes+=($?); fi
+done
+end=$(date +%s.%N)
+curl -sf "http://127.0.0.1:$port/_emulator/counts" > "$dir/counts.json"
+
+python3 - "$dir" "$workers" "$start" "$end" "${ENDPOINT_LIMIT:-25}" "${codes[*]}" "$plans" "$backend" <<'PY'
+import json, sys
+d, workers, start, end, limit, codes, plans, backend = sys.argv[1:]
+workers, limit, plans = int(workers), float(limit), int(plans)
+counts = json.load(open(f"{d}/counts.json"))
+reports = [json.load(open(f"{d}/report.{w}.json")) for w in range(1, workers + 1)]
+rss = [int(open(f"{d}/rss.{w}").read().split()[-1]) for w in range(1, workers + 1)]
+busiest, c = max(counts.items(), key=lambda kv: kv[1]["ok"])
+window = max((c["last_ok_ms"] - c["first_ok_ms"]) / 1000.0, 1e-9)
+rate = (c["ok"] - 1) / window
+total = sum(v["ok"] + v["rate_limited"] + v["other"] for v in counts.values())
+limited = sum(v["rate_limited"] for v in counts.values())
+print(json.dumps({
+    "backend": backend,
+    "plans": plans,
+    "workers": workers,
+    "exit_codes": codes.split(),
+    "invoices": sum(r["invoices_sent"] for r in reports),
+    "failed_plans": sum(len(r["failures"]) + len(r["needs_attention"]) for r in reports),
+    "wall_seconds": round(float(end) - float(start), 1),
+    "busiest_endpoint": busiest,
+    "busiest_endpoint_rate": round(rate, 2),
+    "ratio_of_endpoint_limit": round(rate / limit, 3) if limit else None,
+    "requests": total,
+    "rate_limited_share": round(limited / max(total, 1), 4),
+    "peak_rss_kib": max(rss),
+}))
+PY
+if [ "$backend" = postgres ]; then psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)"; fi
