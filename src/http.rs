@@ -252,24 +252,25 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
 
 /// The gauges about plans, counted in the database.
 pub fn plan_gauges(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Option<(usize, usize, usize)> {
-    let count = |f: PlanFilter| {
-        db.run(|c| repo::count_plans(c, &f))
-            .ok()
-            .and_then(|n| usize::try_from(n).ok())
-    };
-    let attention = count(PlanFilter {
-        needs_attention: true,
-        ..PlanFilter::default()
-    })?;
-    let started = count(PlanFilter {
-        lease_live_at: Some(now),
-        ..PlanFilter::default()
-    })?;
-    let overdue = count(PlanFilter {
-        due_at: Some(now - chrono::Duration::hours(1)),
-        ..PlanFilter::default()
-    })?;
-    Some((attention, started, overdue))
+    let counts = db.run_within(std::time::Duration::from_secs(1), |c| {
+        let mut count = |f: PlanFilter| {
+            repo::count_plans(c, &f).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        let attention = count(PlanFilter {
+            needs_attention: true,
+            ..PlanFilter::default()
+        })?;
+        let started = count(PlanFilter {
+            lease_live_at: Some(now),
+            ..PlanFilter::default()
+        })?;
+        let overdue = count(PlanFilter {
+            due_at: Some(now - chrono::Duration::hours(1)),
+            ..PlanFilter::default()
+        })?;
+        Ok::<_, crate::db::DbError>((attention, started, overdue))
+    });
+    counts.ok()
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Backend, TestDb};
+use diesel::{Connection, RunQueryDsl};
 use plan_invoicer::stripe::emulator::Faults;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
@@ -552,5 +553,90 @@ fn backfill_stops_between_steps_on_ctrl_c() {
         invoices.iter().all(|i| i["status"] == "sent"),
         "nothing half-sent"
     );
+    db.assert_stripe_matches_local();
+}
+
+/// The database goes away under `serve` (connections refused and every connection of the
+/// worker terminated): `/readyz` answers 503, passes fail; once it is back, `/readyz` answers
+/// 200 again and a plan made due after the outage is invoiced by the same process.
+#[test]
+fn serve_survives_the_database_going_away() {
+    let Some(db) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    setup_recent_plans(&db, 1);
+    let port = free_port();
+    let mut child = serve(&db, port, &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || db.invoices().len() == 1),
+        "the first plan is invoiced"
+    );
+    assert_eq!(http_get(port, "/readyz").map(|(s, _)| s), Some(200));
+    let name = db.url.rsplit('/').next().unwrap_or_default().to_string();
+    let admin = |sql: &str| {
+        let mut conn =
+            diesel::PgConnection::establish(&format!("{}/postgres", common::pg_base_url()))
+                .unwrap_or_else(|e| panic!("{e}"));
+        diesel::sql_query(sql)
+            .execute(&mut conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    };
+    admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ));
+    assert!(
+        wait_until(Duration::from_secs(20), || http_get(port, "/readyz")
+            .is_some_and(|(s, _)| s == 503)),
+        "/readyz says the database is gone"
+    );
+    assert_eq!(
+        http_get(port, "/healthz").map(|(s, _)| s),
+        Some(200),
+        "/healthz is about the process"
+    );
+    let failed_passes = || {
+        http_get(port, "/metrics")
+            .and_then(|(_, b)| {
+                b.lines()
+                    .find_map(|l| l.strip_prefix("plan_invoicer_passes_failed_total "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || failed_passes() > 0),
+        "passes fail while the database is away"
+    );
+    admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(port, "/readyz")
+            .is_some_and(|(s, _)| s == 200)),
+        "/readyz recovers"
+    );
+    // A plan made due after the outage: a customer whose monthly plan began 35 days ago.
+    let anchor = (chrono::Utc::now() - chrono::Duration::days(35))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let customer = db.id(Some(&anchor), &["customer", "create", "--name", "late"]);
+    db.id(
+        Some(&anchor),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &customer.to_string(),
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "5",
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || db.invoices().len() == 2),
+        "the same process invoices the new plan"
+    );
+    assert_eq!(terminate(&mut child), Some(0));
     db.assert_stripe_matches_local();
 }

@@ -1,20 +1,22 @@
-//! Where connections come from: an r2d2 pool over [`Conn`] (both backends), or one dedicated
-//! connection (dry runs, which hold one rolled-back transaction for the whole pass).
+//! Where connections come from: a small connection pool over [`Conn`] (both backends), or one
+//! dedicated connection (dry runs, which hold one rolled-back transaction for the whole pass).
 //!
-//! Why r2d2 (diesel's `r2d2` feature) and not deadpool-diesel: our hand-written [`Conn`] enum
-//! plugs in with a three-method [`r2d2::ManageConnection`] that keeps `Conn::open`'s readable
-//! errors and per-connection PRAGMAs; r2d2 pings a connection (`SELECT 1`) every time it is
-//! checked out, so a connection broken by a database restart is replaced instead of handed out,
-//! while deadpool-diesel 0.6's default recycling does not ping. The pool is synchronous: async
-//! callers go through [`Db::run`], which moves the blocking work off the async worker.
+//! Why not r2d2 or deadpool-diesel. r2d2 (diesel's `r2d2` feature) was the first choice — it
+//! takes our `Conn` through a three-method `ManageConnection` and pings on checkout — but it
+//! opens connections on background threads, also ones nobody waits for any more, and a
+//! worker process that exited while such a thread was inside libpq's connect crashed with
+//! SIGSEGV (seen in CI-like runs: `r2d2-worker-1 … segfault … in libc.so.6`), turning a
+//! finished pass into a killed process. deadpool-diesel needs a custom manager for a
+//! hand-written connection enum and its default recycling does not ping. This pool opens
+//! connections only on the thread that asks for one, pings each connection it hands out (so a
+//! connection broken by a database restart is replaced, not handed out), never keeps a
+//! connection whose transaction was left open or failed, and has no threads of its own.
 //!
 //! A connection is held for one closure — one short transaction — and never across a Stripe
 //! call. SQLite gets one connection (one writer at a time; the WAL lets readers in beside it).
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use diesel::r2d2::{self, ManageConnection, Pool};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::{Conn, DbError, DbUrl};
 
@@ -22,26 +24,74 @@ use super::{Conn, DbError, DbUrl};
 /// every connection is busy).
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens [`Conn`]s for the pool and tells it which are still good.
-#[derive(Debug)]
-pub struct ConnManager {
-    url: DbUrl,
+struct Slots {
+    idle: Vec<Conn>,
+    /// Connections that exist: idle, handed out, or being opened.
+    open: u32,
 }
 
-impl ManageConnection for ConnManager {
-    type Connection = Conn;
-    type Error = DbError;
+struct Pool {
+    url: DbUrl,
+    max: u32,
+    slots: Mutex<Slots>,
+    returned: Condvar,
+}
 
-    fn connect(&self) -> Result<Conn, DbError> {
-        Conn::open(&self.url, false)
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        match self.slots.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), DbError> {
-        conn.ping()
+    /// An idle connection that answers a ping, a new one if there is room, or the next one
+    /// given back within `wait`.
+    fn checkout(&self, wait: Duration) -> Result<Conn, DbError> {
+        let deadline = Instant::now() + wait;
+        let mut slots = self.lock();
+        loop {
+            if let Some(mut conn) = slots.idle.pop() {
+                drop(slots);
+                if conn.ping().is_ok() {
+                    return Ok(conn);
+                }
+                // Broken (a restarted server): forget it and look again.
+                slots = self.lock();
+                slots.open = slots.open.saturating_sub(1);
+                continue;
+            }
+            if slots.open < self.max {
+                slots.open += 1;
+                drop(slots);
+                return Conn::open(&self.url, false).inspect_err(|_| {
+                    self.lock().open -= 1;
+                    self.returned.notify_one();
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DbError::Connect(
+                    "timed out waiting for a free database connection".into(),
+                ));
+            }
+            slots = match self.returned.wait_timeout(slots, left) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
     }
 
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.is_broken()
+    fn give_back(&self, mut conn: Conn) {
+        let keep = !conn.is_broken();
+        let mut slots = self.lock();
+        if keep {
+            slots.idle.push(conn);
+        } else {
+            slots.open = slots.open.saturating_sub(1);
+        }
+        drop(slots);
+        self.returned.notify_one();
     }
 }
 
@@ -54,7 +104,7 @@ pub struct Db {
 
 #[derive(Clone)]
 enum Source {
-    Pool(Pool<ConnManager>),
+    Pool(Arc<Pool>),
     /// One connection for everything (a dry run's rolled-back transaction).
     Dedicated(Arc<Mutex<Conn>>),
 }
@@ -69,21 +119,22 @@ impl std::fmt::Debug for Db {
 
 impl Db {
     /// Checks the URL and the schema with a first connection (so that a missing file, a bad
-    /// password or an outdated schema is a precise error), then builds the pool. `size` is the
-    /// most connections open at once on PostgreSQL; SQLite always gets one.
+    /// password or an outdated schema is a precise error) and keeps it in the pool. `size` is
+    /// the most connections open at once on PostgreSQL; SQLite always gets one.
     pub fn connect(url: &DbUrl, size: u32) -> Result<Db, DbError> {
         let first = Conn::open_checked(url)?;
-        drop(first);
-        let size = if url.is_sqlite() { 1 } else { size.max(1) };
-        let pool = Pool::builder()
-            .max_size(size)
-            .min_idle(Some(0))
-            .connection_timeout(CHECKOUT_TIMEOUT)
-            .test_on_check_out(true)
-            .error_handler(Box::new(LogErrors))
-            .build_unchecked(ConnManager { url: url.clone() });
+        let max = if url.is_sqlite() { 1 } else { size.max(1) };
+        let pool = Pool {
+            url: url.clone(),
+            max,
+            slots: Mutex::new(Slots {
+                idle: vec![first],
+                open: 1,
+            }),
+            returned: Condvar::new(),
+        };
         Ok(Db {
-            source: Source::Pool(pool),
+            source: Source::Pool(Arc::new(pool)),
             url: url.clone(),
         })
     }
@@ -110,10 +161,22 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.run_within(CHECKOUT_TIMEOUT, f)
+    }
+
+    /// Like [`Db::run`], but gives up when no connection is to be had within `wait` (the HTTP
+    /// endpoints answer quickly while the database is away).
+    pub fn run_within<T, E: From<DbError>>(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
         blocking(|| match &self.source {
             Source::Pool(pool) => {
-                let mut conn = pool.get().map_err(|e| E::from(unavailable(&e)))?;
-                f(&mut conn)
+                let mut conn = pool.checkout(wait).map_err(E::from)?;
+                let result = f(&mut conn);
+                pool.give_back(conn);
+                result
             }
             Source::Dedicated(conn) => {
                 let mut guard = match conn.lock() {
@@ -125,20 +188,11 @@ impl Db {
         })
     }
 
-    /// Whether the database answers through the pool within `wait` (`/readyz`).
+    /// Whether the database answers through the pool within `wait`, with the current schema
+    /// (`/readyz`).
     pub fn ready(&self, wait: Duration) -> Result<(), DbError> {
-        blocking(|| match &self.source {
-            Source::Pool(pool) => {
-                let mut conn = pool.get_timeout(wait).map_err(|e| unavailable(&e))?;
-                conn.check_schema()
-            }
-            Source::Dedicated(_) => Ok(()),
-        })
+        self.run_within(wait, |c| c.check_schema())
     }
-}
-
-fn unavailable(e: &r2d2::PoolError) -> DbError {
-    DbError::Connect(format!("no database connection: {e}"))
 }
 
 /// Runs blocking work without stalling the async runtime's other tasks.
@@ -150,12 +204,29 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// r2d2 reports failed connection attempts here; they go to the log once each.
-#[derive(Debug)]
-struct LogErrors;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl r2d2::HandleError<DbError> for LogErrors {
-    fn handle_error(&self, error: DbError) {
-        tracing::warn!(error = %error, "database connection failed");
+    #[test]
+    fn connections_are_reused_and_bounded() {
+        let dir = std::env::temp_dir().join(format!("pi-pool-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let url = DbUrl::Sqlite(dir.join("p.db"));
+        let mut c = Conn::open(&url, true).unwrap_or_else(|e| panic!("{e}"));
+        c.migrate().unwrap_or_else(|e| panic!("{e}"));
+        drop(c);
+        let db = Db::connect(&url, 4).unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..3 {
+            db.run(|c| c.ping()).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let Source::Pool(pool) = &db.source else {
+            panic!("a pool")
+        };
+        assert_eq!(pool.lock().open, 1, "SQLite: one connection, reused");
+        // Nested use on SQLite would wait for the one connection: it times out instead.
+        let nested = db.run(|_| db.run_within(Duration::from_millis(50), |c| c.ping()));
+        assert!(nested.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -36,7 +36,9 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const REPORT_SAMPLE: usize = 1000;
 
 /// How often a pass tells the fleet it is alive (and re-reads the fleet's size).
-const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Workers that start together see each other after this pause (PostgreSQL only).
+const FLEET_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 /// A worker not seen for this long no longer counts in the Stripe budget's split.
 const HEARTBEAT_TTL_SECS: i64 = 15;
 
@@ -281,6 +283,7 @@ async fn pass<G: PaymentGateway + 'static>(
             db: db.clone(),
             worker: opts.worker_id.clone(),
             last: None,
+            settled: db.is_sqlite(),
         }
     });
     let mut fleet = fleet;
@@ -391,6 +394,9 @@ async fn pass<G: PaymentGateway + 'static>(
             }
         };
         after = claim.plan_id;
+        if let (Some(f), Some(g)) = (fleet.as_mut(), gateway.as_ref()) {
+            f.settle(g.as_ref()).await;
+        }
         in_flight.insert(claim.customer_id);
         tasks.spawn(customer_task(
             db.clone(),
@@ -441,9 +447,24 @@ struct Fleet {
     db: Db,
     worker: String,
     last: Option<Instant>,
+    /// Whether the first share was taken after the settling pause.
+    settled: bool,
 }
 
 impl Fleet {
+    /// Before the first plan goes to Stripe: workers started at the same moment (a CronJob
+    /// with several replicas) wait briefly and count again, so that none of them starts with
+    /// the whole budget.
+    async fn settle<G: PaymentGateway>(&mut self, gateway: &G) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        tokio::time::sleep(FLEET_SETTLE).await;
+        self.last = None;
+        self.beat(gateway);
+    }
+
     fn beat<G: PaymentGateway>(&mut self, gateway: &G) {
         if self.last.is_some_and(|t| t.elapsed() < HEARTBEAT_EVERY) {
             return;

@@ -520,7 +520,7 @@ fn respond(
     let limit_key = format!("{method} {endpoint}");
     let mut extra: Vec<(&'static str, &'static str)> = vec![];
     let mut html = false;
-    let every = |n: u64| n > 0 && number % n == 0;
+    let every = |n: u64| n > 0 && number.is_multiple_of(n);
     let (status, body, replayed) = if !authorized {
         let r = error(
             StatusCode::UNAUTHORIZED,
@@ -561,7 +561,7 @@ fn respond(
         (StatusCode::BAD_GATEWAY, Value::Null, false)
     } else if store.faults.hang_requests.contains(&number)
         || store.faults.fail_requests.contains(&number)
-        || (store.faults.fail_every > 0 && number % store.faults.fail_every == 0)
+        || every(store.faults.fail_every)
     {
         let r = error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -594,7 +594,7 @@ fn respond(
                 (r.0, r.1, false)
             }
             None => {
-                let (status, body) = dispatch(&mut store, &method, &path, &pairs);
+                let (status, body) = dispatch(&mut store, method, &path, &pairs);
                 if let Some(k) = key
                     .as_ref()
                     .filter(|_| method == Method::POST && status.as_u16() < 500)
