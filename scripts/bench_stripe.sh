@@ -76,6 +76,7 @@ print(json.dumps({
     "invoices": sum(r["invoices_sent"] for r in reports),
     "failed_plans": sum(len(r["failures"]) + len(r["needs_attention"]) for r in reports),
     "wall_seconds": round(float(end) - float(start), 1),
+    "plans_per_second": round(plans / (float(end) - float(start)), 1),
     "busiest_endpoint": busiest,
     "busiest_endpoint_rate": round(rate, 2),
     "ratio_of_endpoint_limit": round(rate / limit, 3) if limit else None,

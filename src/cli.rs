@@ -522,6 +522,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             let _lock = worker_lock(&url)?;
             crate::jobs::backfill::parse_every(&every)?;
             let gateway = Arc::new(stripe_from_env(&cli.tuning)?);
+            refuse_future_with_live_key(&gateway, to, "--to")?;
             let report = crate::jobs::backfill::backfill(
                 &db,
                 Some(gateway),
@@ -599,7 +600,9 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             let gateway = if dry_run {
                 None
             } else {
-                Some(Arc::new(stripe_from_env(&cli.tuning)?))
+                let g = Arc::new(stripe_from_env(&cli.tuning)?);
+                refuse_future_with_live_key(&g, now, "--now")?;
+                Some(g)
             };
             let report = jobs::run_pass(&db, gateway, now, &opts).await?;
             let mut o = out(&report, render_report(&report))?;
@@ -793,6 +796,8 @@ fn status(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
                 "lease_expires_at": r.lease_expires_at,
                 "needs_attention": r.plan.needs_attention,
                 "next_retry_at": r.next_retry_at,
+                "error_count": r.error_count,
+                "last_error": r.last_error,
             }));
         }
         Ok(out)
@@ -809,12 +814,46 @@ fn status(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
         needs_attention: true,
         ..PlanFilter::default()
     })?;
+    let retrying = view(PlanFilter {
+        retrying: true,
+        ..PlanFilter::default()
+    })?;
+    let (unsent_count, unsent) = repo::unsent_invoices(c, 20)?;
+    let unsent: Vec<serde_json::Value> = unsent
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "invoice_id": i.id,
+                "plan_id": i.plan_id,
+                "customer_id": i.customer_id,
+                "event_time": i.event_time,
+                "created_at": i.created_at,
+                "total_cents": i.total_cents,
+                "stripe_invoice_id": i.stripe_invoice_id,
+            })
+        })
+        .collect();
+    let oldest = repo::oldest_due_plan(c, now)?.map(|r| {
+        serde_json::json!({
+            "plan_id": r.plan.id,
+            "customer_id": r.plan.customer_id,
+            "next_invoice_date": r.plan.next_invoice_date,
+        })
+    });
     let last = repo::last_pass_run(c)?;
-    let text = format!(
-        "due plans: {}\nleased plans: {}\nplans needing attention: {}\nlast pass: {}",
+    let ts = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let mut text = format!(
+        "due plans: {}\nleased plans: {}\nplans needing attention: {}\nplans waiting to retry: {}\nunsent invoices: {}\noldest overdue plan: {}\nlast pass: {}",
         due.len(),
         leased.len(),
         attention.len(),
+        retrying.len(),
+        unsent_count,
+        oldest.as_ref().map_or("none".to_string(), |o| format!(
+            "plan {} due since {}",
+            o["plan_id"],
+            ts(&o["next_invoice_date"])
+        )),
         last.as_ref().map_or("never".to_string(), |p| format!(
             "as of {} ({} considered, {} invoiced, {} invoices, {} need attention, {} failed)",
             p.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
@@ -825,8 +864,33 @@ fn status(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
             p.failures
         ))
     );
+    for r in &retrying {
+        text.push_str(&format!(
+            "\n  retry: plan {} at {} after {} error(s): {}",
+            r["plan_id"],
+            ts(&r["next_retry_at"]),
+            r["error_count"],
+            r["last_error"].as_str().unwrap_or("")
+        ));
+    }
+    for a in &attention {
+        text.push_str(&format!(
+            "\n  attention: plan {}: {}",
+            a["plan_id"],
+            a["needs_attention"].as_str().unwrap_or("")
+        ));
+    }
     out(
-        &serde_json::json!({ "now": now, "due": due, "leased": leased, "needs_attention": attention, "last_pass": last }),
+        &serde_json::json!({
+            "now": now,
+            "due": due,
+            "leased": leased,
+            "needs_attention": attention,
+            "retrying": retrying,
+            "unsent_invoices": { "count": unsent_count, "oldest": unsent },
+            "oldest_overdue": oldest,
+            "last_pass": last,
+        }),
         text,
     )
 }
@@ -899,6 +963,30 @@ fn render_report(r: &jobs::PassReport) -> String {
         ));
     }
     s
+}
+
+/// How far a pass with a live Stripe key may act ahead of this machine's clock (clock skew
+/// between the host that schedules and the one that runs).
+pub const LIVE_KEY_CLOCK_SKEW_MINUTES: i64 = 5;
+
+/// A live key bills real cards: a pass acting in the future (a mistyped `--now`) would send
+/// invoices for periods that have not begun. Test keys and the emulator keep free time travel.
+fn refuse_future_with_live_key(
+    gateway: &StripeGateway,
+    acting_at: Ts,
+    flag: &str,
+) -> Result<(), AppError> {
+    let wall = SystemClock.now();
+    if gateway.is_live()
+        && acting_at > wall + chrono::Duration::minutes(LIVE_KEY_CLOCK_SKEW_MINUTES)
+    {
+        return Err(invalid(format!(
+            "refusing to bill the future with a live Stripe key: {flag} {} is later than the clock ({}, {LIVE_KEY_CLOCK_SKEW_MINUTES} minutes of skew allowed); use a test key to travel in time",
+            acting_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            wall.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    Ok(())
 }
 
 /// Leases follow the wall clock unless the command travels in time with `--now`.

@@ -541,6 +541,30 @@ fn clamp_i32(v: i64) -> Result<i32, AppError> {
     i32::try_from(v).map_err(|_| invalid(format!("license count {v} is too large")))
 }
 
+/// §2.4: a license count a customer asks for is at least the seats in use and the plan's
+/// minimum, unless the customer is exempt from the license number check. One rule for
+/// `buy-licenses` and `renewal-licenses`.
+fn check_license_request(cust: &Customer, p: &Plan, requested: i32) -> Result<(), AppError> {
+    if cust.exempt_from_license_number_check {
+        return Ok(());
+    }
+    let minimum = min_licenses_for_plan(cust, p.tier, false);
+    let seats = i64::from(cust.seat_count.unwrap_or(0));
+    if i64::from(requested) < minimum {
+        return Err(invalid(format!(
+            "at least {minimum} licenses are required for {} (got {requested})",
+            p.name()
+        )));
+    }
+    if i64::from(requested) < seats {
+        return Err(invalid(format!(
+            "customer {} has {seats} seats in use: at least {seats} licenses are required (got {requested})",
+            cust.id
+        )));
+    }
+    Ok(())
+}
+
 fn manual_plan(
     conn: &mut Conn,
     id: i64,
@@ -564,7 +588,7 @@ pub fn buy_licenses(
 ) -> Result<LedgerEntry, AppError> {
     let licenses = licenses_arg("--licenses", licenses)?;
     conn.transaction(|c| {
-        let (p, _, last) = manual_plan(c, id, now)?;
+        let (p, cust, last) = manual_plan(c, id, now)?;
         if p.is_free_trial() {
             return Err(invalid("cannot buy more licenses during a free trial; change the licenses at next renewal instead"));
         }
@@ -574,6 +598,7 @@ pub fn buy_licenses(
                 p.id, last.licenses
             )));
         }
+        check_license_request(&cust, &p, licenses)?;
         let entry = repo::insert_ledger(c, p.id, false, now, licenses, Some(licenses))?;
         repo::clear_retry(c, p.id)?;
         Ok(entry)
@@ -591,15 +616,13 @@ pub fn renewal_licenses(
     conn.transaction(|c| {
         let entry = match manual_plan(c, id, now) {
             Ok((p, cust, last)) => {
-                if !cust.exempt_from_license_number_check {
-                    let minimum = min_licenses_for_plan(&cust, p.tier, false);
-                    if i64::from(licenses) < minimum {
-                        return Err(invalid(format!(
-                            "at least {minimum} licenses are required for {} (got {licenses})",
-                            p.name()
-                        )));
-                    }
+                if last.licenses_at_next_renewal == Some(licenses) {
+                    return Err(invalid(format!(
+                        "plan {} is already scheduled to renew with {licenses} licenses",
+                        p.id
+                    )));
                 }
+                check_license_request(&cust, &p, licenses)?;
                 repo::insert_ledger(c, p.id, false, now, last.licenses, Some(licenses))?
             }
             // The renewal at the last boundary is overdue and blocked by the count it would

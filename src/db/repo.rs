@@ -139,6 +139,8 @@ pub struct PlanFilter {
     pub leased: bool,
     /// Only plans whose lease is still running at this instant.
     pub lease_live_at: Option<Ts>,
+    /// Only plans waiting for a retry after a transient failure (not needing attention).
+    pub retrying: bool,
 }
 
 /// The plans matching `$f`, as a boxed query on the backend in scope (used inside `with_conn!`).
@@ -163,6 +165,11 @@ macro_rules! filtered_plans {
         }
         if let Some(t) = f.lease_live_at {
             q = q.filter(customer_plan::lease_expires_at.gt(t));
+        }
+        if f.retrying {
+            q = q
+                .filter(customer_plan::next_retry_at.is_not_null())
+                .filter(customer_plan::needs_attention.is_null());
         }
         q
     }};
@@ -267,6 +274,8 @@ pub struct ClaimScope<'a> {
     pub exclude_customers: &'a [i64],
     /// Only this customer's plans (the customer's next plan, after one is done).
     pub customer: Option<i64>,
+    /// Never these plans (done already in this pass).
+    pub exclude_plans: &'a [i64],
 }
 
 /// How many candidates one claim looks at before it gives up for now.
@@ -309,6 +318,7 @@ pub fn claim_next_due(
                         .or(customer_plan::next_retry_at.le(now)),
                 )
                 .filter(customer_plan::customer_id.ne_all(scope.exclude_customers))
+                .filter(customer_plan::id.ne_all(scope.exclude_plans))
                 .filter(customer_plan::customer_id.between(customers.0, customers.1))
                 .order(customer_plan::id)
                 .select((customer_plan::id, customer_plan::customer_id))
@@ -617,6 +627,33 @@ pub fn set_line_stripe_id(conn: &mut Conn, id: i64, stripe_id: &str) -> Result<(
         .set(invoice_line::stripe_invoice_item_id.eq(stripe_id))
         .execute(c))?;
     Ok(())
+}
+
+/// The plan whose invoice has been due the longest at `now`.
+pub fn oldest_due_plan(conn: &mut Conn, now: Ts) -> Result<Option<PlanRecord>, DbError> {
+    let row = with_conn!(conn, c => customer_plan::table
+        .filter(customer_plan::next_invoice_date.le(now))
+        .filter(customer_plan::status.ne(PlanStatus::NeverStarted.code()))
+        .order((customer_plan::next_invoice_date, customer_plan::id))
+        .first::<PlanRow>(c)
+        .optional())?;
+    row.map(PlanRow::into_record).transpose()
+}
+
+/// Local invoices written but not yet sent to Stripe: how many, and the oldest `limit`.
+pub fn unsent_invoices(conn: &mut Conn, limit: i64) -> Result<(i64, Vec<InvoiceRow>), DbError> {
+    Ok(with_conn!(conn, c => {
+        let count = invoice::table
+            .filter(invoice::status.eq("pending"))
+            .count()
+            .get_result::<i64>(c)?;
+        let oldest = invoice::table
+            .filter(invoice::status.eq("pending"))
+            .order(invoice::id)
+            .limit(limit)
+            .load::<InvoiceRow>(c)?;
+        Ok::<_, diesel::result::Error>((count, oldest))
+    })?)
 }
 
 pub fn pending_invoice_ids(conn: &mut Conn, plan_id: i64) -> Result<Vec<i64>, DbError> {

@@ -35,6 +35,10 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 /// At most this many invoices are kept in a pass report (the rest are counted).
 pub const REPORT_SAMPLE: usize = 1000;
 
+/// A plan is invoiced for at most this many due dates in one pass. A plan further behind needs
+/// attention: most likely `--now` is wrong; a real backlog is caught up with `backfill`.
+pub const MAX_CATCH_UP_CYCLES: usize = 36;
+
 /// How often a pass tells the fleet it is alive (and re-reads the fleet's size).
 const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Workers that start together see each other after this pause (PostgreSQL only).
@@ -381,7 +385,7 @@ async fn pass<G: PaymentGateway + 'static>(
         let scope = ClaimScope {
             after_id: after,
             exclude_customers: &exclude,
-            customer: None,
+            ..ClaimScope::default()
         };
         let claimed =
             db.run(|c| c.transaction(|c| repo::claim_next_due(c, now, scope, opts.lease(now))));
@@ -436,6 +440,13 @@ async fn pass<G: PaymentGateway + 'static>(
             .collect();
         // In the order they were sent.
         views.sort_by_key(|v| sample.iter().position(|id| *id == v.id));
+        if opts.dry_run {
+            // Nothing was sent: say what would be.
+            for v in &mut views {
+                v.status = "would_send".into();
+                v.sent_at = None;
+            }
+        }
         report.invoices = views;
     }
     Ok(report)
@@ -540,8 +551,12 @@ async fn customer_task<G: PaymentGateway + 'static>(
         if failed || opts.stopping() || gateway.as_ref().is_some_and(|g| g.unreachable()) {
             return run;
         }
+        // Never the same plan twice in one task (a plan left with an unsent invoice after a
+        // dry run's or a failure's release is the next pass's work).
+        let done: Vec<i64> = run.plans.iter().map(|p| p.plan_id).collect();
         let scope = ClaimScope {
             customer: Some(customer_id),
+            exclude_plans: &done,
             ..ClaimScope::default()
         };
         match db.run(|c| c.transaction(|c| repo::claim_next_due(c, now, scope, opts.lease(now)))) {
@@ -672,6 +687,7 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
     let plan_id = held.claim.plan_id;
     let now = held.now;
     let mut races = 0;
+    let mut cycles = 0;
     'resume: loop {
         // A previous worker may have died between the write-ahead commit and Stripe.
         for id in held.read(|c| Ok(repo::pending_invoice_ids(c, plan_id)?))? {
@@ -679,6 +695,15 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
             emitted.ids.push(id);
         }
         loop {
+            if cycles >= MAX_CATCH_UP_CYCLES {
+                let plan = held.read(|c| ops::plan(c, plan_id))?.plan;
+                if let Some(next) = plan.next_invoice_date.filter(|d| *d <= now) {
+                    return Ok(Some(format!(
+                        "plan {plan_id} is more than {MAX_CATCH_UP_CYCLES} billing cycles behind (next invoice date {}): this pass stopped after {MAX_CATCH_UP_CYCLES}; check --now, or catch up with `backfill` in steps",
+                        next.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                    )));
+                }
+            }
             let step = match held.write(|c| invoice_step(c, plan_id, now)) {
                 Err(AppError::Db(e)) if e.is_unique_violation() && races < 3 => {
                     // Another worker wrote this invoice first (a lost race, not an error):
@@ -693,8 +718,9 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
             match step {
                 Step::NotDue => return Ok(None),
                 Step::Waiting(reason) => return Ok(Some(reason)),
-                Step::Advanced(None) => {}
+                Step::Advanced(None) => cycles += 1,
                 Step::Advanced(Some(id)) => {
+                    cycles += 1;
                     emitted.lines += emit(held, gateway, id).await?;
                     emitted.ids.push(id);
                     // Stopping between two complete invoices of a catch-up is safe: the plan's
@@ -729,6 +755,7 @@ async fn emit<G: PaymentGateway>(
         let span = info_span!("emit", invoice.id = invoice_id);
         push_to_gateway(held, g, &record).instrument(span).await?;
     }
+    // In a dry run this is undone with everything else; the report says "would_send".
     held.write(|c| Ok(repo::mark_invoice_sent(c, invoice_id, held.now)?))?;
     if held.opts.dry_run {
         info!(

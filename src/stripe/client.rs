@@ -142,6 +142,11 @@ impl StripeGateway {
         })
     }
 
+    /// A live key (anything but a test key) bills real cards.
+    pub fn is_live(&self) -> bool {
+        !self.config.api_key.is_test_mode()
+    }
+
     /// The shared budget (rates in force, for logs and metrics).
     pub fn budget(&self) -> &Budget {
         &self.budget

@@ -1,0 +1,186 @@
+//! Operator safety (issue 9, first part): Zulip's guards on requested license counts, a live
+//! key refusing to bill the future, the catch-up bound, dry runs that claim no send, and a
+//! `status` that shows work waiting for a retry.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestDb;
+use plan_invoicer::stripe::emulator::Faults;
+use serde_json::Value;
+
+const T0: &str = "2012-01-02T03:04:05Z";
+
+fn run_with(db: &TestDb, key: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_plan-invoicer"))
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .env_remove("PLAN_INVOICER_NOW")
+        .env_remove("STRIPE_API_KEY_FILE")
+        .env("STRIPE_API_KEY", key)
+        .env("STRIPE_API_BASE", &db.stripe_base)
+        .env("STRIPE_RETRY_BASE_MS", "10")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn manual_plan(db: &TestDb) {
+    db.id(Some(T0), &["customer", "create", "--name", "Manual"]);
+    db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            "1",
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+        ],
+    );
+}
+
+fn ledger_len(db: &TestDb) -> usize {
+    db.ok(None, &["plan", "ledger", "1"])
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// `renewal-licenses` below the seats in use, or equal to the count already scheduled, is
+/// refused like `buy-licenses` below the seats in use: one line, exit 2, nothing written.
+fn license_requests_respect_seats_and_schedule(db: &TestDb) {
+    manual_plan(db);
+    let at = Some("2012-01-10T00:00:00Z");
+    db.ok(at, &["customer", "report-usage", "1", "--seats", "12"]);
+    let before = ledger_len(db);
+    let e = db.refused(at, &["plan", "renewal-licenses", "1", "--licenses", "11"]);
+    assert!(e.contains("12 seats in use"), "{e}");
+    let e = db.refused(at, &["plan", "buy-licenses", "1", "--licenses", "11"]);
+    assert!(e.contains("12 seats in use"), "{e}");
+    assert_eq!(ledger_len(db), before, "nothing written");
+    db.ok(at, &["plan", "renewal-licenses", "1", "--licenses", "12"]);
+    let e = db.refused(at, &["plan", "renewal-licenses", "1", "--licenses", "12"]);
+    assert!(
+        e.contains("already scheduled to renew with 12 licenses"),
+        "{e}"
+    );
+    assert_eq!(ledger_len(db), before + 1);
+}
+
+/// A live key refuses a pass in the future (a mistyped `--now`) before anything is written;
+/// a test key travels freely.
+fn live_key_refuses_to_bill_the_future(db: &TestDb) {
+    manual_plan(db);
+    let args = ["--json", "--now", "2099-01-01T00:00:00Z", "run-once"];
+    let (code, out, err) = run_with(db, "sk_live_plan_invoicer", &args);
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(out.trim().is_empty());
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("live Stripe key"), "{err}");
+    assert_eq!(db.stripe.requests().len(), 0, "nothing sent");
+    assert!(db.invoices().is_empty(), "nothing written");
+    assert!(
+        db.ok(None, &["status"])["last_pass"].is_null(),
+        "no pass ran"
+    );
+    let backfill = [
+        "--json",
+        "backfill",
+        "--from",
+        "2012-02-01T00:00:00Z",
+        "--to",
+        "2099-01-01T00:00:00Z",
+        "--every",
+        "1w",
+    ];
+    assert_eq!(run_with(db, "sk_live_plan_invoicer", &backfill).0, 2);
+    // A pass as of now with a live key is fine (nothing is due in 2012's book at 2012-01-05).
+    let (code, _, err) = run_with(
+        db,
+        "sk_live_plan_invoicer",
+        &["--json", "--now", "2012-01-05T00:00:00Z", "run-once"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_with(db, "sk_test_plan_invoicer", &args);
+    assert_ne!(code, 2, "test keys keep time travel: {err}");
+}
+
+/// A dry run far in the future stops each plan after 36 cycles with a clear reason, says what
+/// would be sent, and claims no send.
+fn catch_up_is_bounded_and_dry_runs_are_honest(db: &TestDb) {
+    manual_plan(db);
+    let report = db.code(3, Some("2099-01-01T00:00:00Z"), &["run-once", "--dry-run"]);
+    assert_eq!(report["invoices_sent"], 36);
+    let reason = report["needs_attention"][0]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("more than 36 billing cycles behind"),
+        "{reason}"
+    );
+    let invoices = report["invoices"].as_array().cloned().unwrap_or_default();
+    assert_eq!(invoices.len(), 36);
+    assert!(invoices
+        .iter()
+        .all(|i| i["status"] == "would_send" && i["sent_at"].is_null()));
+    let (code, text, err) = run_with(
+        db,
+        "sk_test_x",
+        &["--now", "2012-03-05T00:00:00Z", "run-once", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("[would_send]"), "{text}");
+    assert!(
+        !text.contains("[sent]") && !err.contains("invoice sent"),
+        "{text}{err}"
+    );
+    assert!(db.invoices().is_empty(), "a dry run writes nothing");
+}
+
+/// `status` shows plans waiting for a retry, unsent invoices and the oldest overdue plan.
+fn status_shows_work_waiting_for_a_retry(db: &TestDb) {
+    manual_plan(db);
+    let before = db.ok(Some("2012-02-03T00:00:00Z"), &["status"]);
+    assert_eq!(before["oldest_overdue"]["plan_id"], 1, "{before}");
+    // The first item fails (request 3): the invoice is written but not sent.
+    db.stripe.set_faults(Faults {
+        fail_requests: vec![3, 4, 5, 6, 7],
+        ..Faults::default()
+    });
+    db.code(3, Some("2012-02-03T00:00:00Z"), &["run-once"]);
+    let status: Value = db.ok(Some("2012-02-03T00:01:00Z"), &["status"]);
+    let retrying = status["retrying"].as_array().cloned().unwrap_or_default();
+    assert_eq!(retrying.len(), 1, "{status}");
+    assert!(retrying[0]["next_retry_at"].is_string());
+    assert!(retrying[0]["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("Injected fault")));
+    assert_eq!(status["unsent_invoices"]["count"], 1);
+    assert_eq!(status["unsent_invoices"]["oldest"][0]["plan_id"], 1);
+    assert_eq!(status["oldest_overdue"]["plan_id"], Value::Null);
+    let (_, text, _) = run_with(
+        db,
+        "sk_test_x",
+        &["--now", "2012-02-03T00:01:00Z", "status"],
+    );
+    assert!(text.contains("plans waiting to retry: 1"), "{text}");
+    assert!(text.contains("unsent invoices: 1"), "{text}");
+}
+
+on_both_backends!(
+    license_requests_respect_seats_and_schedule,
+    live_key_refuses_to_bill_the_future,
+    catch_up_is_bounded_and_dry_runs_are_honest,
+    status_shows_work_waiting_for_a_retry
+);
