@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=${1:-}
+export EMULATOR_BIN=${EMULATOR_BIN:-${BIN:-target/release/plan-invoicer}}
 plans_stripe=${PLANS_STRIPE:-2000}
 plans_db=${PLANS_DB:-100000}
 run() { local label=$1; shift; printf '{"run": "%s", "result": %s}\n' "$label" "$("$@" 2>/dev/null | tail -n 1)"; }

@@ -5,7 +5,7 @@
 #
 #   scripts/bench_stripe.sh sqlite|postgres PLANS WORKERS [GLOBAL_BUDGET ENDPOINT_BUDGET]
 #
-# Environment: BIN (default target/release/plan-invoicer), LATENCY_MS (300), JITTER_MS (100),
+# Environment: BIN (default target/release/plan-invoicer), EMULATOR_BIN (default BIN), LATENCY_MS (300), JITTER_MS (100),
 # LIMIT (100), ENDPOINT_LIMIT (25), CONCURRENCY (the worker's default), KEY (sk_live_bench),
 # PG (postgres://postgres@127.0.0.1:5432). Without the budget arguments the workers use their
 # defaults for the key's mode.
@@ -16,12 +16,13 @@ workers=${3:-1}
 budget=${4:-}
 endpoint_budget=${5:-}
 bin=${BIN:-target/release/plan-invoicer}
+emulator=${EMULATOR_BIN:-$bin}   # the emulator of this commit, also when BIN is an older build
 pg=${PG:-postgres://postgres@127.0.0.1:5432}
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 port=$((20000 + RANDOM % 20000))
-"$bin" stripe-emulator --listen "127.0.0.1:$port" --counts-only \
+"$emulator" stripe-emulator --listen "127.0.0.1:$port" --counts-only \
   --latency-ms "${LATENCY_MS:-300}" --latency-jitter-ms "${JITTER_MS:-100}" \
   --rate-limit-per-second "${LIMIT:-100}" --endpoint-rate-limit-per-second "${ENDPOINT_LIMIT:-25}" \
   2> "$dir/emulator.log" &

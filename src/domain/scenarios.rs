@@ -1,4 +1,4 @@
-//! The examples of `examples.md` and the invariants of the spec, on the pure core.
+//! Worked examples (Zulip's test vectors) and the invariants of docs/RULES.md, on the pure core.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;

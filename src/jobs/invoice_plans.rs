@@ -1,4 +1,4 @@
-//! The invoicing pass (billing-semantics.md P.3): claim due plans in id order, run the catch-up
+//! The invoicing pass (docs/RULES.md §4): claim due plans in id order, run the catch-up
 //! loop with each due date as the event time, persist invoices write-ahead, hand them to the
 //! payment gateway, release. One customer's failure never stops the pass.
 //!

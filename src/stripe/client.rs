@@ -1,5 +1,5 @@
 //! [`PaymentGateway`] over async-stripe's typed request builders (`async-stripe-billing`,
-//! `async-stripe-core`) and our [`Transport`]: sent with `RequestStrategy::Idempotent(<P.4 key>)`,
+//! `async-stripe-core`) and our [`Transport`]: sent with `RequestStrategy::Idempotent(<key>)` (docs/RULES.md §5),
 //! retried here with exponential backoff and full jitter (or `Retry-After`) under the same key,
 //! paced by the shared [`Budget`], and cut short by the [`Breaker`] when Stripe is unreachable.
 //! Responses are read into minimal structs (ids, totals, metadata) so that a Stripe-compatible

@@ -3,7 +3,7 @@
 //! ([`emulator`]) used by tests and the demo.
 //!
 //! The pass calls the gateway one object at a time and stores each Stripe id on its local row
-//! as soon as it is known; every write carries a deterministic idempotency key (P.4), so a
+//! as soon as it is known; every write carries a deterministic idempotency key (docs/RULES.md §5), so a
 //! replay after a crash creates nothing twice.
 
 pub mod budget;
@@ -167,7 +167,7 @@ pub trait PaymentGateway: Send + Sync {
     fn set_workers(&self, _workers: u32) {}
 }
 
-/// The idempotency keys of P.4.
+/// The idempotency keys (docs/RULES.md §5).
 pub mod keys {
     pub fn customer(id: i64) -> String {
         format!("plan-invoicer:customer:{id}")
