@@ -4,7 +4,7 @@
 #   scripts/bench_all.sh [BEFORE_BINARY] > results.jsonl
 #
 # BEFORE_BINARY: a release build of an earlier commit, measured the same way (optional).
-# PLANS_STRIPE (2000), PLANS_DB (100000) set the sizes. Needs PostgreSQL on 127.0.0.1:5432
+# PLANS_STRIPE (2000), PLANS_DB (100000) set the sizes; SKIP_STRIPE=1 runs the database side only. Needs PostgreSQL on 127.0.0.1:5432
 # (user postgres) and pgbench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,11 +15,13 @@ plans_db=${PLANS_DB:-100000}
 run() { local label=$1; shift; printf '{"run": "%s", "result": %s}\n' "$label" "$("$@" 2>/dev/null | tail -n 1)"; }
 
 # Stripe side: 300 ± 100 ms, 100/s per account and 25/s per endpoint enforced by the emulator.
+if [ -z "${SKIP_STRIPE:-}" ]; then
 run "stripe: 1 worker, budget = the limits (sqlite)" scripts/bench_stripe.sh sqlite "$plans_stripe" 1 100 25
 run "stripe: 4 workers, budget = the limits (postgres)" scripts/bench_stripe.sh postgres "$plans_stripe" 4 100 25
 run "stripe: 1 worker, default budget of a live key (sqlite)" scripts/bench_stripe.sh sqlite $((plans_stripe / 2)) 1
 if [ -n "$before" ]; then
   BIN=$before run "stripe: before, 1 worker (sqlite)" scripts/bench_stripe.sh sqlite 100 1 100 25
+fi
 fi
 
 # Database side: no latency, no limits.

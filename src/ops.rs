@@ -252,11 +252,12 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
             automanage_licenses: automanage,
             charge_automatically: !input.invoice_billing,
             billing_cycle_anchor: params.billing_cycle_anchor,
-            // A first period billed by the worker is due at once.
-            next_invoice_date: Some(if first_by_worker {
-                anchor
-            } else {
-                params.next_invoice_date
+            // A first period billed by the worker is due at once; a complimentary plan with
+            // an end date is next looked at when it ends (as `plan set-end-date` sets it).
+            next_invoice_date: Some(match end_date {
+                _ if first_by_worker => anchor,
+                Some(end) if tier.is_complimentary() => end,
+                _ => params.next_invoice_date,
             }),
             end_date,
             invoicing_status: if first_by_worker {
@@ -781,7 +782,9 @@ pub fn schedule_successor(
             return Err(invalid(format!("only an active plan can get a successor (plan {id} is {})", p.status)));
         }
         let entries = repo::ledger_of(c, p.id)?;
-        let cycle = next_billing_cycle(&Plan { end_date: None, ..p.clone() }, &entries)?;
+        // The next boundary is capped at the end date (§3.4): an end date at or before the
+        // next cycle start is the plan's last boundary.
+        let cycle = next_billing_cycle(&p, &entries)?;
         if !p.tier.is_complimentary() && cycle != Some(end) {
             return Err(invalid(format!(
                 "plan {id} ends on {} but its next billing cycle starts {}: the end date must be the next cycle boundary",

@@ -10,11 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use common::{at, connect, gateway, Backend, TestDb};
+use common::{at, connect, Backend, TestDb};
 use plan_invoicer::db::Conn;
-use plan_invoicer::jobs::{run_pass, PassOptions, PassReport};
+use plan_invoicer::jobs::{PassOptions, PassReport};
 use plan_invoicer::ops::{self, CustomerInput, PlanInput};
-use plan_invoicer::stripe::emulator::{Emulator, Faults, RateLimits};
+use plan_invoicer::stripe::emulator::{Faults, RateLimits};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
@@ -78,56 +78,7 @@ fn pass_at(db: &TestDb, now: &str, concurrency: usize, attempts: u32) -> PassRep
         concurrency,
         ..PassOptions::default()
     };
-    common::runtime()
-        .block_on(run_pass(
-            &common::pool(db),
-            Some(gateway(db, attempts)),
-            at(now),
-            &opts,
-        ))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Stripe's invoices without ids (which depend on the order of work), sorted.
-fn snapshot(emu: &Emulator) -> Vec<Value> {
-    let customers = emu.customers();
-    let name = |id: &Value| {
-        customers
-            .iter()
-            .find(|c| c["id"] == *id)
-            .map_or(Value::Null, |c| c["name"].clone())
-    };
-    let mut out: Vec<Value> = emu
-        .invoices()
-        .iter()
-        .map(|i| {
-            let lines: Vec<Value> = i["lines"]["data"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|l| {
-                    serde_json::json!([
-                        l["description"],
-                        l["quantity"],
-                        l["unit_amount_decimal"],
-                        l["amount"],
-                        l["period"]
-                    ])
-                })
-                .collect();
-            serde_json::json!([
-                name(&i["customer"]),
-                i["metadata"]["period_start"],
-                i["status"],
-                i["total"],
-                i["collection_method"],
-                lines
-            ])
-        })
-        .collect();
-    out.sort_by_key(|v| v.to_string());
-    out
+    common::pass_with(db, now, &opts, attempts)
 }
 
 /// Every Stripe request of the pass in arrival order, as (customer id in Stripe, plan id):
@@ -221,7 +172,7 @@ fn concurrency_does_not_change_the_invoices(backend: Backend) {
             switched >= 40,
             "customers with two plans invoiced: {switched}"
         );
-        snapshots.push((snapshot(&db.stripe), report.invoices_sent));
+        snapshots.push((common::stripe_snapshot(&db.stripe), report.invoices_sent));
     }
     assert!(snapshots[0].1 >= 250, "many invoices: {}", snapshots[0].1);
     assert_eq!(snapshots[0], snapshots[1]);
@@ -434,5 +385,8 @@ fn killed_workers_leave_stripe_exact_postgres() {
     };
     book(&mut connect(&calm_db), 24);
     calm_db.ok(Some(&calm), &["run-once"]);
-    assert_eq!(snapshot(&db.stripe), snapshot(&calm_db.stripe));
+    assert_eq!(
+        common::stripe_snapshot(&db.stripe),
+        common::stripe_snapshot(&calm_db.stripe)
+    );
 }

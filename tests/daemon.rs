@@ -615,24 +615,7 @@ fn serve_survives_the_database_going_away() {
         "/readyz recovers"
     );
     // A plan made due after the outage: a customer whose monthly plan began 35 days ago.
-    let anchor = (chrono::Utc::now() - chrono::Duration::days(35))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let customer = db.id(Some(&anchor), &["customer", "create", "--name", "late"]);
-    db.id(
-        Some(&anchor),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &customer.to_string(),
-            "--tier",
-            "cloud_standard",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "5",
-        ],
-    );
+    setup_recent_plans(&db, 1);
     assert!(
         wait_until(Duration::from_secs(30), || db.invoices().len() == 2),
         "the same process invoices the new plan"

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use common::{at, gateway, TestDb};
-use plan_invoicer::jobs::{run_pass, PassOptions, PassReport};
+use common::TestDb;
+use plan_invoicer::jobs::{PassOptions, PassReport};
 use plan_invoicer::stripe::emulator::Faults;
 
 const T0: &str = "2012-01-02T03:04:05Z";
@@ -118,14 +118,7 @@ fn pass(db: &TestDb, worker: &str, now: &str, attempts: u32) -> PassReport {
         worker_id: worker.into(),
         ..PassOptions::default()
     };
-    common::runtime()
-        .block_on(run_pass(
-            &common::pool(db),
-            Some(gateway(db, attempts)),
-            at(now),
-            &opts,
-        ))
-        .unwrap_or_else(|e| panic!("{e}"))
+    common::pass_with(db, now, &opts, attempts)
 }
 
 /// Worker A stalls on Stripe until its lease has expired; worker B claims the plan and

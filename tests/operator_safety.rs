@@ -178,7 +178,131 @@ fn status_shows_work_waiting_for_a_retry(db: &TestDb) {
     assert!(text.contains("unsent invoices: 1"), "{text}");
 }
 
+/// §3.4 caps the next boundary at the end date, for a successor as for everything else: an
+/// end date at midnight before an anchor of 03:04:05 is the plan's last boundary.
+fn successor_at_an_end_date_before_the_boundary(db: &TestDb) {
+    db.id(Some(T0), &["customer", "create", "--name", "Annual"]);
+    db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            "1",
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "annual",
+            "--licenses",
+            "10",
+        ],
+    );
+    let at = Some("2012-06-01T00:00:00Z");
+    db.ok(
+        at,
+        &[
+            "plan",
+            "set-end-date",
+            "1",
+            "--date",
+            "2013-01-02T00:00:00Z",
+        ],
+    );
+    let id = db.id(
+        at,
+        &[
+            "plan",
+            "schedule-successor",
+            "1",
+            "--fixed-price-cents",
+            "100000",
+        ],
+    );
+    let successor = db.plan(id);
+    assert_eq!(successor["status"], "never_started");
+    assert_eq!(successor["billing_cycle_anchor"], "2013-01-02T00:00:00Z");
+}
+
+/// A complimentary plan created with an end date is next looked at when it ends, exactly as
+/// when the end date is set later.
+fn complimentary_end_date_at_creation(db: &TestDb) {
+    db.id(
+        Some(T0),
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Legacy",
+            "--kind",
+            "self_hosted",
+        ],
+    );
+    let created = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            "1",
+            "--tier",
+            "self_hosted_legacy",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+            "--end-date",
+            "2012-06-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(
+        db.plan(created)["next_invoice_date"],
+        "2012-06-01T00:00:00Z"
+    );
+    db.id(
+        Some(T0),
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Legacy later",
+            "--kind",
+            "self_hosted",
+        ],
+    );
+    let later = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            "2",
+            "--tier",
+            "self_hosted_legacy",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+        ],
+    );
+    db.ok(
+        Some(T0),
+        &[
+            "plan",
+            "set-end-date",
+            &later.to_string(),
+            "--date",
+            "2012-06-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(
+        db.plan(later)["next_invoice_date"],
+        db.plan(created)["next_invoice_date"]
+    );
+}
+
 on_both_backends!(
+    successor_at_an_end_date_before_the_boundary,
+    complimentary_end_date_at_creation,
     license_requests_respect_seats_and_schedule,
     live_key_refuses_to_bill_the_future,
     catch_up_is_bounded_and_dry_runs_are_honest,

@@ -76,52 +76,6 @@ fn pass(db: &TestDb, _setup: &mut Conn, now: &str, attempts: u32) -> PassReport 
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Stripe's side without any id (Stripe's or local, which depend on the order of work):
-/// per invoice its customer, status, totals, collection and lines; sorted.
-fn snapshot(emu: &Emulator) -> Vec<Value> {
-    let customers = emu.customers();
-    let name = |id: &Value| {
-        customers
-            .iter()
-            .find(|c| c["id"] == *id)
-            .map_or(Value::Null, |c| c["name"].clone())
-    };
-    let mut invoices: Vec<Value> = emu
-        .invoices()
-        .into_iter()
-        .map(|i| {
-            let lines: Vec<Value> = i["lines"]["data"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|l| {
-                    serde_json::json!([
-                        l["description"],
-                        l["quantity"],
-                        l["unit_amount_decimal"],
-                        l["amount"],
-                        l["period"],
-                        l["discountable"]
-                    ])
-                })
-                .collect();
-            serde_json::json!([
-                name(&i["customer"]),
-                i["metadata"]["period_start"],
-                i["status"],
-                i["total"],
-                i["collection_method"],
-                i["days_until_due"],
-                i["statement_descriptor"],
-                lines
-            ])
-        })
-        .collect();
-    invoices.sort_by_key(|v| v.to_string());
-    invoices
-}
-
 fn baseline() -> (Vec<Value>, usize) {
     let db = TestDb::new(Backend::Sqlite).unwrap_or_else(|| panic!("sqlite"));
     let mut conn = connect(&db);
@@ -132,7 +86,7 @@ fn baseline() -> (Vec<Value>, usize) {
         "{report:?}"
     );
     db.assert_stripe_matches_local();
-    let snap = snapshot(&db.stripe);
+    let snap = common::stripe_snapshot(&db.stripe);
     assert!(
         snap.len() > 20,
         "the scenario emits many invoices: {}",
@@ -169,7 +123,11 @@ fn interrupted_at(backend: Backend, k: u64, expected: &[Value]) {
         second.failures.is_empty() && second.needs_attention.is_empty(),
         "{second:?}"
     );
-    assert_eq!(snapshot(&db.stripe), expected, "interrupted at request {k}");
+    assert_eq!(
+        common::stripe_snapshot(&db.stripe),
+        expected,
+        "interrupted at request {k}"
+    );
     assert_eq!(
         first.invoices.len() + second.invoices.len(),
         expected.len(),
@@ -232,7 +190,11 @@ fn resume_after_idempotency_keys_expired() {
         // Two days later; the catch-up has nothing new to bill before February.
         let second = pass(&db, &mut conn, "2013-01-12T00:00:00Z", 1);
         assert!(second.failures.is_empty(), "{second:?}");
-        assert_eq!(snapshot(&db.stripe), expected, "response {lost} lost");
+        assert_eq!(
+            common::stripe_snapshot(&db.stripe),
+            expected,
+            "response {lost} lost"
+        );
         db.assert_stripe_matches_local();
         let lookups = db
             .stripe
@@ -260,7 +222,7 @@ fn rate_limits_and_5xx_are_retried() {
     });
     let report = pass(&db, &mut conn, HORIZON, 6);
     assert!(report.failures.is_empty(), "{report:?}");
-    assert_eq!(snapshot(&db.stripe), expected);
+    assert_eq!(common::stripe_snapshot(&db.stripe), expected);
     let statuses: Vec<u16> = db.stripe.requests().iter().map(|r| r.status).collect();
     assert!(statuses.contains(&429) && statuses.contains(&500));
 }

@@ -267,21 +267,85 @@ struct CustomerRun {
     error: Option<AppError>,
 }
 
+/// What the claimer knows while a pass runs: the report so far, the customers in flight and
+/// those that failed (skipped for the rest of the pass), and the first infrastructure error.
+struct Tally {
+    report: PassReport,
+    /// The first invoices sent, for the report.
+    sample: Vec<i64>,
+    in_flight: HashSet<i64>,
+    failed_customers: Vec<i64>,
+    error: Option<AppError>,
+}
+
+impl Tally {
+    /// Takes in a finished customer task.
+    fn absorb(&mut self, done: Result<CustomerRun, tokio::task::JoinError>) {
+        let run = match done {
+            Ok(run) => run,
+            Err(e) => {
+                self.error
+                    .get_or_insert(AppError::Invalid(format!("a plan task failed: {e}")));
+                return;
+            }
+        };
+        self.in_flight.remove(&run.customer_id);
+        self.report.plans_considered += run.plans.len();
+        if let Some(e) = run.error {
+            self.error.get_or_insert(e);
+        }
+        for plan in run.plans {
+            if !plan.emitted.ids.is_empty() {
+                self.report.plans_invoiced += 1;
+                self.report.invoices_sent += plan.emitted.ids.len();
+                self.report.lines_sent += plan.emitted.lines;
+                let room = REPORT_SAMPLE.saturating_sub(self.sample.len());
+                self.sample.extend(plan.emitted.ids.into_iter().take(room));
+            }
+            let (plan_id, customer_id) = (plan.plan_id, run.customer_id);
+            match plan.outcome {
+                Outcome::Done | Outcome::LeftToOther => {}
+                Outcome::Attention(reason, customer_failed) => {
+                    if customer_failed {
+                        self.failed_customers.push(customer_id);
+                    }
+                    self.report.needs_attention.push(Attention {
+                        plan_id,
+                        customer_id,
+                        reason,
+                    });
+                }
+                Outcome::Failed(error) => {
+                    self.failed_customers.push(customer_id);
+                    self.report.failures.push(Failure {
+                        plan_id,
+                        customer_id,
+                        error,
+                        retryable: true,
+                    });
+                }
+            }
+        }
+    }
+}
+
 async fn pass<G: PaymentGateway + 'static>(
     db: &Db,
     gateway: Option<Arc<G>>,
     now: Ts,
     opts: &PassOptions,
 ) -> Result<PassReport, AppError> {
-    let mut report = PassReport::new(now, opts.dry_run);
-    let mut sample: Vec<i64> = vec![];
+    let mut tally = Tally {
+        report: PassReport::new(now, opts.dry_run),
+        sample: vec![],
+        in_flight: HashSet::new(),
+        failed_customers: vec![],
+        error: None,
+    };
     let concurrency = opts.concurrency.max(1);
     let mut tasks: JoinSet<CustomerRun> = JoinSet::new();
-    let mut in_flight: HashSet<i64> = HashSet::new();
-    let mut failed_customers: Vec<i64> = vec![];
-    let mut first_error: Option<AppError> = None;
     let mut after = 0;
-    let fleet = gateway.as_ref().map(|g| {
+    let mut fleet = gateway.as_ref().map(|g| {
         g.begin_pass();
         Fleet {
             db: db.clone(),
@@ -290,76 +354,20 @@ async fn pass<G: PaymentGateway + 'static>(
             settled: db.is_sqlite(),
         }
     });
-    let mut fleet = fleet;
-    let mut absorb = |done: Result<CustomerRun, tokio::task::JoinError>,
-                      in_flight: &mut HashSet<i64>,
-                      failed: &mut Vec<i64>,
-                      report: &mut PassReport,
-                      first_error: &mut Option<AppError>| {
-        let run = match done {
-            Ok(run) => run,
-            Err(e) => {
-                first_error.get_or_insert(AppError::Invalid(format!("a plan task failed: {e}")));
-                return;
-            }
-        };
-        in_flight.remove(&run.customer_id);
-        report.plans_considered += run.plans.len();
-        if let Some(e) = run.error {
-            first_error.get_or_insert(e);
-        }
-        for plan in run.plans {
-            if !plan.emitted.ids.is_empty() {
-                report.plans_invoiced += 1;
-                report.invoices_sent += plan.emitted.ids.len();
-                report.lines_sent += plan.emitted.lines;
-                let room = REPORT_SAMPLE.saturating_sub(sample.len());
-                sample.extend(plan.emitted.ids.into_iter().take(room));
-            }
-            match plan.outcome {
-                Outcome::Done | Outcome::LeftToOther => {}
-                Outcome::Attention(reason, customer_failed) => {
-                    if customer_failed {
-                        failed.push(run.customer_id);
-                    }
-                    report.needs_attention.push(Attention {
-                        plan_id: plan.plan_id,
-                        customer_id: run.customer_id,
-                        reason,
-                    })
-                }
-                Outcome::Failed(error) => {
-                    failed.push(run.customer_id);
-                    report.failures.push(Failure {
-                        plan_id: plan.plan_id,
-                        customer_id: run.customer_id,
-                        error,
-                        retryable: true,
-                    });
-                }
-            }
-        }
-    };
     loop {
         while let Some(done) = tasks.try_join_next() {
-            absorb(
-                done,
-                &mut in_flight,
-                &mut failed_customers,
-                &mut report,
-                &mut first_error,
-            );
+            tally.absorb(done);
         }
-        if first_error.is_some() {
+        if tally.error.is_some() {
             break;
         }
         if opts.stopping() {
             info!("stop requested: no more plans are claimed in this pass");
-            report.stopped = true;
+            tally.report.stopped = true;
             break;
         }
         if gateway.as_ref().is_some_and(|g| g.unreachable()) {
-            report.stripe_unreachable = true;
+            tally.report.stripe_unreachable = true;
             break;
         }
         if let (Some(f), Some(g)) = (fleet.as_mut(), gateway.as_ref()) {
@@ -367,19 +375,14 @@ async fn pass<G: PaymentGateway + 'static>(
         }
         if tasks.len() >= concurrency {
             if let Some(done) = tasks.join_next().await {
-                absorb(
-                    done,
-                    &mut in_flight,
-                    &mut failed_customers,
-                    &mut report,
-                    &mut first_error,
-                );
+                tally.absorb(done);
             }
             continue;
         }
-        let exclude: Vec<i64> = failed_customers
+        let exclude: Vec<i64> = tally
+            .failed_customers
             .iter()
-            .chain(in_flight.iter())
+            .chain(tally.in_flight.iter())
             .copied()
             .collect();
         let scope = ClaimScope {
@@ -393,7 +396,7 @@ async fn pass<G: PaymentGateway + 'static>(
             Ok(Some(claim)) => claim,
             Ok(None) => break,
             Err(e) => {
-                first_error.get_or_insert(e.into());
+                tally.error.get_or_insert(e.into());
                 break;
             }
         };
@@ -401,7 +404,7 @@ async fn pass<G: PaymentGateway + 'static>(
         if let (Some(f), Some(g)) = (fleet.as_mut(), gateway.as_ref()) {
             f.settle(g.as_ref()).await;
         }
-        in_flight.insert(claim.customer_id);
+        tally.in_flight.insert(claim.customer_id);
         tasks.spawn(customer_task(
             db.clone(),
             gateway.clone(),
@@ -411,18 +414,18 @@ async fn pass<G: PaymentGateway + 'static>(
         ));
     }
     while let Some(done) = tasks.join_next().await {
-        absorb(
-            done,
-            &mut in_flight,
-            &mut failed_customers,
-            &mut report,
-            &mut first_error,
-        );
+        tally.absorb(done);
     }
     if let Some(f) = fleet {
         f.leave();
     }
-    if let Some(e) = first_error {
+    let Tally {
+        mut report,
+        sample,
+        error,
+        ..
+    } = tally;
+    if let Some(e) = error {
         return Err(e);
     }
     if gateway.as_ref().is_some_and(|g| g.unreachable()) {

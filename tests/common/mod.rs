@@ -417,3 +417,66 @@ pub fn stripe_request(db: &TestDb, method: &str, path: &str) -> Value {
 pub fn stripe_post(db: &TestDb, path: &str) -> Value {
     stripe_request(db, "POST", path)
 }
+
+/// Stripe's side without any id (Stripe's or local, which depend on the order of work):
+/// per invoice its customer, status, totals, collection and lines; sorted.
+pub fn stripe_snapshot(emu: &Emulator) -> Vec<Value> {
+    let customers = emu.customers();
+    let name = |id: &Value| {
+        customers
+            .iter()
+            .find(|c| c["id"] == *id)
+            .map_or(Value::Null, |c| c["name"].clone())
+    };
+    let mut invoices: Vec<Value> = emu
+        .invoices()
+        .into_iter()
+        .map(|i| {
+            let lines: Vec<Value> = i["lines"]["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|l| {
+                    serde_json::json!([
+                        l["description"],
+                        l["quantity"],
+                        l["unit_amount_decimal"],
+                        l["amount"],
+                        l["period"],
+                        l["discountable"]
+                    ])
+                })
+                .collect();
+            serde_json::json!([
+                name(&i["customer"]),
+                i["metadata"]["period_start"],
+                i["status"],
+                i["total"],
+                i["collection_method"],
+                i["days_until_due"],
+                i["statement_descriptor"],
+                lines
+            ])
+        })
+        .collect();
+    invoices.sort_by_key(|v| v.to_string());
+    invoices
+}
+
+/// A pass through the library with its own pool and a quick-retrying gateway.
+pub fn pass_with(
+    db: &TestDb,
+    now: &str,
+    opts: &plan_invoicer::jobs::PassOptions,
+    attempts: u32,
+) -> plan_invoicer::jobs::PassReport {
+    runtime()
+        .block_on(plan_invoicer::jobs::run_pass(
+            &pool(db),
+            Some(gateway(db, attempts)),
+            at(now),
+            opts,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
