@@ -649,8 +649,21 @@ pub fn renewal_licenses(
 /// The billing-page status changes, with Zulip's guards.
 pub fn schedule_change(conn: &mut Conn, id: i64, change: &str, now: Ts) -> Result<Plan, AppError> {
     conn.transaction(|c| {
-        let (mut p, _, _) = current_after_cycle(c, id, now)?;
+        let (mut p, cust, last) = current_after_cycle(c, id, now)?;
         let old = p.status;
+        if old == PlanStatus::FreeTrial && matches!(change, "switch_to_annual" | "switch_to_monthly") {
+            let target = if change == "switch_to_annual" {
+                BillingSchedule::Annual
+            } else {
+                BillingSchedule::Monthly
+            };
+            require(
+                p.charge_automatically && p.fixed_price.is_none() && p.billing_schedule != target,
+                &p,
+                "only a card-billed free trial without a fixed price can switch schedules now",
+            )?;
+            return switch_free_trial_now(c, &mut p, &cust, &last, target, now);
+        }
         let new = match change {
             "downgrade_at_end_of_cycle" => {
                 require(old == PlanStatus::Active, &p, "only an active plan (not in a free trial) can be downgraded at the end of its cycle")?;
@@ -697,6 +710,58 @@ pub fn schedule_change(conn: &mut Conn, id: i64, change: &str, now: Ts) -> Resul
         repo::clear_retry(c, p.id)?;
         Ok(p)
     })
+}
+
+/// §4.9: during a card free trial the schedule changes at once. The trial plan ends; a new
+/// free-trial plan on the other schedule keeps the anchor and the next invoice date (the trial's
+/// end) and renews with the old plan's next-renewal count, so the renewal at the end of the
+/// trial is billed on the new schedule.
+fn switch_free_trial_now(
+    c: &mut Conn,
+    p: &mut Plan,
+    cust: &Customer,
+    last: &LedgerEntry,
+    schedule: BillingSchedule,
+    now: Ts,
+) -> Result<Plan, AppError> {
+    let licenses = last.licenses_at_next_renewal.unwrap_or(last.licenses);
+    let old_status = p.status;
+    p.status = PlanStatus::Ended;
+    let trial_end = p.next_invoice_date;
+    p.next_invoice_date = None;
+    repo::save_plan(c, p)?;
+    let price = price_per_license(p.tier, schedule, Some(cust))?;
+    let new = NewPlan {
+        customer_id: p.customer_id,
+        tier: p.tier,
+        status: PlanStatus::FreeTrial,
+        billing_schedule: schedule.code(),
+        fixed_price: None,
+        price_per_license: Some(price),
+        discount: discount_display(list_price(p.tier, schedule)?, price),
+        automanage_licenses: p.automanage_licenses,
+        charge_automatically: p.charge_automatically,
+        billing_cycle_anchor: p.billing_cycle_anchor,
+        next_invoice_date: trial_end,
+        end_date: p.end_date,
+        invoicing_status: InvoicingStatus::Done,
+        created_at: now,
+    };
+    let new_id = repo::insert_plan(c, &new)?;
+    let entry = repo::insert_ledger(c, new_id, true, now, licenses, Some(licenses))?;
+    let mut next = plan(c, new_id)?.plan;
+    next.invoiced_through = Some(entry.id);
+    repo::save_plan(c, &next)?;
+    let mut e = event("billing_schedule_switched", p, now);
+    e.old_status = Some(old_status);
+    e.new_status = Some(PlanStatus::Ended);
+    e.message = Some(format!(
+        "free trial plan {} continues as {} plan {new_id}",
+        p.id,
+        schedule.name()
+    ));
+    repo::insert_event(c, &e, now)?;
+    Ok(next)
 }
 
 fn require(ok: bool, p: &Plan, msg: &str) -> Result<(), AppError> {

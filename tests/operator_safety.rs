@@ -300,7 +300,62 @@ fn complimentary_end_date_at_creation(db: &TestDb) {
     );
 }
 
+/// §4.9: a card free trial changes its schedule at once; the renewal at the end of the trial is
+/// billed on the new schedule.
+fn free_trial_switches_schedule_now(db: &TestDb) {
+    db.id(Some(T0), &["customer", "create", "--name", "Trial"]);
+    db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            "1",
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "7",
+            "--automanage-licenses",
+            "--free-trial-days",
+            "30",
+        ],
+    );
+    let switched = db.ok(
+        Some("2012-01-10T00:00:00Z"),
+        &["plan", "schedule", "1", "--change", "switch_to_annual"],
+    );
+    assert_eq!(switched["id"], 2, "{switched}");
+    assert_eq!(switched["billing_schedule"], "annual");
+    assert_eq!(switched["status"], "free_trial");
+    assert_eq!(switched["next_invoice_date"], "2012-02-01T03:04:05Z");
+    assert_eq!(db.plan(1)["status"], "ended");
+    // A switch to the schedule the trial already has is refused.
+    let e = db.refused(
+        Some("2012-01-11T00:00:00Z"),
+        &["plan", "schedule", "2", "--change", "switch_to_annual"],
+    );
+    assert!(e.contains("free trial"), "{e}");
+    let report = db.pass("2012-02-02T00:00:00Z");
+    let invoices = report["invoices"].as_array().cloned().unwrap_or_default();
+    assert_eq!(invoices.len(), 1, "{report}");
+    assert_eq!(invoices[0]["plan_id"], 2);
+    assert_eq!(
+        common::lines(&invoices[0]),
+        vec![common::line(
+            "Zulip Cloud Standard - renewal",
+            7,
+            8000,
+            56000,
+            "2012-02-01T03:04:05Z",
+            "2013-02-01T03:04:05Z"
+        )]
+    );
+}
+
 on_both_backends!(
+    free_trial_switches_schedule_now,
     successor_at_an_end_date_before_the_boundary,
     complimentary_end_date_at_creation,
     license_requests_respect_seats_and_schedule,
