@@ -74,7 +74,8 @@ print(json.dumps({
     "plans": plans,
     "workers": workers,
     "exit_codes": codes.split(),
-    "invoices": sum(r["invoices_sent"] for r in reports),
+    # Older builds report every invoice instead of a count.
+    "invoices": sum(r.get("invoices_sent", len(r.get("invoices", []))) for r in reports),
     "failed_plans": sum(len(r["failures"]) + len(r["needs_attention"]) for r in reports),
     "wall_seconds": round(float(end) - float(start), 1),
     "plans_per_second": round(plans / (float(end) - float(start)), 1),

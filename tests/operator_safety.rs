@@ -354,7 +354,183 @@ fn free_trial_switches_schedule_now(db: &TestDb) {
     );
 }
 
+/// Everything the command line writes, to show that a refusal wrote nothing.
+fn fingerprint(db: &TestDb) -> Vec<Value> {
+    let plans = db.ok(None, &["plan", "list"]);
+    let mut out = vec![plans.clone()];
+    for p in plans.as_array().cloned().unwrap_or_default() {
+        let id = p["id"].to_string();
+        out.push(db.ok(None, &["plan", "ledger", &id]));
+        out.push(db.ok(None, &["plan", "events", &id]));
+    }
+    out
+}
+
+/// Every guard of the license counts and of the status changes (Zulip's refusals, §2.4, §4.7,
+/// §4.9): one line, exit 2, nothing written.
+fn every_guard_refuses_cleanly(db: &TestDb) {
+    for name in ["Manual", "Automatic", "Trial", "Fixed", "Plus"] {
+        db.id(Some(T0), &["customer", "create", "--name", name]);
+    }
+    let plan = |args: &[&str]| {
+        let mut all = vec![
+            "plan",
+            "create",
+            "--tier",
+            "cloud_standard",
+            "--licenses",
+            "10",
+        ];
+        all.extend_from_slice(args);
+        db.id(Some(T0), &all);
+    };
+    plan(&["--customer", "1", "--schedule", "monthly"]);
+    plan(&[
+        "--customer",
+        "2",
+        "--schedule",
+        "annual",
+        "--automanage-licenses",
+    ]);
+    plan(&[
+        "--customer",
+        "3",
+        "--schedule",
+        "monthly",
+        "--free-trial-days",
+        "30",
+    ]);
+    db.id(
+        Some(T0),
+        &[
+            "offer",
+            "create",
+            "--customer",
+            "4",
+            "--tier",
+            "cloud_standard",
+            "--fixed-price-cents",
+            "120000",
+        ],
+    );
+    db.ok(
+        Some(T0),
+        &[
+            "offer",
+            "accept",
+            "1",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+        ],
+    );
+    db.ok(
+        Some(T0),
+        &["customer", "report-usage", "1", "--seats", "12"],
+    );
+    let cases: &[(&str, &str)] = &[
+        (
+            "plan buy-licenses 1 --licenses 10",
+            "licenses can only go up within a period",
+        ),
+        ("plan buy-licenses 1 --licenses 11", "12 seats in use"),
+        ("plan renewal-licenses 1 --licenses 11", "12 seats in use"),
+        (
+            "plan renewal-licenses 1 --licenses 0",
+            "at least 1 licenses are required",
+        ),
+        (
+            "plan buy-licenses 2 --licenses 20",
+            "automatic license management",
+        ),
+        (
+            "plan renewal-licenses 2 --licenses 20",
+            "automatic license management",
+        ),
+        ("plan buy-licenses 3 --licenses 20", "during a free trial"),
+        ("plan seats 1 --count 5", "manual license management"),
+        (
+            "plan schedule 3 --change downgrade_at_end_of_cycle",
+            "not in a free trial",
+        ),
+        (
+            "plan schedule 2 --change switch_to_annual",
+            "only an active monthly plan",
+        ),
+        (
+            "plan schedule 1 --change switch_to_monthly",
+            "only an active annual plan",
+        ),
+        (
+            "plan schedule 4 --change switch_to_annual",
+            "without a fixed price",
+        ),
+        (
+            "plan schedule 1 --change downgrade_at_end_of_free_trial",
+            "card-billed free trial",
+        ),
+        (
+            "plan schedule 1 --change cancel",
+            "no scheduled change to cancel",
+        ),
+        (
+            "plan set-end-date 3 --date 2012-06-01T00:00:00Z",
+            "only an active plan can get an end date",
+        ),
+        (
+            "plan set-end-date 1 --date 2011-06-01T00:00:00Z",
+            "after the plan's anchor",
+        ),
+        (
+            "plan schedule-successor 2 --fixed-price-cents 100000",
+            "has no end date",
+        ),
+        (
+            "plan create --customer 1 --tier cloud_standard --schedule monthly --licenses 10",
+            "already has a live plan",
+        ),
+        (
+            "plan create --customer 5 --tier cloud_plus --schedule monthly --licenses 5",
+            "at least 10 licenses are required for Zulip Cloud Plus",
+        ),
+        ("offer accept 1 --schedule monthly", "already accepted"),
+    ];
+    let before = fingerprint(db);
+    for (command, expected) in cases {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let e = db.refused(Some("2012-01-10T00:00:00Z"), &args);
+        assert!(e.contains(expected), "{command}: {e}");
+        assert_eq!(fingerprint(db), before, "{command} wrote something");
+    }
+    // A successor needs the end date at the plan's next boundary (here: after it).
+    db.ok(
+        Some("2012-01-10T00:00:00Z"),
+        &[
+            "plan",
+            "set-end-date",
+            "2",
+            "--date",
+            "2013-03-01T00:00:00Z",
+        ],
+    );
+    let before = fingerprint(db);
+    let e = db.refused(
+        Some("2012-01-10T00:00:00Z"),
+        &[
+            "plan",
+            "schedule-successor",
+            "2",
+            "--fixed-price-cents",
+            "100000",
+        ],
+    );
+    assert!(e.contains("must be the next cycle boundary"), "{e}");
+    assert_eq!(fingerprint(db), before);
+}
+
 on_both_backends!(
+    every_guard_refuses_cleanly,
     free_trial_switches_schedule_now,
     successor_at_an_end_date_before_the_boundary,
     complimentary_end_date_at_creation,
