@@ -106,6 +106,15 @@ pub enum Command {
     },
     #[command(subcommand)]
     Invoices(InvoicesCmd),
+    /// Compare Stripe with the local invoices, customer by customer (read-only).
+    Audit {
+        /// Only local invoices for due dates at or after this instant.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<Ts>,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<i64>,
+    },
     /// Due plans, leased plans, plans that need attention, the last pass.
     Status,
     /// A pass at each step from --from to --to inclusive, as a cron would have run them.
@@ -130,9 +139,13 @@ pub enum Command {
         #[arg(long, env = "PLAN_INVOICER_HTTP_ADDR")]
         http_addr: Option<String>,
         /// Optional TOML file (keys: database_url, schedule, timezone, http_addr, lease_seconds,
-        /// shutdown_grace_seconds); flags and environment win over it.
+        /// shutdown_grace_seconds, concurrency, audit_schedule, the stripe_max_… budget);
+        /// flags and environment win over it.
         #[arg(long, env = "PLAN_INVOICER_CONFIG")]
         config: Option<std::path::PathBuf>,
+        /// Also run `audit` on this six-field cron schedule (off by default).
+        #[arg(long, env = "PLAN_INVOICER_AUDIT_SCHEDULE")]
+        audit_schedule: Option<String>,
     },
     /// Exit 0 when the daemon's /healthz answers 200 (for container and systemd health checks).
     Healthcheck {
@@ -297,6 +310,13 @@ pub enum PlanCmd {
     /// The outbox rows (plan events and notices) of a plan.
     Events {
         id: i64,
+    },
+    /// The invoice the plan would get at its next invoice date (or at --at), and the
+    /// end-of-cycle changes that would come first; nothing is written or sent.
+    Preview {
+        id: i64,
+        #[arg(long, value_parser = parse_time)]
+        at: Option<Ts>,
     },
 }
 
@@ -476,6 +496,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         timezone,
         http_addr,
         config,
+        audit_schedule,
     } = &cli.command
     {
         if cli.now.is_some() {
@@ -489,6 +510,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             timezone: timezone.clone(),
             http_addr: http_addr.clone(),
             config: config.clone(),
+            audit_schedule: audit_schedule.clone(),
         };
         let config = crate::config::ServeConfig::resolve(&args, &cli.tuning)?;
         let gateway = stripe_from_env(&config.tuning)?;
@@ -556,7 +578,52 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             Ok(o)
         }
         Command::Customer(cmd) => db.run(|c| customer_cmd(c, cmd, now)),
+        Command::Plan(PlanCmd::Preview { id, at }) => {
+            let preview = jobs::invoice_plans::preview(&db, id, at)?;
+            let text = render_preview(&preview);
+            out(&preview, text)
+        }
         Command::Plan(cmd) => db.run(|c| plan_cmd(c, cmd, now)),
+        Command::Audit { since, customer } => {
+            if let Some(id) = customer {
+                db.run(|c| ops::customer(c, id))?;
+            }
+            let gateway = stripe_from_env(&cli.tuning)?;
+            let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+                let bar = indicatif::ProgressBar::new(0);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} customers audited",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            });
+            let progress = |done: u64, total: u64| {
+                if let Some(b) = &bar {
+                    b.set_length(total);
+                    b.set_position(done);
+                }
+            };
+            let opts = jobs::audit::AuditOptions { since, customer };
+            let report = jobs::audit::audit(&db, &gateway, &opts, &progress).await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let mut text = format!(
+                "audit: {} customers, {} local and {} Stripe invoices checked, {} findings ({} ms)",
+                report.customers_checked,
+                report.local_invoices_checked,
+                report.stripe_invoices_checked,
+                report.findings.len(),
+                report.duration_ms
+            );
+            for f in &report.findings {
+                text.push_str(&format!("\n{}: {}", f.kind, f.detail));
+            }
+            let mut o = out(&report, text)?;
+            o.exit_code = report.exit_code();
+            Ok(o)
+        }
         Command::Offer(OfferCmd::Create {
             customer,
             tier,
@@ -779,7 +846,44 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
             ops::plan(c, id)?;
             pretty(&repo::events_of_plan(c, id)?)
         }
+        PlanCmd::Preview { .. } => Err(invalid(
+            "unreachable: previews run on a connection of their own",
+        )),
     }
+}
+
+fn render_preview(p: &jobs::invoice_plans::Preview) -> String {
+    let mut s = format!(
+        "plan {} at {} ({} → {}){}",
+        p.plan_id,
+        p.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        p.status_before,
+        p.status_after,
+        if p.invoices.is_empty() {
+            ": no invoice"
+        } else {
+            ""
+        }
+    );
+    for c in &p.changes {
+        s.push_str(&format!(
+            "\nchange: {} on plan {}{}",
+            c.kind,
+            c.plan_id,
+            c.message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ));
+    }
+    for i in &p.invoices {
+        s.push('\n');
+        s.push_str(&render_invoice(i));
+    }
+    if let Some(w) = &p.waiting {
+        s.push_str(&format!("\nwaiting: {w}"));
+    }
+    s
 }
 
 fn status(c: &mut Conn, now: Ts) -> Result<Output, AppError> {

@@ -27,6 +27,7 @@ pub const ENV_VARS: &[&str] = &[
     "STRIPE_API_KEY_FILE",
     "STRIPE_API_BASE",
     "PLAN_INVOICER_CONCURRENCY",
+    "PLAN_INVOICER_AUDIT_SCHEDULE",
     "STRIPE_MAX_REQUESTS_PER_SECOND",
     "STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT",
     "STRIPE_MAX_REQUESTS_IN_FLIGHT",
@@ -52,6 +53,7 @@ pub struct FileConfig {
     pub lease_seconds: Option<u64>,
     pub shutdown_grace_seconds: Option<u64>,
     pub concurrency: Option<u32>,
+    pub audit_schedule: Option<String>,
     pub stripe_max_requests_per_second: Option<u32>,
     pub stripe_max_requests_per_second_per_endpoint: Option<u32>,
     pub stripe_max_requests_in_flight: Option<u32>,
@@ -84,6 +86,8 @@ pub struct ServeConfig {
     pub concurrency: usize,
     /// Concurrency and the Stripe budget, flags and environment over the file.
     pub tuning: crate::cli::Tuning,
+    /// When to run `audit` beside the passes (off by default).
+    pub audit_schedule: Option<String>,
 }
 
 impl ServeConfig {
@@ -101,6 +105,7 @@ pub struct ServeArgs {
     pub timezone: Option<String>,
     pub http_addr: Option<String>,
     pub config: Option<std::path::PathBuf>,
+    pub audit_schedule: Option<String>,
 }
 
 impl ServeConfig {
@@ -159,7 +164,12 @@ impl ServeConfig {
                 "invalid HTTP address {addr:?} (expected host:port such as 127.0.0.1:9187)"
             ))
         })?;
+        let audit_schedule = args.audit_schedule.clone().or(file.audit_schedule);
+        if let Some(s) = &audit_schedule {
+            validate_schedule(s)?;
+        }
         Ok(ServeConfig {
+            audit_schedule,
             concurrency: tuning.concurrency(),
             tuning,
             database: DbUrl::parse(&database_url)?,

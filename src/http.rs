@@ -29,6 +29,9 @@ pub struct Metrics {
     pub lines: AtomicU64,
     pub plan_failures: AtomicU64,
     pub last_success_unix: AtomicU64,
+    /// The findings of the last scheduled audit, and when it finished (0: never).
+    pub audit_findings: AtomicU64,
+    pub last_audit_unix: AtomicU64,
     /// Cumulative counts per bucket, then the count and the sum in milliseconds.
     histogram: Mutex<([u64; BUCKETS.len()], u64, u64)>,
     pub stripe: Mutex<Option<Arc<RequestStats>>>,
@@ -151,6 +154,14 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "plan_invoicer_stripe_requests_total{{outcome=\"{outcome}\"}} {value}"
+            );
+        }
+        if self.last_audit_unix.load(Relaxed) > 0 {
+            let _ = write!(
+                out,
+                "# HELP plan_invoicer_audit_findings Disagreements between Stripe and the local invoices found by the last audit.\n# TYPE plan_invoicer_audit_findings gauge\nplan_invoicer_audit_findings {}\n# HELP plan_invoicer_last_audit_timestamp_seconds When the last audit finished.\n# TYPE plan_invoicer_last_audit_timestamp_seconds gauge\nplan_invoicer_last_audit_timestamp_seconds {}\n",
+                self.audit_findings.load(Relaxed),
+                self.last_audit_unix.load(Relaxed)
             );
         }
         let up = u8::from(plans.is_some());

@@ -629,6 +629,41 @@ pub fn set_line_stripe_id(conn: &mut Conn, id: i64, stripe_id: &str) -> Result<(
     Ok(())
 }
 
+/// Customers with a Stripe id after `after_id` (one page, in id order), or just `only`.
+pub fn customers_in_stripe(
+    conn: &mut Conn,
+    after_id: i64,
+    limit: i64,
+    only: Option<i64>,
+) -> Result<Vec<(i64, String)>, DbError> {
+    let (lo, hi) = only.map_or((i64::MIN, i64::MAX), |c| (c, c));
+    let rows = with_conn!(conn, c => customer::table
+        .filter(customer::id.gt(after_id))
+        .filter(customer::id.between(lo, hi))
+        .filter(customer::stripe_customer_id.is_not_null())
+        .order(customer::id)
+        .limit(limit)
+        .select((customer::id, customer::stripe_customer_id))
+        .load::<(i64, Option<String>)>(c))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, s)| s.map(|s| (id, s)))
+        .collect())
+}
+
+pub fn count_customers_in_stripe(conn: &mut Conn, only: Option<i64>) -> Result<i64, DbError> {
+    let (lo, hi) = only.map_or((i64::MIN, i64::MAX), |c| (c, c));
+    Ok(with_conn!(conn, c => customer::table
+        .filter(customer::id.between(lo, hi))
+        .filter(customer::stripe_customer_id.is_not_null())
+        .count()
+        .get_result::<i64>(c))?)
+}
+
+pub fn invoice_by_id(conn: &mut Conn, id: i64) -> Result<Option<InvoiceRow>, DbError> {
+    Ok(with_conn!(conn, c => invoice::table.find(id).first::<InvoiceRow>(c).optional())?)
+}
+
 /// The plan whose invoice has been due the longest at `now`.
 pub fn oldest_due_plan(conn: &mut Conn, now: Ts) -> Result<Option<PlanRecord>, DbError> {
     let row = with_conn!(conn, c => customer_plan::table

@@ -1,5 +1,6 @@
 //! Jobs: plain functions the CLI, the scheduler and the tests call directly.
 
+pub mod audit;
 pub mod backfill;
 pub mod invoice_plans;
 pub mod serve;

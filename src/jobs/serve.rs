@@ -95,6 +95,23 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         .add(job)
         .await
         .map_err(|e| invalid(format!("cannot schedule the pass: {e}")))?;
+    // The optional audit: its own schedule and task; it reads, it never writes.
+    let (audit_tx, mut audit_rx) = mpsc::channel::<()>(1);
+    if let Some(schedule) = &config.audit_schedule {
+        let tx = audit_tx.clone();
+        let job = Job::new_async_tz(schedule.as_str(), config.timezone, move |_, _| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let _ = tx.try_send(());
+            })
+        })
+        .map_err(|e| invalid(format!("invalid audit schedule {schedule:?}: {e}")))?;
+        scheduler
+            .add(job)
+            .await
+            .map_err(|e| invalid(format!("cannot schedule the audit: {e}")))?;
+        info!(schedule = %schedule, "audits scheduled");
+    }
     scheduler
         .start()
         .await
@@ -107,6 +124,31 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     let worker_stopping = stopping.clone();
     let worker_metrics = metrics.clone();
     let gateway = Arc::new(gateway);
+    let audit_gateway = gateway.clone();
+    let audit_db = db.clone();
+    let audit_metrics = metrics.clone();
+    let auditor = tokio::spawn(async move {
+        while audit_rx.recv().await.is_some() {
+            let opts = crate::jobs::audit::AuditOptions::default();
+            match crate::jobs::audit::audit(&audit_db, &audit_gateway, &opts, &|_, _| {}).await {
+                Ok(r) => {
+                    audit_metrics
+                        .audit_findings
+                        .store(r.findings.len() as u64, Ordering::Relaxed);
+                    audit_metrics.last_audit_unix.store(
+                        u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0),
+                        Ordering::Relaxed,
+                    );
+                    info!(
+                        findings = r.findings.len(),
+                        customers = r.customers_checked,
+                        "audit done"
+                    );
+                }
+                Err(e) => error!(error = %e, "audit failed"),
+            }
+        }
+    });
     let worker = tokio::spawn(async move {
         loop {
             let tick = tokio::select! {
@@ -158,6 +200,8 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     stop.store(true, Ordering::SeqCst);
     stopping.notify_one();
     let _ = tokio::time::timeout(Duration::from_secs(5), scheduler.shutdown()).await;
+    drop(audit_tx);
+    auditor.abort();
     drop(tx);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     match tokio::time::timeout(grace, worker).await {

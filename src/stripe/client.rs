@@ -491,6 +491,105 @@ impl PaymentGateway for StripeGateway {
     }
 }
 
+/// A Stripe invoice as `audit` reads it.
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct StripeInvoice {
+    pub id: String,
+    pub status: Option<String>,
+    pub total: Option<i64>,
+    pub collection_method: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+impl StripeInvoice {
+    /// The local invoice this Stripe invoice says it carries.
+    pub fn local_id(&self) -> Option<i64> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.get("plan_invoicer_invoice_id"))
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// A Stripe invoice item as `audit` reads it.
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct StripeItem {
+    pub id: String,
+    pub amount: Option<i64>,
+    pub quantity: Option<i64>,
+    pub unit_amount_decimal: Option<String>,
+    pub period: Option<StripePeriod>,
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+impl StripeItem {
+    /// The local line this item says it carries.
+    pub fn line_id(&self) -> Option<i64> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.get("plan_invoicer_line_id"))
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+#[derive(Debug, Clone, Copy, miniserde::Deserialize)]
+pub struct StripePeriod {
+    pub start: i64,
+    pub end: i64,
+}
+
+#[derive(miniserde::Deserialize)]
+struct InvoicePage {
+    data: Vec<StripeInvoice>,
+    has_more: bool,
+}
+
+#[derive(miniserde::Deserialize)]
+struct ItemPage {
+    data: Vec<StripeItem>,
+    has_more: bool,
+}
+
+impl StripeGateway {
+    /// Every invoice of a Stripe customer (the list endpoint, paginated, paced by the budget).
+    pub async fn invoices_of(&self, customer: &str) -> Result<Vec<StripeInvoice>, GatewayError> {
+        let mut out = vec![];
+        let mut after: Option<String> = None;
+        loop {
+            let mut req = ListInvoice::new().customer(customer).limit(100);
+            if let Some(a) = &after {
+                req = req.starting_after(a.clone());
+            }
+            let page: InvoicePage = self.send(&req, None).await?;
+            let more = page.has_more;
+            after = page.data.last().map(|o| o.id.clone());
+            out.extend(page.data);
+            if !more || after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Every item of a Stripe invoice.
+    pub async fn items_of(&self, invoice: &str) -> Result<Vec<StripeItem>, GatewayError> {
+        let mut out = vec![];
+        let mut after: Option<String> = None;
+        loop {
+            let mut req = ListInvoiceItem::new().invoice(invoice).limit(100);
+            if let Some(a) = &after {
+                req = req.starting_after(a.clone());
+            }
+            let page: ItemPage = self.send(&req, None).await?;
+            let more = page.has_more;
+            after = page.data.last().map(|o| o.id.clone());
+            out.extend(page.data);
+            if !more || after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
 fn meta<'a>(o: &'a Listed, key: &str) -> Option<&'a String> {
     o.metadata.as_ref().and_then(|m| m.get(key))
 }

@@ -388,6 +388,36 @@ impl Emulator {
             .collect()
     }
 
+    /// Test fixture: an open invoice made beside the worker (by a person, another tool) whose
+    /// metadata claims the local invoice `local_id`. Returns its id.
+    pub fn create_invoice_beside(&self, customer: &str, local_id: i64, total: i64) -> String {
+        let mut store = self.lock();
+        let id = format!("in_emu{:08}", store.invoices.len() + 1);
+        let created = store.now();
+        let inv = json!({
+            "id": id, "object": "invoice", "created": created, "livemode": false,
+            "customer": customer, "status": "open", "currency": "usd",
+            "collection_method": "charge_automatically", "auto_advance": true,
+            "metadata": { "plan_invoicer_invoice_id": local_id.to_string() },
+            "subtotal": total, "total": total, "amount_due": total, "amount_paid": 0,
+            "amount_remaining": total,
+        });
+        store.invoices.insert(inv, Some(customer));
+        id
+    }
+
+    /// Test fixture: changes an item's amount behind the worker's back.
+    pub fn set_item_amount(&self, item: &str, amount: i64) -> bool {
+        let mut store = self.lock();
+        match store.items.get_mut(item) {
+            Some(i) => {
+                i["amount"] = json!(amount);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Request counts by endpoint (method and path template) and outcome.
     pub fn counts(&self) -> BTreeMap<String, EndpointCount> {
         self.lock().counts.clone()

@@ -191,9 +191,40 @@ impl TestDb {
         self.ok(now, args)["id"].as_i64().expect("an id")
     }
 
-    /// A pass at `now`; afterwards Stripe holds exactly the local invoices, line by line.
+    /// A pass at `now`; beforehand every due plan is previewed, and afterwards each preview
+    /// must equal what the pass sent for that plan, line for line, and Stripe must hold exactly
+    /// the local invoices.
     pub fn pass(&self, now: &str) -> Value {
+        let due = self.ok(Some(now), &["plan", "list", "--due"]);
+        let previews: Vec<(i64, Value)> = due
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            // A never-started successor is invoiced through its predecessor.
+            .filter(|p| p["status"] != "never_started")
+            .filter_map(|p| p["id"].as_i64())
+            .map(|id| {
+                let preview = self.ok(None, &["plan", "preview", &id.to_string(), "--at", now]);
+                (id, preview)
+            })
+            .collect();
         let report = self.ok(Some(now), &["run-once"]);
+        let sent = report["invoices"].as_array().cloned().unwrap_or_default();
+        for (id, preview) in previews {
+            let shape = |invoices: Vec<&Value>| -> Vec<(Value, Value, Vec<(String, i64, i64, i64, String, String)>)> {
+                invoices
+                    .into_iter()
+                    .map(|i| (i["event_time"].clone(), i["total_cents"].clone(), lines(i)))
+                    .collect()
+            };
+            let expected = preview["invoices"].as_array().cloned().unwrap_or_default();
+            assert_eq!(
+                shape(sent.iter().filter(|i| i["plan_id"] == id).collect()),
+                shape(expected.iter().collect()),
+                "plan {id} at {now}: the pass sent what the preview showed"
+            );
+        }
         self.assert_stripe_matches_local();
         report
     }

@@ -1,0 +1,345 @@
+//! `audit`: does Stripe hold exactly the local invoices? Every Stripe object plan-invoicer writes
+//! names its local row in metadata, so each customer's Stripe invoices and items can be matched
+//! with the local ones. Read-only: list endpoints only (paced by the same budget as a pass), no
+//! database write. One customer at a time, so memory stays flat however large the book.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::db::models::InvoiceRecord;
+use crate::db::repo::{self, InvoiceFilter};
+use crate::db::Db;
+use crate::domain::Ts;
+use crate::error::AppError;
+use crate::stripe::client::{StripeGateway, StripeInvoice, StripeItem};
+
+/// What to audit.
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    /// Only local invoices for due dates at or after this instant.
+    pub since: Option<Ts>,
+    /// Only this customer.
+    pub customer: Option<i64>,
+}
+
+/// One disagreement between Stripe and the local records.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    /// `missing_in_stripe`, `draft_in_stripe`, `status`, `double_send`, `orphan`, `total`,
+    /// `collection_method`, `item_count`, `item`, `unsent`.
+    pub kind: &'static str,
+    pub customer_id: i64,
+    pub local_invoice_id: Option<i64>,
+    pub stripe_invoice_id: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub customers_checked: usize,
+    pub local_invoices_checked: usize,
+    pub stripe_invoices_checked: usize,
+    pub findings: Vec<Finding>,
+    pub duration_ms: u64,
+}
+
+impl AuditReport {
+    /// 0 when Stripe and the local records agree, 3 when there is any finding.
+    pub fn exit_code(&self) -> i32 {
+        if self.findings.is_empty() {
+            0
+        } else {
+            3
+        }
+    }
+}
+
+/// Customers are read in pages of this many.
+const PAGE: i64 = 200;
+
+/// Compares Stripe with the local records, customer by customer. `progress` is told after
+/// each customer (a progress bar on a terminal).
+pub async fn audit(
+    db: &Db,
+    gateway: &StripeGateway,
+    opts: &AuditOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<AuditReport, AppError> {
+    let started = Instant::now();
+    let mut report = AuditReport {
+        customers_checked: 0,
+        local_invoices_checked: 0,
+        stripe_invoices_checked: 0,
+        findings: vec![],
+        duration_ms: 0,
+    };
+    let total = db.run(|c| repo::count_customers_in_stripe(c, opts.customer))?;
+    let mut after = 0;
+    loop {
+        let page = db.run(|c| repo::customers_in_stripe(c, after, PAGE, opts.customer))?;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        after = last;
+        for (customer_id, stripe_customer) in page {
+            let filter = InvoiceFilter {
+                customer_id: Some(customer_id),
+                since: opts.since,
+                ..InvoiceFilter::default()
+            };
+            let local = db.run(|c| repo::list_invoices(c, &filter))?;
+            let remote = gateway.invoices_of(&stripe_customer).await?;
+            report.local_invoices_checked += local.len();
+            report.stripe_invoices_checked += remote.len();
+            let found = compare_customer(db, gateway, customer_id, &local, &remote).await?;
+            for f in &found {
+                tracing::warn!(kind = f.kind, customer.id = f.customer_id, "{}", f.detail);
+            }
+            report.findings.extend(found);
+            report.customers_checked += 1;
+            progress(
+                report.customers_checked as u64,
+                u64::try_from(total).unwrap_or(0),
+            );
+        }
+    }
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}
+
+async fn compare_customer(
+    db: &Db,
+    gateway: &StripeGateway,
+    customer_id: i64,
+    local: &[InvoiceRecord],
+    remote: &[StripeInvoice],
+) -> Result<Vec<Finding>, AppError> {
+    let mut findings = vec![];
+    let finding = |kind, local: Option<i64>, stripe: Option<&str>, detail: String| Finding {
+        kind,
+        customer_id,
+        local_invoice_id: local,
+        stripe_invoice_id: stripe.map(str::to_string),
+        detail,
+    };
+    let by_id: HashMap<&str, &StripeInvoice> = remote.iter().map(|r| (r.id.as_str(), r)).collect();
+    let local_by_id: HashMap<i64, &InvoiceRecord> =
+        local.iter().map(|r| (r.invoice.id, r)).collect();
+
+    // Stripe's side: every invoice that names a local one.
+    for r in remote {
+        let Some(local_id) = r.local_id() else {
+            continue; // not plan-invoicer's
+        };
+        let claimed = match local_by_id.get(&local_id) {
+            Some(l) => Some(l.invoice.stripe_invoice_id.clone()),
+            // Outside `--since` (or another customer's): looked up by id.
+            None => db
+                .run(|c| repo::invoice_by_id(c, local_id))?
+                .map(|i| i.stripe_invoice_id),
+        };
+        match claimed {
+            None => findings.push(finding(
+                "orphan",
+                None,
+                Some(&r.id),
+                format!(
+                    "Stripe invoice {} names local invoice {local_id}, which does not exist",
+                    r.id
+                ),
+            )),
+            Some(Some(sent_as)) if sent_as != r.id => findings.push(finding(
+                "double_send",
+                Some(local_id),
+                Some(&r.id),
+                format!(
+                    "Stripe invoice {} also claims local invoice {local_id}, which was sent as {sent_as}",
+                    r.id
+                ),
+            )),
+            Some(None) => findings.push(finding(
+                "double_send",
+                Some(local_id),
+                Some(&r.id),
+                format!(
+                    "Stripe invoice {} claims local invoice {local_id}, which has no Stripe invoice recorded",
+                    r.id
+                ),
+            )),
+            Some(Some(_)) => {}
+        }
+    }
+
+    // The local side: every invoice sent, and every one still waiting for a person.
+    for l in local {
+        let inv = &l.invoice;
+        if inv.status != "sent" {
+            let plan = db.run(|c| repo::get_plan(c, inv.plan_id))?;
+            if let Some(reason) = plan.and_then(|p| p.plan.needs_attention) {
+                findings.push(finding(
+                    "unsent",
+                    Some(inv.id),
+                    inv.stripe_invoice_id.as_deref(),
+                    format!(
+                        "local invoice {} of plan {} is not sent and its retries stopped: {reason}",
+                        inv.id, inv.plan_id
+                    ),
+                ));
+            }
+            continue;
+        }
+        let Some(sid) = inv.stripe_invoice_id.as_deref() else {
+            findings.push(finding(
+                "missing_in_stripe",
+                Some(inv.id),
+                None,
+                format!(
+                    "local invoice {} is marked sent without a Stripe invoice",
+                    inv.id
+                ),
+            ));
+            continue;
+        };
+        let Some(r) = by_id.get(sid) else {
+            findings.push(finding(
+                "missing_in_stripe",
+                Some(inv.id),
+                Some(sid),
+                format!("Stripe has no invoice {sid} (local invoice {})", inv.id),
+            ));
+            continue;
+        };
+        let status = r.status.as_deref().unwrap_or("");
+        match status {
+            "open" | "paid" => {}
+            "draft" => findings.push(finding(
+                "draft_in_stripe",
+                Some(inv.id),
+                Some(sid),
+                format!(
+                    "Stripe invoice {sid} is still a draft (local invoice {} is sent)",
+                    inv.id
+                ),
+            )),
+            other => findings.push(finding(
+                "status",
+                Some(inv.id),
+                Some(sid),
+                format!(
+                    "Stripe invoice {sid} is {other} (local invoice {} is sent)",
+                    inv.id
+                ),
+            )),
+        }
+        if r.total != Some(inv.total_cents) {
+            findings.push(finding(
+                "total",
+                Some(inv.id),
+                Some(sid),
+                format!(
+                    "Stripe invoice {sid} totals {} cents, local invoice {} {} cents",
+                    r.total.map_or("no".to_string(), |t| t.to_string()),
+                    inv.id,
+                    inv.total_cents
+                ),
+            ));
+        }
+        if r.collection_method.as_deref() != Some(inv.collection_method.as_str()) {
+            findings.push(finding(
+                "collection_method",
+                Some(inv.id),
+                Some(sid),
+                format!(
+                    "Stripe invoice {sid} is {}, local invoice {} {}",
+                    r.collection_method
+                        .as_deref()
+                        .unwrap_or("without a collection method"),
+                    inv.id,
+                    inv.collection_method
+                ),
+            ));
+        }
+        let items = gateway.items_of(sid).await?;
+        if items.len() != l.lines.len() {
+            findings.push(finding(
+                "item_count",
+                Some(inv.id),
+                Some(sid),
+                format!(
+                    "Stripe invoice {sid} has {} items, local invoice {} {} lines",
+                    items.len(),
+                    inv.id,
+                    l.lines.len()
+                ),
+            ));
+        }
+        let by_line: HashMap<i64, &StripeItem> = items
+            .iter()
+            .filter_map(|i| i.line_id().map(|l| (l, i)))
+            .collect();
+        for line in &l.lines {
+            let Some(item) = by_line.get(&line.id) else {
+                findings.push(finding(
+                    "item",
+                    Some(inv.id),
+                    Some(sid),
+                    format!(
+                        "Stripe invoice {sid} has no item for line {} ({})",
+                        line.id, line.description
+                    ),
+                ));
+                continue;
+            };
+            let mut differs = vec![];
+            if item.amount != Some(line.amount_cents) {
+                differs.push(format!(
+                    "amount {} ≠ {}",
+                    item.amount.map_or("none".into(), |a| a.to_string()),
+                    line.amount_cents
+                ));
+            }
+            if !line.amount_only {
+                if item.quantity != Some(line.quantity) {
+                    differs.push(format!(
+                        "quantity {} ≠ {}",
+                        item.quantity.map_or("none".into(), |q| q.to_string()),
+                        line.quantity
+                    ));
+                }
+                let unit = item
+                    .unit_amount_decimal
+                    .as_deref()
+                    .and_then(|u| u.parse::<Decimal>().ok());
+                if unit != Some(Decimal::from(line.unit_amount_cents)) {
+                    differs.push(format!(
+                        "unit price {} ≠ {}",
+                        item.unit_amount_decimal.as_deref().unwrap_or("none"),
+                        line.unit_amount_cents
+                    ));
+                }
+            }
+            let period = item.period.map(|p| (p.start, p.end));
+            let local_period = (line.period_start.timestamp(), line.period_end.timestamp());
+            if period != Some(local_period) {
+                differs.push(format!("period {:?} ≠ {local_period:?}", period));
+            }
+            if !differs.is_empty() {
+                findings.push(finding(
+                    "item",
+                    Some(inv.id),
+                    Some(sid),
+                    format!(
+                        "item {} of Stripe invoice {sid} differs from line {}: {}",
+                        item.id,
+                        line.id,
+                        differs.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(findings)
+}
