@@ -623,3 +623,41 @@ fn serve_survives_the_database_going_away() {
     assert_eq!(terminate(&mut child), Some(0));
     db.assert_stripe_matches_local();
 }
+
+/// `serve --audit-schedule` audits on its own schedule and shows the findings on /metrics.
+#[test]
+fn serve_audits_on_a_schedule() {
+    let Some(db) = TestDb::new(Backend::Sqlite) else {
+        return;
+    };
+    setup_recent_plans(&db, 2);
+    let port = free_port();
+    let mut child = serve(&db, port, &["--audit-schedule", "*/2 * * * * *"]);
+    let gauge = |name: &str| {
+        http_get(port, "/metrics").and_then(|(_, b)| {
+            b.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_string))
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || db.invoices().len() == 2
+            && gauge("plan_invoicer_last_audit_timestamp_seconds").is_some()
+            && gauge("plan_invoicer_audit_findings").as_deref() == Some("0")),
+        "an audit ran and found nothing"
+    );
+    // A Stripe invoice made beside the worker is found by the next audit.
+    let customer = db.stripe.invoices()[0]["customer"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    db.stripe.create_invoice_beside(&customer, 1, 100);
+    assert!(
+        wait_until(Duration::from_secs(30), || gauge(
+            "plan_invoicer_audit_findings"
+        )
+        .as_deref()
+            == Some("1")),
+        "the double send is counted"
+    );
+    assert_eq!(terminate(&mut child), Some(0));
+}
