@@ -212,7 +212,7 @@ impl TestDb {
         let report = self.ok(Some(now), &["run-once"]);
         let sent = report["invoices"].as_array().cloned().unwrap_or_default();
         for (id, preview) in previews {
-            let shape = |invoices: Vec<&Value>| -> Vec<(Value, Value, Vec<(String, i64, i64, i64, String, String)>)> {
+            let shape = |invoices: Vec<&Value>| -> Vec<(Value, Value, Vec<Line>)> {
                 invoices
                     .into_iter()
                     .map(|i| (i["event_time"].clone(), i["total_cents"].clone(), lines(i)))
@@ -382,6 +382,9 @@ pub fn monthly_plans(db: &TestDb, count: usize, anchor: &str) {
         );
     }
 }
+
+/// One line of an invoice as `(description, quantity, unit, amount, period_start, period_end)`.
+pub type Line = (String, i64, i64, i64, String, String);
 
 /// One line of an invoice as `(description, quantity, unit, amount, period_start, period_end)`.
 pub fn lines(invoice: &Value) -> Vec<(String, i64, i64, i64, String, String)> {
