@@ -296,7 +296,6 @@ pub fn claim_next_due(
     let (owner, lease_now, lease_until) = (lease.owner, lease.now, lease.until);
     let started = InvoicingStatus::Started.code();
     let mut after_id = scope.after_id;
-    let customers = scope.customer.map_or((i64::MIN, i64::MAX), |c| (c, c));
     macro_rules! candidates {
         () => {{
             customer_plan::table
@@ -319,7 +318,6 @@ pub fn claim_next_due(
                 )
                 .filter(customer_plan::customer_id.ne_all(scope.exclude_customers))
                 .filter(customer_plan::id.ne_all(scope.exclude_plans))
-                .filter(customer_plan::customer_id.between(customers.0, customers.1))
                 .order(customer_plan::id)
                 .select((customer_plan::id, customer_plan::customer_id))
         }};
@@ -328,12 +326,22 @@ pub fn claim_next_due(
         let candidate = match conn {
             Conn::Pg(c) => {
                 use super::schema::pg::*;
-                let Some((id, cid)) = candidates!()
-                    .for_update()
-                    .skip_locked()
-                    .first::<(i64, i64)>(c)
-                    .optional()?
-                else {
+                // The customer filter only when scoped: a filter matching every customer would
+                // lead the planner to the customer index instead of the id order.
+                let found = match scope.customer {
+                    Some(only) => candidates!()
+                        .filter(customer_plan::customer_id.eq(only))
+                        .for_update()
+                        .skip_locked()
+                        .first::<(i64, i64)>(c)
+                        .optional()?,
+                    None => candidates!()
+                        .for_update()
+                        .skip_locked()
+                        .first::<(i64, i64)>(c)
+                        .optional()?,
+                };
+                let Some((id, cid)) = found else {
                     return Ok(None);
                 };
                 let customer_free = customer::table
@@ -348,7 +356,14 @@ pub fn claim_next_due(
             }
             Conn::Sqlite(c) => {
                 use super::schema::sqlite::*;
-                let Some((id, cid)) = candidates!().first::<(i64, i64)>(c).optional()? else {
+                let found = match scope.customer {
+                    Some(only) => candidates!()
+                        .filter(customer_plan::customer_id.eq(only))
+                        .first::<(i64, i64)>(c)
+                        .optional()?,
+                    None => candidates!().first::<(i64, i64)>(c).optional()?,
+                };
+                let Some((id, cid)) = found else {
                     return Ok(None);
                 };
                 (id, cid, true)
