@@ -9,3 +9,8 @@ CREATE TABLE worker_heartbeat (
     worker TEXT PRIMARY KEY NOT NULL,
     seen_at TEXT NOT NULL
 );
+
+-- A customer's next due plan is looked up after each of its plans (ORDER BY id LIMIT 1 within
+-- one customer): with only the customer index, PostgreSQL's planner walks the primary key
+-- instead, through the whole book.
+CREATE INDEX customer_plan_customer_id_id ON customer_plan (customer_id, id);
