@@ -115,20 +115,6 @@ impl From<InvoiceObject> for RemoteInvoice {
     }
 }
 
-#[derive(miniserde::Deserialize)]
-struct Listed {
-    id: String,
-    metadata: Option<HashMap<String, String>>,
-    status: Option<String>,
-    total: Option<i64>,
-}
-
-#[derive(miniserde::Deserialize)]
-struct Page {
-    data: Vec<Listed>,
-    has_more: bool,
-}
-
 impl StripeGateway {
     pub fn new(config: StripeConfig) -> Result<StripeGateway, GatewayError> {
         let client = Transport::new(&config.api_key, &config.api_base, config.timeout)
@@ -429,30 +415,16 @@ impl PaymentGateway for StripeGateway {
         stripe_customer: &str,
         local_id: i64,
     ) -> Result<Option<RemoteInvoice>, GatewayError> {
-        let wanted = local_id.to_string();
-        let mut after: Option<String> = None;
-        loop {
-            let mut req = ListInvoice::new().customer(stripe_customer).limit(100);
-            if let Some(a) = &after {
-                req = req.starting_after(a.clone());
-            }
-            let page: Page = self.send(&req, None).await?;
-            if let Some(found) = page
-                .data
-                .iter()
-                .find(|o| meta(o, "plan_invoicer_invoice_id") == Some(&wanted))
-            {
-                return Ok(Some(RemoteInvoice {
-                    id: found.id.clone(),
-                    status: found.status.clone().unwrap_or_default(),
-                    total: found.total.unwrap_or_default(),
-                }));
-            }
-            match (page.has_more, page.data.last()) {
-                (true, Some(last)) => after = Some(last.id.clone()),
-                _ => return Ok(None),
-            }
-        }
+        let found = self
+            .invoices_of(stripe_customer)
+            .await?
+            .into_iter()
+            .find(|o| o.local_id() == Some(local_id));
+        Ok(found.map(|o| RemoteInvoice {
+            id: o.id,
+            status: o.status.unwrap_or_default(),
+            total: o.total.unwrap_or_default(),
+        }))
     }
 
     async fn retrieve_invoice(
@@ -468,26 +440,12 @@ impl PaymentGateway for StripeGateway {
     }
 
     async fn find_items(&self, stripe_invoice: &str) -> Result<HashMap<i64, String>, GatewayError> {
-        let mut found = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut req = ListInvoiceItem::new().invoice(stripe_invoice).limit(100);
-            if let Some(a) = &after {
-                req = req.starting_after(a.clone());
-            }
-            let page: Page = self.send(&req, None).await?;
-            for o in &page.data {
-                if let Some(id) =
-                    meta(o, "plan_invoicer_line_id").and_then(|v| v.parse::<i64>().ok())
-                {
-                    found.insert(id, o.id.clone());
-                }
-            }
-            match (page.has_more, page.data.last()) {
-                (true, Some(last)) => after = Some(last.id.clone()),
-                _ => return Ok(found),
-            }
-        }
+        Ok(self
+            .items_of(stripe_invoice)
+            .await?
+            .into_iter()
+            .filter_map(|i| i.line_id().map(|line| (line, i.id)))
+            .collect())
     }
 }
 
@@ -588,10 +546,6 @@ impl StripeGateway {
             }
         }
     }
-}
-
-fn meta<'a>(o: &'a Listed, key: &str) -> Option<&'a String> {
-    o.metadata.as_ref().and_then(|m| m.get(key))
 }
 
 #[cfg(test)]
