@@ -404,22 +404,11 @@ pub fn apply_end_of_cycle(
         } => {
             plan.status = PlanStatus::Ended;
             repo::save_plan(conn, plan)?;
-            let price = price_per_license(plan.tier, schedule, Some(customer))?;
             let new = NewPlan {
-                customer_id: plan.customer_id,
-                tier: plan.tier,
-                status: PlanStatus::Active,
-                billing_schedule: schedule.code(),
-                fixed_price: None,
-                price_per_license: Some(price),
-                discount: discount_display(list_price(plan.tier, schedule)?, price),
-                automanage_licenses: plan.automanage_licenses,
-                charge_automatically: plan.charge_automatically,
                 billing_cycle_anchor: at,
                 next_invoice_date: Some(at),
-                end_date: None,
                 invoicing_status: InvoicingStatus::InitialInvoiceToBeSent,
-                created_at: now,
+                ..on_schedule(plan, customer, schedule, now)?
             };
             let new_id = repo::insert_plan(conn, &new)?;
             let entry = repo::insert_ledger(conn, new_id, true, at, licenses, Some(licenses))?;
@@ -730,22 +719,11 @@ fn switch_free_trial_now(
     let trial_end = p.next_invoice_date;
     p.next_invoice_date = None;
     repo::save_plan(c, p)?;
-    let price = price_per_license(p.tier, schedule, Some(cust))?;
     let new = NewPlan {
-        customer_id: p.customer_id,
-        tier: p.tier,
         status: PlanStatus::FreeTrial,
-        billing_schedule: schedule.code(),
-        fixed_price: None,
-        price_per_license: Some(price),
-        discount: discount_display(list_price(p.tier, schedule)?, price),
-        automanage_licenses: p.automanage_licenses,
-        charge_automatically: p.charge_automatically,
-        billing_cycle_anchor: p.billing_cycle_anchor,
         next_invoice_date: trial_end,
         end_date: p.end_date,
-        invoicing_status: InvoicingStatus::Done,
-        created_at: now,
+        ..on_schedule(p, cust, schedule, now)?
     };
     let new_id = repo::insert_plan(c, &new)?;
     let entry = repo::insert_ledger(c, new_id, true, now, licenses, Some(licenses))?;
@@ -762,6 +740,33 @@ fn switch_free_trial_now(
     ));
     repo::insert_event(c, &e, now)?;
     Ok(next)
+}
+
+/// The same plan (tier, license management, billing mode) on another schedule, priced for it
+/// with the customer's discount: active, anchored where `plan` is; callers set the rest.
+fn on_schedule(
+    plan: &Plan,
+    customer: &Customer,
+    schedule: BillingSchedule,
+    now: Ts,
+) -> Result<NewPlan, AppError> {
+    let price = price_per_license(plan.tier, schedule, Some(customer))?;
+    Ok(NewPlan {
+        customer_id: plan.customer_id,
+        tier: plan.tier,
+        status: PlanStatus::Active,
+        billing_schedule: schedule.code(),
+        fixed_price: None,
+        price_per_license: Some(price),
+        discount: discount_display(list_price(plan.tier, schedule)?, price),
+        automanage_licenses: plan.automanage_licenses,
+        charge_automatically: plan.charge_automatically,
+        billing_cycle_anchor: plan.billing_cycle_anchor,
+        next_invoice_date: None,
+        end_date: None,
+        invoicing_status: InvoicingStatus::Done,
+        created_at: now,
+    })
 }
 
 fn require(ok: bool, p: &Plan, msg: &str) -> Result<(), AppError> {
