@@ -390,3 +390,26 @@ fn killed_workers_leave_stripe_exact_postgres() {
         common::stripe_snapshot(&calm_db.stripe)
     );
 }
+
+/// Every PostgreSQL session of the worker plans each statement with its values: a generic
+/// plan cached while the invoice tables were still empty kept sequential scans on them, and a
+/// 100k-plan pass slowed to a third as they grew (docs/BENCHMARKS.md).
+#[test]
+fn postgres_sessions_plan_statements_with_their_values() {
+    use diesel::RunQueryDsl;
+    let Some(db) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan_cache_mode: String,
+    }
+    let Conn::Pg(mut c) = connect(&db) else {
+        panic!("a PostgreSQL connection")
+    };
+    let s: Setting = diesel::sql_query("SHOW plan_cache_mode")
+        .get_result(&mut c)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.plan_cache_mode, "force_custom_plan");
+}

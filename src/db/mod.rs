@@ -179,7 +179,14 @@ impl Conn {
             DbUrl::Postgres(u) => {
                 let mut c = PgConnection::establish(u)
                     .map_err(|e| DbError::Connect(first_line(&e.to_string())))?;
-                c.batch_execute("SET TIME ZONE 'UTC'")?;
+                // Plan every statement with its values. diesel prepares each statement once
+                // per connection, and after five runs PostgreSQL may keep a generic plan made
+                // from the statistics of that moment: a pool connection opened when the invoice
+                // tables were nearly empty kept sequential scans on them for its whole life,
+                // and a 100k-plan pass fell from 190 to 60 plans/s as they grew (more so where
+                // autovacuum, and with it autoanalyze, lags or is off). A custom plan costs
+                // a little planning per statement and follows the tables as they grow.
+                c.batch_execute("SET TIME ZONE 'UTC'; SET plan_cache_mode = force_custom_plan")?;
                 Ok(Conn::Pg(c))
             }
         }
