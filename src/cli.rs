@@ -568,8 +568,8 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
                 report.plans_considered,
                 report.plans_invoiced,
                 report.invoices_sent,
-                report.needs_attention.len(),
-                report.failures.len(),
+                report.needs_attention_count,
+                report.failures_count,
                 if report.interrupted { ", interrupted by Ctrl-C" } else { "" },
                 report.duration_ms
             );
@@ -1037,8 +1037,8 @@ fn render_report(r: &jobs::PassReport) -> String {
         r.plans_considered,
         r.plans_invoiced,
         r.invoices_sent,
-        r.needs_attention.len(),
-        r.failures.len(),
+        r.needs_attention_count,
+        r.failures_count,
         r.duration_ms
     );
     for i in &r.invoices {
@@ -1060,10 +1060,22 @@ fn render_report(r: &jobs::PassReport) -> String {
             a.plan_id, a.customer_id, a.reason
         ));
     }
+    if r.needs_attention_count > r.needs_attention.len() {
+        s.push_str(&format!(
+            "\n… and {} more plans that need attention (`status` lists them)",
+            r.needs_attention_count - r.needs_attention.len()
+        ));
+    }
     for f in &r.failures {
         s.push_str(&format!(
             "\nfailed: plan {} (customer {}): {}",
             f.plan_id, f.customer_id, f.error
+        ));
+    }
+    if r.failures_count > r.failures.len() {
+        s.push_str(&format!(
+            "\n… and {} more failed plans (`status` lists those waiting to retry)",
+            r.failures_count - r.failures.len()
         ));
     }
     s

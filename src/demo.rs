@@ -203,8 +203,8 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
         );
         let report = run_pass(&db, Some(gateway.clone()), evening, &opts).await?;
         passes += 1;
-        attention += report.needs_attention.len();
-        failures += report.failures.len();
+        attention += report.needs_attention_count;
+        failures += report.failures_count;
         day += Duration::days(1);
     }
 

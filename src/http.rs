@@ -47,7 +47,7 @@ impl Metrics {
                 self.invoices.fetch_add(r.invoices_sent as u64, Relaxed);
                 self.lines.fetch_add(r.lines_sent as u64, Relaxed);
                 self.plan_failures
-                    .fetch_add((r.failures.len() + r.needs_attention.len()) as u64, Relaxed);
+                    .fetch_add((r.failures_count + r.needs_attention_count) as u64, Relaxed);
                 self.last_success_unix.store(now_unix, Relaxed);
             }
             Err(_) => {

@@ -208,7 +208,60 @@ fn deleted_draft_is_parked(db: &TestDb) {
     assert!(db.stripe.invoices().is_empty(), "nothing created again");
 }
 
+/// The fence's lease contract: every write made for a claim finds the claim still held and
+/// leaves its lease at least half a lease ahead (PostgreSQL extends it only once half has
+/// gone, SQLite at every write); a claim taken over after expiry is refused.
+fn writes_keep_the_lease_ahead(db: &TestDb) {
+    use plan_invoicer::db::repo::{self, ClaimScope, Lease};
+    setup(db);
+    let at = common::at;
+    let lease = Duration::minutes(10);
+    let now = at(DUE);
+    let mut c = common::connect(db);
+    let claim = |c: &mut plan_invoicer::db::Conn, owner: &str, now| {
+        c.transaction(|c| {
+            repo::claim_next_due(
+                c,
+                now,
+                ClaimScope::default(),
+                Lease {
+                    owner,
+                    now,
+                    until: now + lease,
+                },
+            )
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let held = claim(&mut c, "worker-a", now).unwrap_or_else(|| panic!("plan 1 is due"));
+    let expires = |db: &TestDb| at(db.plan(1)["lease_expires_at"].as_str().unwrap_or_default());
+    for minutes in [1, 4, 6, 9, 14] {
+        let t = now + Duration::minutes(minutes);
+        let kept = c
+            .transaction(|c| repo::renew_claim(c, &held, t, lease))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(kept, "still held at +{minutes} min");
+        let left = expires(db) - t;
+        assert!(
+            left >= lease / 2 && left <= lease,
+            "at +{minutes} min the lease has {left} left"
+        );
+    }
+    // Worker B takes the plan over once the lease has run out; A's next write is refused.
+    let later = expires(db) + Duration::seconds(1);
+    let taken = claim(&mut c, "worker-b", later).unwrap_or_else(|| panic!("expired lease"));
+    assert_eq!(taken.plan_id, held.plan_id);
+    let kept = c
+        .transaction(|c| repo::renew_claim(c, &held, later, lease))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!kept, "A's claim was taken over");
+    assert!(c
+        .transaction(|c| repo::renew_claim(c, &taken, later, lease))
+        .unwrap_or_else(|e| panic!("{e}")));
+}
+
 on_both_backends!(
+    writes_keep_the_lease_ahead,
     killed_before_items_then_resumed_after_an_hour,
     lease_taken_over_under_a_slow_worker,
     changed_in_stripe_before_the_resume,

@@ -29,7 +29,10 @@ pub struct BackfillReport {
     pub invoices_sent: usize,
     /// The first invoices sent (at most 1000; the rest are counted).
     pub invoices: Vec<InvoiceView>,
+    /// How many plans needed attention or failed over all passes, and the first 1000 of each.
+    pub needs_attention_count: usize,
     pub needs_attention: Vec<Attention>,
+    pub failures_count: usize,
     pub failures: Vec<Failure>,
     pub duration_ms: u64,
     /// Ctrl-C stopped the backfill before `to`.
@@ -42,7 +45,7 @@ pub struct BackfillReport {
 
 impl BackfillReport {
     pub fn exit_code(&self) -> i32 {
-        if self.needs_attention.is_empty() && self.failures.is_empty() && !self.stripe_unreachable {
+        if self.needs_attention_count == 0 && self.failures_count == 0 && !self.stripe_unreachable {
             0
         } else {
             3
@@ -125,7 +128,9 @@ pub async fn backfill<G: PaymentGateway + 'static>(
         plans_invoiced: 0,
         invoices_sent: 0,
         invoices: vec![],
+        needs_attention_count: 0,
         needs_attention: vec![],
+        failures_count: 0,
         failures: vec![],
         duration_ms: 0,
         interrupted: false,
@@ -142,8 +147,14 @@ pub async fn backfill<G: PaymentGateway + 'static>(
         report.passes += 1;
         report.plans_considered += pass.plans_considered;
         report.plans_invoiced += pass.plans_invoiced;
-        report.needs_attention.extend(pass.needs_attention);
-        report.failures.extend(pass.failures);
+        report.needs_attention_count += pass.needs_attention_count;
+        report.failures_count += pass.failures_count;
+        let room = REPORT_SAMPLE.saturating_sub(report.needs_attention.len());
+        report
+            .needs_attention
+            .extend(pass.needs_attention.into_iter().take(room));
+        let room = REPORT_SAMPLE.saturating_sub(report.failures.len());
+        report.failures.extend(pass.failures.into_iter().take(room));
         report.last_pass_at = Some(t);
         match &bar {
             Some(b) => {

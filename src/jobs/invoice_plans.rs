@@ -132,7 +132,11 @@ pub struct PassReport {
     pub lines_sent: usize,
     /// The first [`REPORT_SAMPLE`] of them, in the order they were sent.
     pub invoices: Vec<InvoiceView>,
+    /// How many plans need attention after this pass, and the first [`REPORT_SAMPLE`] of them.
+    pub needs_attention_count: usize,
     pub needs_attention: Vec<Attention>,
+    /// How many plans failed and wait for a retry, and the first [`REPORT_SAMPLE`] of them.
+    pub failures_count: usize,
     pub failures: Vec<Failure>,
     pub duration_ms: u64,
     /// The pass was asked to stop before it had claimed every due plan.
@@ -152,7 +156,9 @@ impl PassReport {
             invoices_sent: 0,
             lines_sent: 0,
             invoices: vec![],
+            needs_attention_count: 0,
             needs_attention: vec![],
+            failures_count: 0,
             failures: vec![],
             duration_ms: 0,
             stopped: false,
@@ -160,9 +166,25 @@ impl PassReport {
         }
     }
 
+    /// Counts a plan that needs attention; keeps the first [`REPORT_SAMPLE`].
+    pub fn note_attention(&mut self, a: Attention) {
+        self.needs_attention_count += 1;
+        if self.needs_attention.len() < REPORT_SAMPLE {
+            self.needs_attention.push(a);
+        }
+    }
+
+    /// Counts a failed plan; keeps the first [`REPORT_SAMPLE`].
+    pub fn note_failure(&mut self, f: Failure) {
+        self.failures_count += 1;
+        if self.failures.len() < REPORT_SAMPLE {
+            self.failures.push(f);
+        }
+    }
+
     /// `cli.md`: 3 when a plan failed or needs attention, or Stripe was unreachable.
     pub fn exit_code(&self) -> i32 {
-        if self.needs_attention.is_empty() && self.failures.is_empty() && !self.stripe_unreachable {
+        if self.needs_attention_count == 0 && self.failures_count == 0 && !self.stripe_unreachable {
             0
         } else {
             3
@@ -206,8 +228,8 @@ pub async fn run_pass<G: PaymentGateway + 'static>(
                     r.plans_considered,
                     r.plans_invoiced,
                     r.invoices_sent,
-                    r.needs_attention.len(),
-                    r.failures.len(),
+                    r.needs_attention_count,
+                    r.failures_count,
                 ]
                 .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
                 db.run(|c| repo::finish_pass_run(c, run_id, chrono::Utc::now(), counts))?;
@@ -223,8 +245,8 @@ pub async fn run_pass<G: PaymentGateway + 'static>(
             plans.considered = report.plans_considered,
             plans.invoiced = report.plans_invoiced,
             invoices = report.invoices_sent,
-            needs_attention = report.needs_attention.len(),
-            failures = report.failures.len(),
+            needs_attention = report.needs_attention_count,
+            failures = report.failures_count,
             duration_ms = report.duration_ms,
             "pass finished"
         );
@@ -274,7 +296,8 @@ struct Tally {
     /// The first invoices sent, for the report.
     sample: Vec<i64>,
     in_flight: HashSet<i64>,
-    failed_customers: Vec<i64>,
+    /// Customers whose plan failed or needs attention in this pass: their later plans wait.
+    failed_customers: HashSet<i64>,
     error: Option<AppError>,
 }
 
@@ -307,17 +330,17 @@ impl Tally {
                 Outcome::Done | Outcome::LeftToOther => {}
                 Outcome::Attention(reason, customer_failed) => {
                     if customer_failed {
-                        self.failed_customers.push(customer_id);
+                        self.failed_customers.insert(customer_id);
                     }
-                    self.report.needs_attention.push(Attention {
+                    self.report.note_attention(Attention {
                         plan_id,
                         customer_id,
                         reason,
                     });
                 }
                 Outcome::Failed(error) => {
-                    self.failed_customers.push(customer_id);
-                    self.report.failures.push(Failure {
+                    self.failed_customers.insert(customer_id);
+                    self.report.note_failure(Failure {
                         plan_id,
                         customer_id,
                         error,
@@ -339,7 +362,7 @@ async fn pass<G: PaymentGateway + 'static>(
         report: PassReport::new(now, opts.dry_run),
         sample: vec![],
         in_flight: HashSet::new(),
-        failed_customers: vec![],
+        failed_customers: HashSet::new(),
         error: None,
     };
     let concurrency = opts.concurrency.max(1);
@@ -379,19 +402,16 @@ async fn pass<G: PaymentGateway + 'static>(
             }
             continue;
         }
-        let exclude: Vec<i64> = tally
-            .failed_customers
-            .iter()
-            .chain(tally.in_flight.iter())
-            .copied()
-            .collect();
+        let exclude: Vec<i64> = tally.in_flight.iter().copied().collect();
         let scope = ClaimScope {
             after_id: after,
             exclude_customers: &exclude,
+            passed_over: Some(&tally.failed_customers),
             ..ClaimScope::default()
         };
-        let claimed =
-            db.run(|c| c.transaction(|c| repo::claim_next_due(c, now, scope, opts.lease(now))));
+        let claimed = db
+            .run_async(|c| c.transaction(|c| repo::claim_next_due(c, now, scope, opts.lease(now))))
+            .await;
         let claim = match claimed {
             Ok(Some(claim)) => claim,
             Ok(None) => break,
@@ -562,7 +582,10 @@ async fn customer_task<G: PaymentGateway + 'static>(
             exclude_plans: &done,
             ..ClaimScope::default()
         };
-        match db.run(|c| c.transaction(|c| repo::claim_next_due(c, now, scope, opts.lease(now)))) {
+        let next = db
+            .run_async(|c| c.transaction(|c| repo::claim_next_due(c, now, scope, opts.lease(now))))
+            .await;
+        match next {
             Ok(Some(next)) => claim = next,
             Ok(None) => return run,
             Err(e) => {
@@ -584,7 +607,7 @@ async fn settle(
     let waiting = matches!(result, Ok(Some(_)));
     let (attention, retry_at, message) = match result {
         Ok(None) => {
-            release(held, Release::Success)?;
+            release(held, Release::Success).await?;
             return Ok(Outcome::Done);
         }
         Ok(Some(reason)) => (true, now + Duration::days(1), reason),
@@ -594,8 +617,8 @@ async fn settle(
         }
         Err(e) if e.is_retryable() => {
             let count = held
-                .db
-                .run(|c| ops::plan(c, held.claim.plan_id))
+                .read(|c| ops::plan(c, held.claim.plan_id))
+                .await
                 .map(|r| r.error_count)
                 .unwrap_or(0);
             let backoff = Duration::minutes(5 * (1i64 << count.clamp(0, 6)));
@@ -608,7 +631,7 @@ async fn settle(
         needs_attention: attention.then_some(message.as_str()),
         retry_at: Some(retry_at),
     };
-    if !release(held, outcome)? {
+    if !release(held, outcome).await? {
         return Ok(Outcome::LeftToOther);
     }
     if attention {
@@ -632,45 +655,56 @@ impl Held<'_> {
     /// Runs `f` in a transaction that first renews the lease, and only while this claim still
     /// holds the plan (fencing): a worker whose lease was taken over gets
     /// [`AppError::LeaseLost`] and writes nothing.
-    fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, AppError>) -> Result<T, AppError> {
-        let until = self.opts.lease_now(self.now) + self.opts.lease;
-        self.db.run(|conn| {
-            conn.transaction(|c| {
-                if !repo::renew_claim(c, &self.claim, until)? {
-                    return Err(AppError::LeaseLost(self.claim.plan_id));
-                }
-                f(c)
+    async fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let lease_now = self.opts.lease_now(self.now);
+        self.db
+            .run_async(|conn| {
+                conn.transaction(|c| {
+                    if !repo::renew_claim(c, &self.claim, lease_now, self.opts.lease)? {
+                        return Err(AppError::LeaseLost(self.claim.plan_id));
+                    }
+                    f(c)
+                })
             })
-        })
+            .await
     }
 
     /// A read outside any transaction.
-    fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, AppError>) -> Result<T, AppError> {
-        self.db.run(f)
+    async fn read<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        self.db.run_async(f).await
     }
 }
 
 /// Ends the claim. The invoicing status says what is left: an unsent invoice (STARTED), a first
 /// period still to bill (INITIAL_INVOICE_TO_BE_SENT), or nothing (DONE). Returns false when
 /// another worker holds the plan now (nothing is written).
-fn release(held: &Held<'_>, outcome: Release<'_>) -> Result<bool, AppError> {
+async fn release(held: &Held<'_>, outcome: Release<'_>) -> Result<bool, AppError> {
     let plan_id = held.claim.plan_id;
-    let released = held.db.run(|conn| {
-        conn.transaction(|c| {
-            let p = ops::plan(c, plan_id)?.plan;
-            let status = if !repo::pending_invoice_ids(c, plan_id)?.is_empty() {
-                InvoicingStatus::Started
-            } else if p.invoiced_through.is_none()
-                && p.tier.is_paid()
-                && p.status != PlanStatus::Ended
-            {
-                InvoicingStatus::InitialInvoiceToBeSent
-            } else {
-                InvoicingStatus::Done
-            };
-            Ok::<_, AppError>(repo::release_plan(c, &held.claim, status, outcome)?)
+    let released = held
+        .db
+        .run_async(|conn| {
+            conn.transaction(|c| {
+                let p = ops::plan(c, plan_id)?.plan;
+                let status = if !repo::pending_invoice_ids(c, plan_id)?.is_empty() {
+                    InvoicingStatus::Started
+                } else if p.invoiced_through.is_none()
+                    && p.tier.is_paid()
+                    && p.status != PlanStatus::Ended
+                {
+                    InvoicingStatus::InitialInvoiceToBeSent
+                } else {
+                    InvoicingStatus::Done
+                };
+                Ok::<_, AppError>(repo::release_plan(c, &held.claim, status, outcome)?)
+            })
         })
-    })?;
+        .await?;
     if !released {
         warn!(
             "another worker took this plan over after the lease expired; leaving it to that worker"
@@ -693,13 +727,16 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
     let mut cycles = 0;
     'resume: loop {
         // A previous worker may have died between the write-ahead commit and Stripe.
-        for id in held.read(|c| Ok(repo::pending_invoice_ids(c, plan_id)?))? {
+        for id in held
+            .read(|c| Ok(repo::pending_invoice_ids(c, plan_id)?))
+            .await?
+        {
             emitted.lines += emit(held, gateway, id).await?;
             emitted.ids.push(id);
         }
         loop {
             if cycles >= MAX_CATCH_UP_CYCLES {
-                let plan = held.read(|c| ops::plan(c, plan_id))?.plan;
+                let plan = held.read(|c| ops::plan(c, plan_id)).await?.plan;
                 if let Some(next) = plan.next_invoice_date.filter(|d| *d <= now) {
                     return Ok(Some(format!(
                         "plan {plan_id} is more than {MAX_CATCH_UP_CYCLES} billing cycles behind (next invoice date {}): this pass stopped after {MAX_CATCH_UP_CYCLES}; check --now, or catch up with `backfill` in steps",
@@ -707,13 +744,13 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
                     )));
                 }
             }
-            let step = match held.write(|c| invoice_step(c, plan_id, now)) {
+            let step = match held.write(|c| invoice_step(c, plan_id, now)).await {
                 Err(AppError::Db(e)) if e.is_unique_violation() && races < 3 => {
                     // Another worker wrote this invoice first (a lost race, not an error):
                     // resume what exists if the plan is still ours; the fence says if it is.
                     races += 1;
                     info!(error = %e, "the invoice exists already; resuming it");
-                    held.write(|_| Ok(()))?;
+                    held.write(|_| Ok(())).await?;
                     continue 'resume;
                 }
                 other => other?,
@@ -747,7 +784,8 @@ async fn emit<G: PaymentGateway>(
         ..InvoiceFilter::default()
     };
     let Some(record) = held
-        .read(|c| Ok(repo::list_invoices(c, &filter)?))?
+        .read(|c| Ok(repo::list_invoices(c, &filter)?))
+        .await?
         .into_iter()
         .next()
     else {
@@ -759,7 +797,8 @@ async fn emit<G: PaymentGateway>(
         push_to_gateway(held, g, &record).instrument(span).await?;
     }
     // In a dry run this is undone with everything else; the report says "would_send".
-    held.write(|c| Ok(repo::mark_invoice_sent(c, invoice_id, held.now)?))?;
+    held.write(|c| Ok(repo::mark_invoice_sent(c, invoice_id, held.now)?))
+        .await?;
     if held.opts.dry_run {
         info!(
             invoice.id = invoice_id,
@@ -824,12 +863,13 @@ async fn push_to_gateway<G: PaymentGateway>(
     record: &crate::db::models::InvoiceRecord,
 ) -> Result<(), AppError> {
     let inv = &record.invoice;
-    let customer = held.read(|c| ops::customer(c, inv.customer_id))?;
+    let customer = held.read(|c| ops::customer(c, inv.customer_id)).await?;
     let stripe_customer = match &customer.stripe_customer_id {
         Some(id) => id.clone(),
         None => {
             let id = g.create_customer(&customer).await?;
-            held.write(|c| Ok(repo::set_stripe_customer_id(c, customer.id, &id)?))?;
+            held.write(|c| Ok(repo::set_stripe_customer_id(c, customer.id, &id)?))
+                .await?;
             id
         }
     };
@@ -852,7 +892,7 @@ async fn push_to_gateway<G: PaymentGateway>(
                     (remote.id, resume)
                 }
                 None => {
-                    let plan = held.read(|c| ops::plan(c, inv.plan_id))?.plan;
+                    let plan = held.read(|c| ops::plan(c, inv.plan_id)).await?.plan;
                     let start = record
                         .lines
                         .iter()
@@ -878,7 +918,8 @@ async fn push_to_gateway<G: PaymentGateway>(
                     (g.create_invoice(&new).await?, Resume::Draft)
                 }
             };
-            held.write(|c| Ok(repo::set_invoice_stripe_id(c, inv.id, &id)?))?;
+            held.write(|c| Ok(repo::set_invoice_stripe_id(c, inv.id, &id)?))
+                .await?;
             (id, resume)
         }
     };
@@ -918,7 +959,8 @@ async fn push_to_gateway<G: PaymentGateway>(
                 g.create_item(&item).await?
             }
         };
-        held.write(|c| Ok(repo::set_line_stripe_id(c, line.id, &id)?))?;
+        held.write(|c| Ok(repo::set_line_stripe_id(c, line.id, &id)?))
+            .await?;
     }
     if !inv.stripe_finalized {
         if resume == Resume::Draft {
@@ -931,7 +973,8 @@ async fn push_to_gateway<G: PaymentGateway>(
                 .into());
             }
         }
-        held.write(|c| Ok(repo::set_invoice_finalized(c, inv.id)?))?;
+        held.write(|c| Ok(repo::set_invoice_finalized(c, inv.id)?))
+            .await?;
     }
     Ok(())
 }
@@ -1137,4 +1180,40 @@ pub fn preview(db: &Db, plan_id: i64, at: Option<Ts>) -> Result<Preview, AppErro
             })
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pass over a million failing plans reports counts and the first thousand of each.
+    #[test]
+    fn the_report_keeps_counts_and_a_bounded_sample() {
+        let now = Ts::default();
+        let mut r = PassReport::new(now, false);
+        assert_eq!(r.exit_code(), 0);
+        for i in 0..(REPORT_SAMPLE as i64 + 5) {
+            r.note_failure(Failure {
+                plan_id: i,
+                customer_id: i,
+                error: "Stripe answered 402".into(),
+                retryable: true,
+            });
+            r.note_attention(Attention {
+                plan_id: i,
+                customer_id: i,
+                reason: "a reason".into(),
+            });
+        }
+        assert_eq!(
+            (r.failures_count, r.failures.len()),
+            (REPORT_SAMPLE + 5, REPORT_SAMPLE)
+        );
+        assert_eq!(
+            (r.needs_attention_count, r.needs_attention.len()),
+            (REPORT_SAMPLE + 5, REPORT_SAMPLE)
+        );
+        assert_eq!(r.failures[0].plan_id, 0, "the first ones are kept");
+        assert_eq!(r.exit_code(), 3);
+    }
 }

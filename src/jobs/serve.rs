@@ -183,9 +183,9 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
             match &result {
                 Ok(r) => info!(
                     ?tick,
-                    invoices = r.invoices.len(),
-                    needs_attention = r.needs_attention.len(),
-                    failures = r.failures.len(),
+                    invoices = r.invoices_sent,
+                    needs_attention = r.needs_attention_count,
+                    failures = r.failures_count,
                     duration_ms = elapsed,
                     "scheduled pass done"
                 ),
