@@ -18,6 +18,13 @@ fn init_tracing(format: &str, default_level: &str) {
     }
 }
 
+/// Threads for blocking work: database calls run in `block_in_place`, which hands the async
+/// worker's core to a thread of this pool. At most a pool's connections plus three callers are
+/// inside at once (`Db::run_async`), so a few threads do; without a bound, a loaded machine
+/// left dozens of idle threads behind, each with its stack and allocator caches, and the
+/// worker's memory grew with the length of the pass rather than staying flat.
+const MAX_BLOCKING_THREADS: usize = 16;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -49,6 +56,7 @@ fn main() -> ExitCode {
     let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,
