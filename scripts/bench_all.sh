@@ -4,8 +4,9 @@
 #   scripts/bench_all.sh [BEFORE_BINARY] > results.jsonl
 #
 # BEFORE_BINARY: a release build of an earlier commit, measured the same way (optional).
-# PLANS_STRIPE (2000), PLANS_DB (100000) set the sizes; SKIP_STRIPE=1 runs the database side only. Needs PostgreSQL on 127.0.0.1:5432
-# (user postgres) and pgbench.
+# PLANS_STRIPE (2000), PLANS_DB (100000) set the sizes; SKIP_STRIPE=1 runs the database side only;
+# PLANS_MEMORY=1000000 adds the largest memory point (SQLite; about an hour here). Needs
+# PostgreSQL on 127.0.0.1:5432 (user postgres) and pgbench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=${1:-}
@@ -27,13 +28,16 @@ fi
 # Database side: no latency, no limits.
 export LATENCY_MS=0 JITTER_MS=0 LIMIT=0 ENDPOINT_LIMIT=0
 if [ -n "$before" ]; then
-  BIN=$before run "db: before (sqlite)" scripts/bench_stripe.sh sqlite 2000 1 1000000 1000000
-  BIN=$before run "db: before (postgres)" scripts/bench_stripe.sh postgres 2000 1 1000000 1000000
+  BIN=$before run "db: before, 10k plans (sqlite)" scripts/bench_stripe.sh sqlite 10000 1 1000000 1000000
+  BIN=$before run "db: before, 10k plans (postgres)" scripts/bench_stripe.sh postgres 10000 1 1000000 1000000
 fi
 run "db: after, 10k plans (sqlite)" scripts/bench_stripe.sh sqlite 10000 1 1000000 1000000
 run "db: after, 10k plans (postgres)" scripts/bench_stripe.sh postgres 10000 1 1000000 1000000
 run "db: after, ${plans_db} plans (sqlite)" scripts/bench_stripe.sh sqlite "$plans_db" 1 1000000 1000000
 run "db: after, ${plans_db} plans (postgres)" scripts/bench_stripe.sh postgres "$plans_db" 1 1000000 1000000
+if [ -n "${PLANS_MEMORY:-}" ]; then
+  run "db: after, ${PLANS_MEMORY} plans (sqlite)" scripts/bench_stripe.sh sqlite "$PLANS_MEMORY" 1 1000000 1000000
+fi
 
 # pgbench on the same server at the same concurrency (32 clients), for the commit rate.
 pg=${PG:-postgres://postgres@127.0.0.1:5432}

@@ -43,6 +43,9 @@ export DATABASE_URL=$url STRIPE_API_KEY=${KEY:-sk_live_bench} STRIPE_API_BASE="h
 [ -n "$budget" ] && export STRIPE_MAX_REQUESTS_PER_SECOND=$budget
 [ -n "$endpoint_budget" ] && export STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT=$endpoint_budget
 [ -n "${CONCURRENCY:-}" ] && export PLAN_INVOICER_CONCURRENCY=$CONCURRENCY
+# PostgreSQL: the database's committed transactions over the pass (pg_stat_database).
+commits() { [ "$backend" = postgres ] && psql -Atq "$url" -c "SELECT pg_stat_force_next_flush(); SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()" | tail -n 1 || echo 0; }
+commits_before=$(commits)
 start=$(date +%s.%N)
 pids=()
 for w in $(seq 1 "$workers"); do
@@ -56,10 +59,11 @@ for p in "${pids[@]}"; do
 done
 end=$(date +%s.%N)
 curl -sf "http://127.0.0.1:$port/_emulator/counts" > "$dir/counts.json"
+commits_after=$(commits)
 
-python3 - "$dir" "$workers" "$start" "$end" "${ENDPOINT_LIMIT:-25}" "${codes[*]}" "$plans" "$backend" <<'PY'
+python3 - "$dir" "$workers" "$start" "$end" "${ENDPOINT_LIMIT:-25}" "${codes[*]}" "$plans" "$backend" "$commits_before" "$commits_after" <<'PY'
 import json, sys
-d, workers, start, end, limit, codes, plans, backend = sys.argv[1:]
+d, workers, start, end, limit, codes, plans, backend, c0, c1 = sys.argv[1:]
 workers, limit, plans = int(workers), float(limit), int(plans)
 counts = json.load(open(f"{d}/counts.json"))
 reports = [json.load(open(f"{d}/report.{w}.json")) for w in range(1, workers + 1)]
@@ -85,6 +89,9 @@ print(json.dumps({
     "requests": total,
     "rate_limited_share": round(limited / max(total, 1), 4),
     "peak_rss_kib": max(rss),
+    # PostgreSQL only: transactions committed in the worker's database during the pass.
+    "db_commits": int(c1) - int(c0) if backend == "postgres" else None,
+    "db_commits_per_second": round((int(c1) - int(c0)) / (float(end) - float(start)), 1) if backend == "postgres" else None,
 }))
 PY
 if [ "$backend" = postgres ]; then psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)"; fi

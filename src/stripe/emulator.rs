@@ -625,10 +625,12 @@ fn respond(
             }
             None => {
                 let (status, body) = dispatch(&mut store, method, &path, &pairs);
-                if let Some(k) = key
-                    .as_ref()
-                    .filter(|_| method == Method::POST && status.as_u16() < 500)
-                {
+                // Counts only (benchmarks): no replays kept. A million plans' responses would
+                // take tens of GiB, and a benchmark's retries follow 429s, which are answered
+                // before this point and never stored.
+                if let Some(k) = key.as_ref().filter(|_| {
+                    method == Method::POST && status.as_u16() < 500 && !store.counts_only
+                }) {
                     store
                         .idempotency
                         .insert(k.clone(), (fingerprint, status.as_u16(), body.clone()));
