@@ -105,8 +105,9 @@ impl Pool {
 pub struct Db {
     source: Source,
     url: DbUrl,
-    /// One permit per connection: async callers wait here ([`Db::run_async`]), without a
-    /// thread, rather than in [`Pool::checkout`] inside `block_in_place`.
+    /// A permit per connection plus [`QUEUED_TURNS`]: async callers wait here
+    /// ([`Db::run_async`]), without a thread, rather than in [`Pool::checkout`] inside
+    /// `block_in_place`.
     turns: Arc<tokio::sync::Semaphore>,
 }
 
