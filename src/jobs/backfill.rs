@@ -12,7 +12,7 @@ use tracing::info;
 use crate::db::Db;
 use crate::domain::Ts;
 use crate::error::{invalid, AppError};
-use crate::jobs::invoice_plans::{Attention, Failure, REPORT_SAMPLE};
+use crate::jobs::invoice_plans::{keep_first, Attention, Failure};
 use crate::jobs::{run_pass, PassOptions};
 use crate::stripe::PaymentGateway;
 use crate::views::InvoiceView;
@@ -149,12 +149,8 @@ pub async fn backfill<G: PaymentGateway + 'static>(
         report.plans_invoiced += pass.plans_invoiced;
         report.needs_attention_count += pass.needs_attention_count;
         report.failures_count += pass.failures_count;
-        let room = REPORT_SAMPLE.saturating_sub(report.needs_attention.len());
-        report
-            .needs_attention
-            .extend(pass.needs_attention.into_iter().take(room));
-        let room = REPORT_SAMPLE.saturating_sub(report.failures.len());
-        report.failures.extend(pass.failures.into_iter().take(room));
+        keep_first(&mut report.needs_attention, pass.needs_attention);
+        keep_first(&mut report.failures, pass.failures);
         report.last_pass_at = Some(t);
         match &bar {
             Some(b) => {
@@ -171,8 +167,7 @@ pub async fn backfill<G: PaymentGateway + 'static>(
             None => {}
         }
         report.invoices_sent += pass.invoices_sent;
-        let room = REPORT_SAMPLE.saturating_sub(report.invoices.len());
-        report.invoices.extend(pass.invoices.into_iter().take(room));
+        keep_first(&mut report.invoices, pass.invoices);
         if pass.stripe_unreachable {
             report.stripe_unreachable = true;
             break;

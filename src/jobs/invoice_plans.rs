@@ -35,6 +35,12 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 /// At most this many invoices are kept in a pass report (the rest are counted).
 pub const REPORT_SAMPLE: usize = 1000;
 
+/// Appends `more` to a report's sample until it holds [`REPORT_SAMPLE`] items.
+pub fn keep_first<T>(sample: &mut Vec<T>, more: impl IntoIterator<Item = T>) {
+    let room = REPORT_SAMPLE.saturating_sub(sample.len());
+    sample.extend(more.into_iter().take(room));
+}
+
 /// A plan is invoiced for at most this many due dates in one pass. A plan further behind needs
 /// attention: most likely `--now` is wrong; a real backlog is caught up with `backfill`.
 pub const MAX_CATCH_UP_CYCLES: usize = 36;
@@ -169,17 +175,13 @@ impl PassReport {
     /// Counts a plan that needs attention; keeps the first [`REPORT_SAMPLE`].
     pub fn note_attention(&mut self, a: Attention) {
         self.needs_attention_count += 1;
-        if self.needs_attention.len() < REPORT_SAMPLE {
-            self.needs_attention.push(a);
-        }
+        keep_first(&mut self.needs_attention, [a]);
     }
 
     /// Counts a failed plan; keeps the first [`REPORT_SAMPLE`].
     pub fn note_failure(&mut self, f: Failure) {
         self.failures_count += 1;
-        if self.failures.len() < REPORT_SAMPLE {
-            self.failures.push(f);
-        }
+        keep_first(&mut self.failures, [f]);
     }
 
     /// `cli.md`: 3 when a plan failed or needs attention, or Stripe was unreachable.
@@ -322,8 +324,7 @@ impl Tally {
                 self.report.plans_invoiced += 1;
                 self.report.invoices_sent += plan.emitted.ids.len();
                 self.report.lines_sent += plan.emitted.lines;
-                let room = REPORT_SAMPLE.saturating_sub(self.sample.len());
-                self.sample.extend(plan.emitted.ids.into_iter().take(room));
+                keep_first(&mut self.sample, plan.emitted.ids);
             }
             let (plan_id, customer_id) = (plan.plan_id, run.customer_id);
             match plan.outcome {
