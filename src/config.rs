@@ -1,14 +1,24 @@
-//! Typed configuration of the daemon: flags and environment, then an optional TOML file, then
-//! defaults. Validated once at start-up; a bad value is a one-line error before anything runs.
+//! Every setting in one place: the flags and environment variables of the tuning knobs, the
+//! daemon's TOML file, the Stripe settings, their defaults and their validation. The order is
+//! always the same: a flag wins over its environment variable, which wins over the TOML key of
+//! the same name, which wins over the default here. A bad value is a one-line error before
+//! anything runs.
+//!
+//! To add a setting: a field on [`Tuning`] (a flag of the commands that talk to Stripe) or on
+//! `serve`'s flags and [`FileConfig`], its default below, its variable in [`ENV_VARS`] and in
+//! `deploy/plan-invoicer.env` (a test keeps the two equal).
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use chrono_tz::Tz;
+use clap::Args;
 use serde::Deserialize;
 
 use crate::db::DbUrl;
 use crate::error::{invalid, AppError};
+use crate::stripe::client::StripeConfig;
+use crate::stripe::ApiKey;
 
 /// Every environment variable plan-invoicer reads. `deploy/plan-invoicer.env` documents each one
 /// (a test keeps the two in sync).
@@ -35,12 +45,123 @@ pub const ENV_VARS: &[&str] = &[
     "STRIPE_RETRY_BASE_MS",
 ];
 
+/// The embedded database next to the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://plan-invoicer.db";
 pub const DEFAULT_SCHEDULE: &str = "0 0 22 * * *";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9187";
+
+/// Customers invoiced at once by default: enough to keep Stripe's per-endpoint limit (25/s)
+/// busy at its usual 300 ms round trip, where one plan takes three or four sequential requests.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
+/// How long a claim on a plan lasts before another worker may resume it.
+pub const DEFAULT_LEASE_SECONDS: u64 = 600;
+
+/// How long `serve` waits for the plans in flight after SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 60;
 
 /// Connections a PostgreSQL pool opens at most (SQLite: one). A connection is held for one
 /// short transaction, never across a Stripe call, so a few serve many plans in flight.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// How hard a pass works: customers in flight and the Stripe budget. A flag of the commands
+/// that talk to Stripe (`run-once`, `backfill`, `serve`, `audit`, `bench`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Tuning {
+    /// Customers invoiced at once within one pass [default: 32]
+    #[arg(long, env = "PLAN_INVOICER_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: Option<u32>,
+    /// The Stripe account's request budget per second, shared by all workers [default: 60
+    /// for a live key, 15 for a test key]
+    #[arg(long, env = "STRIPE_MAX_REQUESTS_PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    pub stripe_max_requests_per_second: Option<u32>,
+    /// The budget per second of one Stripe endpoint, shared by all workers [default: 15]
+    #[arg(long, env = "STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub stripe_max_requests_per_second_per_endpoint: Option<u32>,
+    /// Stripe requests waiting for an answer at once, per worker [default: 25 live, 10 test]
+    #[arg(long, env = "STRIPE_MAX_REQUESTS_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub stripe_max_requests_in_flight: Option<u32>,
+}
+
+impl Tuning {
+    /// These settings, with the TOML file's where a flag or variable is missing.
+    pub fn or_file(&self, file: &FileConfig) -> Tuning {
+        Tuning {
+            concurrency: self.concurrency.or(file.concurrency),
+            stripe_max_requests_per_second: self
+                .stripe_max_requests_per_second
+                .or(file.stripe_max_requests_per_second),
+            stripe_max_requests_per_second_per_endpoint: self
+                .stripe_max_requests_per_second_per_endpoint
+                .or(file.stripe_max_requests_per_second_per_endpoint),
+            stripe_max_requests_in_flight: self
+                .stripe_max_requests_in_flight
+                .or(file.stripe_max_requests_in_flight),
+        }
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.map_or(DEFAULT_CONCURRENCY, |n| n as usize)
+    }
+
+    /// The Stripe settings: `STRIPE_API_KEY` or `STRIPE_API_KEY_FILE`, `STRIPE_API_BASE`, this
+    /// budget, and the retry knobs `STRIPE_MAX_ATTEMPTS` and `STRIPE_RETRY_BASE_MS`. A missing
+    /// key is a configuration error.
+    pub fn stripe(&self) -> Result<StripeConfig, AppError> {
+        let key = match (env("STRIPE_API_KEY"), env("STRIPE_API_KEY_FILE")) {
+            (Some(k), _) => k,
+            (_, Some(path)) => std::fs::read_to_string(path.trim()).map_err(|e| {
+                invalid(format!("cannot read STRIPE_API_KEY_FILE {}: {e}", path.trim()))
+            })?,
+            _ => {
+                return Err(invalid(
+                    "STRIPE_API_KEY (or STRIPE_API_KEY_FILE) is not set: a pass that emits invoices needs a Stripe key (--dry-run needs none)",
+                ))
+            }
+        };
+        let key = ApiKey::new(key).ok_or_else(|| invalid("the Stripe API key is empty"))?;
+        let base = env("STRIPE_API_BASE");
+        if let Some(b) = &base {
+            if !(b.starts_with("http://") || b.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "STRIPE_API_BASE {b:?} is not an http(s) URL"
+                )));
+            }
+        }
+        let mut config = StripeConfig::new(key, base.as_deref());
+        if let Some(rate) = self.stripe_max_requests_per_second {
+            config.limits.per_second = rate;
+        }
+        if let Some(rate) = self.stripe_max_requests_per_second_per_endpoint {
+            config.limits.per_endpoint = rate;
+        }
+        if let Some(n) = self.stripe_max_requests_in_flight {
+            config.limits.in_flight = n;
+        }
+        if let Some(n) = env_number("STRIPE_MAX_ATTEMPTS")? {
+            config.max_attempts = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        }
+        if let Some(ms) = env_number("STRIPE_RETRY_BASE_MS")? {
+            config.base_backoff = std::time::Duration::from_millis(ms);
+        }
+        Ok(config)
+    }
+}
+
+/// An environment variable that is set and not blank.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_number(name: &str) -> Result<Option<u64>, AppError> {
+    env(name)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| invalid(format!("{name} must be a non-negative integer (got {v:?})")))
+        })
+        .transpose()
+}
 
 /// The optional TOML file (`--config`); every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -85,7 +206,7 @@ pub struct ServeConfig {
     /// Customers invoiced at once within a pass.
     pub concurrency: usize,
     /// Concurrency and the Stripe budget, flags and environment over the file.
-    pub tuning: crate::cli::Tuning,
+    pub tuning: Tuning,
     /// When to run `audit` beside the passes (off by default).
     pub audit_schedule: Option<String>,
 }
@@ -109,7 +230,7 @@ pub struct ServeArgs {
 }
 
 impl ServeConfig {
-    pub fn resolve(args: &ServeArgs, tuning: &crate::cli::Tuning) -> Result<ServeConfig, AppError> {
+    pub fn resolve(args: &ServeArgs, tuning: &Tuning) -> Result<ServeConfig, AppError> {
         let file = match &args.config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
@@ -176,23 +297,27 @@ impl ServeConfig {
             schedule,
             timezone,
             http_addr,
-            lease_seconds: env_or("PLAN_INVOICER_LEASE_SECONDS", file.lease_seconds, 600)?,
+            lease_seconds: env_or(
+                "PLAN_INVOICER_LEASE_SECONDS",
+                file.lease_seconds,
+                DEFAULT_LEASE_SECONDS,
+            )?,
             shutdown_grace_seconds: env_or(
                 "PLAN_INVOICER_SHUTDOWN_GRACE_SECONDS",
                 file.shutdown_grace_seconds,
-                60,
+                DEFAULT_SHUTDOWN_GRACE_SECONDS,
             )?,
         })
     }
 }
 
 fn env_or(name: &str, file: Option<u64>, default: u64) -> Result<u64, AppError> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
+    match env(name) {
+        Some(v) => v
             .trim()
             .parse()
             .map_err(|_| invalid(format!("{name} must be a whole number (got {v:?})"))),
-        _ => Ok(file.unwrap_or(default)),
+        None => Ok(file.unwrap_or(default)),
     }
 }
 
@@ -219,7 +344,7 @@ mod tests {
 
     impl ServeConfig {
         fn resolve_test(args: &ServeArgs) -> Result<ServeConfig, AppError> {
-            ServeConfig::resolve(args, &crate::cli::Tuning::default())
+            ServeConfig::resolve(args, &Tuning::default())
         }
     }
 

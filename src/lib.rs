@@ -10,15 +10,15 @@
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`cli`]: the command-line contract (`cli.md`).
 
-pub mod bench;
+pub mod billing;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod db;
-pub mod demo;
+pub mod devtools;
 pub mod domain;
 pub mod error;
-pub mod http;
 pub mod jobs;
 pub mod ops;
 pub mod stripe;

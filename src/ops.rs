@@ -4,15 +4,14 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::db::models::PlanRecord;
+use crate::billing::{catch_up_cycles, on_schedule};
+use crate::db::claims;
 use crate::db::repo::{self, NewCustomer, NewEvent, NewPlan};
 use crate::db::Conn;
-use crate::domain::cycle::{
-    end_of_cycle, last_entry_at, next_billing_cycle, validate_renewal, EndOfCycle,
-};
+use crate::domain::cycle::{next_billing_cycle, validate_renewal};
 use crate::domain::dates::{add_months, trunc_seconds};
 use crate::domain::prices::{
-    billable_licenses, discount_display, list_price, min_licenses_for_plan, price_per_license,
+    billable_licenses, discount_display, list_price, min_licenses_for_plan,
 };
 use crate::domain::{
     plan_parameters, BillingError, BillingSchedule, Customer, CustomerKind, InvoicingStatus,
@@ -20,16 +19,9 @@ use crate::domain::{
 };
 use crate::error::{invalid, AppError};
 
+pub use crate::billing::{customer, plan};
+
 type Ts = DateTime<Utc>;
-
-pub fn customer(conn: &mut Conn, id: i64) -> Result<Customer, AppError> {
-    repo::get_customer(conn, id)?
-        .ok_or_else(|| AppError::NotFound(format!("customer {id} does not exist")))
-}
-
-pub fn plan(conn: &mut Conn, id: i64) -> Result<PlanRecord, AppError> {
-    repo::get_plan(conn, id)?.ok_or_else(|| AppError::NotFound(format!("plan {id} does not exist")))
-}
 
 fn event(kind: &'static str, plan: &Plan, at: Ts) -> NewEvent<'static> {
     NewEvent::about(kind, plan, at)
@@ -118,7 +110,7 @@ pub fn report_usage(conn: &mut Conn, id: i64, seats: Option<i64>, now: Ts) -> Re
         repo::set_usage(c, id, Some(now), seats)?;
         // Fresh data unblocks plans parked for stale usage data at the next pass.
         for plan_id in repo::plan_ids_of_customer(c, id)? {
-            repo::clear_retry(c, plan_id)?;
+            claims::clear_retry(c, plan_id)?;
         }
         Ok(())
     })
@@ -285,170 +277,6 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
     })
 }
 
-/// What an end-of-cycle step did, like Zulip's `(new_plan, last_ledger_entry)`.
-#[derive(Debug, Clone, Default)]
-pub struct CycleOutcome {
-    /// The plan that is live afterwards when it is another one (a switch or a successor).
-    pub new_plan_id: Option<i64>,
-    /// The newest ledger entry at `t` of the live plan; none when the plan ended.
-    pub last_entry: Option<LedgerEntry>,
-    /// Whether a cycle boundary was crossed (something was written).
-    pub changed: bool,
-}
-
-/// The end-of-cycle updates of every boundary up to `now`, for operations that act at `now`
-/// while the worker may be behind (Zulip's web actions take one step; a status change issued
-/// months after the last pass would otherwise land in an old cycle). Follows switches.
-pub fn catch_up_cycles(
-    conn: &mut Conn,
-    plan: &mut Plan,
-    customer: &Customer,
-    now: Ts,
-) -> Result<CycleOutcome, AppError> {
-    let mut outcome = CycleOutcome::default();
-    for _ in 0..10_000 {
-        let step = apply_end_of_cycle(conn, plan, customer, now, now)?;
-        if let Some(new_id) = step.new_plan_id {
-            *plan = self::plan(conn, new_id)?.plan;
-            outcome.new_plan_id = Some(new_id);
-        }
-        outcome.last_entry = step.last_entry;
-        outcome.changed |= step.changed;
-        if !step.changed || outcome.last_entry.is_none() {
-            return Ok(outcome);
-        }
-    }
-    Err(invalid(format!(
-        "plan {} crosses too many billing cycles at once",
-        plan.id
-    )))
-}
-
-/// `make_end_of_cycle_updates_if_needed(plan, t)`: decides with the pure core, then writes the
-/// ledger entries, status changes, new plans and plan events. Updates `plan` in place.
-pub fn apply_end_of_cycle(
-    conn: &mut Conn,
-    plan: &mut Plan,
-    customer: &Customer,
-    t: Ts,
-    now: Ts,
-) -> Result<CycleOutcome, AppError> {
-    let entries = repo::ledger_of(conn, plan.id)?;
-    let successor = match plan.status {
-        PlanStatus::SwitchPlanTierAtPlanEnd => repo::successor_of(conn, plan)?.map(|r| r.plan),
-        _ => None,
-    };
-    let decision = end_of_cycle(plan, customer, &entries, successor.as_ref(), t)?;
-    let changed = decision != EndOfCycle::Nothing;
-    let old_status = plan.status;
-    let ended_event = |plan: &Plan, at: Ts| {
-        let mut e = event("plan_ended", plan, at);
-        e.old_status = Some(old_status);
-        e.new_status = Some(PlanStatus::Ended);
-        e.old_tier = Some(plan.tier);
-        e
-    };
-    let outcome = match decision {
-        EndOfCycle::Nothing => CycleOutcome {
-            new_plan_id: None,
-            last_entry: last_entry_at(&entries, t).cloned(),
-            ..CycleOutcome::default()
-        },
-        EndOfCycle::Downgrade {
-            at,
-            close_ledger,
-            newest_entry,
-        } => {
-            plan.status = PlanStatus::Ended;
-            if close_ledger {
-                plan.invoiced_through = newest_entry;
-                plan.next_invoice_date = None;
-            }
-            repo::save_plan(conn, plan)?;
-            repo::insert_event(conn, &ended_event(plan, at), now)?;
-            CycleOutcome::default()
-        }
-        EndOfCycle::Renew { at, licenses } => {
-            let entry = repo::insert_ledger(conn, plan.id, true, at, licenses, Some(licenses))?;
-            CycleOutcome {
-                new_plan_id: None,
-                last_entry: Some(entry),
-                ..CycleOutcome::default()
-            }
-        }
-        EndOfCycle::EndTrial {
-            at,
-            licenses,
-            invoiced_through,
-        } => {
-            plan.invoiced_through = Some(invoiced_through);
-            plan.billing_cycle_anchor = at;
-            plan.status = PlanStatus::Active;
-            repo::save_plan(conn, plan)?;
-            let entry = repo::insert_ledger(conn, plan.id, true, at, licenses, Some(licenses))?;
-            let mut e = event("free_trial_ended", plan, at);
-            e.old_status = Some(old_status);
-            e.new_status = Some(PlanStatus::Active);
-            e.new_tier = Some(plan.tier);
-            repo::insert_event(conn, &e, now)?;
-            CycleOutcome {
-                new_plan_id: None,
-                last_entry: Some(entry),
-                ..CycleOutcome::default()
-            }
-        }
-        EndOfCycle::SwitchSchedule {
-            at,
-            schedule,
-            licenses,
-        } => {
-            plan.status = PlanStatus::Ended;
-            repo::save_plan(conn, plan)?;
-            let new = NewPlan {
-                billing_cycle_anchor: at,
-                next_invoice_date: Some(at),
-                invoicing_status: InvoicingStatus::InitialInvoiceToBeSent,
-                ..on_schedule(plan, customer, schedule, now)?
-            };
-            let new_id = repo::insert_plan(conn, &new)?;
-            let entry = repo::insert_ledger(conn, new_id, true, at, licenses, Some(licenses))?;
-            let mut e = event("billing_schedule_switched", plan, at);
-            e.old_status = Some(old_status);
-            e.new_status = Some(PlanStatus::Ended);
-            e.message = Some(format!(
-                "plan {} continues as {} plan {new_id}",
-                plan.id,
-                schedule.name()
-            ));
-            repo::insert_event(conn, &e, now)?;
-            CycleOutcome {
-                new_plan_id: Some(new_id),
-                last_entry: Some(entry),
-                ..CycleOutcome::default()
-            }
-        }
-        EndOfCycle::StartSuccessor { at, licenses } => {
-            let mut next = successor
-                .ok_or_else(|| AppError::Invalid(format!("plan {} lost its successor", plan.id)))?;
-            plan.status = PlanStatus::Ended;
-            repo::save_plan(conn, plan)?;
-            next.status = PlanStatus::Active;
-            repo::save_plan(conn, &next)?;
-            let entry = repo::insert_ledger(conn, next.id, true, at, licenses, Some(licenses))?;
-            let mut e = ended_event(plan, at);
-            e.new_tier = Some(next.tier);
-            e.message = Some(format!("successor plan {} starts", next.id));
-            repo::insert_event(conn, &e, now)?;
-            CycleOutcome {
-                new_plan_id: Some(next.id),
-                last_entry: Some(entry),
-                ..CycleOutcome::default()
-            }
-        }
-    };
-    Ok(CycleOutcome { changed, ..outcome })
-}
-
 /// A live plan (refuses ended and never-started plans).
 fn live_plan(conn: &mut Conn, id: i64) -> Result<(Plan, Customer), AppError> {
     let p = plan(conn, id)?.plan;
@@ -522,7 +350,7 @@ pub fn report_seats(
             clamp_i32(licenses)?,
             Some(clamp_i32(at_next)?),
         )?;
-        repo::clear_retry(c, p.id)?;
+        claims::clear_retry(c, p.id)?;
         Ok(Some(entry))
     })
 }
@@ -590,7 +418,7 @@ pub fn buy_licenses(
         }
         check_license_request(&cust, &p, licenses)?;
         let entry = repo::insert_ledger(c, p.id, false, now, licenses, Some(licenses))?;
-        repo::clear_retry(c, p.id)?;
+        claims::clear_retry(c, p.id)?;
         Ok(entry)
     })
 }
@@ -630,7 +458,7 @@ pub fn renewal_licenses(
             }
             Err(e) => return Err(e),
         };
-        repo::clear_retry(c, id)?;
+        claims::clear_retry(c, id)?;
         Ok(entry)
     })
 }
@@ -696,7 +524,7 @@ pub fn schedule_change(conn: &mut Conn, id: i64, change: &str, now: Ts) -> Resul
         e.old_status = Some(old);
         e.new_status = Some(new);
         repo::insert_event(c, &e, now)?;
-        repo::clear_retry(c, p.id)?;
+        claims::clear_retry(c, p.id)?;
         Ok(p)
     })
 }
@@ -740,33 +568,6 @@ fn switch_free_trial_now(
     ));
     repo::insert_event(c, &e, now)?;
     Ok(next)
-}
-
-/// The same plan (tier, license management, billing mode) on another schedule, priced for it
-/// with the customer's discount: active, anchored where `plan` is; callers set the rest.
-fn on_schedule(
-    plan: &Plan,
-    customer: &Customer,
-    schedule: BillingSchedule,
-    now: Ts,
-) -> Result<NewPlan, AppError> {
-    let price = price_per_license(plan.tier, schedule, Some(customer))?;
-    Ok(NewPlan {
-        customer_id: plan.customer_id,
-        tier: plan.tier,
-        status: PlanStatus::Active,
-        billing_schedule: schedule.code(),
-        fixed_price: None,
-        price_per_license: Some(price),
-        discount: discount_display(list_price(plan.tier, schedule)?, price),
-        automanage_licenses: plan.automanage_licenses,
-        charge_automatically: plan.charge_automatically,
-        billing_cycle_anchor: plan.billing_cycle_anchor,
-        next_invoice_date: None,
-        end_date: None,
-        invoicing_status: InvoicingStatus::Done,
-        created_at: now,
-    })
 }
 
 fn require(ok: bool, p: &Plan, msg: &str) -> Result<(), AppError> {

@@ -12,9 +12,9 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use common::{at, connect, Backend, TestDb};
 use plan_invoicer::db::Conn;
+use plan_invoicer::devtools::emulator::{Faults, RateLimits};
 use plan_invoicer::jobs::{PassOptions, PassReport};
 use plan_invoicer::ops::{self, CustomerInput, PlanInput};
-use plan_invoicer::stripe::emulator::{Faults, RateLimits};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
@@ -197,8 +197,8 @@ fn worker(db: &TestDb, now: &str, extra: &[&str]) -> Command {
         .env("STRIPE_RETRY_BASE_MS", "10")
         .env_remove("PLAN_INVOICER_NOW")
         .args(["--json", "--now", now])
-        .args(extra)
         .arg("run-once")
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, TestDb};
 use diesel::{Connection, RunQueryDsl};
-use plan_invoicer::stripe::emulator::Faults;
+use plan_invoicer::devtools::emulator::Faults;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
 

@@ -8,8 +8,8 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use common::TestDb;
+use plan_invoicer::devtools::emulator::Faults;
 use plan_invoicer::jobs::{PassOptions, PassReport};
-use plan_invoicer::stripe::emulator::Faults;
 
 const T0: &str = "2012-01-02T03:04:05Z";
 const DUE: &str = "2012-02-02T03:04:05Z";
@@ -212,7 +212,7 @@ fn deleted_draft_is_parked(db: &TestDb) {
 /// leaves its lease at least half a lease ahead (PostgreSQL extends it only once half has
 /// gone, SQLite at every write); a claim taken over after expiry is refused.
 fn writes_keep_the_lease_ahead(db: &TestDb) {
-    use plan_invoicer::db::repo::{self, ClaimScope, Lease};
+    use plan_invoicer::db::claims::{self, ClaimScope, Lease};
     setup(db);
     let at = common::at;
     let lease = Duration::minutes(10);
@@ -220,7 +220,7 @@ fn writes_keep_the_lease_ahead(db: &TestDb) {
     let mut c = common::connect(db);
     let claim = |c: &mut plan_invoicer::db::Conn, owner: &str, now| {
         c.transaction(|c| {
-            repo::claim_next_due(
+            claims::claim_next_due(
                 c,
                 now,
                 ClaimScope::default(),
@@ -238,7 +238,7 @@ fn writes_keep_the_lease_ahead(db: &TestDb) {
     for minutes in [1, 4, 6, 9, 14] {
         let t = now + Duration::minutes(minutes);
         let kept = c
-            .transaction(|c| repo::renew_claim(c, &held, t, lease))
+            .transaction(|c| claims::renew_claim(c, &held, t, lease))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(kept, "still held at +{minutes} min");
         let left = expires(db) - t;
@@ -252,11 +252,11 @@ fn writes_keep_the_lease_ahead(db: &TestDb) {
     let taken = claim(&mut c, "worker-b", later).unwrap_or_else(|| panic!("expired lease"));
     assert_eq!(taken.plan_id, held.plan_id);
     let kept = c
-        .transaction(|c| repo::renew_claim(c, &held, later, lease))
+        .transaction(|c| claims::renew_claim(c, &held, later, lease))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!kept, "A's claim was taken over");
     assert!(c
-        .transaction(|c| repo::renew_claim(c, &taken, later, lease))
+        .transaction(|c| claims::renew_claim(c, &taken, later, lease))
         .unwrap_or_else(|e| panic!("{e}")));
 }
 

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::TestDb;
-use plan_invoicer::stripe::emulator::Faults;
+use plan_invoicer::devtools::emulator::Faults;
 use serde_json::Value;
 
 const T0: &str = "2012-01-02T03:04:05Z";

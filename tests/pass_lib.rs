@@ -4,9 +4,9 @@
 mod common;
 
 use common::{at, connect, gateway, Backend, TestDb};
-use plan_invoicer::db::repo;
+use plan_invoicer::db::claims;
+use plan_invoicer::devtools::emulator::Faults;
 use plan_invoicer::jobs::{run_pass, PassOptions};
-use plan_invoicer::stripe::emulator::Faults;
 
 const T0: &str = "2012-01-02T03:04:05Z";
 
@@ -109,12 +109,12 @@ fn expired_lease_is_resumed(db: &TestDb) {
     // Simulate a crash right after the claim.
     let claimed = conn
         .transaction(|c| {
-            let lease = repo::Lease {
+            let lease = claims::Lease {
                 owner: "dead-worker",
                 now,
                 until: now + chrono::Duration::minutes(10),
             };
-            repo::claim_next_due(c, now, repo::ClaimScope::default(), lease)
+            claims::claim_next_due(c, now, claims::ClaimScope::default(), lease)
         })
         .unwrap_or_else(|e: plan_invoicer::db::DbError| panic!("{e}"));
     assert_eq!(claimed.map(|c| c.plan_id), Some(1));

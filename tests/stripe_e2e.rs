@@ -8,9 +8,9 @@ mod common;
 use chrono::Duration;
 use common::{at, connect, gateway, Backend, TestDb};
 use plan_invoicer::db::Conn;
+use plan_invoicer::devtools::emulator::{Emulator, Faults};
 use plan_invoicer::jobs::{run_pass, PassOptions, PassReport};
 use plan_invoicer::ops::{self, CustomerInput, PlanInput};
-use plan_invoicer::stripe::emulator::{Emulator, Faults};
 use serde_json::Value;
 
 /// Three customers: an annual plan with additions and a renewal, a self-hosted monthly plan

@@ -3,6 +3,6 @@
 pub mod audit;
 pub mod backfill;
 pub mod invoice_plans;
-pub mod serve;
+pub mod preview;
 
-pub use invoice_plans::{run_pass, PassOptions, PassReport, DEFAULT_CONCURRENCY};
+pub use invoice_plans::{run_pass, PassOptions, PassReport};

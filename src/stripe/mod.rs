@@ -8,7 +8,6 @@
 
 pub mod budget;
 pub mod client;
-pub mod emulator;
 pub mod transport;
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
-use plan_invoicer::stripe::emulator::Emulator;
+use plan_invoicer::devtools::emulator::Emulator;
 
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};

@@ -12,13 +12,13 @@ use serde::Serialize;
 
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db, DbUrl};
+use crate::devtools::emulator::Emulator;
 use crate::domain::Ts;
 use crate::error::{invalid, AppError};
 use crate::jobs::{run_pass, PassOptions};
 use crate::ops::{self, CustomerInput, PlanInput};
 use crate::stripe::budget::Limits;
 use crate::stripe::client::{StripeConfig, StripeGateway};
-use crate::stripe::emulator::Emulator;
 use crate::stripe::ApiKey;
 
 #[derive(Debug, Serialize)]

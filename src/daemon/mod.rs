@@ -2,6 +2,8 @@
 //! calls. A pass never overlaps itself: a tick that arrives while one runs is skipped and
 //! counted. SIGTERM/SIGINT stops claiming plans, lets the plan in flight finish, and exits.
 
+pub mod http;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +16,9 @@ use crate::config::ServeConfig;
 use crate::db::repo::{self, PlanFilter};
 use crate::db::Db;
 use crate::error::{invalid, AppError};
-use crate::http::{self, HttpState, Metrics};
 use crate::jobs::{run_pass, PassOptions};
 use crate::stripe::client::StripeGateway;
+use http::{HttpState, Metrics};
 
 pub const JOB_NAME: &str = "invoice_plans";
 

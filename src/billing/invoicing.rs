@@ -1,0 +1,119 @@
+//! The invoicing step of the pass: one due date of one plan, in one transaction
+//! (docs/RULES.md, "The invoicing pass"): staff notices, the usage-freshness check, the
+//! end-of-cycle updates, the invoice lines, the write-ahead invoice, `invoiced_through` and the
+//! next invoice date.
+
+use tracing::info;
+
+use crate::db::repo::{self, NewEvent};
+use crate::db::Conn;
+use crate::domain::cycle::{fixed_price_review_due, usage_freshness, Freshness};
+use crate::domain::dates::next_invoice_date_after;
+use crate::domain::{invoice_lines, Plan, PlanStatus, Ts};
+use crate::error::AppError;
+
+/// What one step did.
+pub enum Step {
+    /// The plan is not due at `now` (or is a successor that its predecessor starts).
+    NotDue,
+    /// Invoicing waits for someone (stale usage data): the reason.
+    Waiting(String),
+    /// One due date was processed; the invoice written for it, if it has lines.
+    Advanced(Option<i64>),
+}
+fn notice(
+    conn: &mut Conn,
+    plan: &Plan,
+    kind: &'static str,
+    message: String,
+    now: Ts,
+) -> Result<(), AppError> {
+    info!(notice = kind, "{message}");
+    let e = NewEvent {
+        message: Some(message),
+        ..NewEvent::about(kind, plan, now)
+    };
+    repo::insert_event(conn, &e, now)?;
+    Ok(())
+}
+
+/// One turn of the catch-up loop at the plan's due date, in one transaction (D6): end-of-cycle
+/// updates, the lines, the local invoice, `invoiced_through` and the next invoice date.
+pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppError> {
+    let mut p = super::plan(c, plan_id)?.plan;
+    let Some(t) = p.next_invoice_date.filter(|d| *d <= now) else {
+        return Ok(Step::NotDue);
+    };
+    if p.status == PlanStatus::NeverStarted {
+        // Started by its predecessor's end-of-cycle update, never on its own (§6.14).
+        return Ok(Step::NotDue);
+    }
+    let customer = super::customer(c, p.customer_id)?;
+
+    if fixed_price_review_due(&p) {
+        let end = p
+            .end_date
+            .map(|d| d.date_naive().to_string())
+            .unwrap_or_default();
+        notice(
+            c,
+            &p,
+            "notice_fixed_price_plan_ends",
+            format!(
+                "Fixed-price plan for customer {} ends on {end}",
+                customer.name
+            ),
+            now,
+        )?;
+        p.reminder_to_review_plan_email_sent = true;
+        repo::save_plan(c, &p)?;
+    }
+    match usage_freshness(&p, &customer, t) {
+        Freshness::Proceed => {}
+        Freshness::ProceedWithNotice => notice(
+            c,
+            &p,
+            "notice_stale_usage_data",
+            format!("Stale usage data for customer {}'s plan, but invoicing not delayed because the plan has a fixed price", customer.name),
+            now,
+        )?,
+        Freshness::Skip { notify } => {
+            let last = customer.last_usage_report_at.map_or("never uploaded".to_string(), |d| format!("last upload {}", d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+            let reason = format!("Unable to verify current licenses in use ({last}), which delays invoicing until fresh usage data arrives");
+            if notify {
+                notice(c, &p, "notice_stale_usage_data", reason.clone(), now)?;
+                p.stale_audit_log_data_email_sent = true;
+                repo::save_plan(c, &p)?;
+            }
+            return Ok(Step::Waiting(reason));
+        }
+    }
+
+    if p.status != PlanStatus::SwitchPlanTierNow {
+        super::apply_end_of_cycle(c, &mut p, &customer, t, now)?;
+    }
+    let entries = repo::ledger_of(c, p.id)?;
+    let draft = invoice_lines(&p, &customer, &entries, t)?;
+    let invoice_id = if draft.lines.is_empty() {
+        None
+    } else {
+        let id = repo::insert_invoice(c, &p, t, &draft, now)?;
+        if draft.flat_months_used > 0 {
+            repo::set_flat_discounted_months(
+                c,
+                customer.id,
+                customer.flat_discounted_months - draft.flat_months_used,
+            )?;
+        }
+        Some(id)
+    };
+    p.invoiced_through = draft.invoiced_through;
+    p.next_invoice_date = match p.status {
+        PlanStatus::Ended => None,
+        // D4: computed from the due date being processed, never from a later instant.
+        _ => Some(next_invoice_date_after(p.billing_cycle_anchor, t)?),
+    };
+    p.stale_audit_log_data_email_sent = false;
+    repo::save_plan(c, &p)?;
+    Ok(Step::Advanced(invoice_id))
+}

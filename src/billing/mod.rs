@@ -1,0 +1,26 @@
+//! Applies the pure core's decisions to the database, each inside the caller's transaction:
+//! the end-of-cycle writes (docs/RULES.md, "End of a billing cycle"), the invoicing step of the
+//! pass (one due date: end-of-cycle updates, lines, the write-ahead invoice, the next invoice
+//! date). The pass, `plan preview` and the admin operations share these functions, so a rule is
+//! applied the same way wherever it is reached.
+
+mod end_of_cycle;
+mod invoicing;
+
+pub use end_of_cycle::{apply_end_of_cycle, catch_up_cycles, on_schedule, CycleOutcome};
+pub use invoicing::{invoice_step, Step};
+
+use crate::db::models::PlanRecord;
+use crate::db::repo;
+use crate::db::Conn;
+use crate::domain::Customer;
+use crate::error::AppError;
+
+pub fn customer(conn: &mut Conn, id: i64) -> Result<Customer, AppError> {
+    repo::get_customer(conn, id)?
+        .ok_or_else(|| AppError::NotFound(format!("customer {id} does not exist")))
+}
+
+pub fn plan(conn: &mut Conn, id: i64) -> Result<PlanRecord, AppError> {
+    repo::get_plan(conn, id)?.ok_or_else(|| AppError::NotFound(format!("plan {id} does not exist")))
+}

@@ -1,0 +1,313 @@
+//! The admin commands: customers, plans, offers, invoices and status. Each runs one operation
+//! of [`crate::ops`] (or a read of [`crate::db::repo`]) on one connection and renders it.
+
+use crate::db::repo::{self, InvoiceFilter, PlanFilter};
+use crate::db::{Conn, Db};
+use crate::domain::{PlanStatus, Ts};
+use crate::error::{invalid, AppError};
+use crate::jobs;
+use crate::ops;
+use crate::views::{CustomerView, InvoiceView, LedgerView, PlanView};
+
+use super::render::{self, out, pretty, Output};
+use super::{CustomerCmd, InvoicesCmd, OfferCmd, PlanCmd};
+
+pub(super) fn customer(db: &Db, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
+    db.run(|c| customer_cmd(c, cmd, now))
+}
+
+pub(super) fn plan(db: &Db, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+    if let PlanCmd::Preview { id, at } = cmd {
+        // A preview runs on a connection of its own, in a transaction that is rolled back.
+        let preview = jobs::preview::preview(db, id, at)?;
+        let text = render::render_preview(&preview);
+        return out(&preview, text);
+    }
+    db.run(|c| plan_cmd(c, cmd, now))
+}
+
+pub(super) fn offer(db: &Db, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
+    match cmd {
+        OfferCmd::Create {
+            customer,
+            tier,
+            fixed_price_cents,
+            sent_invoice_id,
+        } => {
+            let id = db.run(|c| {
+                ops::create_offer(
+                    c,
+                    customer,
+                    &tier,
+                    fixed_price_cents,
+                    sent_invoice_id.as_deref(),
+                    now,
+                )
+            })?;
+            out(
+                &serde_json::json!({ "id": id }),
+                format!("created offer {id}"),
+            )
+        }
+        OfferCmd::Accept {
+            id,
+            schedule,
+            licenses,
+        } => {
+            let plan_id = db.run(|c| ops::accept_offer(c, id, &schedule, licenses, now))?;
+            out(
+                &serde_json::json!({ "plan_id": plan_id }),
+                format!("offer {id} accepted: plan {plan_id}"),
+            )
+        }
+    }
+}
+
+pub(super) fn invoices(db: &Db, cmd: InvoicesCmd) -> Result<Output, AppError> {
+    let InvoicesCmd::List {
+        plan,
+        customer,
+        since,
+    } = cmd;
+    let filter = InvoiceFilter {
+        ids: None,
+        plan_id: plan,
+        customer_id: customer,
+        since,
+    };
+    let views: Vec<InvoiceView> = db
+        .run(|c| repo::list_invoices(c, &filter))?
+        .iter()
+        .map(InvoiceView::from)
+        .collect();
+    let text = views
+        .iter()
+        .map(render::render_invoice)
+        .collect::<Vec<_>>()
+        .join("\n");
+    out(&views, text)
+}
+
+pub(super) fn status(db: &Db, now: Ts) -> Result<Output, AppError> {
+    db.run(|c| status_of(c, now))
+}
+
+fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
+    match cmd {
+        CustomerCmd::Create(a) => {
+            let input = ops::CustomerInput {
+                name: a.name,
+                email: a.email,
+                external_ref: a.external_ref,
+                stripe_customer_id: a.stripe_customer_id,
+                kind: Some(a.kind),
+                monthly_discounted_price: a.monthly_discounted_price_cents,
+                annual_discounted_price: a.annual_discounted_price_cents,
+                required_plan_tier: a.required_plan_tier,
+                minimum_licenses: a.minimum_licenses,
+                exempt_from_license_number_check: a.exempt_from_license_number_check,
+            };
+            let id = ops::create_customer(c, &input, now)?;
+            out(
+                &serde_json::json!({ "id": id }),
+                format!("created customer {id}"),
+            )
+        }
+        CustomerCmd::Show { id } => {
+            let customer = ops::customer(c, id)?;
+            let plans = repo::plan_ids_of_customer(c, id)?;
+            pretty(&CustomerView::new(&customer, plans))
+        }
+        CustomerCmd::ReportUsage { id, seats } => {
+            ops::report_usage(c, id, seats, now)?;
+            let customer = ops::customer(c, id)?;
+            let plans = repo::plan_ids_of_customer(c, id)?;
+            pretty(&CustomerView::new(&customer, plans))
+        }
+    }
+}
+
+fn plan_view(c: &mut Conn, id: i64) -> Result<PlanView, AppError> {
+    let record = ops::plan(c, id)?;
+    let ledger = repo::ledger_of(c, id)?;
+    Ok(PlanView::new(&record, &ledger))
+}
+
+fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+    match cmd {
+        PlanCmd::Create(a) => {
+            let input = ops::PlanInput {
+                customer_id: a.customer,
+                tier: a.tier,
+                schedule: a.schedule,
+                licenses: a.licenses,
+                licenses_at_next_renewal: a.licenses_at_next_renewal,
+                automanage_licenses: a.automanage_licenses,
+                invoice_billing: a.invoice_billing,
+                anchor: a.anchor,
+                price_per_license: a.price_per_license_cents,
+                fixed_price: a.fixed_price_cents,
+                end_date: a.end_date,
+                free_trial_days: a.free_trial_days,
+                first_invoice_by_worker: a.first_invoice_by_worker,
+            };
+            let id = ops::create_plan(c, &input, now)?;
+            out(
+                &serde_json::json!({ "id": id }),
+                format!("created plan {id}"),
+            )
+        }
+        PlanCmd::Show { id } => pretty(&plan_view(c, id)?),
+        PlanCmd::List {
+            customer,
+            status,
+            due,
+        } => {
+            let status = status.as_deref().map(PlanStatus::parse).transpose()?;
+            let filter = PlanFilter {
+                customer_id: customer,
+                status,
+                due_at: due.then_some(now),
+                ..PlanFilter::default()
+            };
+            let mut views = vec![];
+            for r in repo::list_plans(c, &filter)? {
+                let ledger = repo::ledger_of(c, r.plan.id)?;
+                views.push(PlanView::new(&r, &ledger));
+            }
+            pretty(&views)
+        }
+        PlanCmd::Ledger { id } => {
+            ops::plan(c, id)?;
+            let ledger: Vec<LedgerView> = repo::ledger_of(c, id)?
+                .iter()
+                .map(LedgerView::from)
+                .collect();
+            pretty(&ledger)
+        }
+        PlanCmd::Seats { id, count } => {
+            let entry = ops::report_seats(c, id, count, now)?;
+            let plan = plan_view(c, id)?;
+            let text = match &entry {
+                Some(e) => format!(
+                    "ledger entry {}: {} licenses, {} at next renewal",
+                    e.id,
+                    e.licenses,
+                    e.licenses_at_next_renewal.unwrap_or(0)
+                ),
+                None => format!("plan {id} is now {}: no ledger entry written", plan.status),
+            };
+            out(
+                &serde_json::json!({ "ledger_entry": entry.as_ref().map(LedgerView::from), "plan_status": plan.status }),
+                text,
+            )
+        }
+        PlanCmd::BuyLicenses { id, licenses } => {
+            pretty(&LedgerView::from(&ops::buy_licenses(c, id, licenses, now)?))
+        }
+        PlanCmd::RenewalLicenses { id, licenses } => pretty(&LedgerView::from(
+            &ops::renewal_licenses(c, id, licenses, now)?,
+        )),
+        PlanCmd::Schedule { id, change } => {
+            let p = ops::schedule_change(c, id, &change, now)?;
+            pretty(&plan_view(c, p.id)?)
+        }
+        PlanCmd::DowngradeNow { id } => {
+            ops::downgrade_now(c, id, now)?;
+            pretty(&plan_view(c, id)?)
+        }
+        PlanCmd::SetEndDate { id, date } => {
+            ops::set_end_date(c, id, date, now)?;
+            pretty(&plan_view(c, id)?)
+        }
+        PlanCmd::ScheduleSuccessor {
+            id,
+            fixed_price_cents,
+            tier,
+        } => {
+            let new_id = ops::schedule_successor(c, id, fixed_price_cents, tier.as_deref(), now)?;
+            out(
+                &serde_json::json!({ "id": new_id }),
+                format!("scheduled successor plan {new_id}"),
+            )
+        }
+        PlanCmd::Events { id } => {
+            ops::plan(c, id)?;
+            pretty(&repo::events_of_plan(c, id)?)
+        }
+        PlanCmd::Preview { .. } => Err(invalid("a preview runs on a connection of its own")),
+    }
+}
+
+fn status_of(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
+    let mut view = |f: PlanFilter| -> Result<Vec<serde_json::Value>, AppError> {
+        let mut out = vec![];
+        for r in repo::list_plans(c, &f)? {
+            out.push(serde_json::json!({
+                "plan_id": r.plan.id,
+                "customer_id": r.plan.customer_id,
+                "status": r.plan.status.name(),
+                "invoicing_status": r.plan.invoicing_status.name(),
+                "next_invoice_date": r.plan.next_invoice_date,
+                "lease_owner": r.lease_owner,
+                "lease_expires_at": r.lease_expires_at,
+                "needs_attention": r.plan.needs_attention,
+                "next_retry_at": r.next_retry_at,
+                "error_count": r.error_count,
+                "last_error": r.last_error,
+            }));
+        }
+        Ok(out)
+    };
+    let due = view(PlanFilter {
+        due_at: Some(now),
+        ..PlanFilter::default()
+    })?;
+    let leased = view(PlanFilter {
+        leased: true,
+        ..PlanFilter::default()
+    })?;
+    let attention = view(PlanFilter {
+        needs_attention: true,
+        ..PlanFilter::default()
+    })?;
+    let retrying = view(PlanFilter {
+        retrying: true,
+        ..PlanFilter::default()
+    })?;
+    let (unsent_count, unsent) = repo::unsent_invoices(c, 20)?;
+    let unsent: Vec<serde_json::Value> = unsent
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "invoice_id": i.id,
+                "plan_id": i.plan_id,
+                "customer_id": i.customer_id,
+                "event_time": i.event_time,
+                "created_at": i.created_at,
+                "total_cents": i.total_cents,
+                "stripe_invoice_id": i.stripe_invoice_id,
+            })
+        })
+        .collect();
+    let oldest = repo::oldest_due_plan(c, now)?.map(|r| {
+        serde_json::json!({
+            "plan_id": r.plan.id,
+            "customer_id": r.plan.customer_id,
+            "next_invoice_date": r.plan.next_invoice_date,
+        })
+    });
+    let last = repo::last_pass_run(c)?;
+    let doc = serde_json::json!({
+        "now": now,
+        "due": due,
+        "leased": leased,
+        "needs_attention": attention,
+        "retrying": retrying,
+        "unsent_invoices": { "count": unsent_count, "oldest": unsent },
+        "oldest_overdue": oldest,
+        "last_pass": last,
+    });
+    let text = render::render_status(&doc, last.as_ref());
+    out(&doc, text)
+}

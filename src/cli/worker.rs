@@ -1,0 +1,288 @@
+//! The commands that run the worker or its tools: migrate, run-once, backfill, audit, serve,
+//! healthcheck, bench, demo and the Stripe emulator.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, FixedClock, SystemClock};
+use crate::config::{ServeArgs, ServeConfig, Tuning, DEFAULT_DATABASE_URL, DEFAULT_POOL_SIZE};
+use crate::db::lock::worker_lock;
+use crate::db::{Conn, Db, DbUrl};
+use crate::devtools::emulator::{Emulator, Faults, RateLimits};
+use crate::domain::Ts;
+use crate::error::{invalid, AppError};
+use crate::jobs::{self, PassOptions};
+use crate::stripe::client::StripeGateway;
+
+use super::render::{out, render_report, Output};
+use super::{Cli, EmulatorCmd, ServeCmd};
+
+/// What every command shares: the database URL, `--now` and the clock behind it.
+pub(super) struct Context {
+    database_url: String,
+    /// `--now` when given (time travel): leases then follow it too.
+    travel: Option<Ts>,
+    pub(super) now: Ts,
+}
+
+impl Context {
+    pub(super) fn new(cli: &Cli) -> Context {
+        let clock: Box<dyn Clock> = match cli.now {
+            Some(t) => Box::new(FixedClock(t)),
+            None => Box::new(SystemClock),
+        };
+        Context {
+            database_url: cli.database_url.clone(),
+            travel: cli.now,
+            now: clock.now(),
+        }
+    }
+
+    fn url(&self) -> Result<DbUrl, AppError> {
+        Ok(DbUrl::parse(&self.database_url)?)
+    }
+
+    pub(super) fn db(&self) -> Result<Db, AppError> {
+        Ok(Db::connect(&self.url()?, DEFAULT_POOL_SIZE)?)
+    }
+
+    /// Leases follow the wall clock unless the command travels in time with `--now`.
+    fn lease_clock(&self) -> Option<Arc<dyn Clock>> {
+        match self.travel {
+            Some(_) => None,
+            None => Some(Arc::new(SystemClock)),
+        }
+    }
+}
+
+pub(super) fn migrate(ctx: &Context) -> Result<Output, AppError> {
+    let url = ctx.url()?;
+    let mut conn = Conn::open(&url, true)?;
+    let applied = conn.migrate()?;
+    let text = if applied.is_empty() {
+        format!("{}: schema is up to date", url.redacted())
+    } else {
+        format!("{}: applied {}", url.redacted(), applied.join(", "))
+    };
+    out(&serde_json::json!({ "applied": applied }), text)
+}
+
+fn gateway(tuning: &Tuning) -> Result<StripeGateway, AppError> {
+    Ok(StripeGateway::new(tuning.stripe()?)?)
+}
+
+pub(super) async fn run_once(
+    ctx: &Context,
+    dry_run: bool,
+    tuning: &Tuning,
+) -> Result<Output, AppError> {
+    let url = ctx.url()?;
+    let db = ctx.db()?;
+    let _lock = if dry_run { None } else { worker_lock(&url)? };
+    let opts = PassOptions {
+        dry_run,
+        lease_clock: ctx.lease_clock(),
+        concurrency: tuning.concurrency(),
+        ..PassOptions::default()
+    };
+    let gateway = if dry_run {
+        None
+    } else {
+        let g = Arc::new(gateway(tuning)?);
+        refuse_future_with_live_key(&g, ctx.now, "--now")?;
+        Some(g)
+    };
+    let report = jobs::run_pass(&db, gateway, ctx.now, &opts).await?;
+    let mut o = out(&report, render_report(&report))?;
+    o.exit_code = report.exit_code();
+    Ok(o)
+}
+
+pub(super) async fn backfill(
+    ctx: &Context,
+    from: Ts,
+    to: Ts,
+    every: &str,
+    tuning: &Tuning,
+) -> Result<Output, AppError> {
+    let url = ctx.url()?;
+    let db = ctx.db()?;
+    let _lock = worker_lock(&url)?;
+    jobs::backfill::parse_every(every)?;
+    let gateway = Arc::new(gateway(tuning)?);
+    refuse_future_with_live_key(&gateway, to, "--to")?;
+    // Backfill steps are past instants; claims still last from the wall clock.
+    let opts = PassOptions {
+        lease_clock: Some(Arc::new(SystemClock)),
+        concurrency: tuning.concurrency(),
+        ..PassOptions::default()
+    };
+    let report = jobs::backfill::backfill(&db, Some(gateway), from, to, every, &opts).await?;
+    let text = format!(
+        "backfill {} .. {} every {}: {} passes, {} plans considered, {} invoiced, {} invoices, {} need attention, {} failed{} ({} ms)",
+        from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        every,
+        report.passes,
+        report.plans_considered,
+        report.plans_invoiced,
+        report.invoices_sent,
+        report.needs_attention_count,
+        report.failures_count,
+        if report.interrupted { ", interrupted by Ctrl-C" } else { "" },
+        report.duration_ms
+    );
+    let mut o = out(&report, text)?;
+    o.exit_code = report.exit_code();
+    Ok(o)
+}
+
+pub(super) async fn audit(
+    ctx: &Context,
+    since: Option<Ts>,
+    customer: Option<i64>,
+    tuning: &Tuning,
+) -> Result<Output, AppError> {
+    let db = ctx.db()?;
+    if let Some(id) = customer {
+        db.run(|c| crate::ops::customer(c, id))?;
+    }
+    let gateway = gateway(tuning)?;
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} customers audited")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let opts = jobs::audit::AuditOptions { since, customer };
+    let report = jobs::audit::audit(&db, &gateway, &opts, &progress).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut text = format!(
+        "audit: {} customers, {} local and {} Stripe invoices checked, {} findings ({} ms)",
+        report.customers_checked,
+        report.local_invoices_checked,
+        report.stripe_invoices_checked,
+        report.findings.len(),
+        report.duration_ms
+    );
+    for f in &report.findings {
+        text.push_str(&format!("\n{}: {}", f.kind, f.detail));
+    }
+    let mut o = out(&report, text)?;
+    o.exit_code = report.exit_code();
+    Ok(o)
+}
+
+pub(super) async fn serve(ctx: &Context, cmd: ServeCmd) -> Result<Output, AppError> {
+    if ctx.travel.is_some() {
+        return Err(invalid(
+            "serve runs on the wall clock: --now is for run-once, backfill and the admin commands",
+        ));
+    }
+    let args = ServeArgs {
+        database_url: ctx.database_url.clone(),
+        database_url_from_default: ctx.database_url == DEFAULT_DATABASE_URL
+            && std::env::var("DATABASE_URL").is_err(),
+        schedule: cmd.schedule,
+        timezone: cmd.timezone,
+        http_addr: cmd.http_addr,
+        config: cmd.config,
+        audit_schedule: cmd.audit_schedule,
+    };
+    let config = ServeConfig::resolve(&args, &cmd.tuning)?;
+    let gateway = gateway(&config.tuning)?;
+    crate::daemon::serve(config, gateway).await?;
+    out(
+        &serde_json::json!({ "stopped": true }),
+        "stopped".to_string(),
+    )
+}
+
+pub(super) async fn healthcheck(http_addr: &str, wait: u64) -> Result<Output, AppError> {
+    crate::daemon::http::check_health(http_addr, std::time::Duration::from_secs(wait)).await?;
+    out(
+        &serde_json::json!({ "healthy": true }),
+        "healthy".to_string(),
+    )
+}
+
+pub(super) async fn bench(
+    plans: usize,
+    empty_database_url: Option<&str>,
+    tuning: &Tuning,
+) -> Result<Output, AppError> {
+    let url = empty_database_url.map(DbUrl::parse).transpose()?;
+    let report = crate::devtools::bench::run(plans, url, tuning.concurrency()).await?;
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    out(&report, text)
+}
+
+pub(super) async fn demo(dir: Option<std::path::PathBuf>) -> Result<Output, AppError> {
+    let (text, summary) = crate::devtools::demo::run(dir).await?;
+    out(&summary, text)
+}
+
+pub(super) async fn stripe_emulator(cmd: EmulatorCmd) -> Result<Output, AppError> {
+    let emulator = Emulator::new();
+    emulator.set_auto_advance_after(chrono::Duration::seconds(cmd.auto_advance_after_secs));
+    emulator.set_rate_limits(RateLimits {
+        per_second: cmd.rate_limit_per_second,
+        per_endpoint_per_second: cmd.endpoint_rate_limit_per_second,
+    });
+    if cmd.counts_only {
+        emulator.counts_only();
+    }
+    if let Some(path) = &cmd.record {
+        emulator.record_to(path);
+    }
+    emulator.set_faults(Faults {
+        latency: std::time::Duration::from_millis(cmd.latency_ms),
+        latency_jitter: std::time::Duration::from_millis(cmd.latency_jitter_ms),
+        rate_limit_every: cmd.rate_limit_every,
+        fail_every: cmd.fail_every,
+        lock_timeout_every: cmd.lock_timeout_every,
+        html_502_every: cmd.html_502_every,
+        ..Faults::default()
+    });
+    let listen = &cmd.listen;
+    eprintln!("Stripe emulator on http://{listen}/ (test equipment, not Stripe)");
+    emulator
+        .serve(listen)
+        .await
+        .map_err(|e| invalid(format!("cannot serve on {listen}: {e}")))?;
+    out(&serde_json::json!({}), String::new())
+}
+
+/// How far a pass with a live Stripe key may act ahead of this machine's clock (clock skew
+/// between the host that schedules and the one that runs).
+pub const LIVE_KEY_CLOCK_SKEW_MINUTES: i64 = 5;
+
+/// A live key bills real cards: a pass acting in the future (a mistyped `--now`) would send
+/// invoices for periods that have not begun. Test keys and the emulator keep free time travel.
+fn refuse_future_with_live_key(
+    gateway: &StripeGateway,
+    acting_at: Ts,
+    flag: &str,
+) -> Result<(), AppError> {
+    let wall = SystemClock.now();
+    if gateway.is_live()
+        && acting_at > wall + chrono::Duration::minutes(LIVE_KEY_CLOCK_SKEW_MINUTES)
+    {
+        return Err(invalid(format!(
+            "refusing to bill the future with a live Stripe key: {flag} {} is later than the clock ({}, {LIVE_KEY_CLOCK_SKEW_MINUTES} minutes of skew allowed); use a test key to travel in time",
+            acting_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            wall.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    Ok(())
+}
