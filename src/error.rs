@@ -32,7 +32,12 @@ impl AppError {
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Invalid(_) | AppError::NotFound(_) | AppError::Billing(_) => 2,
-            AppError::Db(DbError::BadUrl(_) | DbError::Missing(_) | DbError::SchemaOutdated) => 2,
+            AppError::Db(
+                DbError::BadUrl(_)
+                | DbError::Missing(_)
+                | DbError::SchemaOutdated
+                | DbError::Lock(_),
+            ) => 2,
             AppError::Db(e) if e.constraint().is_some() => 2,
             _ => 1,
         }

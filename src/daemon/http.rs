@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use crate::clock::Clock;
 use crate::db::repo::{self, PlanFilter};
 use crate::db::Db;
 use crate::jobs::PassReport;
@@ -70,133 +71,158 @@ impl Metrics {
     /// overdue), when the database answered.
     pub fn render(&self, plans: Option<(usize, usize, usize)>) -> String {
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            );
-        };
-        counter(
-            "plan_invoicer_passes_total",
-            "Invoicing passes run.",
-            self.passes.load(Relaxed),
-        );
-        counter(
-            "plan_invoicer_passes_failed_total",
-            "Passes that failed as a whole.",
-            self.passes_failed.load(Relaxed),
-        );
-        counter(
-            "plan_invoicer_ticks_skipped_total",
-            "Scheduled ticks skipped because a pass was running.",
-            self.ticks_skipped.load(Relaxed),
-        );
-        counter(
-            "plan_invoicer_plans_invoiced_total",
-            "Plans that got at least one invoice in a pass.",
-            self.plans_invoiced.load(Relaxed),
-        );
-        counter(
-            "plan_invoicer_invoices_emitted_total",
-            "Invoices emitted.",
-            self.invoices.load(Relaxed),
-        );
-        counter(
-            "plan_invoicer_invoice_lines_emitted_total",
-            "Invoice lines emitted.",
-            self.lines.load(Relaxed),
-        );
-        counter(
-            "plan_invoicer_plan_failures_total",
-            "Plans that failed or were parked in a pass.",
-            self.plan_failures.load(Relaxed),
-        );
-        let _ = write!(
-            out,
-            "# HELP plan_invoicer_last_successful_pass_timestamp_seconds When the last pass finished without failing.\n# TYPE plan_invoicer_last_successful_pass_timestamp_seconds gauge\nplan_invoicer_last_successful_pass_timestamp_seconds {}\n",
-            self.last_success_unix.load(Relaxed)
-        );
-        if let Ok(h) = self.histogram.lock() {
-            out.push_str("# HELP plan_invoicer_pass_duration_seconds Duration of invoicing passes.\n# TYPE plan_invoicer_pass_duration_seconds histogram\n");
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "plan_invoicer_pass_duration_seconds_bucket{{le=\"{le}\"}} {}",
-                    h.0[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "plan_invoicer_pass_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-                h.1
-            );
-            let _ = writeln!(
-                out,
-                "plan_invoicer_pass_duration_seconds_sum {}",
-                h.2 as f64 / 1000.0
-            );
-            let _ = writeln!(out, "plan_invoicer_pass_duration_seconds_count {}", h.1);
+        for (name, help, value) in [
+            (
+                "plan_invoicer_passes_total",
+                "Invoicing passes run.",
+                &self.passes,
+            ),
+            (
+                "plan_invoicer_passes_failed_total",
+                "Passes that failed as a whole.",
+                &self.passes_failed,
+            ),
+            (
+                "plan_invoicer_ticks_skipped_total",
+                "Scheduled ticks skipped because a pass was running.",
+                &self.ticks_skipped,
+            ),
+            (
+                "plan_invoicer_plans_invoiced_total",
+                "Plans that got at least one invoice in a pass.",
+                &self.plans_invoiced,
+            ),
+            (
+                "plan_invoicer_invoices_emitted_total",
+                "Invoices emitted.",
+                &self.invoices,
+            ),
+            (
+                "plan_invoicer_invoice_lines_emitted_total",
+                "Invoice lines emitted.",
+                &self.lines,
+            ),
+            (
+                "plan_invoicer_plan_failures_total",
+                "Plans that failed or were parked in a pass.",
+                &self.plan_failures,
+            ),
+        ] {
+            metric(&mut out, "counter", name, help, value.load(Relaxed));
         }
+        metric(
+            &mut out,
+            "gauge",
+            "plan_invoicer_last_successful_pass_timestamp_seconds",
+            "When the last pass finished without failing.",
+            self.last_success_unix.load(Relaxed),
+        );
+        self.render_histogram(&mut out);
+        self.render_stripe(&mut out);
+        if self.last_audit_unix.load(Relaxed) > 0 {
+            metric(
+                &mut out,
+                "gauge",
+                "plan_invoicer_audit_findings",
+                "Disagreements between Stripe and the local invoices found by the last audit.",
+                self.audit_findings.load(Relaxed),
+            );
+            metric(
+                &mut out,
+                "gauge",
+                "plan_invoicer_last_audit_timestamp_seconds",
+                "When the last audit finished.",
+                self.last_audit_unix.load(Relaxed),
+            );
+        }
+        metric(
+            &mut out,
+            "gauge",
+            "plan_invoicer_database_up",
+            "Whether the database answered this scrape.",
+            u8::from(plans.is_some()),
+        );
+        if let Some((attention, started, overdue)) = plans {
+            for (name, help, value) in [
+                (
+                    "plan_invoicer_plans_needing_attention",
+                    "Plans whose invoicing is blocked until someone acts.",
+                    attention,
+                ),
+                (
+                    "plan_invoicer_plans_started_with_live_lease",
+                    "Plans claimed by a worker right now.",
+                    started,
+                ),
+                (
+                    "plan_invoicer_plans_overdue",
+                    "Plans whose next invoice date is more than an hour past.",
+                    overdue,
+                ),
+            ] {
+                metric(&mut out, "gauge", name, help, value);
+            }
+        }
+        out
+    }
+
+    fn render_histogram(&self, out: &mut String) {
+        let Ok(h) = self.histogram.lock() else {
+            return;
+        };
+        out.push_str("# HELP plan_invoicer_pass_duration_seconds Duration of invoicing passes.\n# TYPE plan_invoicer_pass_duration_seconds histogram\n");
+        for (i, le) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "plan_invoicer_pass_duration_seconds_bucket{{le=\"{le}\"}} {}",
+                h.0[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "plan_invoicer_pass_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.1
+        );
+        let _ = writeln!(
+            out,
+            "plan_invoicer_pass_duration_seconds_sum {}",
+            h.2 as f64 / 1000.0
+        );
+        let _ = writeln!(out, "plan_invoicer_pass_duration_seconds_count {}", h.1);
+    }
+
+    fn render_stripe(&self, out: &mut String) {
         out.push_str("# HELP plan_invoicer_stripe_requests_total Stripe requests (attempts) by outcome.\n# TYPE plan_invoicer_stripe_requests_total counter\n");
         let stats = self.stripe.lock().ok().and_then(|s| s.clone());
+        let count = |f: fn(&RequestStats) -> u64| stats.as_deref().map_or(0, f);
         for (outcome, value) in [
-            ("ok", stats.as_ref().map_or(0, |s| s.ok.load(Relaxed))),
-            (
-                "retryable",
-                stats.as_ref().map_or(0, |s| s.retryable.load(Relaxed)),
-            ),
-            ("fatal", stats.as_ref().map_or(0, |s| s.fatal.load(Relaxed))),
-            (
-                "rate_limited",
-                stats.as_ref().map_or(0, |s| s.rate_limited.load(Relaxed)),
-            ),
+            ("ok", count(|s| s.ok.load(Relaxed))),
+            ("retryable", count(|s| s.retryable.load(Relaxed))),
+            ("fatal", count(|s| s.fatal.load(Relaxed))),
+            ("rate_limited", count(|s| s.rate_limited.load(Relaxed))),
         ] {
             let _ = writeln!(
                 out,
                 "plan_invoicer_stripe_requests_total{{outcome=\"{outcome}\"}} {value}"
             );
         }
-        if self.last_audit_unix.load(Relaxed) > 0 {
-            let _ = write!(
-                out,
-                "# HELP plan_invoicer_audit_findings Disagreements between Stripe and the local invoices found by the last audit.\n# TYPE plan_invoicer_audit_findings gauge\nplan_invoicer_audit_findings {}\n# HELP plan_invoicer_last_audit_timestamp_seconds When the last audit finished.\n# TYPE plan_invoicer_last_audit_timestamp_seconds gauge\nplan_invoicer_last_audit_timestamp_seconds {}\n",
-                self.audit_findings.load(Relaxed),
-                self.last_audit_unix.load(Relaxed)
-            );
-        }
-        let up = u8::from(plans.is_some());
-        let _ = write!(out, "# HELP plan_invoicer_database_up Whether the database answered this scrape.\n# TYPE plan_invoicer_database_up gauge\nplan_invoicer_database_up {up}\n");
-        if let Some((attention, started, overdue)) = plans {
-            let mut gauge = |name: &str, help: &str, value: usize| {
-                let _ = write!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-                );
-            };
-            gauge(
-                "plan_invoicer_plans_needing_attention",
-                "Plans whose invoicing is blocked until someone acts.",
-                attention,
-            );
-            gauge(
-                "plan_invoicer_plans_started_with_live_lease",
-                "Plans claimed by a worker right now.",
-                started,
-            );
-            gauge(
-                "plan_invoicer_plans_overdue",
-                "Plans whose next invoice date is more than an hour past.",
-                overdue,
-            );
-        }
-        out
     }
+}
+
+/// One metric in Prometheus' text format: its help, its type and its value.
+fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
 }
 
 #[derive(Clone)]
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub db: Db,
+    /// The clock the plan gauges count by (the wall clock).
+    pub clock: Arc<dyn Clock>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -286,7 +312,8 @@ pub fn plan_gauges(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Option<(usize
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let db = s.db.clone();
-    let gauges = tokio::task::spawn_blocking(move || plan_gauges(&db, chrono::Utc::now()))
+    let now = s.clock.now();
+    let gauges = tokio::task::spawn_blocking(move || plan_gauges(&db, now))
         .await
         .ok()
         .flatten();

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, warn};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
 use crate::db::repo::{self, PlanFilter};
 use crate::db::Db;
@@ -32,6 +33,7 @@ enum Tick {
 /// Runs the daemon until SIGTERM or SIGINT. `gateway` is built (and its key checked) by the
 /// caller; the database schema is checked here before anything runs.
 pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), AppError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = Db::connect(&config.database, config.pool_size())?;
     let _lock = crate::db::lock::worker_lock(&config.database)?;
     info!(
@@ -47,27 +49,15 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     if let Ok(mut s) = metrics.stripe.lock() {
         *s = Some(gateway.stats.clone());
     }
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|e| invalid(format!("cannot listen on {}: {e}", config.http_addr)))?;
-    let app = http::router(HttpState {
-        metrics: metrics.clone(),
-        db: db.clone(),
-    });
-    let http_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            error!(error = %e, "HTTP server stopped");
-        }
-    });
+    let http_task = start_http(&config, &db, &metrics, &clock).await?;
 
     // One pass at a time: the channel holds at most one pending tick.
-    let (tx, mut rx) = mpsc::channel::<Tick>(1);
-    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Tick>(1);
     let overdue = db.run(|c| {
         repo::count_plans(
             c,
             &PlanFilter {
-                due_at: Some(chrono::Utc::now()),
+                due_at: Some(clock.now()),
                 ..PlanFilter::default()
             },
         )
@@ -76,8 +66,84 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         info!("plans are overdue: a catch-up pass runs now");
         let _ = tx.try_send(Tick::Startup);
     }
+    // The optional audit: its own schedule and task; it reads, it never writes.
+    let (audit_tx, audit_rx) = mpsc::channel::<()>(1);
+    let mut scheduler = schedule(&config, &tx, &audit_tx, &metrics).await?;
 
-    let mut scheduler = JobScheduler::new()
+    let gateway = Arc::new(gateway);
+    let auditor = tokio::spawn(auditor(
+        audit_rx,
+        db.clone(),
+        gateway.clone(),
+        metrics.clone(),
+        clock.clone(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let passes = Passes {
+        db,
+        gateway,
+        metrics,
+        clock,
+        lease: chrono::Duration::seconds(i64::try_from(config.lease_seconds).unwrap_or(i64::MAX)),
+        concurrency: config.concurrency,
+        stop: stop.clone(),
+        stopping: stopping.clone(),
+    };
+    let worker = tokio::spawn(passes.run(rx));
+
+    wait_for_signal().await;
+    info!("stop requested: finishing the plan in flight");
+    stop.store(true, Ordering::SeqCst);
+    stopping.notify_one();
+    let _ = tokio::time::timeout(Duration::from_secs(5), scheduler.shutdown()).await;
+    drop(audit_tx);
+    auditor.abort();
+    drop(tx);
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    match tokio::time::timeout(grace, worker).await {
+        Ok(Ok(())) => info!("stopped cleanly"),
+        Ok(Err(e)) => error!(error = %e, "the pass worker panicked"),
+        Err(_) => warn!(
+            grace_seconds = grace.as_secs(),
+            "the plan in flight did not finish in time; its lease lets another worker resume it"
+        ),
+    }
+    http_task.abort();
+    Ok(())
+}
+
+/// Binds the health and metrics address and serves it in a task of its own.
+async fn start_http(
+    config: &ServeConfig,
+    db: &Db,
+    metrics: &Arc<Metrics>,
+    clock: &Arc<dyn Clock>,
+) -> Result<tokio::task::JoinHandle<()>, AppError> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| invalid(format!("cannot listen on {}: {e}", config.http_addr)))?;
+    let app = http::router(HttpState {
+        metrics: metrics.clone(),
+        db: db.clone(),
+        clock: clock.clone(),
+    });
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            error!(error = %e, "HTTP server stopped");
+        }
+    }))
+}
+
+/// The cron jobs: a pass tick on `config.schedule` (skipped and counted while a pass runs),
+/// and an audit tick on `config.audit_schedule` when it is set.
+async fn schedule(
+    config: &ServeConfig,
+    tx: &mpsc::Sender<Tick>,
+    audit_tx: &mpsc::Sender<()>,
+    metrics: &Arc<Metrics>,
+) -> Result<JobScheduler, AppError> {
+    let scheduler = JobScheduler::new()
         .await
         .map_err(|e| invalid(format!("cannot start the scheduler: {e}")))?;
     let tick_tx = tx.clone();
@@ -97,8 +163,6 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         .add(job)
         .await
         .map_err(|e| invalid(format!("cannot schedule the pass: {e}")))?;
-    // The optional audit: its own schedule and task; it reads, it never writes.
-    let (audit_tx, mut audit_rx) = mpsc::channel::<()>(1);
     if let Some(schedule) = &config.audit_schedule {
         let tx = audit_tx.clone();
         let job = Job::new_async_tz(schedule.as_str(), config.timezone, move |_, _| {
@@ -118,105 +182,100 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         .start()
         .await
         .map_err(|e| invalid(format!("cannot start the scheduler: {e}")))?;
+    Ok(scheduler)
+}
 
-    let lease = chrono::Duration::seconds(i64::try_from(config.lease_seconds).unwrap_or(600));
-    let concurrency = config.concurrency;
-    let worker_stop = stop.clone();
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let worker_stopping = stopping.clone();
-    let worker_metrics = metrics.clone();
-    let gateway = Arc::new(gateway);
-    let audit_gateway = gateway.clone();
-    let audit_db = db.clone();
-    let audit_metrics = metrics.clone();
-    let auditor = tokio::spawn(async move {
-        while audit_rx.recv().await.is_some() {
-            let opts = crate::jobs::audit::AuditOptions::default();
-            match crate::jobs::audit::audit(&audit_db, &audit_gateway, &opts, &|_, _| {}).await {
-                Ok(r) => {
-                    audit_metrics
-                        .audit_findings
-                        .store(r.findings.len() as u64, Ordering::Relaxed);
-                    audit_metrics.last_audit_unix.store(
-                        u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0),
-                        Ordering::Relaxed,
-                    );
-                    info!(
-                        findings = r.findings.len(),
-                        customers = r.customers_checked,
-                        "audit done"
-                    );
-                }
-                Err(e) => error!(error = %e, "audit failed"),
+/// Runs an audit per audit tick and exposes its findings in /metrics.
+async fn auditor(
+    mut ticks: mpsc::Receiver<()>,
+    db: Db,
+    gateway: Arc<StripeGateway>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+) {
+    while ticks.recv().await.is_some() {
+        let opts = crate::jobs::audit::AuditOptions::default();
+        match crate::jobs::audit::audit(&db, gateway.as_ref(), &opts, &|_, _| {}).await {
+            Ok(r) => {
+                metrics
+                    .audit_findings
+                    .store(r.findings.len() as u64, Ordering::Relaxed);
+                metrics
+                    .last_audit_unix
+                    .store(unix_seconds(clock.now()), Ordering::Relaxed);
+                info!(
+                    findings = r.findings.len(),
+                    customers = r.customers_checked,
+                    "audit done"
+                );
             }
+            Err(e) => error!(error = %e, "audit failed"),
         }
-    });
-    let worker = tokio::spawn(async move {
+    }
+}
+
+fn unix_seconds(t: chrono::DateTime<chrono::Utc>) -> u64 {
+    u64::try_from(t.timestamp()).unwrap_or(0)
+}
+
+/// The pass worker: one pass per tick, on the wall clock, until a stop is requested.
+struct Passes {
+    db: Db,
+    gateway: Arc<StripeGateway>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    lease: chrono::Duration,
+    concurrency: usize,
+    stop: Arc<AtomicBool>,
+    stopping: Arc<tokio::sync::Notify>,
+}
+
+impl Passes {
+    async fn run(self, mut ticks: mpsc::Receiver<Tick>) {
         loop {
             let tick = tokio::select! {
-                tick = rx.recv() => tick,
-                _ = worker_stopping.notified() => None,
+                tick = ticks.recv() => tick,
+                _ = self.stopping.notified() => None,
             };
             let Some(tick) = tick else { break };
-            if worker_stop.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let opts = PassOptions {
-                lease,
-                stop: Some(worker_stop.clone()),
-                lease_clock: Some(Arc::new(crate::clock::SystemClock)),
-                concurrency,
-                ..PassOptions::default()
-            };
-            let started = Instant::now();
-            let now = chrono::Utc::now();
-            // A pass that fails because the database went away ends here with its error; the
-            // pool replaces broken connections, so the next tick runs normally once the
-            // database is back.
-            let result = run_pass(&db, Some(gateway.clone()), now, &opts)
-                .await
-                .map_err(|e| e.to_string());
-            let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            worker_metrics.record_pass(
-                &result,
-                elapsed,
-                u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0),
-            );
-            match &result {
-                Ok(r) => info!(
-                    ?tick,
-                    invoices = r.invoices_sent,
-                    needs_attention = r.needs_attention_count,
-                    failures = r.failures_count,
-                    duration_ms = elapsed,
-                    "scheduled pass done"
-                ),
-                Err(e) => error!(?tick, error = %e, "pass failed"),
-            }
+            self.pass(tick).await;
         }
-        Ok::<_, AppError>(())
-    });
-
-    wait_for_signal().await;
-    info!("stop requested: finishing the plan in flight");
-    stop.store(true, Ordering::SeqCst);
-    stopping.notify_one();
-    let _ = tokio::time::timeout(Duration::from_secs(5), scheduler.shutdown()).await;
-    drop(audit_tx);
-    auditor.abort();
-    drop(tx);
-    let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    match tokio::time::timeout(grace, worker).await {
-        Ok(Ok(Ok(()))) => info!("stopped cleanly"),
-        Ok(Ok(Err(e))) => error!(error = %e, "the pass worker failed"),
-        Ok(Err(e)) => error!(error = %e, "the pass worker panicked"),
-        Err(_) => warn!(
-            grace_seconds = grace.as_secs(),
-            "the plan in flight did not finish in time; its lease lets another worker resume it"
-        ),
     }
-    http_task.abort();
-    Ok(())
+
+    async fn pass(&self, tick: Tick) {
+        let opts = PassOptions {
+            lease: self.lease,
+            stop: Some(self.stop.clone()),
+            lease_clock: Some(self.clock.clone()),
+            concurrency: self.concurrency,
+            ..PassOptions::default()
+        };
+        let started = Instant::now();
+        let now = self.clock.now();
+        // A pass that fails because the database went away ends here with its error; the
+        // pool replaces broken connections, so the next tick runs normally once the
+        // database is back.
+        let result = run_pass(&self.db, Some(self.gateway.clone()), now, &opts)
+            .await
+            .map_err(|e| e.to_string());
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.metrics
+            .record_pass(&result, elapsed, unix_seconds(self.clock.now()));
+        match &result {
+            Ok(r) => info!(
+                ?tick,
+                invoices = r.invoices_sent,
+                needs_attention = r.needs_attention_count,
+                failures = r.failures_count,
+                duration_ms = elapsed,
+                "scheduled pass done"
+            ),
+            Err(e) => error!(?tick, error = %e, "pass failed"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

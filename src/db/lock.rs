@@ -1,13 +1,12 @@
-//! The single-worker lock of SQLite (D9): one worker process at a time holds an exclusive lock
+//! The single-worker lock of SQLite (docs/ARCHITECTURE.md, "Several workers"): one worker process at a time holds an exclusive lock
 //! on `<database>.lock`. PostgreSQL needs none: plans are claimed row by row.
 
 use std::fs::File;
 
-use super::DbUrl;
-use crate::error::{invalid, AppError};
+use super::{DbError, DbUrl};
 
-/// SQLite supports one worker process at a time (D9): an exclusive lock on `<db>.lock`.
-pub fn worker_lock(url: &DbUrl) -> Result<Option<File>, AppError> {
+/// SQLite supports one worker process at a time: an exclusive lock on `<db>.lock`.
+pub fn worker_lock(url: &DbUrl) -> Result<Option<File>, DbError> {
     let DbUrl::Sqlite(path) = url else {
         return Ok(None);
     };
@@ -20,13 +19,15 @@ pub fn worker_lock(url: &DbUrl) -> Result<Option<File>, AppError> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| invalid(format!("cannot open the worker lock {lock_path}: {e}")))?;
+        .map_err(|e| DbError::Lock(format!("cannot open the worker lock {lock_path}: {e}")))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::Busy(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(DbError::Busy(format!(
             "another plan-invoicer worker is running on {} (SQLite supports one worker at a time; use PostgreSQL for several)",
             path.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(invalid(format!("cannot lock {lock_path}: {e}"))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(DbError::Lock(format!("cannot lock {lock_path}: {e}")))
+        }
     }
 }

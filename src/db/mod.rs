@@ -72,6 +72,12 @@ pub enum DbError {
     BadRow(String),
     #[error("database error: {0}")]
     Query(#[from] diesel::result::Error),
+    /// The SQLite worker lock file cannot be opened or locked.
+    #[error("{0}")]
+    Lock(String),
+    /// Another worker holds the SQLite worker lock.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl DbError {
@@ -79,7 +85,7 @@ impl DbError {
     pub fn is_retryable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match self {
-            DbError::Connect(_) => true,
+            DbError::Connect(_) | DbError::Busy(_) => true,
             DbError::Query(E::DatabaseError(kind, _)) => {
                 matches!(
                     kind,

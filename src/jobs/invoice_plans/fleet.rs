@@ -1,11 +1,13 @@
 //! The fleet of workers that share one Stripe account: each pass beats a heartbeat row, and
 //! the gateway's request budget is split by the number of live workers.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Duration;
 use tracing::warn;
 
+use crate::clock::Clock;
 use crate::db::repo;
 use crate::db::Db;
 use crate::stripe::PaymentGateway;
@@ -22,6 +24,7 @@ const HEARTBEAT_TTL_SECS: i64 = 15;
 pub(super) struct Fleet {
     pub(super) db: Db,
     pub(super) worker: String,
+    pub(super) wall: Arc<dyn Clock>,
     pub(super) last: Option<Instant>,
     /// Whether the first share was taken after the settling pause.
     pub(super) settled: bool,
@@ -47,7 +50,7 @@ impl Fleet {
         }
         self.last = Some(Instant::now());
         // Heartbeats follow the wall clock: they are about processes, not billing time.
-        let wall = chrono::Utc::now();
+        let wall = self.wall.now();
         let since = wall - Duration::seconds(HEARTBEAT_TTL_SECS);
         match self
             .db

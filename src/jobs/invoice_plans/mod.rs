@@ -20,6 +20,7 @@ use chrono::Duration;
 use tokio::task::JoinSet;
 use tracing::{error, info, info_span, Instrument};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{DEFAULT_CONCURRENCY, DEFAULT_LEASE_SECONDS};
 use crate::db::claims::{self, ClaimScope};
 use crate::db::repo::{self, InvoiceFilter};
@@ -49,7 +50,10 @@ pub struct PassOptions {
     /// The clock leases are set and judged by. `None`: the pass's `now` (time travel, tests).
     /// Production passes use the wall clock, so that a claim made late in a long pass still
     /// lasts `lease` from the moment it is made.
-    pub lease_clock: Option<Arc<dyn crate::clock::Clock>>,
+    pub lease_clock: Option<Arc<dyn Clock>>,
+    /// The wall clock, for what is about processes rather than billing time: the pass's
+    /// start and end in `pass_run`, the fleet's heartbeats.
+    pub wall: Arc<dyn Clock>,
     /// Customers invoiced at once (a dry run uses one).
     pub concurrency: usize,
 }
@@ -84,6 +88,7 @@ impl Default for PassOptions {
             lease: Duration::seconds(DEFAULT_LEASE_SECONDS as i64),
             stop: None,
             lease_clock: None,
+            wall: Arc::new(SystemClock),
             concurrency: DEFAULT_CONCURRENCY,
         }
     }
@@ -125,7 +130,7 @@ pub async fn run_pass<G: PaymentGateway + 'static>(
             result
         } else {
             let run_id = db.run(|c| {
-                repo::insert_pass_run(c, &opts.worker_id, now, chrono::Utc::now())
+                repo::insert_pass_run(c, &opts.worker_id, now, opts.wall.now())
             })?;
             let result = pass(db, gateway, now, opts).await;
             if let Ok(r) = &result {
@@ -137,7 +142,7 @@ pub async fn run_pass<G: PaymentGateway + 'static>(
                     r.failures_count,
                 ]
                 .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-                db.run(|c| repo::finish_pass_run(c, run_id, chrono::Utc::now(), counts))?;
+                db.run(|c| repo::finish_pass_run(c, run_id, opts.wall.now(), counts))?;
             }
             result
         };
@@ -244,6 +249,7 @@ async fn pass<G: PaymentGateway + 'static>(
         Fleet {
             db: db.clone(),
             worker: opts.worker_id.clone(),
+            wall: opts.wall.clone(),
             last: None,
             settled: db.is_sqlite(),
         }

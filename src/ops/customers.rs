@@ -1,0 +1,96 @@
+//! Customers: creation and the host's usage reports.
+
+use crate::db::claims;
+use crate::db::repo::{self, NewCustomer};
+use crate::db::Conn;
+use crate::domain::{CustomerKind, Tier};
+use crate::error::{invalid, AppError};
+
+use super::{customer, licenses_arg, non_negative, Ts};
+
+#[derive(Debug, Clone, Default)]
+pub struct CustomerInput {
+    pub name: String,
+    pub email: Option<String>,
+    pub external_ref: Option<String>,
+    pub stripe_customer_id: Option<String>,
+    pub kind: Option<String>,
+    pub monthly_discounted_price: Option<i64>,
+    pub annual_discounted_price: Option<i64>,
+    pub required_plan_tier: Option<String>,
+    pub minimum_licenses: Option<i64>,
+    pub exempt_from_license_number_check: bool,
+}
+
+pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Result<i64, AppError> {
+    if input.name.trim().is_empty() {
+        return Err(invalid("--name must not be empty"));
+    }
+    let kind = CustomerKind::parse(input.kind.as_deref().unwrap_or("cloud"))?;
+    let monthly = non_negative(
+        "--monthly-discounted-price-cents",
+        input.monthly_discounted_price.unwrap_or(0),
+    )?;
+    let annual = non_negative(
+        "--annual-discounted-price-cents",
+        input.annual_discounted_price.unwrap_or(0),
+    )?;
+    let tier = input
+        .required_plan_tier
+        .as_deref()
+        .map(Tier::parse)
+        .transpose()?;
+    if (monthly > 0 || annual > 0) && tier.is_none() {
+        return Err(invalid(
+            "a discounted price needs --required-plan-tier (discounts apply to one tier)",
+        ));
+    }
+    let minimum = match input.minimum_licenses {
+        Some(m) if m <= 0 || m > i64::from(i32::MAX) => {
+            return Err(invalid("--minimum-licenses must be a positive number"))
+        }
+        m => m.map(|m| m as i32),
+    };
+    // Self-hosted customers start with the $20/month flat discount unless they have a price discount.
+    let flat_months = if kind == CustomerKind::SelfHosted && monthly == 0 && annual == 0 {
+        12
+    } else {
+        0
+    };
+    let new = NewCustomer {
+        external_ref: input.external_ref.clone(),
+        name: input.name.trim().to_string(),
+        email: input.email.clone(),
+        kind: kind.name(),
+        stripe_customer_id: input.stripe_customer_id.clone(),
+        monthly_discounted_price: monthly,
+        annual_discounted_price: annual,
+        minimum_licenses: minimum,
+        required_plan_tier: tier.map(Tier::code),
+        exempt_from_license_number_check: input.exempt_from_license_number_check,
+        flat_discounted_months: flat_months,
+        created_at: now,
+    };
+    conn.transaction(|c| repo::insert_customer(c, &new).map_err(AppError::from))
+        .map_err(|e| match &e {
+            AppError::Db(d) if d.constraint().is_some() => invalid(format!(
+                "a customer with that external ref or Stripe customer id already exists ({})",
+                d.constraint().unwrap_or("")
+            )),
+            _ => e,
+        })
+}
+
+/// Records what the host reported: a usage upload (self-hosted freshness) and/or a seat count.
+pub fn report_usage(conn: &mut Conn, id: i64, seats: Option<i64>, now: Ts) -> Result<(), AppError> {
+    let seats = seats.map(|s| licenses_arg("--seats", s)).transpose()?;
+    conn.transaction(|c| {
+        customer(c, id)?;
+        repo::set_usage(c, id, Some(now), seats)?;
+        // Fresh data unblocks plans parked for stale usage data at the next pass.
+        for plan_id in repo::plan_ids_of_customer(c, id)? {
+            claims::clear_retry(c, plan_id)?;
+        }
+        Ok(())
+    })
+}

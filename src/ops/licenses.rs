@@ -1,0 +1,163 @@
+//! Licenses: the seat count of automatic plans, bought and renewal licenses of manual plans.
+
+use crate::billing::catch_up_cycles;
+use crate::db::claims;
+use crate::db::repo::{self};
+use crate::db::Conn;
+use crate::domain::cycle::{next_billing_cycle, validate_renewal};
+use crate::domain::prices::{billable_licenses, min_licenses_for_plan};
+use crate::domain::{BillingError, Customer, LedgerEntry, Plan, PlanStatus};
+use crate::error::{invalid, AppError};
+
+use super::{clamp_i32, current_after_cycle, licenses_arg, live_plan, Ts};
+
+/// `update_license_ledger_for_automanaged_plan`: the host reports the seat count. The
+/// end-of-cycle updates run first; when they end the plan, no entry is written (`None`).
+pub fn report_seats(
+    conn: &mut Conn,
+    id: i64,
+    seats: i64,
+    now: Ts,
+) -> Result<Option<LedgerEntry>, AppError> {
+    let seats = licenses_arg("--count", seats)?;
+    conn.transaction(|c| {
+        let (mut p, cust) = live_plan(c, id)?;
+        if !p.automanage_licenses {
+            return Err(invalid(format!(
+                "plan {id} has manual license management: use buy-licenses or renewal-licenses"
+            )));
+        }
+        repo::set_usage(c, p.customer_id, None, Some(seats))?;
+        let outcome = catch_up_cycles(c, &mut p, &cust, now)?;
+        let Some(last) = outcome.last_entry else {
+            return Ok(None);
+        };
+        let cust = Customer {
+            seat_count: Some(seats),
+            ..cust
+        };
+        let next_tier = match p.status {
+            PlanStatus::SwitchPlanTierAtPlanEnd => {
+                repo::successor_of(c, &p)?.map_or(p.tier, |n| n.plan.tier)
+            }
+            _ => p.tier,
+        };
+        let at_next = billable_licenses(&cust, next_tier, i64::from(seats));
+        let now_billable = billable_licenses(&cust, p.tier, i64::from(seats));
+        let licenses = now_billable.max(i64::from(last.licenses));
+        let entry = repo::insert_ledger(
+            c,
+            p.id,
+            false,
+            now,
+            clamp_i32(licenses)?,
+            Some(clamp_i32(at_next)?),
+        )?;
+        claims::clear_retry(c, p.id)?;
+        Ok(Some(entry))
+    })
+}
+
+/// §2.4: a license count a customer asks for is at least the seats in use and the plan's
+/// minimum, unless the customer is exempt from the license number check. One rule for
+/// `buy-licenses` and `renewal-licenses`.
+fn check_license_request(cust: &Customer, p: &Plan, requested: i32) -> Result<(), AppError> {
+    if cust.exempt_from_license_number_check {
+        return Ok(());
+    }
+    let minimum = min_licenses_for_plan(cust, p.tier, false);
+    let seats = i64::from(cust.seat_count.unwrap_or(0));
+    if i64::from(requested) < minimum {
+        return Err(invalid(format!(
+            "at least {minimum} licenses are required for {} (got {requested})",
+            p.name()
+        )));
+    }
+    if i64::from(requested) < seats {
+        return Err(invalid(format!(
+            "customer {} has {seats} seats in use: at least {seats} licenses are required (got {requested})",
+            cust.id
+        )));
+    }
+    Ok(())
+}
+
+fn manual_plan(
+    conn: &mut Conn,
+    id: i64,
+    now: Ts,
+) -> Result<(Plan, Customer, LedgerEntry), AppError> {
+    let (p, _) = live_plan(conn, id)?;
+    if p.automanage_licenses {
+        return Err(invalid(format!(
+            "plan {id} has automatic license management: report seats with `plan seats`"
+        )));
+    }
+    current_after_cycle(conn, id, now)
+}
+
+/// Manual plans: more licenses for the current period (billed prorated by the next pass).
+pub fn buy_licenses(
+    conn: &mut Conn,
+    id: i64,
+    licenses: i64,
+    now: Ts,
+) -> Result<LedgerEntry, AppError> {
+    let licenses = licenses_arg("--licenses", licenses)?;
+    conn.transaction(|c| {
+        let (p, cust, last) = manual_plan(c, id, now)?;
+        if p.is_free_trial() {
+            return Err(invalid("cannot buy more licenses during a free trial; change the licenses at next renewal instead"));
+        }
+        if licenses <= last.licenses {
+            return Err(invalid(format!(
+                "licenses can only go up within a period: plan {} has {} licenses, {licenses} requested",
+                p.id, last.licenses
+            )));
+        }
+        check_license_request(&cust, &p, licenses)?;
+        let entry = repo::insert_ledger(c, p.id, false, now, licenses, Some(licenses))?;
+        claims::clear_retry(c, p.id)?;
+        Ok(entry)
+    })
+}
+
+/// Manual plans: the licenses to bill at the next renewal.
+pub fn renewal_licenses(
+    conn: &mut Conn,
+    id: i64,
+    licenses: i64,
+    now: Ts,
+) -> Result<LedgerEntry, AppError> {
+    let licenses = licenses_arg("--licenses", licenses)?;
+    conn.transaction(|c| {
+        let entry = match manual_plan(c, id, now) {
+            Ok((p, cust, last)) => {
+                if last.licenses_at_next_renewal == Some(licenses) {
+                    return Err(invalid(format!(
+                        "plan {} is already scheduled to renew with {licenses} licenses",
+                        p.id
+                    )));
+                }
+                check_license_request(&cust, &p, licenses)?;
+                repo::insert_ledger(c, p.id, false, now, last.licenses, Some(licenses))?
+            }
+            // The renewal at the last boundary is overdue and blocked by the count it would
+            // renew with: renew at that boundary with the operator's count instead.
+            Err(AppError::Billing(
+                BillingError::ManualPlanShort { .. } | BillingError::BelowMinimumLicenses { .. },
+            )) => {
+                let (p, cust) = live_plan(c, id)?;
+                let entries = repo::ledger_of(c, id)?;
+                let boundary = next_billing_cycle(&p, &entries)?
+                    .filter(|b| *b <= now && p.status == PlanStatus::Active)
+                    .ok_or_else(|| invalid(format!("plan {id} has no overdue renewal to fix")))?;
+                validate_renewal(&cust, p.tier, p.automanage_licenses, licenses)?;
+                repo::insert_ledger(c, p.id, true, boundary, licenses, Some(licenses))?
+            }
+            Err(e) => return Err(e),
+        };
+        claims::clear_retry(c, id)?;
+        Ok(entry)
+    })
+}

@@ -1,0 +1,90 @@
+//! The admin operations: they write the worker's inputs (customers, plans, licenses, status
+//! changes, offers). Each public operation is one transaction, and bad input is refused before
+//! anything is written. The end-of-cycle updates they run first are [`crate::billing`]'s.
+
+mod customers;
+mod licenses;
+mod offers;
+mod plans;
+
+use chrono::{DateTime, Utc};
+
+use crate::billing::catch_up_cycles;
+use crate::db::repo::NewEvent;
+use crate::db::Conn;
+use crate::domain::{Customer, LedgerEntry, Plan};
+use crate::error::{invalid, AppError};
+
+pub use crate::billing::{customer, plan};
+pub use customers::{create_customer, report_usage, CustomerInput};
+pub use licenses::{buy_licenses, renewal_licenses, report_seats};
+pub use offers::{accept_offer, create_offer};
+pub use plans::{
+    create_plan, downgrade_now, schedule_change, schedule_successor, set_end_date, PlanInput,
+};
+
+type Ts = DateTime<Utc>;
+
+fn event(kind: &'static str, plan: &Plan, at: Ts) -> NewEvent<'static> {
+    NewEvent::about(kind, plan, at)
+}
+
+fn non_negative(flag: &str, v: i64) -> Result<i64, AppError> {
+    if v < 0 {
+        return Err(invalid(format!("{flag} must not be negative (got {v})")));
+    }
+    Ok(v)
+}
+
+fn licenses_arg(flag: &str, v: i64) -> Result<i32, AppError> {
+    if v < 0 {
+        return Err(invalid(format!("{flag} must not be negative (got {v})")));
+    }
+    i32::try_from(v).map_err(|_| invalid(format!("{flag} is too large (got {v})")))
+}
+
+fn clamp_i32(v: i64) -> Result<i32, AppError> {
+    i32::try_from(v).map_err(|_| invalid(format!("license count {v} is too large")))
+}
+
+/// A live plan (refuses ended and never-started plans).
+fn live_plan(conn: &mut Conn, id: i64) -> Result<(Plan, Customer), AppError> {
+    let p = plan(conn, id)?.plan;
+    if !p.status.is_live() {
+        return Err(invalid(format!(
+            "plan {id} is not live (status {})",
+            p.status
+        )));
+    }
+    let c = customer(conn, p.customer_id)?;
+    Ok((p, c))
+}
+
+/// Runs the end-of-cycle updates at `now` and returns the plan that is live afterwards, or an
+/// error if the plan ended.
+fn current_after_cycle(
+    conn: &mut Conn,
+    id: i64,
+    now: Ts,
+) -> Result<(Plan, Customer, LedgerEntry), AppError> {
+    let (mut p, cust) = live_plan(conn, id)?;
+    let outcome = catch_up_cycles(conn, &mut p, &cust, now)?;
+    let Some(last) = outcome.last_entry else {
+        return Err(invalid(format!(
+            "plan {id} has ended (status {})",
+            p.status
+        )));
+    };
+    Ok((p, cust, last))
+}
+
+fn require(ok: bool, p: &Plan, msg: &str) -> Result<(), AppError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{msg} (plan {} is {} {})",
+            p.id, p.billing_schedule, p.status
+        )))
+    }
+}

@@ -1,0 +1,75 @@
+//! Fixed-price offers: creation and acceptance.
+
+use crate::db::repo::{self};
+use crate::db::Conn;
+use crate::domain::prices::min_licenses_for_plan;
+use crate::domain::{BillingSchedule, OfferStatus, Tier};
+use crate::error::{invalid, AppError};
+
+use super::plans::{create_plan, PlanInput};
+use super::{customer, non_negative, Ts};
+
+pub fn create_offer(
+    conn: &mut Conn,
+    customer_id: i64,
+    tier: &str,
+    fixed_price: i64,
+    sent_invoice_id: Option<&str>,
+    now: Ts,
+) -> Result<i64, AppError> {
+    let tier = Tier::parse(tier)?;
+    if !matches!(
+        tier,
+        Tier::CloudStandard | Tier::CloudPlus | Tier::SelfHostedBasic | Tier::SelfHostedBusiness
+    ) {
+        return Err(invalid(format!("offers are for cloud_standard, cloud_plus, self_hosted_basic or self_hosted_business (got {tier})")));
+    }
+    let fixed_price = non_negative("--fixed-price-cents", fixed_price)?;
+    conn.transaction(|c| {
+        customer(c, customer_id)?;
+        repo::insert_offer(c, customer_id, tier, fixed_price, sent_invoice_id, now).map_err(|e| {
+            match e.constraint() {
+                Some(_) => invalid(format!(
+                    "customer {customer_id} already has a configured offer"
+                )),
+                None => AppError::from(e),
+            }
+        })
+    })
+}
+
+pub fn accept_offer(
+    conn: &mut Conn,
+    id: i64,
+    schedule: &str,
+    licenses: Option<i64>,
+    now: Ts,
+) -> Result<i64, AppError> {
+    let schedule_parsed = BillingSchedule::parse(schedule)?;
+    conn.transaction(|c| {
+        let offer = repo::get_offer(c, id)?
+            .ok_or_else(|| AppError::NotFound(format!("offer {id} does not exist")))?;
+        if offer.status != OfferStatus::Configured {
+            return Err(invalid(format!("offer {id} was already accepted")));
+        }
+        let cust = customer(c, offer.customer_id)?;
+        let licenses = match licenses {
+            Some(l) => l,
+            None => i64::from(cust.seat_count.unwrap_or(0))
+                .max(min_licenses_for_plan(&cust, offer.tier, false)),
+        };
+        let input = PlanInput {
+            customer_id: cust.id,
+            tier: offer.tier.code().to_string(),
+            schedule: schedule_parsed.code().to_string(),
+            licenses,
+            automanage_licenses: true,
+            invoice_billing: offer.sent_invoice_id.is_some(),
+            fixed_price: Some(offer.fixed_price),
+            ..PlanInput::default()
+        };
+        let plan_id = create_plan(c, &input, now)?;
+        repo::set_offer_status(c, id, OfferStatus::Processed)?;
+        Ok(plan_id)
+    })
+}

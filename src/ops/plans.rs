@@ -1,0 +1,432 @@
+//! Plans: creation, the billing-page status changes, end dates and successors.
+
+use crate::billing::on_schedule;
+use crate::db::claims;
+use crate::db::repo::{self, NewPlan};
+use crate::db::Conn;
+use crate::domain::cycle::next_billing_cycle;
+use crate::domain::dates::{add_months, trunc_seconds};
+use crate::domain::prices::{discount_display, list_price, min_licenses_for_plan};
+use crate::domain::{
+    plan_parameters, BillingSchedule, Customer, InvoicingStatus, LedgerEntry, Plan, PlanStatus,
+    Tier,
+};
+use crate::error::{invalid, AppError};
+
+use super::{
+    current_after_cycle, customer, event, licenses_arg, live_plan, non_negative, plan, require, Ts,
+};
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanInput {
+    pub customer_id: i64,
+    pub tier: String,
+    pub schedule: String,
+    pub licenses: i64,
+    pub licenses_at_next_renewal: Option<i64>,
+    pub automanage_licenses: bool,
+    pub invoice_billing: bool,
+    pub anchor: Option<Ts>,
+    pub price_per_license: Option<i64>,
+    pub fixed_price: Option<i64>,
+    pub end_date: Option<Ts>,
+    pub free_trial_days: Option<i64>,
+    pub first_invoice_by_worker: bool,
+}
+
+/// A [`PlanInput`] whose flags were each checked on their own and against each other.
+struct CheckedPlan {
+    tier: Tier,
+    schedule: BillingSchedule,
+    licenses: i32,
+    next_licenses: i32,
+    trial_days: Option<u32>,
+    fixed: Option<i64>,
+    explicit_price: Option<i64>,
+    anchor: Ts,
+    end_date: Option<Ts>,
+}
+
+impl PlanInput {
+    fn check(&self, now: Ts) -> Result<CheckedPlan, AppError> {
+        let input = self;
+        let tier = Tier::parse(&input.tier)?;
+        let schedule = BillingSchedule::parse(&input.schedule)?;
+        let licenses = licenses_arg("--licenses", input.licenses)?;
+        let next_licenses = licenses_arg(
+            "--licenses-at-next-renewal",
+            input.licenses_at_next_renewal.unwrap_or(input.licenses),
+        )?;
+        let trial_days = match input.free_trial_days {
+            Some(d) if d < 0 => return Err(invalid("--free-trial-days must not be negative")),
+            Some(d) => {
+                Some(u32::try_from(d).map_err(|_| invalid("--free-trial-days is too large"))?)
+                    .filter(|d| *d > 0)
+            }
+            None => None,
+        };
+        if trial_days.is_some() && input.invoice_billing {
+            return Err(invalid("invoice-billed free trials are not supported: a free trial needs card billing (drop --invoice-billing)"));
+        }
+        if trial_days.is_some() && input.fixed_price.is_some() {
+            return Err(invalid("fixed-price plans have no free trial"));
+        }
+        if trial_days.is_some() && input.first_invoice_by_worker {
+            return Err(invalid(
+                "a free trial is billed when it ends: drop --first-invoice-by-worker",
+            ));
+        }
+        if let (Some(_), Some(_)) = (input.fixed_price, input.price_per_license) {
+            return Err(invalid(
+                "give either --fixed-price-cents or --price-per-license-cents, not both",
+            ));
+        }
+        let fixed = input
+            .fixed_price
+            .map(|p| non_negative("--fixed-price-cents", p))
+            .transpose()?;
+        let explicit_price = input
+            .price_per_license
+            .map(|p| non_negative("--price-per-license-cents", p))
+            .transpose()?;
+        let anchor = trunc_seconds(input.anchor.unwrap_or(now));
+        let end_date = input.end_date.map(trunc_seconds);
+        if end_date.is_some_and(|e| e <= anchor) {
+            return Err(invalid("--end-date must be after the plan's anchor"));
+        }
+        Ok(CheckedPlan {
+            tier,
+            schedule,
+            licenses,
+            next_licenses,
+            trial_days,
+            fixed,
+            explicit_price,
+            anchor,
+            end_date,
+        })
+    }
+}
+
+pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, AppError> {
+    let CheckedPlan {
+        tier,
+        schedule,
+        licenses,
+        next_licenses,
+        trial_days,
+        fixed,
+        explicit_price,
+        anchor,
+        end_date,
+    } = input.check(now)?;
+    conn.transaction(|c| {
+        let cust = customer(c, input.customer_id)?;
+        if let Some(live) = repo::live_plan_of(c, cust.id)? {
+            return Err(invalid(format!(
+                "customer {} already has a live plan ({}); at most one live plan per customer",
+                cust.id, live.plan.id
+            )));
+        }
+        let params = plan_parameters(tier, schedule, Some(&cust), anchor, trial_days)?;
+        if !cust.exempt_from_license_number_check {
+            let minimum = min_licenses_for_plan(&cust, tier, false);
+            if i64::from(licenses) < minimum {
+                return Err(invalid(format!(
+                    "at least {minimum} licenses are required for {} (got {licenses})",
+                    tier.plan_name()
+                )));
+            }
+        }
+        let (price, discount, automanage, end_date) = match fixed {
+            Some(_) => (
+                None,
+                None,
+                true,
+                Some(end_date.map_or_else(|| add_months(anchor, 12), Ok)?),
+            ),
+            None => {
+                let price = explicit_price.unwrap_or(params.price_per_license);
+                (
+                    Some(price),
+                    discount_display(list_price(tier, schedule)?, price),
+                    input.automanage_licenses,
+                    end_date,
+                )
+            }
+        };
+        let first_by_worker = input.first_invoice_by_worker;
+        let new = NewPlan {
+            customer_id: cust.id,
+            tier,
+            status: if trial_days.is_some() {
+                PlanStatus::FreeTrial
+            } else {
+                PlanStatus::Active
+            },
+            billing_schedule: schedule.code(),
+            fixed_price: fixed,
+            price_per_license: price,
+            discount,
+            automanage_licenses: automanage,
+            charge_automatically: !input.invoice_billing,
+            billing_cycle_anchor: params.billing_cycle_anchor,
+            // A first period billed by the worker is due at once; a complimentary plan with
+            // an end date is next looked at when it ends (as `plan set-end-date` sets it).
+            next_invoice_date: Some(match end_date {
+                _ if first_by_worker => anchor,
+                Some(end) if tier.is_complimentary() => end,
+                _ => params.next_invoice_date,
+            }),
+            end_date,
+            invoicing_status: if first_by_worker {
+                InvoicingStatus::InitialInvoiceToBeSent
+            } else {
+                InvoicingStatus::Done
+            },
+            created_at: now,
+        };
+        let id = repo::insert_plan(c, &new).map_err(|e| match e.constraint() {
+            Some(_) => invalid(format!("customer {} already has a live plan", cust.id)),
+            None => AppError::from(e),
+        })?;
+        let entry = repo::insert_ledger(c, id, true, anchor, licenses, Some(next_licenses))?;
+        let mut p = plan(c, id)?.plan;
+        if !first_by_worker {
+            p.invoiced_through = Some(entry.id); // the first period was paid at checkout
+            repo::save_plan(c, &p)?;
+        }
+        let mut e = event("plan_started", &p, anchor);
+        e.new_status = Some(p.status);
+        e.new_tier = Some(tier);
+        repo::insert_event(c, &e, now)?;
+        Ok(id)
+    })
+}
+
+/// The billing-page status changes, with Zulip's guards.
+pub fn schedule_change(conn: &mut Conn, id: i64, change: &str, now: Ts) -> Result<Plan, AppError> {
+    conn.transaction(|c| {
+        let (mut p, cust, last) = current_after_cycle(c, id, now)?;
+        let old = p.status;
+        if old == PlanStatus::FreeTrial && matches!(change, "switch_to_annual" | "switch_to_monthly") {
+            let target = if change == "switch_to_annual" {
+                BillingSchedule::Annual
+            } else {
+                BillingSchedule::Monthly
+            };
+            require(
+                p.charge_automatically && p.fixed_price.is_none() && p.billing_schedule != target,
+                &p,
+                "only a card-billed free trial without a fixed price can switch schedules now",
+            )?;
+            return switch_free_trial_now(c, &mut p, &cust, &last, target, now);
+        }
+        let new = match change {
+            "downgrade_at_end_of_cycle" => {
+                require(old == PlanStatus::Active, &p, "only an active plan (not in a free trial) can be downgraded at the end of its cycle")?;
+                PlanStatus::DowngradeAtEndOfCycle
+            }
+            "switch_to_annual" => {
+                require(old == PlanStatus::Active && p.billing_schedule == BillingSchedule::Monthly && p.fixed_price.is_none(), &p,
+                    "only an active monthly plan without a fixed price can switch to annual billing")?;
+                PlanStatus::SwitchToAnnualAtEndOfCycle
+            }
+            "switch_to_monthly" => {
+                require(old == PlanStatus::Active && p.billing_schedule == BillingSchedule::Annual && p.fixed_price.is_none(), &p,
+                    "only an active annual plan without a fixed price can switch to monthly billing")?;
+                PlanStatus::SwitchToMonthlyAtEndOfCycle
+            }
+            "downgrade_at_end_of_free_trial" => {
+                require(old == PlanStatus::FreeTrial && p.charge_automatically, &p,
+                    "only a card-billed free trial can be downgraded at its end")?;
+                PlanStatus::DowngradeAtEndOfFreeTrial
+            }
+            "cancel" => match old {
+                PlanStatus::DowngradeAtEndOfFreeTrial => PlanStatus::FreeTrial,
+                PlanStatus::DowngradeAtEndOfCycle | PlanStatus::SwitchToAnnualAtEndOfCycle | PlanStatus::SwitchToMonthlyAtEndOfCycle => PlanStatus::Active,
+                PlanStatus::SwitchPlanTierAtPlanEnd => {
+                    if let Some(mut next) = repo::successor_of(c, &p)?.map(|r| r.plan) {
+                        next.status = PlanStatus::Ended;
+                        next.next_invoice_date = None;
+                        repo::save_plan(c, &next)?;
+                    }
+                    PlanStatus::Active
+                }
+                _ => return Err(invalid(format!("plan {} has no scheduled change to cancel (status {old})", p.id))),
+            },
+            other => return Err(invalid(format!(
+                "unknown change {other:?}: expected downgrade_at_end_of_cycle, switch_to_annual, switch_to_monthly, downgrade_at_end_of_free_trial or cancel"
+            ))),
+        };
+        p.status = new;
+        repo::save_plan(c, &p)?;
+        let mut e = event("status_changed", &p, now);
+        e.old_status = Some(old);
+        e.new_status = Some(new);
+        repo::insert_event(c, &e, now)?;
+        claims::clear_retry(c, p.id)?;
+        Ok(p)
+    })
+}
+
+/// §4.9: during a card free trial the schedule changes at once. The trial plan ends; a new
+/// free-trial plan on the other schedule keeps the anchor and the next invoice date (the trial's
+/// end) and renews with the old plan's next-renewal count, so the renewal at the end of the
+/// trial is billed on the new schedule.
+fn switch_free_trial_now(
+    c: &mut Conn,
+    p: &mut Plan,
+    cust: &Customer,
+    last: &LedgerEntry,
+    schedule: BillingSchedule,
+    now: Ts,
+) -> Result<Plan, AppError> {
+    let licenses = last.licenses_at_next_renewal.unwrap_or(last.licenses);
+    let old_status = p.status;
+    p.status = PlanStatus::Ended;
+    let trial_end = p.next_invoice_date;
+    p.next_invoice_date = None;
+    repo::save_plan(c, p)?;
+    let new = NewPlan {
+        status: PlanStatus::FreeTrial,
+        next_invoice_date: trial_end,
+        end_date: p.end_date,
+        ..on_schedule(p, cust, schedule, now)?
+    };
+    let new_id = repo::insert_plan(c, &new)?;
+    let entry = repo::insert_ledger(c, new_id, true, now, licenses, Some(licenses))?;
+    let mut next = plan(c, new_id)?.plan;
+    next.invoiced_through = Some(entry.id);
+    repo::save_plan(c, &next)?;
+    let mut e = event("billing_schedule_switched", p, now);
+    e.old_status = Some(old_status);
+    e.new_status = Some(PlanStatus::Ended);
+    e.message = Some(format!(
+        "free trial plan {} continues as {} plan {new_id}",
+        p.id,
+        schedule.name()
+    ));
+    repo::insert_event(c, &e, now)?;
+    Ok(next)
+}
+
+/// Ends the plan now; licenses added in the final period are not billed.
+pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError> {
+    conn.transaction(|c| {
+        let (mut p, _) = live_plan(c, id)?;
+        let old = p.status;
+        p.status = PlanStatus::Ended;
+        p.invoiced_through = repo::ledger_of(c, p.id)?
+            .last()
+            .map(|e| e.id)
+            .or(p.invoiced_through);
+        p.next_invoice_date = None;
+        repo::save_plan(c, &p)?;
+        let mut e = event("plan_ended", &p, now);
+        e.old_status = Some(old);
+        e.new_status = Some(PlanStatus::Ended);
+        e.old_tier = Some(p.tier);
+        e.message = Some("downgraded now".into());
+        repo::insert_event(c, &e, now)?;
+        Ok(p)
+    })
+}
+
+pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan, AppError> {
+    let date = trunc_seconds(date);
+    conn.transaction(|c| {
+        let (mut p, _) = live_plan(c, id)?;
+        if p.status != PlanStatus::Active {
+            return Err(invalid(format!(
+                "only an active plan can get an end date (plan {id} is {})",
+                p.status
+            )));
+        }
+        if date <= p.billing_cycle_anchor {
+            return Err(invalid("--date must be after the plan's anchor"));
+        }
+        if p.end_date.is_some_and(|old| date > old) {
+            p.reminder_to_review_plan_email_sent = false;
+        }
+        p.end_date = Some(date);
+        if p.tier.is_complimentary() {
+            p.next_invoice_date = Some(date);
+        }
+        repo::save_plan(c, &p)?;
+        let mut e = event("end_date_set", &p, now);
+        e.message = Some(format!(
+            "end date {}",
+            date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ));
+        repo::insert_event(c, &e, now)?;
+        Ok(p)
+    })
+}
+
+/// A never-started fixed-price successor that starts at the plan's end date.
+pub fn schedule_successor(
+    conn: &mut Conn,
+    id: i64,
+    fixed_price: i64,
+    tier: Option<&str>,
+    now: Ts,
+) -> Result<i64, AppError> {
+    let fixed_price = non_negative("--fixed-price-cents", fixed_price)?;
+    let tier = tier.map(Tier::parse).transpose()?;
+    conn.transaction(|c| {
+        let (mut p, _) = live_plan(c, id)?;
+        let Some(end) = p.end_date else {
+            return Err(invalid(format!("plan {id} has no end date: set one with `plan set-end-date` first")));
+        };
+        if p.status != PlanStatus::Active {
+            return Err(invalid(format!("only an active plan can get a successor (plan {id} is {})", p.status)));
+        }
+        let entries = repo::ledger_of(c, p.id)?;
+        // The next boundary is capped at the end date (§3.4): an end date at or before the
+        // next cycle start is the plan's last boundary.
+        let cycle = next_billing_cycle(&p, &entries)?;
+        if !p.tier.is_complimentary() && cycle != Some(end) {
+            return Err(invalid(format!(
+                "plan {id} ends on {} but its next billing cycle starts {}: the end date must be the next cycle boundary",
+                end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                cycle.map_or("never".to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            )));
+        }
+        let tier = tier.unwrap_or(p.tier);
+        if !tier.is_paid() {
+            return Err(invalid(format!("a successor plan needs a paid tier (got {tier})")));
+        }
+        let new = NewPlan {
+            customer_id: p.customer_id,
+            tier,
+            status: PlanStatus::NeverStarted,
+            billing_schedule: p.billing_schedule.code(),
+            fixed_price: Some(fixed_price),
+            price_per_license: None,
+            discount: None,
+            automanage_licenses: true,
+            charge_automatically: p.charge_automatically,
+            billing_cycle_anchor: end,
+            next_invoice_date: Some(end),
+            end_date: Some(add_months(end, 12)?),
+            invoicing_status: InvoicingStatus::InitialInvoiceToBeSent,
+            created_at: now,
+        };
+        let new_id = repo::insert_plan(c, &new).map_err(|e| match e.constraint() {
+            Some(_) => invalid(format!("customer {} already has a never-started successor plan", p.customer_id)),
+            None => AppError::from(e),
+        })?;
+        let old = p.status;
+        p.status = PlanStatus::SwitchPlanTierAtPlanEnd;
+        p.next_invoice_date = Some(end);
+        repo::save_plan(c, &p)?;
+        let mut e = event("successor_scheduled", &p, now);
+        e.old_status = Some(old);
+        e.new_status = Some(p.status);
+        e.new_tier = Some(tier);
+        e.message = Some(format!("plan {new_id} starts at {}", end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+        repo::insert_event(c, &e, now)?;
+        Ok(new_id)
+    })
+}
