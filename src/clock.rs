@@ -1,4 +1,5 @@
-//! The one place that reads the wall clock. Everything else gets `now` passed in.
+//! The one place that reads the wall clock. Everything else gets `now`, or a [`Clock`], passed
+//! in. (The Stripe emulator in `devtools` keeps its own time: it stands in for Stripe.)
 
 use chrono::{DateTime, Utc};
 

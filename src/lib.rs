@@ -1,14 +1,25 @@
 //! plan-invoicer: a standalone invoicing worker for seat-based SaaS plans, with Zulip's plan
-//! model and numbers.
+//! model and numbers. docs/ARCHITECTURE.md draws the layout and says where to change what.
 //!
 //! # Layout
-//! - [`domain`]: the pure core — tiers, prices, dates, end-of-cycle transitions, invoice lines.
-//! - [`db`]: diesel adapters for SQLite and PostgreSQL, schema, embedded migrations.
-//! - [`ops`]: the admin operations that write the worker's inputs (customers, plans, ledger).
-//! - [`jobs`]: the invoicing pass (`run-once`, scheduled ticks).
-//! - [`stripe`]: the payment gateway (async-stripe) and the built-in Stripe emulator.
+//! - [`domain`]: the pure core — tiers, prices, dates, end-of-cycle decisions, invoice lines,
+//!   named states. No database, no HTTP, no clock.
+//! - [`billing`]: applies the core's decisions inside a transaction (end-of-cycle writes, the
+//!   invoicing step); shared by the pass, `plan preview` and the admin operations.
+//! - [`ops`]: the admin operations that write the worker's inputs (customers, plans, licenses,
+//!   status changes, offers).
+//! - [`jobs`]: the invoicing pass, `plan preview`, `audit` and `backfill`.
+//! - [`db`]: diesel adapters for SQLite and PostgreSQL, the claim protocol, the pool, schema and
+//!   embedded migrations.
+//! - [`stripe`]: the payment gateway (async-stripe's requests over our transport), the request
+//!   budget and the circuit breaker.
+//! - [`daemon`]: `serve` — the cron loop, signals, `/healthz`, `/readyz`, `/metrics`.
+//! - [`cli`]: the command-line contract (docs/CLI.md).
+//! - [`config`]: every setting — flags, environment, TOML, defaults, validation.
+//! - [`views`]: the JSON shapes the commands print.
+//! - [`error`]: the library's error type and its exit codes.
 //! - [`clock`]: the one place that reads the wall clock.
-//! - [`cli`]: the command-line contract (`cli.md`).
+//! - [`devtools`]: test equipment and tours — the Stripe emulator, `demo`, `bench`.
 
 pub mod billing;
 pub mod cli;

@@ -20,9 +20,8 @@ fn init_tracing(format: &str, default_level: &str) {
 
 /// Threads for blocking work: database calls run in `block_in_place`, which hands the async
 /// worker's core to a thread of this pool. At most a pool's connections plus three callers are
-/// inside at once (`Db::run_async`), so a few threads do; without a bound, a loaded machine
-/// left dozens of idle threads behind, each with its stack and allocator caches, and the
-/// worker's memory grew with the length of the pass rather than staying flat.
+/// inside at once (`Db::run_async`), so a few threads do; the bound keeps idle threads (each
+/// with its stack and allocator caches) from piling up on a loaded machine.
 const MAX_BLOCKING_THREADS: usize = 16;
 
 fn main() -> ExitCode {

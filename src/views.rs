@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::db::models::{InvoiceRecord, PlanRecord};
-use crate::domain::{Customer, LedgerEntry, PlanStatus, Ts};
+use crate::domain::{CollectionMethod, Customer, LedgerEntry, PlanStatus, Ts};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PlanView {
@@ -146,14 +146,18 @@ pub struct LineView {
     pub stripe_invoice_item_id: Option<String>,
 }
 
+/// The status a dry run or a preview shows for an invoice it computed but did not send.
+pub const WOULD_SEND: &str = "would_send";
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct InvoiceView {
     pub id: i64,
     pub plan_id: i64,
     pub customer_id: i64,
     pub stripe_invoice_id: Option<String>,
-    pub status: String,
-    pub collection_method: String,
+    /// `pending` or `sent`; `would_send` in dry runs and previews ([`WOULD_SEND`]).
+    pub status: &'static str,
+    pub collection_method: CollectionMethod,
     pub days_until_due: Option<i32>,
     pub event_time: Ts,
     pub created_at: Ts,
@@ -170,8 +174,8 @@ impl From<&InvoiceRecord> for InvoiceView {
             plan_id: i.plan_id,
             customer_id: i.customer_id,
             stripe_invoice_id: i.stripe_invoice_id.clone(),
-            status: i.status.clone(),
-            collection_method: i.collection_method.clone(),
+            status: i.status.name(),
+            collection_method: i.collection_method,
             days_until_due: i.days_until_due,
             event_time: i.event_time,
             created_at: i.created_at,

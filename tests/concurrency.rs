@@ -63,8 +63,13 @@ fn book(conn: &mut Conn, n: usize) {
             2 => {
                 // The new annual plan starts at the end of the cycle, and the old plan's last
                 // invoice bills the seats added in its final month: two plans, one pass.
-                ops::schedule_change(conn, p, "switch_to_annual", t0 + Duration::days(3))
-                    .unwrap_or_else(|e| panic!("{e}"));
+                ops::schedule_change(
+                    conn,
+                    p,
+                    plan_invoicer::domain::ScheduleChange::SwitchToAnnual,
+                    t0 + Duration::days(3),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
                 ops::report_seats(conn, p, 12, t0 + Duration::days(12))
                     .unwrap_or_else(|e| panic!("{e}"));
             }

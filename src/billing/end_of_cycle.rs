@@ -5,12 +5,13 @@ use crate::db::repo::{self, NewEvent, NewPlan};
 use crate::db::Conn;
 use crate::domain::cycle::{end_of_cycle, last_entry_at, EndOfCycle};
 use crate::domain::prices::{discount_display, list_price, price_per_license};
+use crate::domain::EventKind;
 use crate::domain::{
     BillingSchedule, Customer, InvoicingStatus, LedgerEntry, Plan, PlanStatus, Ts,
 };
 use crate::error::{invalid, AppError};
 
-fn event(kind: &'static str, plan: &Plan, at: Ts) -> NewEvent<'static> {
+fn event(kind: EventKind, plan: &Plan, at: Ts) -> NewEvent {
     NewEvent::about(kind, plan, at)
 }
 
@@ -71,7 +72,7 @@ pub fn apply_end_of_cycle(
     let changed = decision != EndOfCycle::Nothing;
     let old_status = plan.status;
     let ended_event = |plan: &Plan, at: Ts| {
-        let mut e = event("plan_ended", plan, at);
+        let mut e = event(EventKind::PlanEnded, plan, at);
         e.old_status = Some(old_status);
         e.new_status = Some(PlanStatus::Ended);
         e.old_tier = Some(plan.tier);
@@ -98,7 +99,7 @@ pub fn apply_end_of_cycle(
             CycleOutcome::default()
         }
         EndOfCycle::Renew { at, licenses } => {
-            let entry = repo::insert_ledger(conn, plan.id, true, at, licenses, Some(licenses))?;
+            let entry = repo::insert_renewal(conn, plan.id, at, licenses, Some(licenses))?;
             CycleOutcome {
                 new_plan_id: None,
                 last_entry: Some(entry),
@@ -114,8 +115,8 @@ pub fn apply_end_of_cycle(
             plan.billing_cycle_anchor = at;
             plan.status = PlanStatus::Active;
             repo::save_plan(conn, plan)?;
-            let entry = repo::insert_ledger(conn, plan.id, true, at, licenses, Some(licenses))?;
-            let mut e = event("free_trial_ended", plan, at);
+            let entry = repo::insert_renewal(conn, plan.id, at, licenses, Some(licenses))?;
+            let mut e = event(EventKind::FreeTrialEnded, plan, at);
             e.old_status = Some(old_status);
             e.new_status = Some(PlanStatus::Active);
             e.new_tier = Some(plan.tier);
@@ -140,8 +141,8 @@ pub fn apply_end_of_cycle(
                 ..on_schedule(plan, customer, schedule, now)?
             };
             let new_id = repo::insert_plan(conn, &new)?;
-            let entry = repo::insert_ledger(conn, new_id, true, at, licenses, Some(licenses))?;
-            let mut e = event("billing_schedule_switched", plan, at);
+            let entry = repo::insert_renewal(conn, new_id, at, licenses, Some(licenses))?;
+            let mut e = event(EventKind::BillingScheduleSwitched, plan, at);
             e.old_status = Some(old_status);
             e.new_status = Some(PlanStatus::Ended);
             e.message = Some(format!(
@@ -163,7 +164,7 @@ pub fn apply_end_of_cycle(
             repo::save_plan(conn, plan)?;
             next.status = PlanStatus::Active;
             repo::save_plan(conn, &next)?;
-            let entry = repo::insert_ledger(conn, next.id, true, at, licenses, Some(licenses))?;
+            let entry = repo::insert_renewal(conn, next.id, at, licenses, Some(licenses))?;
             let mut e = ended_event(plan, at);
             e.new_tier = Some(next.tier);
             e.message = Some(format!("successor plan {} starts", next.id));

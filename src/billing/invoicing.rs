@@ -9,6 +9,7 @@ use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
 use crate::domain::cycle::{fixed_price_review_due, usage_freshness, Freshness};
 use crate::domain::dates::next_invoice_date_after;
+use crate::domain::EventKind;
 use crate::domain::{invoice_lines, Plan, PlanStatus, Ts};
 use crate::error::AppError;
 
@@ -24,11 +25,11 @@ pub enum Step {
 fn notice(
     conn: &mut Conn,
     plan: &Plan,
-    kind: &'static str,
+    kind: EventKind,
     message: String,
     now: Ts,
 ) -> Result<(), AppError> {
-    info!(notice = kind, "{message}");
+    info!(notice = kind.name(), "{message}");
     let e = NewEvent {
         message: Some(message),
         ..NewEvent::about(kind, plan, now)
@@ -37,7 +38,7 @@ fn notice(
     Ok(())
 }
 
-/// One turn of the catch-up loop at the plan's due date, in one transaction (D6): end-of-cycle
+/// One turn of the catch-up loop at the plan's due date, in one transaction, written ahead of Stripe: end-of-cycle
 /// updates, the lines, the local invoice, `invoiced_through` and the next invoice date.
 pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppError> {
     let mut p = super::plan(c, plan_id)?.plan;
@@ -45,7 +46,7 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppErro
         return Ok(Step::NotDue);
     };
     if p.status == PlanStatus::NeverStarted {
-        // Started by its predecessor's end-of-cycle update, never on its own (§6.14).
+        // Started by its predecessor's end-of-cycle update, never on its own (docs/RULES.md §6).
         return Ok(Step::NotDue);
     }
     let customer = super::customer(c, p.customer_id)?;
@@ -58,7 +59,7 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppErro
         notice(
             c,
             &p,
-            "notice_fixed_price_plan_ends",
+            EventKind::NoticeFixedPricePlanEnds,
             format!(
                 "Fixed-price plan for customer {} ends on {end}",
                 customer.name
@@ -73,7 +74,7 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppErro
         Freshness::ProceedWithNotice => notice(
             c,
             &p,
-            "notice_stale_usage_data",
+            EventKind::NoticeStaleUsageData,
             format!("Stale usage data for customer {}'s plan, but invoicing not delayed because the plan has a fixed price", customer.name),
             now,
         )?,
@@ -81,7 +82,7 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppErro
             let last = customer.last_usage_report_at.map_or("never uploaded".to_string(), |d| format!("last upload {}", d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
             let reason = format!("Unable to verify current licenses in use ({last}), which delays invoicing until fresh usage data arrives");
             if notify {
-                notice(c, &p, "notice_stale_usage_data", reason.clone(), now)?;
+                notice(c, &p, EventKind::NoticeStaleUsageData, reason.clone(), now)?;
                 p.stale_audit_log_data_email_sent = true;
                 repo::save_plan(c, &p)?;
             }
@@ -110,7 +111,7 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppErro
     p.invoiced_through = draft.invoiced_through;
     p.next_invoice_date = match p.status {
         PlanStatus::Ended => None,
-        // D4: computed from the due date being processed, never from a later instant.
+        // docs/RULES.md §3: computed from the due date being processed, never from a later instant.
         _ => Some(next_invoice_date_after(p.billing_cycle_anchor, t)?),
     };
     p.stale_audit_log_data_email_sent = false;

@@ -3,7 +3,7 @@
 
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db};
-use crate::domain::{PlanStatus, Ts};
+use crate::domain::{PlanStatus, ScheduleChange, Ts};
 use crate::error::{invalid, AppError};
 use crate::jobs;
 use crate::ops;
@@ -209,7 +209,7 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
             &ops::renewal_licenses(c, id, licenses, now)?,
         )),
         PlanCmd::Schedule { id, change } => {
-            let p = ops::schedule_change(c, id, &change, now)?;
+            let p = ops::schedule_change(c, id, ScheduleChange::parse(&change)?, now)?;
             pretty(&plan_view(c, p.id)?)
         }
         PlanCmd::DowngradeNow { id } => {

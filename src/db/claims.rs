@@ -256,7 +256,6 @@ pub fn release_plan(
                     customer_plan::next_retry_at.eq(None::<Ts>),
                 ))
                 .execute(c),
-            Release::Unchanged => diesel::update(target).set(base).execute(c),
             Release::Failed { error, needs_attention, retry_at } => diesel::update(target)
                 .set((
                     base,
@@ -271,11 +270,10 @@ pub fn release_plan(
     Ok(n == 1)
 }
 
+/// How a claim ends: with success (errors cleared) or a failure to record.
 pub enum Release<'a> {
     /// Invoicing succeeded: clear needs-attention and errors.
     Success,
-    /// Nothing to report (e.g. waiting for data): keep the error fields as they are.
-    Unchanged,
     Failed {
         error: &'a str,
         needs_attention: Option<&'a str>,

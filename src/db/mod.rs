@@ -190,9 +190,9 @@ impl Conn {
                 // per connection, and after five runs PostgreSQL may keep a generic plan made
                 // from the statistics of that moment: a pool connection opened when the invoice
                 // tables were nearly empty kept sequential scans on them for its whole life,
-                // and a 100k-plan pass fell from 176 to 103 plans/s by 29k plans (more so where
-                // autovacuum, and with it autoanalyze, lags or is off). A custom plan costs
-                // a little planning per statement and follows the tables as they grow.
+                // and long passes slowed down as the tables grew (more so where autovacuum,
+                // and with it autoanalyze, lags or is off; docs/BENCHMARKS.md has the figures).
+                // A custom plan costs a little planning per statement and follows the tables.
                 c.batch_execute("SET TIME ZONE 'UTC'; SET plan_cache_mode = force_custom_plan")?;
                 Ok(Conn::Pg(c))
             }

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::DbError;
 use crate::domain::{
-    BillingSchedule, Customer, CustomerKind, InvoicingStatus, LedgerEntry, OfferStatus, Plan,
-    PlanStatus, Tier, Ts,
+    BillingSchedule, CollectionMethod, Customer, CustomerKind, InvoiceStatus, InvoicingStatus,
+    LedgerEntry, OfferStatus, Plan, PlanStatus, Tier, Ts,
 };
 
 fn bad<E: std::fmt::Display>(table: &str, id: i64) -> impl FnOnce(E) -> DbError + '_ {
@@ -204,8 +204,10 @@ pub struct InvoiceRow {
     pub plan_id: i64,
     pub customer_id: i64,
     pub event_time: Ts,
-    pub status: String,
-    pub collection_method: String,
+    #[diesel(deserialize_as = String)]
+    pub status: InvoiceStatus,
+    #[diesel(deserialize_as = String)]
+    pub collection_method: CollectionMethod,
     pub days_until_due: Option<i32>,
     pub total_cents: i64,
     pub stripe_invoice_id: Option<String>,

@@ -158,10 +158,6 @@ impl Db {
         })
     }
 
-    pub fn url(&self) -> &DbUrl {
-        &self.url
-    }
-
     pub fn is_sqlite(&self) -> bool {
         self.url.is_sqlite()
     }
@@ -176,10 +172,9 @@ impl Db {
     }
 
     /// [`Db::run`] for async code: first waits for a free connection without holding a
-    /// thread. Thirty-two customers in flight on SQLite's one connection otherwise meant
-    /// thirty-two threads parked in `block_in_place` (a hundred threads in all, each with its
-    /// own stack and allocator caches: the worker's memory grew by a quarter from 10k to 100k
-    /// plans while its heap stayed under 8 MiB). Do not call it from inside a `run` closure.
+    /// thread, so that many customers in flight on SQLite's one connection do not each park a
+    /// thread in `block_in_place` (each thread has its own stack and allocator caches; the
+    /// memory figures are in docs/BENCHMARKS.md). Do not call it from inside a `run` closure.
     pub async fn run_async<T, E: From<DbError>>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, E>,

@@ -8,6 +8,7 @@ use super::{Conn, DbError};
 use crate::domain::{
     Customer, InvoiceDraft, InvoicingStatus, LedgerEntry, OfferStatus, Plan, PlanStatus, Tier, Ts,
 };
+use crate::domain::{EventKind, InvoiceStatus, InvoiceTerms};
 use crate::with_conn;
 
 // ----- customers -----
@@ -247,7 +248,30 @@ pub fn plan_ids_of_customer(conn: &mut Conn, customer_id: i64) -> Result<Vec<i64
 
 // ----- ledger -----
 
-pub fn insert_ledger(
+/// A renewal entry: the licenses of a period that starts at `at` (a plan's start, a cycle
+/// boundary, the end of a free trial).
+pub fn insert_renewal(
+    conn: &mut Conn,
+    plan_id: i64,
+    at: Ts,
+    licenses: i32,
+    next: Option<i32>,
+) -> Result<LedgerEntry, DbError> {
+    insert_ledger(conn, plan_id, true, at, licenses, next)
+}
+
+/// A change within a period: more licenses now, or other licenses at the next renewal.
+pub fn insert_license_change(
+    conn: &mut Conn,
+    plan_id: i64,
+    at: Ts,
+    licenses: i32,
+    next: Option<i32>,
+) -> Result<LedgerEntry, DbError> {
+    insert_ledger(conn, plan_id, false, at, licenses, next)
+}
+
+fn insert_ledger(
     conn: &mut Conn,
     plan_id: i64,
     is_renewal: bool,
@@ -281,11 +305,6 @@ pub fn ledger_of(conn: &mut Conn, plan_id: i64) -> Result<Vec<LedgerEntry>, DbEr
         .order(license_ledger::id)
         .load::<LedgerRow>(c))?;
     Ok(rows.into_iter().map(LedgerEntry::from).collect())
-}
-
-pub fn set_ledger_event_time(conn: &mut Conn, id: i64, at: Ts) -> Result<(), DbError> {
-    with_conn!(conn, c => diesel::update(license_ledger::table.find(id)).set(license_ledger::event_time.eq(at)).execute(c))?;
-    Ok(())
 }
 
 // ----- offers -----
@@ -326,7 +345,7 @@ pub fn set_offer_status(conn: &mut Conn, id: i64, status: OfferStatus) -> Result
 
 // ----- invoices -----
 
-/// Stores a computed invoice and its lines (write-ahead, D6). The unique constraints refuse a
+/// Stores a computed invoice and its lines (write-ahead, before any Stripe call). The unique constraints refuse a
 /// second invoice for the same (plan, event time) and a second line for the same ledger entry.
 pub fn insert_invoice(
     conn: &mut Conn,
@@ -335,11 +354,7 @@ pub fn insert_invoice(
     draft: &InvoiceDraft,
     now: Ts,
 ) -> Result<i64, DbError> {
-    let (method, days) = if plan.charge_automatically {
-        ("charge_automatically", None)
-    } else {
-        ("send_invoice", Some(15))
-    };
+    let terms = InvoiceTerms::of(plan);
     let total = draft.total();
     with_conn!(conn, c => {
         let id = diesel::insert_into(invoice::table)
@@ -347,9 +362,9 @@ pub fn insert_invoice(
                 invoice::plan_id.eq(plan.id),
                 invoice::customer_id.eq(plan.customer_id),
                 invoice::event_time.eq(event_time),
-                invoice::status.eq("pending"),
-                invoice::collection_method.eq(method),
-                invoice::days_until_due.eq(days),
+                invoice::status.eq(InvoiceStatus::Pending.name()),
+                invoice::collection_method.eq(terms.collection_method.name()),
+                invoice::days_until_due.eq(terms.days_until_due),
                 invoice::total_cents.eq(total),
                 invoice::created_at.eq(now),
             ))
@@ -386,7 +401,7 @@ pub fn insert_invoice(
 
 pub fn mark_invoice_sent(conn: &mut Conn, id: i64, now: Ts) -> Result<(), DbError> {
     with_conn!(conn, c => diesel::update(invoice::table.find(id))
-        .set((invoice::status.eq("sent"), invoice::sent_at.eq(now)))
+        .set((invoice::status.eq(InvoiceStatus::Sent.name()), invoice::sent_at.eq(now)))
         .execute(c))?;
     Ok(())
 }
@@ -462,11 +477,11 @@ pub fn oldest_due_plan(conn: &mut Conn, now: Ts) -> Result<Option<PlanRecord>, D
 pub fn unsent_invoices(conn: &mut Conn, limit: i64) -> Result<(i64, Vec<InvoiceRow>), DbError> {
     Ok(with_conn!(conn, c => {
         let count = invoice::table
-            .filter(invoice::status.eq("pending"))
+            .filter(invoice::status.eq(InvoiceStatus::Pending.name()))
             .count()
             .get_result::<i64>(c)?;
         let oldest = invoice::table
-            .filter(invoice::status.eq("pending"))
+            .filter(invoice::status.eq(InvoiceStatus::Pending.name()))
             .order(invoice::id)
             .limit(limit)
             .load::<InvoiceRow>(c)?;
@@ -477,7 +492,7 @@ pub fn unsent_invoices(conn: &mut Conn, limit: i64) -> Result<(i64, Vec<InvoiceR
 pub fn pending_invoice_ids(conn: &mut Conn, plan_id: i64) -> Result<Vec<i64>, DbError> {
     Ok(with_conn!(conn, c => invoice::table
         .filter(invoice::plan_id.eq(plan_id))
-        .filter(invoice::status.eq("pending"))
+        .filter(invoice::status.eq(InvoiceStatus::Pending.name()))
         .order(invoice::id)
         .select(invoice::id)
         .load::<i64>(c))?)
@@ -534,8 +549,8 @@ pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRe
 // ----- outbox -----
 
 #[derive(Debug, Clone)]
-pub struct NewEvent<'a> {
-    pub kind: &'a str,
+pub struct NewEvent {
+    pub kind: EventKind,
     pub plan_id: i64,
     pub customer_id: i64,
     pub old_status: Option<PlanStatus>,
@@ -546,9 +561,9 @@ pub struct NewEvent<'a> {
     pub event_time: Ts,
 }
 
-impl NewEvent<'static> {
+impl NewEvent {
     /// An event about `plan` at `at`, with nothing else set.
-    pub fn about(kind: &'static str, plan: &Plan, at: Ts) -> NewEvent<'static> {
+    pub fn about(kind: EventKind, plan: &Plan, at: Ts) -> NewEvent {
         NewEvent {
             kind,
             plan_id: plan.id,
@@ -563,10 +578,10 @@ impl NewEvent<'static> {
     }
 }
 
-pub fn insert_event(conn: &mut Conn, e: &NewEvent<'_>, now: Ts) -> Result<(), DbError> {
+pub fn insert_event(conn: &mut Conn, e: &NewEvent, now: Ts) -> Result<(), DbError> {
     with_conn!(conn, c => diesel::insert_into(plan_event::table)
         .values((
-            plan_event::kind.eq(e.kind),
+            plan_event::kind.eq(e.kind.name()),
             plan_event::plan_id.eq(e.plan_id),
             plan_event::customer_id.eq(e.customer_id),
             plan_event::old_status.eq(e.old_status.map(|s| s.code())),

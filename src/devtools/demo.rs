@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db, DbUrl};
 use crate::devtools::emulator::Emulator;
-use crate::domain::Ts;
+use crate::domain::{ScheduleChange, Ts};
 use crate::error::{invalid, AppError};
 use crate::jobs::{run_pass, PassOptions};
 use crate::ops::{self, CustomerInput, PlanInput};
@@ -172,17 +172,17 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
                 ops::buy_licenses(c, cobalt_plan, 12, noon)?;
             }
             "04-20" if day.year() == 2025 => {
-                ops::schedule_change(c, echo_plan, "downgrade_at_end_of_cycle", noon)?;
+                ops::schedule_change(c, echo_plan, ScheduleChange::DowngradeAtEndOfCycle, noon)?;
             }
             "05-11" if day.year() == 2025 => {
-                ops::schedule_change(c, fjord_plan, "switch_to_annual", noon)?;
+                ops::schedule_change(c, fjord_plan, ScheduleChange::SwitchToAnnual, noon)?;
             }
             "06-30" if day.year() == 2025 => {
                 ops::report_seats(c, bolt_plan, 18, noon)?;
                 ops::report_seats(c, acme_plan, 28, noon)?;
             }
             "07-15" if day.year() == 2025 => {
-                ops::schedule_change(c, kilo_plan, "switch_to_monthly", noon)?;
+                ops::schedule_change(c, kilo_plan, ScheduleChange::SwitchToMonthly, noon)?;
             }
             "08-01" if day.year() == 2025 => {
                 let end = at("2025-08-06", 9)?;

@@ -1,5 +1,5 @@
-//! Plan parameters at creation (§3.7), end-of-cycle transitions (§4.5), renewal validation
-//! (§2.4) and the self-hosted freshness check (§4.4). Pure: every function gets `t` passed in
+//! Plan parameters at creation (docs/RULES.md §3), end-of-cycle transitions (§4.1), renewal
+//! validation (§2) and the self-hosted freshness check (§4). Pure: every function gets `t` passed in
 //! and returns a decision that an adapter applies.
 
 use chrono::Duration;
@@ -91,7 +91,7 @@ pub fn last_renewal(entries: &[LedgerEntry]) -> Option<&LedgerEntry> {
     entries.iter().filter(|e| e.is_renewal).max_by_key(|e| e.id)
 }
 
-/// `get_next_billing_cycle_for_plan` (§3.4).
+/// `get_next_billing_cycle_for_plan` (docs/RULES.md §3).
 pub fn next_billing_cycle(
     plan: &Plan,
     entries: &[LedgerEntry],
@@ -116,7 +116,7 @@ pub fn next_billing_cycle(
     })
 }
 
-/// `validate_plan_license_management` at renewal (§2.4): Cloud tiers only, skipped if exempt.
+/// `validate_plan_license_management` at renewal (docs/RULES.md §2): Cloud tiers only, skipped if exempt.
 pub fn validate_renewal(
     customer: &Customer,
     tier: Tier,
@@ -128,7 +128,7 @@ pub fn validate_renewal(
     {
         return Ok(());
     }
-    let minimum = min_licenses_for_plan(customer, tier, false);
+    let minimum = min_licenses_for_plan(customer, tier);
     if i64::from(licenses) < minimum {
         return Err(BillingError::BelowMinimumLicenses {
             licenses: i64::from(licenses),
@@ -155,7 +155,7 @@ fn renewal_licenses(plan: &Plan, last: &LedgerEntry) -> Result<i32, BillingError
     })
 }
 
-/// `make_end_of_cycle_updates_if_needed(plan, t)` as a decision (§4.5).
+/// `make_end_of_cycle_updates_if_needed(plan, t)` as a decision (docs/RULES.md §4.1).
 pub fn end_of_cycle(
     plan: &Plan,
     customer: &Customer,
@@ -242,7 +242,7 @@ pub fn end_of_cycle(
     })
 }
 
-/// The self-hosted usage-data freshness check (§4.4).
+/// The self-hosted usage-data freshness check (docs/RULES.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
     Proceed,
@@ -273,7 +273,7 @@ pub fn usage_freshness(plan: &Plan, customer: &Customer, due: Ts) -> Freshness {
     }
 }
 
-/// Whether the "fixed-price plan ends soon" notice is due (§4.3 step 2).
+/// Whether the "fixed-price plan ends soon" notice is due (docs/RULES.md §4, "Notices").
 pub fn fixed_price_review_due(plan: &Plan) -> bool {
     match (plan.fixed_price, plan.end_date, plan.next_invoice_date) {
         (Some(_), Some(end), Some(next)) => {

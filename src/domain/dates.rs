@@ -1,4 +1,4 @@
-//! Billing dates (§3): month arithmetic with Zulip's fixed month-length table, cycle boundaries
+//! Billing dates (docs/RULES.md §3): month arithmetic with Zulip's fixed month-length table, cycle boundaries
 //! and the next invoice date. Boundaries are always computed from the original anchor.
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
@@ -64,7 +64,7 @@ pub fn first_boundary_after(
     }
 }
 
-/// `start_of_next_billing_cycle(plan, t)` (§3.2).
+/// `start_of_next_billing_cycle(plan, t)` (docs/RULES.md §3).
 pub fn start_of_next_billing_cycle(
     anchor: DateTime<Utc>,
     schedule: BillingSchedule,
@@ -73,7 +73,7 @@ pub fn start_of_next_billing_cycle(
     first_boundary_after(anchor, months_per_period(schedule), t)
 }
 
-/// `get_plan_renewal_or_end_date(plan, t)` (§3.5): the period end of a line starting at `t`.
+/// `get_plan_renewal_or_end_date(plan, t)` (docs/RULES.md §3): the period end of a line starting at `t`.
 pub fn renewal_or_end_date(
     anchor: DateTime<Utc>,
     schedule: BillingSchedule,
@@ -87,7 +87,7 @@ pub fn renewal_or_end_date(
     })
 }
 
-/// `next_invoice_date(plan)` (§3.3) for a plan that is not ended: the first monthly step from
+/// `next_invoice_date(plan)` (docs/RULES.md §3) for a plan that is not ended: the first monthly step from
 /// the anchor strictly after the plan's current `next_invoice_date`, for every schedule.
 pub fn next_invoice_date_after(
     anchor: DateTime<Utc>,
@@ -101,7 +101,7 @@ pub fn next_invoice_date_after(
     first_boundary_after(anchor, 1, current)
 }
 
-/// `next_month(anchor, dt)` (§3.6): the boundary 20–40 days after `dt`.
+/// `next_month(anchor, dt)` (docs/RULES.md §3): the boundary 20–40 days after `dt`.
 pub fn next_month(anchor: DateTime<Utc>, dt: DateTime<Utc>) -> Result<DateTime<Utc>, BillingError> {
     let days = (dt - anchor).num_days();
     let estimate = ((days as f64) * 12.0 / 365.0).round() as i64; // an estimate only, never money

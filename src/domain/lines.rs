@@ -1,4 +1,4 @@
-//! The invoice lines of one invoicing step (§4.6 with D1–D3): renewal lines, prorated
+//! The invoice lines of one invoicing step (docs/RULES.md §4.2): renewal lines, prorated
 //! additional-license lines with same-day bundling, fixed-price renewals and the self-hosted
 //! flat-discount line.
 
@@ -20,15 +20,6 @@ impl LineKind {
             LineKind::Renewal => "renewal",
             LineKind::Addition => "addition",
             LineKind::FlatDiscount => "flat_discount",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "renewal" => Some(LineKind::Renewal),
-            "addition" => Some(LineKind::Addition),
-            "flat_discount" => Some(LineKind::FlatDiscount),
-            _ => None,
         }
     }
 }
@@ -135,7 +126,7 @@ pub fn invoice_lines(
         ))
     };
 
-    // The pending addition line, and whether a renewal was scanned since it started (D3).
+    // The pending addition line, and whether a renewal was scanned since it started (same-day additions around a renewal stay apart).
     let mut pending: Option<(LineDraft, bool)> = None;
     let mut renewal_period: Option<(Ts, Ts)> = None;
     for e in sorted
@@ -222,7 +213,7 @@ pub fn invoice_lines(
         draft.lines.push(p);
     }
 
-    // The self-hosted new-customer discount (§2.3), on invoices with a renewal line.
+    // The self-hosted new-customer discount (docs/RULES.md §2, "Flat discount"), on invoices with a renewal line.
     if let Some((start, end)) = renewal_period {
         if customer.kind == CustomerKind::SelfHosted
             && plan.fixed_price.is_none()

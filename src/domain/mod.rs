@@ -6,6 +6,7 @@ pub mod dates;
 pub mod lines;
 pub mod model;
 pub mod prices;
+pub mod states;
 pub mod types;
 
 #[cfg(test)]
@@ -14,6 +15,9 @@ mod scenarios;
 pub use cycle::{end_of_cycle, plan_parameters, EndOfCycle, Freshness, PlanParameters};
 pub use lines::{invoice_lines, InvoiceDraft, LineDraft, LineKind};
 pub use model::{Customer, LedgerEntry, Plan, Ts};
+pub use states::{
+    CollectionMethod, EventKind, InvoiceStatus, InvoiceTerms, ScheduleChange, DAYS_UNTIL_DUE,
+};
 pub use types::{BillingSchedule, CustomerKind, InvoicingStatus, OfferStatus, PlanStatus, Tier};
 
 /// A billing rule refused something. The messages are Zulip's where the spec gives them.

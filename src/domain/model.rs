@@ -1,4 +1,4 @@
-//! Plain values of the plan model (§1), as the pure core sees them.
+//! Plain values of the plan model (docs/RULES.md §1), as the pure core sees them.
 
 use chrono::{DateTime, Utc};
 

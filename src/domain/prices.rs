@@ -1,10 +1,11 @@
-//! Prices, discounts and minimums (§2), in integer cents with exact rounding (D1, D2).
+//! Prices, discounts and minimums (docs/RULES.md §2), in integer cents with exact decimal
+//! proration rounded half up, and fixed-price months rounded up.
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::{BillingError, BillingSchedule, Customer, Tier};
 
-/// List price per license per period (§2.1), in cents.
+/// List price per license per period (docs/RULES.md §2), in cents.
 pub fn list_price(tier: Tier, schedule: BillingSchedule) -> Result<i64, BillingError> {
     use BillingSchedule::*;
     Ok(match (tier, schedule) {
@@ -21,7 +22,7 @@ pub fn list_price(tier: Tier, schedule: BillingSchedule) -> Result<i64, BillingE
     })
 }
 
-/// The customer's negotiated price for this tier and schedule, if any (0 means none, §1.1).
+/// The customer's negotiated price for this tier and schedule, if any (0 means none).
 pub fn discounted_price(customer: &Customer, tier: Tier, schedule: BillingSchedule) -> Option<i64> {
     if customer.required_plan_tier != Some(tier) {
         return None;
@@ -33,7 +34,7 @@ pub fn discounted_price(customer: &Customer, tier: Tier, schedule: BillingSchedu
     (price != 0).then_some(price)
 }
 
-/// `price_per_license` frozen into a plan at creation (§2.2).
+/// `price_per_license` frozen into a plan at creation (docs/RULES.md §2).
 pub fn price_per_license(
     tier: Tier,
     schedule: BillingSchedule,
@@ -45,7 +46,7 @@ pub fn price_per_license(
         .unwrap_or(list))
 }
 
-/// The display-only discount percentage (§2.2): `"85"`, `"12.50"`, or none at list price.
+/// The display-only discount percentage : `"85"`, `"12.50"`, or none at list price.
 pub fn discount_display(list: i64, price: i64) -> Option<String> {
     if price == list || list == 0 {
         return None;
@@ -61,13 +62,13 @@ pub fn discount_display(list: i64, price: i64) -> Option<String> {
     }
 }
 
-/// `min_licenses_for_plan(tier)` (§2.4).
-pub fn min_licenses_for_plan(customer: &Customer, tier: Tier, invoice_paid_trial: bool) -> i64 {
+/// `min_licenses_for_plan(tier)` (docs/RULES.md §2, "Minimum licenses").
+pub fn min_licenses_for_plan(customer: &Customer, tier: Tier) -> i64 {
     if let Some(min) = customer.minimum_licenses.filter(|m| *m > 0) {
         return i64::from(min);
     }
     match tier {
-        Tier::SelfHostedBasic if customer.flat_discounted_months > 0 || invoice_paid_trial => {
+        Tier::SelfHostedBasic if customer.flat_discounted_months > 0 => {
             (customer.flat_discount / 350 + 1).min(10)
         }
         Tier::SelfHostedBusiness => 25,
@@ -76,21 +77,21 @@ pub fn min_licenses_for_plan(customer: &Customer, tier: Tier, invoice_paid_trial
     }
 }
 
-/// Billable licenses for a seat count (§2.4).
+/// Billable licenses for a seat count (docs/RULES.md §2).
 pub fn billable_licenses(customer: &Customer, tier: Tier, seat_count: i64) -> i64 {
     if customer.exempt_from_license_number_check {
         seat_count
     } else {
-        seat_count.max(min_licenses_for_plan(customer, tier, false))
+        seat_count.max(min_licenses_for_plan(customer, tier))
     }
 }
 
-/// The monthly amount of a fixed-price plan: `ceil(fixed_price / 12)` cents (D2).
+/// The monthly amount of a fixed-price plan: `ceil(fixed_price / 12)` cents (docs/RULES.md §2, "Fixed prices").
 pub fn fixed_price_monthly(fixed_price: i64) -> i64 {
     (fixed_price + 11).div_euclid(12)
 }
 
-/// The amount of one renewal of a fixed-price plan (§2.5, D2).
+/// The amount of one renewal of a fixed-price plan (docs/RULES.md §2, "Fixed prices").
 pub fn fixed_price_per_period(fixed_price: i64, schedule: BillingSchedule) -> i64 {
     match schedule {
         BillingSchedule::Annual => fixed_price,
@@ -99,7 +100,7 @@ pub fn fixed_price_per_period(fixed_price: i64, schedule: BillingSchedule) -> i6
 }
 
 /// A prorated unit price: `round_half_up(price × remaining / period)` in exact decimal
-/// arithmetic, durations in whole seconds (D1).
+/// arithmetic, durations in whole seconds, rounded half up.
 pub fn prorate(price: i64, remaining_secs: i64, period_secs: i64) -> Result<i64, BillingError> {
     if period_secs <= 0 || remaining_secs < 0 {
         return Err(BillingError::MissingData(format!(
@@ -171,7 +172,7 @@ mod tests {
         assert_eq!(discount_display(8000, 8000), None);
     }
 
-    /// D1: Zulip's test vectors (S22, S26, S08).
+    /// Proration: Zulip's test vectors (S22, S26, S08).
     #[test]
     fn proration_vectors() {
         let day = 86_400;
@@ -183,7 +184,7 @@ mod tests {
         assert!(prorate(8000, 1, 0).is_err());
     }
 
-    /// D2: the fixed-price monthly amount rounds up.
+    /// The fixed-price monthly amount rounds up.
     #[test]
     fn fixed_monthly_rounds_up() {
         assert_eq!(fixed_price_monthly(120000), 10000);
@@ -196,17 +197,14 @@ mod tests {
     #[test]
     fn minimum_licenses() {
         let mut c = Customer::new(1, "c", super::super::CustomerKind::SelfHosted);
-        assert_eq!(min_licenses_for_plan(&c, Tier::SelfHostedBasic, false), 1);
+        assert_eq!(min_licenses_for_plan(&c, Tier::SelfHostedBasic), 1);
         c.flat_discounted_months = 12;
-        assert_eq!(min_licenses_for_plan(&c, Tier::SelfHostedBasic, false), 6);
-        assert_eq!(
-            min_licenses_for_plan(&c, Tier::SelfHostedBusiness, false),
-            25
-        );
-        assert_eq!(min_licenses_for_plan(&c, Tier::CloudPlus, false), 10);
-        assert_eq!(min_licenses_for_plan(&c, Tier::CloudStandard, false), 1);
+        assert_eq!(min_licenses_for_plan(&c, Tier::SelfHostedBasic), 6);
+        assert_eq!(min_licenses_for_plan(&c, Tier::SelfHostedBusiness), 25);
+        assert_eq!(min_licenses_for_plan(&c, Tier::CloudPlus), 10);
+        assert_eq!(min_licenses_for_plan(&c, Tier::CloudStandard), 1);
         c.minimum_licenses = Some(50);
-        assert_eq!(min_licenses_for_plan(&c, Tier::CloudStandard, false), 50);
+        assert_eq!(min_licenses_for_plan(&c, Tier::CloudStandard), 50);
         assert_eq!(billable_licenses(&c, Tier::CloudStandard, 7), 50);
         c.exempt_from_license_number_check = true;
         assert_eq!(billable_licenses(&c, Tier::CloudStandard, 7), 7);

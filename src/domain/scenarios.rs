@@ -253,7 +253,7 @@ fn s14_downgrade_at_end_of_cycle() {
     ));
 }
 
-/// D3: additions on the same day before and after a renewal stay separate lines.
+/// Additions on the same day before and after a renewal stay separate lines.
 #[test]
 fn d3_bundling_never_crosses_a_renewal() {
     let mut p = plan(BillingSchedule::Monthly);

@@ -142,10 +142,6 @@ impl Tier {
         self == Tier::SelfHostedLegacy
     }
 
-    pub fn is_cloud(self) -> bool {
-        self.code() < 100
-    }
-
     /// The display name (also the Stripe statement descriptor and line descriptions).
     pub fn display_name(self) -> Option<&'static str> {
         match self {
@@ -166,7 +162,7 @@ impl Tier {
     }
 }
 
-/// Who owns a customer: a Cloud organization or a self-hosted server (Part P.1).
+/// Who owns a customer: a Cloud organization or a self-hosted server (docs/RULES.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CustomerKind {
     Cloud,

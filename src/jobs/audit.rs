@@ -12,9 +12,10 @@ use serde::Serialize;
 use crate::db::models::InvoiceRecord;
 use crate::db::repo::{self, InvoiceFilter};
 use crate::db::Db;
+use crate::domain::InvoiceStatus;
 use crate::domain::Ts;
 use crate::error::AppError;
-use crate::stripe::client::{StripeGateway, StripeInvoice, StripeItem};
+use crate::stripe::{PaymentGateway, StripeInvoice, StripeInvoiceStatus, StripeItem};
 
 /// What to audit.
 #[derive(Debug, Clone, Default)]
@@ -25,12 +26,59 @@ pub struct AuditOptions {
     pub customer: Option<i64>,
 }
 
+/// What an audit finding says (docs/CLI.md, "audit", lists what to do about each).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A local invoice marked sent has no Stripe invoice.
+    MissingInStripe,
+    /// The Stripe invoice of a sent local invoice is still a draft.
+    DraftInStripe,
+    /// The Stripe invoice was voided or marked uncollectible.
+    Status,
+    /// Two Stripe invoices claim one local invoice.
+    DoubleSend,
+    /// A Stripe invoice names a local invoice that does not exist.
+    Orphan,
+    /// The totals differ.
+    Total,
+    /// The collection methods differ.
+    CollectionMethod,
+    /// The numbers of items and lines differ.
+    ItemCount,
+    /// An item is missing or differs from its line.
+    Item,
+    /// A local invoice is not sent and its retries stopped.
+    Unsent,
+}
+
+impl FindingKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingKind::MissingInStripe => "missing_in_stripe",
+            FindingKind::DraftInStripe => "draft_in_stripe",
+            FindingKind::Status => "status",
+            FindingKind::DoubleSend => "double_send",
+            FindingKind::Orphan => "orphan",
+            FindingKind::Total => "total",
+            FindingKind::CollectionMethod => "collection_method",
+            FindingKind::ItemCount => "item_count",
+            FindingKind::Item => "item",
+            FindingKind::Unsent => "unsent",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One disagreement between Stripe and the local records.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Finding {
-    /// `missing_in_stripe`, `draft_in_stripe`, `status`, `double_send`, `orphan`, `total`,
-    /// `collection_method`, `item_count`, `item`, `unsent`.
-    pub kind: &'static str,
+    pub kind: FindingKind,
     pub customer_id: i64,
     pub local_invoice_id: Option<i64>,
     pub stripe_invoice_id: Option<String>,
@@ -62,9 +110,9 @@ const PAGE: i64 = 200;
 
 /// Compares Stripe with the local records, customer by customer. `progress` is told after
 /// each customer (a progress bar on a terminal).
-pub async fn audit(
+pub async fn audit<G: PaymentGateway>(
     db: &Db,
-    gateway: &StripeGateway,
+    gateway: &G,
     opts: &AuditOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<AuditReport, AppError> {
@@ -96,7 +144,12 @@ pub async fn audit(
             report.stripe_invoices_checked += remote.len();
             let found = compare_customer(db, gateway, customer_id, &local, &remote).await?;
             for f in &found {
-                tracing::warn!(kind = f.kind, customer.id = f.customer_id, "{}", f.detail);
+                tracing::warn!(
+                    kind = f.kind.name(),
+                    customer.id = f.customer_id,
+                    "{}",
+                    f.detail
+                );
             }
             report.findings.extend(found);
             report.customers_checked += 1;
@@ -110,35 +163,52 @@ pub async fn audit(
     Ok(report)
 }
 
-async fn compare_customer(
+async fn compare_customer<G: PaymentGateway>(
     db: &Db,
-    gateway: &StripeGateway,
+    gateway: &G,
     customer_id: i64,
     local: &[InvoiceRecord],
     remote: &[StripeInvoice],
 ) -> Result<Vec<Finding>, AppError> {
-    let mut findings = vec![];
-    let finding = |kind, local: Option<i64>, stripe: Option<&str>, detail: String| Finding {
+    let mut findings = stripe_side(db, customer_id, local, remote)?;
+    let by_id: HashMap<&str, &StripeInvoice> = remote.iter().map(|r| (r.id.as_str(), r)).collect();
+    for l in local {
+        if let Some(sid) = local_side(db, customer_id, l, &by_id, &mut findings)? {
+            let items = gateway.items_of(sid).await?;
+            compare_items(customer_id, l, sid, &items, &mut findings);
+        }
+    }
+    Ok(findings)
+}
+
+/// Findings about one customer.
+fn finder(customer_id: i64) -> impl Fn(FindingKind, Option<i64>, Option<&str>, String) -> Finding {
+    move |kind, local, stripe, detail| Finding {
         kind,
         customer_id,
         local_invoice_id: local,
         stripe_invoice_id: stripe.map(str::to_string),
         detail,
-    };
-    let by_id: HashMap<&str, &StripeInvoice> = remote.iter().map(|r| (r.id.as_str(), r)).collect();
+    }
+}
+
+/// Stripe's side: every Stripe invoice that names a local one (orphans, double sends).
+fn stripe_side(
+    db: &Db,
+    customer_id: i64,
+    local: &[InvoiceRecord],
+    remote: &[StripeInvoice],
+) -> Result<Vec<Finding>, AppError> {
+    let mut findings = vec![];
+    let finding = finder(customer_id);
     let local_by_id: HashMap<i64, &InvoiceRecord> =
         local.iter().map(|r| (r.invoice.id, r)).collect();
-
-    // Stripe's side: every invoice that names a local one.
     for r in remote {
         let Some(local_id) = r.local_id() else {
             continue; // not plan-invoicer's
         };
         let claimed = match local_by_id.get(&local_id) {
-            Some(l) => Some((
-                l.invoice.status.clone(),
-                l.invoice.stripe_invoice_id.clone(),
-            )),
+            Some(l) => Some((l.invoice.status, l.invoice.stripe_invoice_id.clone())),
             // Outside `--since` (or another customer's): looked up by id.
             None => db
                 .run(|c| repo::invoice_by_id(c, local_id))?
@@ -146,7 +216,7 @@ async fn compare_customer(
         };
         match claimed {
             None => findings.push(finding(
-                "orphan",
+                FindingKind::Orphan,
                 None,
                 Some(&r.id),
                 format!(
@@ -156,10 +226,10 @@ async fn compare_customer(
             )),
             // Still being sent (a pass may run beside the audit): the pass finishes it, and a
             // stuck one is reported as `unsent`.
-            Some((status, _)) if status != "sent" => {}
+            Some((status, _)) if status != InvoiceStatus::Sent => {}
             Some((_, sent_as)) if sent_as.as_deref() != Some(r.id.as_str()) => {
                 findings.push(finding(
-                    "double_send",
+                    FindingKind::DoubleSend,
                     Some(local_id),
                     Some(&r.id),
                     format!(
@@ -173,173 +243,193 @@ async fn compare_customer(
         }
     }
 
-    // The local side: every invoice sent, and every one still waiting for a person.
-    for l in local {
-        let inv = &l.invoice;
-        if inv.status != "sent" {
-            let plan = db.run(|c| repo::get_plan(c, inv.plan_id))?;
-            if let Some(reason) = plan.and_then(|p| p.plan.needs_attention) {
-                findings.push(finding(
-                    "unsent",
-                    Some(inv.id),
-                    inv.stripe_invoice_id.as_deref(),
-                    format!(
-                        "local invoice {} of plan {} is not sent and its retries stopped: {reason}",
-                        inv.id, inv.plan_id
-                    ),
-                ));
-            }
-            continue;
-        }
-        let Some(sid) = inv.stripe_invoice_id.as_deref() else {
+    Ok(findings)
+}
+
+/// The local side of one invoice: sent, and found in Stripe as it was sent. Returns the
+/// Stripe invoice whose items are to be compared next.
+fn local_side<'a>(
+    db: &Db,
+    customer_id: i64,
+    l: &'a InvoiceRecord,
+    by_id: &HashMap<&str, &StripeInvoice>,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<&'a str>, AppError> {
+    let finding = finder(customer_id);
+    let inv = &l.invoice;
+    if inv.status != InvoiceStatus::Sent {
+        let plan = db.run(|c| repo::get_plan(c, inv.plan_id))?;
+        if let Some(reason) = plan.and_then(|p| p.plan.needs_attention) {
             findings.push(finding(
-                "missing_in_stripe",
+                FindingKind::Unsent,
                 Some(inv.id),
-                None,
+                inv.stripe_invoice_id.as_deref(),
                 format!(
-                    "local invoice {} is marked sent without a Stripe invoice",
-                    inv.id
-                ),
-            ));
-            continue;
-        };
-        let Some(r) = by_id.get(sid) else {
-            findings.push(finding(
-                "missing_in_stripe",
-                Some(inv.id),
-                Some(sid),
-                format!("Stripe has no invoice {sid} (local invoice {})", inv.id),
-            ));
-            continue;
-        };
-        let status = r.status.as_deref().unwrap_or("");
-        match status {
-            "open" | "paid" => {}
-            "draft" => findings.push(finding(
-                "draft_in_stripe",
-                Some(inv.id),
-                Some(sid),
-                format!(
-                    "Stripe invoice {sid} is still a draft (local invoice {} is sent)",
-                    inv.id
-                ),
-            )),
-            other => findings.push(finding(
-                "status",
-                Some(inv.id),
-                Some(sid),
-                format!(
-                    "Stripe invoice {sid} is {other} (local invoice {} is sent)",
-                    inv.id
-                ),
-            )),
-        }
-        if r.total != Some(inv.total_cents) {
-            findings.push(finding(
-                "total",
-                Some(inv.id),
-                Some(sid),
-                format!(
-                    "Stripe invoice {sid} totals {} cents, local invoice {} {} cents",
-                    r.total.map_or("no".to_string(), |t| t.to_string()),
-                    inv.id,
-                    inv.total_cents
+                    "local invoice {} of plan {} is not sent and its retries stopped: {reason}",
+                    inv.id, inv.plan_id
                 ),
             ));
         }
-        if r.collection_method.as_deref() != Some(inv.collection_method.as_str()) {
-            findings.push(finding(
-                "collection_method",
-                Some(inv.id),
-                Some(sid),
-                format!(
-                    "Stripe invoice {sid} is {}, local invoice {} {}",
-                    r.collection_method
-                        .as_deref()
-                        .unwrap_or("without a collection method"),
-                    inv.id,
-                    inv.collection_method
-                ),
-            ));
-        }
-        let items = gateway.items_of(sid).await?;
-        if items.len() != l.lines.len() {
-            findings.push(finding(
-                "item_count",
-                Some(inv.id),
-                Some(sid),
-                format!(
-                    "Stripe invoice {sid} has {} items, local invoice {} {} lines",
-                    items.len(),
-                    inv.id,
-                    l.lines.len()
-                ),
-            ));
-        }
-        let by_line: HashMap<i64, &StripeItem> = items
-            .iter()
-            .filter_map(|i| i.line_id().map(|l| (l, i)))
-            .collect();
-        for line in &l.lines {
-            let Some(item) = by_line.get(&line.id) else {
-                findings.push(finding(
-                    "item",
-                    Some(inv.id),
-                    Some(sid),
-                    format!(
-                        "Stripe invoice {sid} has no item for line {} ({})",
-                        line.id, line.description
-                    ),
-                ));
-                continue;
-            };
-            let mut differs = vec![];
-            if item.amount != Some(line.amount_cents) {
-                differs.push(format!(
-                    "amount {} ≠ {}",
-                    item.amount.map_or("none".into(), |a| a.to_string()),
-                    line.amount_cents
-                ));
-            }
-            if !line.amount_only {
-                if item.quantity != Some(line.quantity) {
-                    differs.push(format!(
-                        "quantity {} ≠ {}",
-                        item.quantity.map_or("none".into(), |q| q.to_string()),
-                        line.quantity
-                    ));
-                }
-                let unit = item
-                    .unit_amount_decimal
+        return Ok(None);
+    }
+    let Some(sid) = inv.stripe_invoice_id.as_deref() else {
+        findings.push(finding(
+            FindingKind::MissingInStripe,
+            Some(inv.id),
+            None,
+            format!(
+                "local invoice {} is marked sent without a Stripe invoice",
+                inv.id
+            ),
+        ));
+        return Ok(None);
+    };
+    let Some(r) = by_id.get(sid) else {
+        findings.push(finding(
+            FindingKind::MissingInStripe,
+            Some(inv.id),
+            Some(sid),
+            format!("Stripe has no invoice {sid} (local invoice {})", inv.id),
+        ));
+        return Ok(None);
+    };
+    match r.status() {
+        s if s.stands() => {}
+        StripeInvoiceStatus::Draft => findings.push(finding(
+            FindingKind::DraftInStripe,
+            Some(inv.id),
+            Some(sid),
+            format!(
+                "Stripe invoice {sid} is still a draft (local invoice {} is sent)",
+                inv.id
+            ),
+        )),
+        other => findings.push(finding(
+            FindingKind::Status,
+            Some(inv.id),
+            Some(sid),
+            format!(
+                "Stripe invoice {sid} is {other} (local invoice {} is sent)",
+                inv.id
+            ),
+        )),
+    }
+    if r.total != Some(inv.total_cents) {
+        findings.push(finding(
+            FindingKind::Total,
+            Some(inv.id),
+            Some(sid),
+            format!(
+                "Stripe invoice {sid} totals {} cents, local invoice {} {} cents",
+                r.total.map_or("no".to_string(), |t| t.to_string()),
+                inv.id,
+                inv.total_cents
+            ),
+        ));
+    }
+    if r.collection_method.as_deref() != Some(inv.collection_method.name()) {
+        findings.push(finding(
+            FindingKind::CollectionMethod,
+            Some(inv.id),
+            Some(sid),
+            format!(
+                "Stripe invoice {sid} is {}, local invoice {} {}",
+                r.collection_method
                     .as_deref()
-                    .and_then(|u| u.parse::<Decimal>().ok());
-                if unit != Some(Decimal::from(line.unit_amount_cents)) {
-                    differs.push(format!(
-                        "unit price {} ≠ {}",
-                        item.unit_amount_decimal.as_deref().unwrap_or("none"),
-                        line.unit_amount_cents
-                    ));
-                }
-            }
-            let period = item.period.map(|p| (p.start, p.end));
-            let local_period = (line.period_start.timestamp(), line.period_end.timestamp());
-            if period != Some(local_period) {
-                differs.push(format!("period {:?} ≠ {local_period:?}", period));
-            }
-            if !differs.is_empty() {
-                findings.push(finding(
-                    "item",
-                    Some(inv.id),
-                    Some(sid),
-                    format!(
-                        "item {} of Stripe invoice {sid} differs from line {}: {}",
-                        item.id,
-                        line.id,
-                        differs.join(", ")
-                    ),
+                    .unwrap_or("without a collection method"),
+                inv.id,
+                inv.collection_method
+            ),
+        ));
+    }
+    Ok(Some(sid))
+}
+
+/// The items of one sent invoice against its lines.
+fn compare_items(
+    customer_id: i64,
+    l: &InvoiceRecord,
+    sid: &str,
+    items: &[StripeItem],
+    findings: &mut Vec<Finding>,
+) {
+    let finding = finder(customer_id);
+    let inv = &l.invoice;
+    if items.len() != l.lines.len() {
+        findings.push(finding(
+            FindingKind::ItemCount,
+            Some(inv.id),
+            Some(sid),
+            format!(
+                "Stripe invoice {sid} has {} items, local invoice {} {} lines",
+                items.len(),
+                inv.id,
+                l.lines.len()
+            ),
+        ));
+    }
+    let by_line: HashMap<i64, &StripeItem> = items
+        .iter()
+        .filter_map(|i| i.line_id().map(|l| (l, i)))
+        .collect();
+    for line in &l.lines {
+        let Some(item) = by_line.get(&line.id) else {
+            findings.push(finding(
+                FindingKind::Item,
+                Some(inv.id),
+                Some(sid),
+                format!(
+                    "Stripe invoice {sid} has no item for line {} ({})",
+                    line.id, line.description
+                ),
+            ));
+            continue;
+        };
+        let mut differs = vec![];
+        if item.amount != Some(line.amount_cents) {
+            differs.push(format!(
+                "amount {} ≠ {}",
+                item.amount.map_or("none".into(), |a| a.to_string()),
+                line.amount_cents
+            ));
+        }
+        if !line.amount_only {
+            if item.quantity != Some(line.quantity) {
+                differs.push(format!(
+                    "quantity {} ≠ {}",
+                    item.quantity.map_or("none".into(), |q| q.to_string()),
+                    line.quantity
                 ));
             }
+            let unit = item
+                .unit_amount_decimal
+                .as_deref()
+                .and_then(|u| u.parse::<Decimal>().ok());
+            if unit != Some(Decimal::from(line.unit_amount_cents)) {
+                differs.push(format!(
+                    "unit price {} ≠ {}",
+                    item.unit_amount_decimal.as_deref().unwrap_or("none"),
+                    line.unit_amount_cents
+                ));
+            }
+        }
+        let period = item.period.map(|p| (p.start, p.end));
+        let local_period = (line.period_start.timestamp(), line.period_end.timestamp());
+        if period != Some(local_period) {
+            differs.push(format!("period {:?} ≠ {local_period:?}", period));
+        }
+        if !differs.is_empty() {
+            findings.push(finding(
+                FindingKind::Item,
+                Some(inv.id),
+                Some(sid),
+                format!(
+                    "item {} of Stripe invoice {sid} differs from line {}: {}",
+                    item.id,
+                    line.id,
+                    differs.join(", ")
+                ),
+            ));
         }
     }
-    Ok(findings)
 }

@@ -8,7 +8,7 @@ use crate::db::{Conn, Db};
 use crate::domain::{PlanStatus, Ts};
 use crate::error::AppError;
 use crate::jobs::invoice_plans::MAX_CATCH_UP_CYCLES;
-use crate::views::InvoiceView;
+use crate::views::{InvoiceView, WOULD_SEND};
 
 /// What `plan preview` shows: the invoices a plan would get at its next invoice date (or at
 /// `at`), and the end-of-cycle changes that would come first.
@@ -92,7 +92,7 @@ pub fn preview(db: &Db, plan_id: i64, at: Option<Ts>) -> Result<Preview, AppErro
                 .iter()
                 .map(|r| {
                     let mut v = InvoiceView::from(r);
-                    v.status = "would_send".into();
+                    v.status = WOULD_SEND;
                     v
                 })
                 .collect();

@@ -45,10 +45,9 @@ pub fn report_seats(
         let at_next = billable_licenses(&cust, next_tier, i64::from(seats));
         let now_billable = billable_licenses(&cust, p.tier, i64::from(seats));
         let licenses = now_billable.max(i64::from(last.licenses));
-        let entry = repo::insert_ledger(
+        let entry = repo::insert_license_change(
             c,
             p.id,
-            false,
             now,
             clamp_i32(licenses)?,
             Some(clamp_i32(at_next)?),
@@ -58,14 +57,14 @@ pub fn report_seats(
     })
 }
 
-/// §2.4: a license count a customer asks for is at least the seats in use and the plan's
+/// docs/RULES.md §2 ("Minimum licenses"): a license count a customer asks for is at least the seats in use and the plan's
 /// minimum, unless the customer is exempt from the license number check. One rule for
 /// `buy-licenses` and `renewal-licenses`.
 fn check_license_request(cust: &Customer, p: &Plan, requested: i32) -> Result<(), AppError> {
     if cust.exempt_from_license_number_check {
         return Ok(());
     }
-    let minimum = min_licenses_for_plan(cust, p.tier, false);
+    let minimum = min_licenses_for_plan(cust, p.tier);
     let seats = i64::from(cust.seat_count.unwrap_or(0));
     if i64::from(requested) < minimum {
         return Err(invalid(format!(
@@ -116,7 +115,7 @@ pub fn buy_licenses(
             )));
         }
         check_license_request(&cust, &p, licenses)?;
-        let entry = repo::insert_ledger(c, p.id, false, now, licenses, Some(licenses))?;
+        let entry = repo::insert_license_change(c, p.id, now, licenses, Some(licenses))?;
         claims::clear_retry(c, p.id)?;
         Ok(entry)
     })
@@ -140,7 +139,7 @@ pub fn renewal_licenses(
                     )));
                 }
                 check_license_request(&cust, &p, licenses)?;
-                repo::insert_ledger(c, p.id, false, now, last.licenses, Some(licenses))?
+                repo::insert_license_change(c, p.id, now, last.licenses, Some(licenses))?
             }
             // The renewal at the last boundary is overdue and blocked by the count it would
             // renew with: renew at that boundary with the operator's count instead.
@@ -153,7 +152,7 @@ pub fn renewal_licenses(
                     .filter(|b| *b <= now && p.status == PlanStatus::Active)
                     .ok_or_else(|| invalid(format!("plan {id} has no overdue renewal to fix")))?;
                 validate_renewal(&cust, p.tier, p.automanage_licenses, licenses)?;
-                repo::insert_ledger(c, p.id, true, boundary, licenses, Some(licenses))?
+                repo::insert_renewal(c, p.id, boundary, licenses, Some(licenses))?
             }
             Err(e) => return Err(e),
         };

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::billing::catch_up_cycles;
 use crate::db::repo::NewEvent;
 use crate::db::Conn;
+use crate::domain::EventKind;
 use crate::domain::{Customer, LedgerEntry, Plan};
 use crate::error::{invalid, AppError};
 
@@ -25,7 +26,7 @@ pub use plans::{
 
 type Ts = DateTime<Utc>;
 
-fn event(kind: &'static str, plan: &Plan, at: Ts) -> NewEvent<'static> {
+fn event(kind: EventKind, plan: &Plan, at: Ts) -> NewEvent {
     NewEvent::about(kind, plan, at)
 }
 

@@ -56,7 +56,7 @@ pub fn accept_offer(
         let licenses = match licenses {
             Some(l) => l,
             None => i64::from(cust.seat_count.unwrap_or(0))
-                .max(min_licenses_for_plan(&cust, offer.tier, false)),
+                .max(min_licenses_for_plan(&cust, offer.tier)),
         };
         let input = PlanInput {
             customer_id: cust.id,

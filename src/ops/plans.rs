@@ -11,6 +11,7 @@ use crate::domain::{
     plan_parameters, BillingSchedule, Customer, InvoicingStatus, LedgerEntry, Plan, PlanStatus,
     Tier,
 };
+use crate::domain::{EventKind, ScheduleChange};
 use crate::error::{invalid, AppError};
 
 use super::{
@@ -130,7 +131,7 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
         }
         let params = plan_parameters(tier, schedule, Some(&cust), anchor, trial_days)?;
         if !cust.exempt_from_license_number_check {
-            let minimum = min_licenses_for_plan(&cust, tier, false);
+            let minimum = min_licenses_for_plan(&cust, tier);
             if i64::from(licenses) < minimum {
                 return Err(invalid(format!(
                     "at least {minimum} licenses are required for {} (got {licenses})",
@@ -190,13 +191,13 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
             Some(_) => invalid(format!("customer {} already has a live plan", cust.id)),
             None => AppError::from(e),
         })?;
-        let entry = repo::insert_ledger(c, id, true, anchor, licenses, Some(next_licenses))?;
+        let entry = repo::insert_renewal(c, id, anchor, licenses, Some(next_licenses))?;
         let mut p = plan(c, id)?.plan;
         if !first_by_worker {
             p.invoiced_through = Some(entry.id); // the first period was paid at checkout
             repo::save_plan(c, &p)?;
         }
-        let mut e = event("plan_started", &p, anchor);
+        let mut e = event(EventKind::PlanStarted, &p, anchor);
         e.new_status = Some(p.status);
         e.new_tier = Some(tier);
         repo::insert_event(c, &e, now)?;
@@ -205,12 +206,22 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
 }
 
 /// The billing-page status changes, with Zulip's guards.
-pub fn schedule_change(conn: &mut Conn, id: i64, change: &str, now: Ts) -> Result<Plan, AppError> {
+pub fn schedule_change(
+    conn: &mut Conn,
+    id: i64,
+    change: ScheduleChange,
+    now: Ts,
+) -> Result<Plan, AppError> {
     conn.transaction(|c| {
         let (mut p, cust, last) = current_after_cycle(c, id, now)?;
         let old = p.status;
-        if old == PlanStatus::FreeTrial && matches!(change, "switch_to_annual" | "switch_to_monthly") {
-            let target = if change == "switch_to_annual" {
+        if old == PlanStatus::FreeTrial
+            && matches!(
+                change,
+                ScheduleChange::SwitchToAnnual | ScheduleChange::SwitchToMonthly
+            )
+        {
+            let target = if change == ScheduleChange::SwitchToAnnual {
                 BillingSchedule::Annual
             } else {
                 BillingSchedule::Monthly
@@ -223,26 +234,26 @@ pub fn schedule_change(conn: &mut Conn, id: i64, change: &str, now: Ts) -> Resul
             return switch_free_trial_now(c, &mut p, &cust, &last, target, now);
         }
         let new = match change {
-            "downgrade_at_end_of_cycle" => {
+            ScheduleChange::DowngradeAtEndOfCycle => {
                 require(old == PlanStatus::Active, &p, "only an active plan (not in a free trial) can be downgraded at the end of its cycle")?;
                 PlanStatus::DowngradeAtEndOfCycle
             }
-            "switch_to_annual" => {
+            ScheduleChange::SwitchToAnnual => {
                 require(old == PlanStatus::Active && p.billing_schedule == BillingSchedule::Monthly && p.fixed_price.is_none(), &p,
                     "only an active monthly plan without a fixed price can switch to annual billing")?;
                 PlanStatus::SwitchToAnnualAtEndOfCycle
             }
-            "switch_to_monthly" => {
+            ScheduleChange::SwitchToMonthly => {
                 require(old == PlanStatus::Active && p.billing_schedule == BillingSchedule::Annual && p.fixed_price.is_none(), &p,
                     "only an active annual plan without a fixed price can switch to monthly billing")?;
                 PlanStatus::SwitchToMonthlyAtEndOfCycle
             }
-            "downgrade_at_end_of_free_trial" => {
+            ScheduleChange::DowngradeAtEndOfFreeTrial => {
                 require(old == PlanStatus::FreeTrial && p.charge_automatically, &p,
                     "only a card-billed free trial can be downgraded at its end")?;
                 PlanStatus::DowngradeAtEndOfFreeTrial
             }
-            "cancel" => match old {
+            ScheduleChange::Cancel => match old {
                 PlanStatus::DowngradeAtEndOfFreeTrial => PlanStatus::FreeTrial,
                 PlanStatus::DowngradeAtEndOfCycle | PlanStatus::SwitchToAnnualAtEndOfCycle | PlanStatus::SwitchToMonthlyAtEndOfCycle => PlanStatus::Active,
                 PlanStatus::SwitchPlanTierAtPlanEnd => {
@@ -255,13 +266,10 @@ pub fn schedule_change(conn: &mut Conn, id: i64, change: &str, now: Ts) -> Resul
                 }
                 _ => return Err(invalid(format!("plan {} has no scheduled change to cancel (status {old})", p.id))),
             },
-            other => return Err(invalid(format!(
-                "unknown change {other:?}: expected downgrade_at_end_of_cycle, switch_to_annual, switch_to_monthly, downgrade_at_end_of_free_trial or cancel"
-            ))),
         };
         p.status = new;
         repo::save_plan(c, &p)?;
-        let mut e = event("status_changed", &p, now);
+        let mut e = event(EventKind::StatusChanged, &p, now);
         e.old_status = Some(old);
         e.new_status = Some(new);
         repo::insert_event(c, &e, now)?;
@@ -270,7 +278,7 @@ pub fn schedule_change(conn: &mut Conn, id: i64, change: &str, now: Ts) -> Resul
     })
 }
 
-/// §4.9: during a card free trial the schedule changes at once. The trial plan ends; a new
+/// docs/RULES.md §4.5: during a card free trial the schedule changes at once. The trial plan ends; a new
 /// free-trial plan on the other schedule keeps the anchor and the next invoice date (the trial's
 /// end) and renews with the old plan's next-renewal count, so the renewal at the end of the
 /// trial is billed on the new schedule.
@@ -295,11 +303,11 @@ fn switch_free_trial_now(
         ..on_schedule(p, cust, schedule, now)?
     };
     let new_id = repo::insert_plan(c, &new)?;
-    let entry = repo::insert_ledger(c, new_id, true, now, licenses, Some(licenses))?;
+    let entry = repo::insert_renewal(c, new_id, now, licenses, Some(licenses))?;
     let mut next = plan(c, new_id)?.plan;
     next.invoiced_through = Some(entry.id);
     repo::save_plan(c, &next)?;
-    let mut e = event("billing_schedule_switched", p, now);
+    let mut e = event(EventKind::BillingScheduleSwitched, p, now);
     e.old_status = Some(old_status);
     e.new_status = Some(PlanStatus::Ended);
     e.message = Some(format!(
@@ -323,7 +331,7 @@ pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError
             .or(p.invoiced_through);
         p.next_invoice_date = None;
         repo::save_plan(c, &p)?;
-        let mut e = event("plan_ended", &p, now);
+        let mut e = event(EventKind::PlanEnded, &p, now);
         e.old_status = Some(old);
         e.new_status = Some(PlanStatus::Ended);
         e.old_tier = Some(p.tier);
@@ -354,7 +362,7 @@ pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan,
             p.next_invoice_date = Some(date);
         }
         repo::save_plan(c, &p)?;
-        let mut e = event("end_date_set", &p, now);
+        let mut e = event(EventKind::EndDateSet, &p, now);
         e.message = Some(format!(
             "end date {}",
             date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
@@ -383,7 +391,7 @@ pub fn schedule_successor(
             return Err(invalid(format!("only an active plan can get a successor (plan {id} is {})", p.status)));
         }
         let entries = repo::ledger_of(c, p.id)?;
-        // The next boundary is capped at the end date (§3.4): an end date at or before the
+        // The next boundary is capped at the end date (docs/RULES.md §3): an end date at or before the
         // next cycle start is the plan's last boundary.
         let cycle = next_billing_cycle(&p, &entries)?;
         if !p.tier.is_complimentary() && cycle != Some(end) {
@@ -421,7 +429,7 @@ pub fn schedule_successor(
         p.status = PlanStatus::SwitchPlanTierAtPlanEnd;
         p.next_invoice_date = Some(end);
         repo::save_plan(c, &p)?;
-        let mut e = event("successor_scheduled", &p, now);
+        let mut e = event(EventKind::SuccessorScheduled, &p, now);
         e.old_status = Some(old);
         e.new_status = Some(p.status);
         e.new_tier = Some(tier);

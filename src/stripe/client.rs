@@ -12,6 +12,7 @@ use super::budget::{endpoint_of, Breaker, Budget, Limits};
 use super::transport::{Transport, TransportError};
 use super::{
     keys, ApiKey, Finalized, GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice,
+    StripeInvoice, StripeInvoiceStatus, StripeItem,
 };
 use crate::domain::Customer;
 use rand::Rng;
@@ -109,7 +110,7 @@ impl From<InvoiceObject> for RemoteInvoice {
     fn from(o: InvoiceObject) -> RemoteInvoice {
         RemoteInvoice {
             id: o.id,
-            status: o.status.unwrap_or_default(),
+            status: StripeInvoiceStatus::parse(o.status.as_deref()),
             total: o.total,
         }
     }
@@ -131,11 +132,6 @@ impl StripeGateway {
     /// A live key (anything but a test key) bills real cards.
     pub fn is_live(&self) -> bool {
         !self.config.api_key.is_test_mode()
-    }
-
-    /// The shared budget (rates in force, for logs and metrics).
-    pub fn budget(&self) -> &Budget {
-        &self.budget
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -404,10 +400,7 @@ impl PaymentGateway for StripeGateway {
     ) -> Result<Finalized, GatewayError> {
         let req = FinalizeInvoiceInvoice::new(stripe_invoice).auto_advance(true);
         let inv: InvoiceObject = self.send(&req, Some(keys::finalize(local_id))).await?;
-        Ok(Finalized {
-            total: inv.total,
-            status: inv.status,
-        })
+        Ok(Finalized { total: inv.total })
     }
 
     async fn find_invoice(
@@ -421,9 +414,9 @@ impl PaymentGateway for StripeGateway {
             .into_iter()
             .find(|o| o.local_id() == Some(local_id));
         Ok(found.map(|o| RemoteInvoice {
-            id: o.id,
-            status: o.status.unwrap_or_default(),
+            status: o.status(),
             total: o.total.unwrap_or_default(),
+            id: o.id,
         }))
     }
 
@@ -439,78 +432,8 @@ impl PaymentGateway for StripeGateway {
         }
     }
 
-    async fn find_items(&self, stripe_invoice: &str) -> Result<HashMap<i64, String>, GatewayError> {
-        Ok(self
-            .items_of(stripe_invoice)
-            .await?
-            .into_iter()
-            .filter_map(|i| i.line_id().map(|line| (line, i.id)))
-            .collect())
-    }
-}
-
-/// A Stripe invoice as `audit` reads it.
-#[derive(Debug, Clone, miniserde::Deserialize)]
-pub struct StripeInvoice {
-    pub id: String,
-    pub status: Option<String>,
-    pub total: Option<i64>,
-    pub collection_method: Option<String>,
-    pub metadata: Option<HashMap<String, String>>,
-}
-
-impl StripeInvoice {
-    /// The local invoice this Stripe invoice says it carries.
-    pub fn local_id(&self) -> Option<i64> {
-        self.metadata
-            .as_ref()
-            .and_then(|m| m.get("plan_invoicer_invoice_id"))
-            .and_then(|v| v.parse().ok())
-    }
-}
-
-/// A Stripe invoice item as `audit` reads it.
-#[derive(Debug, Clone, miniserde::Deserialize)]
-pub struct StripeItem {
-    pub id: String,
-    pub amount: Option<i64>,
-    pub quantity: Option<i64>,
-    pub unit_amount_decimal: Option<String>,
-    pub period: Option<StripePeriod>,
-    pub metadata: Option<HashMap<String, String>>,
-}
-
-impl StripeItem {
-    /// The local line this item says it carries.
-    pub fn line_id(&self) -> Option<i64> {
-        self.metadata
-            .as_ref()
-            .and_then(|m| m.get("plan_invoicer_line_id"))
-            .and_then(|v| v.parse().ok())
-    }
-}
-
-#[derive(Debug, Clone, Copy, miniserde::Deserialize)]
-pub struct StripePeriod {
-    pub start: i64,
-    pub end: i64,
-}
-
-#[derive(miniserde::Deserialize)]
-struct InvoicePage {
-    data: Vec<StripeInvoice>,
-    has_more: bool,
-}
-
-#[derive(miniserde::Deserialize)]
-struct ItemPage {
-    data: Vec<StripeItem>,
-    has_more: bool,
-}
-
-impl StripeGateway {
     /// Every invoice of a Stripe customer (the list endpoint, paginated, paced by the budget).
-    pub async fn invoices_of(&self, customer: &str) -> Result<Vec<StripeInvoice>, GatewayError> {
+    async fn invoices_of(&self, customer: &str) -> Result<Vec<StripeInvoice>, GatewayError> {
         let mut out = vec![];
         let mut after: Option<String> = None;
         loop {
@@ -529,7 +452,7 @@ impl StripeGateway {
     }
 
     /// Every item of a Stripe invoice.
-    pub async fn items_of(&self, invoice: &str) -> Result<Vec<StripeItem>, GatewayError> {
+    async fn items_of(&self, invoice: &str) -> Result<Vec<StripeItem>, GatewayError> {
         let mut out = vec![];
         let mut after: Option<String> = None;
         loop {
@@ -546,6 +469,27 @@ impl StripeGateway {
             }
         }
     }
+
+    async fn find_items(&self, stripe_invoice: &str) -> Result<HashMap<i64, String>, GatewayError> {
+        Ok(self
+            .items_of(stripe_invoice)
+            .await?
+            .into_iter()
+            .filter_map(|i| i.line_id().map(|line| (line, i.id)))
+            .collect())
+    }
+}
+
+#[derive(miniserde::Deserialize)]
+struct InvoicePage {
+    data: Vec<StripeInvoice>,
+    has_more: bool,
+}
+
+#[derive(miniserde::Deserialize)]
+struct ItemPage {
+    data: Vec<StripeItem>,
+    has_more: bool,
 }
 
 #[cfg(test)]

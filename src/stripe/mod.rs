@@ -72,7 +72,7 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// An invoice to create in Stripe (P.5).
+/// An invoice to create in Stripe (docs/RULES.md §5).
 #[derive(Debug, Clone)]
 pub struct NewInvoice<'a> {
     pub local_id: i64,
@@ -85,7 +85,7 @@ pub struct NewInvoice<'a> {
     pub period_end: Ts,
 }
 
-/// An invoice item to create in Stripe (P.5).
+/// An invoice item to create in Stripe (docs/RULES.md §5).
 #[derive(Debug, Clone)]
 pub struct NewItem<'a> {
     pub local_id: i64,
@@ -104,7 +104,50 @@ pub struct NewItem<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finalized {
     pub total: i64,
-    pub status: Option<String>,
+}
+
+/// An invoice's status in Stripe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StripeInvoiceStatus {
+    Draft,
+    Open,
+    Paid,
+    Void,
+    Uncollectible,
+    /// A status this version does not know (or none): never treated as a known state.
+    Other(String),
+}
+
+impl StripeInvoiceStatus {
+    pub fn parse(status: Option<&str>) -> StripeInvoiceStatus {
+        match status {
+            Some("draft") => StripeInvoiceStatus::Draft,
+            Some("open") => StripeInvoiceStatus::Open,
+            Some("paid") => StripeInvoiceStatus::Paid,
+            Some("void") => StripeInvoiceStatus::Void,
+            Some("uncollectible") => StripeInvoiceStatus::Uncollectible,
+            other => StripeInvoiceStatus::Other(other.unwrap_or_default().to_string()),
+        }
+    }
+
+    /// Finalized and not voided: the invoice stands (open or paid).
+    pub fn stands(&self) -> bool {
+        matches!(self, StripeInvoiceStatus::Open | StripeInvoiceStatus::Paid)
+    }
+}
+
+impl fmt::Display for StripeInvoiceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StripeInvoiceStatus::Draft => "draft",
+            StripeInvoiceStatus::Open => "open",
+            StripeInvoiceStatus::Paid => "paid",
+            StripeInvoiceStatus::Void => "void",
+            StripeInvoiceStatus::Uncollectible => "uncollectible",
+            StripeInvoiceStatus::Other(s) if s.is_empty() => "without a status",
+            StripeInvoiceStatus::Other(s) => s,
+        })
+    }
 }
 
 /// A Stripe invoice as read back before a resume: its state decides whether the worker may
@@ -112,8 +155,7 @@ pub struct Finalized {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteInvoice {
     pub id: String,
-    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
-    pub status: String,
+    pub status: StripeInvoiceStatus,
     pub total: i64,
 }
 
@@ -150,6 +192,16 @@ pub trait PaymentGateway: Send + Sync {
         &self,
         stripe_invoice: &str,
     ) -> impl Future<Output = Result<Option<RemoteInvoice>, GatewayError>> + Send;
+    /// Every invoice of a Stripe customer (the list endpoint, paginated), for `audit`.
+    fn invoices_of(
+        &self,
+        stripe_customer: &str,
+    ) -> impl Future<Output = Result<Vec<StripeInvoice>, GatewayError>> + Send;
+    /// Every item of a Stripe invoice, for `audit`.
+    fn items_of(
+        &self,
+        stripe_invoice: &str,
+    ) -> impl Future<Output = Result<Vec<StripeItem>, GatewayError>> + Send;
     /// The items of a Stripe invoice by their `plan_invoicer_line_id`.
     fn find_items(
         &self,
@@ -164,6 +216,57 @@ pub trait PaymentGateway: Send + Sync {
     fn begin_pass(&self) {}
     /// The fleet has `workers` live workers: take that share of the account's budget.
     fn set_workers(&self, _workers: u32) {}
+}
+
+/// A Stripe invoice as `audit` reads it.
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct StripeInvoice {
+    pub id: String,
+    pub status: Option<String>,
+    pub total: Option<i64>,
+    pub collection_method: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+impl StripeInvoice {
+    /// The local invoice this Stripe invoice says it carries.
+    pub fn status(&self) -> StripeInvoiceStatus {
+        StripeInvoiceStatus::parse(self.status.as_deref())
+    }
+
+    pub fn local_id(&self) -> Option<i64> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.get("plan_invoicer_invoice_id"))
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// A Stripe invoice item as `audit` reads it.
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct StripeItem {
+    pub id: String,
+    pub amount: Option<i64>,
+    pub quantity: Option<i64>,
+    pub unit_amount_decimal: Option<String>,
+    pub period: Option<StripePeriod>,
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+impl StripeItem {
+    /// The local line this item says it carries.
+    pub fn line_id(&self) -> Option<i64> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.get("plan_invoicer_line_id"))
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+#[derive(Debug, Clone, Copy, miniserde::Deserialize)]
+pub struct StripePeriod {
+    pub start: i64,
+    pub end: i64,
 }
 
 /// The idempotency keys (docs/RULES.md §5).

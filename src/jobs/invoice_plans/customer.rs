@@ -52,7 +52,7 @@ pub(super) struct CustomerRun {
 }
 
 /// Invoices one customer: the claimed plan, then the customer's other due plans one after the
-/// other (a plan created by a switch or a successor joins here, D7).
+/// other (a plan created by a switch or a successor joins here, in the same pass).
 pub(super) async fn customer_task<G: PaymentGateway + 'static>(
     db: Db,
     gateway: Option<Arc<G>>,

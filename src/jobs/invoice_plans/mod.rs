@@ -1,4 +1,4 @@
-//! The invoicing pass (docs/RULES.md §4): claim due plans in id order, run the catch-up
+//! The invoicing pass (docs/RULES.md §4, "A pass"): claim due plans in id order, run the catch-up
 //! loop with each due date as the event time, persist invoices write-ahead, hand them to the
 //! payment gateway, release. One customer's failure never stops the pass.
 //!
@@ -28,7 +28,7 @@ use crate::db::Db;
 use crate::domain::Ts;
 use crate::error::AppError;
 use crate::stripe::PaymentGateway;
-use crate::views::InvoiceView;
+use crate::views::{InvoiceView, WOULD_SEND};
 
 use customer::{customer_task, CustomerRun, Outcome};
 use fleet::Fleet;
@@ -345,7 +345,7 @@ async fn pass<G: PaymentGateway + 'static>(
         if opts.dry_run {
             // Nothing was sent: say what would be.
             for v in &mut views {
-                v.status = "would_send".into();
+                v.status = WOULD_SEND;
                 v.sent_at = None;
             }
         }

@@ -8,8 +8,11 @@ use tracing::{info, info_span, Instrument};
 use crate::billing;
 use crate::db::models::{InvoiceRecord, InvoiceRow};
 use crate::db::repo::{self, InvoiceFilter};
+use crate::domain::CollectionMethod;
 use crate::error::AppError;
-use crate::stripe::{GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice};
+use crate::stripe::{
+    GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice, StripeInvoiceStatus,
+};
 
 use super::customer::Held;
 
@@ -82,10 +85,10 @@ fn judge_resume(
             local.id
         )));
     };
-    match r.status.as_str() {
-        "draft" => Ok(Resume::Draft),
-        "open" | "paid" if r.total == local.total_cents => Ok(Resume::Finalized),
-        "open" | "paid" => Err(GatewayError::Mismatch(format!(
+    match &r.status {
+        StripeInvoiceStatus::Draft => Ok(Resume::Draft),
+        s if s.stands() && r.total == local.total_cents => Ok(Resume::Finalized),
+        s if s.stands() => Err(GatewayError::Mismatch(format!(
             "Stripe invoice {stripe_id} is {} with a total of {} cents, but local invoice {} totals {} cents",
             r.status, r.total, local.id, local.total_cents
         ))),
@@ -148,7 +151,8 @@ async fn push_to_gateway<G: PaymentGateway>(
                         local_id: inv.id,
                         plan_id: inv.plan_id,
                         stripe_customer: &stripe_customer,
-                        charge_automatically: inv.collection_method == "charge_automatically",
+                        charge_automatically: inv.collection_method
+                            == CollectionMethod::ChargeAutomatically,
                         days_until_due: inv.days_until_due.and_then(|d| u32::try_from(d).ok()),
                         statement_descriptor: plan.name(),
                         period_start: start,

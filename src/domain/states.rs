@@ -1,0 +1,156 @@
+//! The named states outside Zulip's integer enumerations: plan-event kinds (the outbox's
+//! contract with the host application), local invoice states, collection methods and invoice
+//! terms, and the billing-page status changes. Each is stored and printed by its snake_case
+//! name; [`names!`] gives every one the same `name`, `parse` and `ALL`.
+
+use std::fmt;
+
+use super::{BillingError, Plan};
+
+macro_rules! names {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Result<Self, BillingError> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(BillingError::Invalid(format!(
+                        concat!("unknown ", $what, " {:?}: expected {}"),
+                        other,
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        /// Rows hold the name; a row with another value is refused as bad data.
+        impl TryFrom<String> for $name {
+            type Error = BillingError;
+            fn try_from(text: String) -> Result<Self, BillingError> {
+                $name::parse(&text)
+            }
+        }
+    };
+}
+
+names! {
+    /// What a plan event (an outbox row) says happened. The host application reads these
+    /// names (docs/CLI.md, "Plan events"); a new kind is an addition to that contract.
+    EventKind, "event kind" {
+        /// A plan was created (by `plan create` or an accepted offer).
+        PlanStarted = "plan_started",
+        /// A billing-page status change (`plan schedule`).
+        StatusChanged = "status_changed",
+        /// The plan ended and continues on the other schedule as a new plan.
+        BillingScheduleSwitched = "billing_schedule_switched",
+        /// The plan ended (downgrade, end date, successor start).
+        PlanEnded = "plan_ended",
+        /// The plan got an end date.
+        EndDateSet = "end_date_set",
+        /// A free trial ended and the plan is active.
+        FreeTrialEnded = "free_trial_ended",
+        /// A plan was scheduled to follow this one at its end date.
+        SuccessorScheduled = "successor_scheduled",
+        /// Staff notice: a fixed-price plan ends soon.
+        NoticeFixedPricePlanEnds = "notice_fixed_price_plan_ends",
+        /// Staff notice: a self-hosted customer's usage data is stale.
+        NoticeStaleUsageData = "notice_stale_usage_data",
+    }
+}
+
+names! {
+    /// Where a local invoice is: written ahead of Stripe (`pending`) or confirmed sent.
+    InvoiceStatus, "invoice status" {
+        Pending = "pending",
+        Sent = "sent",
+    }
+}
+
+names! {
+    /// How Stripe collects an invoice: from the card on file, or by an emailed invoice.
+    CollectionMethod, "collection method" {
+        ChargeAutomatically = "charge_automatically",
+        SendInvoice = "send_invoice",
+    }
+}
+
+/// An emailed invoice is due this many days after it is finalized (docs/RULES.md, "Invoices").
+pub const DAYS_UNTIL_DUE: i32 = 15;
+
+/// The terms an invoice of a plan is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvoiceTerms {
+    pub collection_method: CollectionMethod,
+    /// Only for emailed invoices.
+    pub days_until_due: Option<i32>,
+}
+
+impl InvoiceTerms {
+    pub fn of(plan: &Plan) -> InvoiceTerms {
+        if plan.charge_automatically {
+            InvoiceTerms {
+                collection_method: CollectionMethod::ChargeAutomatically,
+                days_until_due: None,
+            }
+        } else {
+            InvoiceTerms {
+                collection_method: CollectionMethod::SendInvoice,
+                days_until_due: Some(DAYS_UNTIL_DUE),
+            }
+        }
+    }
+}
+
+names! {
+    /// A billing-page status change (`plan schedule --change`).
+    ScheduleChange, "change" {
+        DowngradeAtEndOfCycle = "downgrade_at_end_of_cycle",
+        SwitchToAnnual = "switch_to_annual",
+        SwitchToMonthly = "switch_to_monthly",
+        DowngradeAtEndOfFreeTrial = "downgrade_at_end_of_free_trial",
+        Cancel = "cancel",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_refused() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.name()).ok(), Some(*k));
+        }
+        assert_eq!(EventKind::ALL.len(), 9);
+        for c in ScheduleChange::ALL {
+            assert_eq!(ScheduleChange::parse(c.name()).ok(), Some(*c));
+        }
+        let refused = ScheduleChange::parse("later").map_err(|e| e.to_string());
+        assert_eq!(
+            refused,
+            Err("unknown change \"later\": expected downgrade_at_end_of_cycle, switch_to_annual, switch_to_monthly, downgrade_at_end_of_free_trial, cancel".to_string())
+        );
+        assert!(InvoiceStatus::try_from("lost".to_string()).is_err());
+    }
+}
