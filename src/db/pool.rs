@@ -1,16 +1,22 @@
 //! Where connections come from: a small connection pool over [`Conn`] (both backends), or one
 //! dedicated connection (dry runs, which hold one rolled-back transaction for the whole pass).
 //!
-//! Why not r2d2 or deadpool-diesel. r2d2 (diesel's `r2d2` feature) was the first choice — it
-//! takes our `Conn` through a three-method `ManageConnection` and pings on checkout — but it
-//! opens connections on background threads, also ones nobody waits for any more, and a
-//! worker process that exited while such a thread was inside libpq's connect crashed with
-//! SIGSEGV (seen in CI-like runs: `r2d2-worker-1 … segfault … in libc.so.6`), turning a
-//! finished pass into a killed process. deadpool-diesel needs a custom manager for a
-//! hand-written connection enum and its default recycling does not ping. This pool opens
-//! connections only on the thread that asks for one, pings each connection it hands out (so a
-//! connection broken by a database restart is replaced, not handed out), never keeps a
-//! connection whose transaction was left open or failed, and has no threads of its own.
+//! Why our own pool. r2d2 (diesel's `r2d2` feature) was tried first: it opens connections on
+//! background threads, and a worker process that exited while such a thread was inside
+//! libpq's connect crashed with SIGSEGV (`r2d2-worker-1 … segfault … in libc.so.6`). deadpool's
+//! managed pool was tried next, with a `Manager` for [`Conn`] (create opens, recycle pings,
+//! a connection left in a broken transaction taken out): every test passed, the database
+//! restart under `serve` included, and PostgreSQL kept its speed (10k plans: 228.9 plans/s
+//! against 229.5 with this pool), but SQLite lost 10 to 20 % (10k plans, release build, same
+//! machine, alternating runs: this pool 494.7–517.8 plans/s; deadpool 409.6–416.5 with its own
+//! async wait, 449.6–467.0 with the turns below, 447.3–453.2 with also a first poll that takes
+//! an idle connection without entering the runtime). SQLite's one connection is the serial resource of a pass,
+//! and the hand-over from one caller to the next costs more through deadpool's semaphore and
+//! timer than through a condition variable. docs/BENCHMARKS.md has the runs and the command.
+//!
+//! This pool opens connections only on the thread that asks for one, pings each connection it
+//! hands out (so a connection broken by a database restart is replaced, not handed out), never
+//! keeps a connection whose transaction was left open or failed, and has no threads of its own.
 //!
 //! A connection is held for one closure — one short transaction — and never across a Stripe
 //! call. SQLite gets one connection (one writer at a time; the WAL lets readers in beside it).
