@@ -1,7 +1,7 @@
 //! The library's error type for operations and passes, and how each maps to an exit code.
 
 use crate::db::DbError;
-use crate::domain::BillingError;
+use crate::domain::{BillingError, PlanId};
 use crate::stripe::GatewayError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum AppError {
     /// This worker's lease on the plan expired and another worker claimed it (fencing): the
     /// plan is left to that worker.
     #[error("plan {0}: the lease was taken over by another worker")]
-    LeaseLost(i64),
+    LeaseLost(PlanId),
 }
 
 impl AppError {

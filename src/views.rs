@@ -3,7 +3,9 @@
 use serde::Serialize;
 
 use crate::db::models::{InvoiceRecord, PlanRecord};
-use crate::domain::{CollectionMethod, Customer, LedgerEntry, PlanStatus, Ts};
+use crate::domain::{
+    CollectionMethod, Customer, CustomerId, InvoiceId, LedgerEntry, PlanId, PlanStatus, Ts,
+};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PlanView {
@@ -151,9 +153,9 @@ pub const WOULD_SEND: &str = "would_send";
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct InvoiceView {
-    pub id: i64,
-    pub plan_id: i64,
-    pub customer_id: i64,
+    pub id: InvoiceId,
+    pub plan_id: PlanId,
+    pub customer_id: CustomerId,
     pub stripe_invoice_id: Option<String>,
     /// `pending` or `sent`; `would_send` in dry runs and previews ([`WOULD_SEND`]).
     pub status: &'static str,

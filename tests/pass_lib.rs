@@ -117,7 +117,7 @@ fn expired_lease_is_resumed(db: &TestDb) {
             claims::claim_next_due(c, now, claims::ClaimScope::default(), lease)
         })
         .unwrap_or_else(|e: plan_invoicer::db::DbError| panic!("{e}"));
-    assert_eq!(claimed.map(|c| c.plan_id), Some(1));
+    assert_eq!(claimed.map(|c| c.plan_id.0), Some(1));
     let blocked = rt
         .block_on(run_pass(
             &common::pool(db),

@@ -9,8 +9,8 @@ use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
 use crate::domain::cycle::{fixed_price_review_due, usage_freshness, Freshness};
 use crate::domain::dates::next_invoice_date_after;
-use crate::domain::EventKind;
 use crate::domain::{invoice_lines, Plan, PlanStatus, Ts};
+use crate::domain::{EventKind, InvoiceId};
 use crate::error::AppError;
 
 /// What one step did.
@@ -20,7 +20,7 @@ pub enum Step {
     /// Invoicing waits for someone (stale usage data): the reason.
     Waiting(String),
     /// One due date was processed; the invoice written for it, if it has lines.
-    Advanced(Option<i64>),
+    Advanced(Option<InvoiceId>),
 }
 fn notice(
     conn: &mut Conn,

@@ -6,7 +6,7 @@
 use diesel::prelude::*;
 
 use super::{Conn, DbError};
-use crate::domain::{InvoicingStatus, PlanStatus, Ts};
+use crate::domain::{CustomerId, InvoicingStatus, PlanId, PlanStatus, Ts};
 use crate::with_conn;
 
 /// How a worker claims plans: who it is, and the lease's clock.
@@ -23,8 +23,8 @@ pub struct Lease<'a> {
 /// a new token, so a worker whose lease expired and was taken over no longer matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    pub plan_id: i64,
-    pub customer_id: i64,
+    pub plan_id: PlanId,
+    pub customer_id: CustomerId,
     pub owner: String,
     pub token: i64,
 }
@@ -33,18 +33,18 @@ pub struct Claim {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClaimScope<'a> {
     /// Only plans with a higher id (the pass's cursor).
-    pub after_id: i64,
+    pub after_id: PlanId,
     /// Never plans of these customers (in flight in this process): a short list, sent with
     /// the query.
-    pub exclude_customers: &'a [i64],
+    pub exclude_customers: &'a [CustomerId],
     /// Never plans of these customers either (failed earlier in this pass), checked here
     /// rather than in the query: the set may grow with the book, and its plans are passed
     /// over without counting against the scan.
-    pub passed_over: Option<&'a std::collections::HashSet<i64>>,
+    pub passed_over: Option<&'a std::collections::HashSet<CustomerId>>,
     /// Only this customer's plans (the customer's next plan, after one is done).
-    pub customer: Option<i64>,
+    pub customer: Option<CustomerId>,
     /// Never these plans (done already in this pass).
-    pub exclude_plans: &'a [i64],
+    pub exclude_plans: &'a [PlanId],
 }
 
 /// How many candidates one claim looks at before it gives up for now.
@@ -64,7 +64,10 @@ pub fn claim_next_due(
 ) -> Result<Option<Claim>, DbError> {
     let (owner, lease_now, lease_until) = (lease.owner, lease.now, lease.until);
     let started = InvoicingStatus::Started.code();
-    let mut after_id = scope.after_id;
+    let mut after_id = scope.after_id.0;
+    let exclude_customers: Vec<i64> = scope.exclude_customers.iter().map(|c| c.0).collect();
+    let exclude_plans: Vec<i64> = scope.exclude_plans.iter().map(|p| p.0).collect();
+    let only_customer = scope.customer.map(|c| c.0);
     macro_rules! candidates {
         () => {{
             customer_plan::table
@@ -85,8 +88,8 @@ pub fn claim_next_due(
                         .is_null()
                         .or(customer_plan::next_retry_at.le(now)),
                 )
-                .filter(customer_plan::customer_id.ne_all(scope.exclude_customers))
-                .filter(customer_plan::id.ne_all(scope.exclude_plans))
+                .filter(customer_plan::customer_id.ne_all(&exclude_customers))
+                .filter(customer_plan::id.ne_all(&exclude_plans))
                 .order(customer_plan::id)
                 .select((customer_plan::id, customer_plan::customer_id))
         }};
@@ -98,7 +101,7 @@ pub fn claim_next_due(
                 use super::schema::pg::*;
                 // The customer filter only when scoped: a filter matching every customer would
                 // lead the planner to the customer index instead of the id order.
-                let found = match scope.customer {
+                let found = match only_customer {
                     Some(only) => candidates!()
                         .filter(customer_plan::customer_id.eq(only))
                         .for_update()
@@ -126,7 +129,7 @@ pub fn claim_next_due(
             }
             Conn::Sqlite(c) => {
                 use super::schema::sqlite::*;
-                let found = match scope.customer {
+                let found = match only_customer {
                     Some(only) => candidates!()
                         .filter(customer_plan::customer_id.eq(only))
                         .first::<(i64, i64)>(c)
@@ -141,7 +144,10 @@ pub fn claim_next_due(
         };
         let (id, cid, customer_free) = candidate;
         after_id = id;
-        if scope.passed_over.is_some_and(|set| set.contains(&cid)) {
+        if scope
+            .passed_over
+            .is_some_and(|set| set.contains(&CustomerId(cid)))
+        {
             continue;
         }
         looked += 1;
@@ -168,8 +174,8 @@ pub fn claim_next_due(
             .returning(customer_plan::claim_token)
             .get_result::<i64>(c))?;
         return Ok(Some(Claim {
-            plan_id: id,
-            customer_id: cid,
+            plan_id: PlanId(id),
+            customer_id: CustomerId(cid),
             owner: owner.to_string(),
             token,
         }));
@@ -199,7 +205,7 @@ pub fn renew_claim(
         Conn::Pg(c) => {
             use super::schema::pg::*;
             let expires = customer_plan::table
-                .find(claim.plan_id)
+                .find(claim.plan_id.0)
                 .filter(customer_plan::lease_owner.eq(&claim.owner))
                 .filter(customer_plan::claim_token.eq(claim.token))
                 .select(customer_plan::lease_expires_at)
@@ -210,7 +216,7 @@ pub fn renew_claim(
                 return Ok(false);
             };
             if expires.is_none_or(|at| at < now + lease / 2) {
-                diesel::update(customer_plan::table.find(claim.plan_id))
+                diesel::update(customer_plan::table.find(claim.plan_id.0))
                     .set(customer_plan::lease_expires_at.eq(until))
                     .execute(c)?;
             }
@@ -218,7 +224,7 @@ pub fn renew_claim(
         }
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
-            let n = diesel::update(customer_plan::table.find(claim.plan_id))
+            let n = diesel::update(customer_plan::table.find(claim.plan_id.0))
                 .filter(customer_plan::lease_owner.eq(&claim.owner))
                 .filter(customer_plan::claim_token.eq(claim.token))
                 .set(customer_plan::lease_expires_at.eq(until))
@@ -238,7 +244,7 @@ pub fn release_plan(
 ) -> Result<bool, DbError> {
     let n = with_conn!(conn, c => {
         let target = customer_plan::table
-            .find(claim.plan_id)
+            .find(claim.plan_id.0)
             .filter(customer_plan::lease_owner.eq(&claim.owner))
             .filter(customer_plan::claim_token.eq(claim.token));
         let base = (

@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use super::DbError;
 use crate::domain::{
-    BillingSchedule, CollectionMethod, Customer, CustomerKind, InvoiceStatus, InvoicingStatus,
-    LedgerEntry, OfferStatus, Plan, PlanStatus, Tier, Ts,
+    BillingSchedule, CollectionMethod, Customer, CustomerId, CustomerKind, InvoiceId,
+    InvoiceStatus, InvoicingStatus, LedgerEntry, LineId, OfferStatus, Plan, PlanId, PlanStatus,
+    Tier, Ts,
 };
 
 fn bad<E: std::fmt::Display>(table: &str, id: i64) -> impl FnOnce(E) -> DbError + '_ {
@@ -200,9 +201,12 @@ impl OfferRow {
 
 #[derive(Debug, Clone, Queryable)]
 pub struct InvoiceRow {
-    pub id: i64,
-    pub plan_id: i64,
-    pub customer_id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub id: InvoiceId,
+    #[diesel(deserialize_as = i64)]
+    pub plan_id: PlanId,
+    #[diesel(deserialize_as = i64)]
+    pub customer_id: CustomerId,
     pub event_time: Ts,
     #[diesel(deserialize_as = String)]
     pub status: InvoiceStatus,
@@ -218,9 +222,12 @@ pub struct InvoiceRow {
 
 #[derive(Debug, Clone, Queryable)]
 pub struct LineRow {
-    pub id: i64,
-    pub invoice_id: i64,
-    pub plan_id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub id: LineId,
+    #[diesel(deserialize_as = i64)]
+    pub invoice_id: InvoiceId,
+    #[diesel(deserialize_as = i64)]
+    pub plan_id: PlanId,
     pub position: i32,
     pub kind: String,
     pub description: String,

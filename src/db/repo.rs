@@ -8,7 +8,7 @@ use super::{Conn, DbError};
 use crate::domain::{
     Customer, InvoiceDraft, InvoicingStatus, LedgerEntry, OfferStatus, Plan, PlanStatus, Tier, Ts,
 };
-use crate::domain::{EventKind, InvoiceStatus, InvoiceTerms};
+use crate::domain::{EventKind, InvoiceId, InvoiceStatus, InvoiceTerms, LineId};
 use crate::with_conn;
 
 // ----- customers -----
@@ -353,7 +353,7 @@ pub fn insert_invoice(
     event_time: Ts,
     draft: &InvoiceDraft,
     now: Ts,
-) -> Result<i64, DbError> {
+) -> Result<InvoiceId, DbError> {
     let terms = InvoiceTerms::of(plan);
     let total = draft.total();
     with_conn!(conn, c => {
@@ -394,34 +394,38 @@ pub fn insert_invoice(
         for row in rows {
             diesel::insert_into(invoice_line::table).values(row).execute(c)?;
         }
-        Ok::<_, diesel::result::Error>(id)
+        Ok::<_, diesel::result::Error>(InvoiceId(id))
     })
     .map_err(DbError::from)
 }
 
-pub fn mark_invoice_sent(conn: &mut Conn, id: i64, now: Ts) -> Result<(), DbError> {
-    with_conn!(conn, c => diesel::update(invoice::table.find(id))
+pub fn mark_invoice_sent(conn: &mut Conn, id: InvoiceId, now: Ts) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice::table.find(id.0))
         .set((invoice::status.eq(InvoiceStatus::Sent.name()), invoice::sent_at.eq(now)))
         .execute(c))?;
     Ok(())
 }
 
-pub fn set_invoice_stripe_id(conn: &mut Conn, id: i64, stripe_id: &str) -> Result<(), DbError> {
-    with_conn!(conn, c => diesel::update(invoice::table.find(id))
+pub fn set_invoice_stripe_id(
+    conn: &mut Conn,
+    id: InvoiceId,
+    stripe_id: &str,
+) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice::table.find(id.0))
         .set(invoice::stripe_invoice_id.eq(stripe_id))
         .execute(c))?;
     Ok(())
 }
 
-pub fn set_invoice_finalized(conn: &mut Conn, id: i64) -> Result<(), DbError> {
-    with_conn!(conn, c => diesel::update(invoice::table.find(id))
+pub fn set_invoice_finalized(conn: &mut Conn, id: InvoiceId) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice::table.find(id.0))
         .set(invoice::stripe_finalized.eq(true))
         .execute(c))?;
     Ok(())
 }
 
-pub fn set_line_stripe_id(conn: &mut Conn, id: i64, stripe_id: &str) -> Result<(), DbError> {
-    with_conn!(conn, c => diesel::update(invoice_line::table.find(id))
+pub fn set_line_stripe_id(conn: &mut Conn, id: LineId, stripe_id: &str) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice_line::table.find(id.0))
         .set(invoice_line::stripe_invoice_item_id.eq(stripe_id))
         .execute(c))?;
     Ok(())
@@ -458,8 +462,8 @@ pub fn count_customers_in_stripe(conn: &mut Conn, only: Option<i64>) -> Result<i
         .get_result::<i64>(c))?)
 }
 
-pub fn invoice_by_id(conn: &mut Conn, id: i64) -> Result<Option<InvoiceRow>, DbError> {
-    Ok(with_conn!(conn, c => invoice::table.find(id).first::<InvoiceRow>(c).optional())?)
+pub fn invoice_by_id(conn: &mut Conn, id: InvoiceId) -> Result<Option<InvoiceRow>, DbError> {
+    Ok(with_conn!(conn, c => invoice::table.find(id.0).first::<InvoiceRow>(c).optional())?)
 }
 
 /// The plan whose invoice has been due the longest at `now`.
@@ -489,18 +493,19 @@ pub fn unsent_invoices(conn: &mut Conn, limit: i64) -> Result<(i64, Vec<InvoiceR
     })?)
 }
 
-pub fn pending_invoice_ids(conn: &mut Conn, plan_id: i64) -> Result<Vec<i64>, DbError> {
-    Ok(with_conn!(conn, c => invoice::table
+pub fn pending_invoice_ids(conn: &mut Conn, plan_id: i64) -> Result<Vec<InvoiceId>, DbError> {
+    let ids = with_conn!(conn, c => invoice::table
         .filter(invoice::plan_id.eq(plan_id))
         .filter(invoice::status.eq(InvoiceStatus::Pending.name()))
         .order(invoice::id)
         .select(invoice::id)
-        .load::<i64>(c))?)
+        .load::<i64>(c))?;
+    Ok(ids.into_iter().map(InvoiceId).collect())
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct InvoiceFilter {
-    pub ids: Option<Vec<i64>>,
+    pub ids: Option<Vec<InvoiceId>>,
     pub plan_id: Option<i64>,
     pub customer_id: Option<i64>,
     pub since: Option<Ts>,
@@ -510,7 +515,7 @@ pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRe
     let (invoices, lines) = with_conn!(conn, c => {
         let mut q = invoice::table.order(invoice::id).into_boxed();
         if let Some(ids) = &f.ids {
-            q = q.filter(invoice::id.eq_any(ids.clone()));
+            q = q.filter(invoice::id.eq_any(ids.iter().map(|i| i.0).collect::<Vec<_>>()));
         }
         if let Some(p) = f.plan_id {
             q = q.filter(invoice::plan_id.eq(p));
@@ -522,14 +527,14 @@ pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRe
             q = q.filter(invoice::event_time.ge(t));
         }
         let invoices = q.load::<InvoiceRow>(c)?;
-        let ids: Vec<i64> = invoices.iter().map(|i| i.id).collect();
+        let ids: Vec<i64> = invoices.iter().map(|i| i.id.0).collect();
         let lines = invoice_line::table
             .filter(invoice_line::invoice_id.eq_any(ids))
             .order((invoice_line::invoice_id, invoice_line::position))
             .load::<LineRow>(c)?;
         Ok::<_, diesel::result::Error>((invoices, lines))
     })?;
-    let mut by_invoice: std::collections::HashMap<i64, Vec<LineRow>> =
+    let mut by_invoice: std::collections::HashMap<InvoiceId, Vec<LineRow>> =
         std::collections::HashMap::new();
     for l in lines {
         by_invoice.entry(l.invoice_id).or_default().push(l);

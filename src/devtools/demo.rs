@@ -227,8 +227,8 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
     let mut total = 0;
     for r in &invoices {
         let inv = &r.invoice;
-        let name = names.get(&inv.customer_id).cloned().unwrap_or_default();
-        let tier = ops::plan(c, inv.plan_id)?.plan.tier.name();
+        let name = names.get(&inv.customer_id.0).cloned().unwrap_or_default();
+        let tier = ops::plan(c, inv.plan_id.0)?.plan.tier.name();
         let start = r
             .lines
             .iter()

@@ -3,6 +3,7 @@
 
 pub mod cycle;
 pub mod dates;
+pub mod ids;
 pub mod lines;
 pub mod model;
 pub mod prices;
@@ -13,6 +14,7 @@ pub mod types;
 mod scenarios;
 
 pub use cycle::{end_of_cycle, plan_parameters, EndOfCycle, Freshness, PlanParameters};
+pub use ids::{CustomerId, InvoiceId, LedgerEntryId, LineId, PlanId};
 pub use lines::{invoice_lines, InvoiceDraft, LineDraft, LineKind};
 pub use model::{Customer, LedgerEntry, Plan, Ts};
 pub use states::{

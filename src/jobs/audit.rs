@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::db::models::InvoiceRecord;
 use crate::db::repo::{self, InvoiceFilter};
 use crate::db::Db;
-use crate::domain::InvoiceStatus;
 use crate::domain::Ts;
+use crate::domain::{InvoiceId, InvoiceStatus, LineId};
 use crate::error::AppError;
 use crate::stripe::{PaymentGateway, StripeInvoice, StripeInvoiceStatus, StripeItem};
 
@@ -80,7 +80,7 @@ impl std::fmt::Display for FindingKind {
 pub struct Finding {
     pub kind: FindingKind,
     pub customer_id: i64,
-    pub local_invoice_id: Option<i64>,
+    pub local_invoice_id: Option<InvoiceId>,
     pub stripe_invoice_id: Option<String>,
     pub detail: String,
 }
@@ -182,7 +182,9 @@ async fn compare_customer<G: PaymentGateway>(
 }
 
 /// Findings about one customer.
-fn finder(customer_id: i64) -> impl Fn(FindingKind, Option<i64>, Option<&str>, String) -> Finding {
+fn finder(
+    customer_id: i64,
+) -> impl Fn(FindingKind, Option<InvoiceId>, Option<&str>, String) -> Finding {
     move |kind, local, stripe, detail| Finding {
         kind,
         customer_id,
@@ -201,7 +203,7 @@ fn stripe_side(
 ) -> Result<Vec<Finding>, AppError> {
     let mut findings = vec![];
     let finding = finder(customer_id);
-    let local_by_id: HashMap<i64, &InvoiceRecord> =
+    let local_by_id: HashMap<InvoiceId, &InvoiceRecord> =
         local.iter().map(|r| (r.invoice.id, r)).collect();
     for r in remote {
         let Some(local_id) = r.local_id() else {
@@ -258,7 +260,7 @@ fn local_side<'a>(
     let finding = finder(customer_id);
     let inv = &l.invoice;
     if inv.status != InvoiceStatus::Sent {
-        let plan = db.run(|c| repo::get_plan(c, inv.plan_id))?;
+        let plan = db.run(|c| repo::get_plan(c, inv.plan_id.0))?;
         if let Some(reason) = plan.and_then(|p| p.plan.needs_attention) {
             findings.push(finding(
                 FindingKind::Unsent,
@@ -368,7 +370,7 @@ fn compare_items(
             ),
         ));
     }
-    let by_line: HashMap<i64, &StripeItem> = items
+    let by_line: HashMap<LineId, &StripeItem> = items
         .iter()
         .filter_map(|i| i.line_id().map(|l| (l, i)))
         .collect();

@@ -14,7 +14,7 @@ use super::{
     keys, ApiKey, Finalized, GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice,
     StripeInvoice, StripeInvoiceStatus, StripeItem,
 };
-use crate::domain::Customer;
+use crate::domain::{Customer, CustomerId, InvoiceId, LineId};
 use rand::Rng;
 use stripe_billing::invoice::{
     CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, FinalizeInvoiceInvoice, ListInvoice,
@@ -323,7 +323,9 @@ impl PaymentGateway for StripeGateway {
         if let Some(email) = &customer.email {
             req = req.email(email.clone());
         }
-        let obj: Object = self.send(&req, Some(keys::customer(customer.id))).await?;
+        let obj: Object = self
+            .send(&req, Some(keys::customer(CustomerId(customer.id))))
+            .await?;
         Ok(obj.id)
     }
 
@@ -396,7 +398,7 @@ impl PaymentGateway for StripeGateway {
     async fn finalize(
         &self,
         stripe_invoice: &str,
-        local_id: i64,
+        local_id: InvoiceId,
     ) -> Result<Finalized, GatewayError> {
         let req = FinalizeInvoiceInvoice::new(stripe_invoice).auto_advance(true);
         let inv: InvoiceObject = self.send(&req, Some(keys::finalize(local_id))).await?;
@@ -406,7 +408,7 @@ impl PaymentGateway for StripeGateway {
     async fn find_invoice(
         &self,
         stripe_customer: &str,
-        local_id: i64,
+        local_id: InvoiceId,
     ) -> Result<Option<RemoteInvoice>, GatewayError> {
         let found = self
             .invoices_of(stripe_customer)
@@ -470,7 +472,10 @@ impl PaymentGateway for StripeGateway {
         }
     }
 
-    async fn find_items(&self, stripe_invoice: &str) -> Result<HashMap<i64, String>, GatewayError> {
+    async fn find_items(
+        &self,
+        stripe_invoice: &str,
+    ) -> Result<HashMap<LineId, String>, GatewayError> {
         Ok(self
             .items_of(stripe_invoice)
             .await?

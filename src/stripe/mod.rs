@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 
-use crate::domain::{Customer, Ts};
+use crate::domain::{Customer, InvoiceId, LedgerEntryId, LineId, PlanId, Ts};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -75,8 +75,8 @@ impl fmt::Debug for ApiKey {
 /// An invoice to create in Stripe (docs/RULES.md §5).
 #[derive(Debug, Clone)]
 pub struct NewInvoice<'a> {
-    pub local_id: i64,
-    pub plan_id: i64,
+    pub local_id: InvoiceId,
+    pub plan_id: PlanId,
     pub stripe_customer: &'a str,
     pub charge_automatically: bool,
     pub days_until_due: Option<u32>,
@@ -88,7 +88,7 @@ pub struct NewInvoice<'a> {
 /// An invoice item to create in Stripe (docs/RULES.md §5).
 #[derive(Debug, Clone)]
 pub struct NewItem<'a> {
-    pub local_id: i64,
+    pub local_id: LineId,
     pub stripe_customer: &'a str,
     pub stripe_invoice: &'a str,
     pub description: &'a str,
@@ -97,7 +97,7 @@ pub struct NewItem<'a> {
     pub amount: i64,
     pub period_start: Ts,
     pub period_end: Ts,
-    pub ledger_entry_id: Option<i64>,
+    pub ledger_entry_id: Option<LedgerEntryId>,
 }
 
 /// What a finalized invoice looks like in Stripe.
@@ -177,14 +177,14 @@ pub trait PaymentGateway: Send + Sync {
     fn finalize(
         &self,
         stripe_invoice: &str,
-        local_id: i64,
+        local_id: InvoiceId,
     ) -> impl Future<Output = Result<Finalized, GatewayError>> + Send;
     /// The Stripe invoice carrying `plan_invoicer_invoice_id = local_id`, found with the list
     /// endpoint filtered by customer (for resumes after Stripe forgot the idempotency key).
     fn find_invoice(
         &self,
         stripe_customer: &str,
-        local_id: i64,
+        local_id: InvoiceId,
     ) -> impl Future<Output = Result<Option<RemoteInvoice>, GatewayError>> + Send;
     /// The invoice as Stripe holds it now; `None` when Stripe has no such invoice (a deleted
     /// draft).
@@ -206,7 +206,7 @@ pub trait PaymentGateway: Send + Sync {
     fn find_items(
         &self,
         stripe_invoice: &str,
-    ) -> impl Future<Output = Result<HashMap<i64, String>, GatewayError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<LineId, String>, GatewayError>> + Send;
 
     /// Stripe could not be reached for several requests in a row: stop claiming plans.
     fn unreachable(&self) -> bool {
@@ -234,11 +234,12 @@ impl StripeInvoice {
         StripeInvoiceStatus::parse(self.status.as_deref())
     }
 
-    pub fn local_id(&self) -> Option<i64> {
+    pub fn local_id(&self) -> Option<InvoiceId> {
         self.metadata
             .as_ref()
             .and_then(|m| m.get("plan_invoicer_invoice_id"))
             .and_then(|v| v.parse().ok())
+            .map(InvoiceId)
     }
 }
 
@@ -255,11 +256,12 @@ pub struct StripeItem {
 
 impl StripeItem {
     /// The local line this item says it carries.
-    pub fn line_id(&self) -> Option<i64> {
+    pub fn line_id(&self) -> Option<LineId> {
         self.metadata
             .as_ref()
             .and_then(|m| m.get("plan_invoicer_line_id"))
             .and_then(|v| v.parse().ok())
+            .map(LineId)
     }
 }
 
@@ -271,16 +273,18 @@ pub struct StripePeriod {
 
 /// The idempotency keys (docs/RULES.md §5).
 pub mod keys {
-    pub fn customer(id: i64) -> String {
+    use crate::domain::{CustomerId, InvoiceId, LineId};
+
+    pub fn customer(id: CustomerId) -> String {
         format!("plan-invoicer:customer:{id}")
     }
-    pub fn invoice(id: i64) -> String {
+    pub fn invoice(id: InvoiceId) -> String {
         format!("plan-invoicer:invoice:{id}")
     }
-    pub fn line(id: i64) -> String {
+    pub fn line(id: LineId) -> String {
         format!("plan-invoicer:invoice-line:{id}")
     }
-    pub fn finalize(id: i64) -> String {
+    pub fn finalize(id: InvoiceId) -> String {
         format!("plan-invoicer:invoice:{id}:finalize")
     }
 }
@@ -299,9 +303,13 @@ mod tests {
 
     #[test]
     fn keys_follow_the_spec() {
-        assert_eq!(keys::customer(7), "plan-invoicer:customer:7");
-        assert_eq!(keys::invoice(3), "plan-invoicer:invoice:3");
-        assert_eq!(keys::line(12), "plan-invoicer:invoice-line:12");
-        assert_eq!(keys::finalize(3), "plan-invoicer:invoice:3:finalize");
+        use crate::domain::{CustomerId, InvoiceId, LineId};
+        assert_eq!(keys::customer(CustomerId(7)), "plan-invoicer:customer:7");
+        assert_eq!(keys::invoice(InvoiceId(3)), "plan-invoicer:invoice:3");
+        assert_eq!(keys::line(LineId(12)), "plan-invoicer:invoice-line:12");
+        assert_eq!(
+            keys::finalize(InvoiceId(3)),
+            "plan-invoicer:invoice:3:finalize"
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::billing::{self, invoice_step, Step};
 use crate::db::claims::{self, ClaimScope, Release};
 use crate::db::repo;
 use crate::db::{Conn, Db};
-use crate::domain::{InvoicingStatus, PlanStatus, Ts};
+use crate::domain::{CustomerId, InvoiceId, InvoicingStatus, PlanId, PlanStatus, Ts};
 use crate::error::AppError;
 use crate::stripe::PaymentGateway;
 
@@ -31,7 +31,7 @@ pub(super) enum Outcome {
 }
 
 pub(super) struct PlanRun {
-    pub(super) plan_id: i64,
+    pub(super) plan_id: PlanId,
     pub(super) emitted: Emitted,
     pub(super) outcome: Outcome,
 }
@@ -39,14 +39,14 @@ pub(super) struct PlanRun {
 /// The invoices a plan sent in this pass (ids in order) and their lines.
 #[derive(Default)]
 pub(super) struct Emitted {
-    pub(super) ids: Vec<i64>,
+    pub(super) ids: Vec<InvoiceId>,
     pub(super) lines: usize,
 }
 
 /// What one customer's task did; `error` is an infrastructure failure (the database went
 /// away) that ends the pass.
 pub(super) struct CustomerRun {
-    pub(super) customer_id: i64,
+    pub(super) customer_id: CustomerId,
     pub(super) plans: Vec<PlanRun>,
     pub(super) error: Option<AppError>,
 }
@@ -69,7 +69,7 @@ pub(super) async fn customer_task<G: PaymentGateway + 'static>(
     let mut claim = first;
     loop {
         let plan_id = claim.plan_id;
-        let span = info_span!("plan", plan.id = plan_id, customer.id = customer_id);
+        let span = info_span!("plan", plan.id = plan_id.0, customer.id = customer_id.0);
         let held = Held {
             claim,
             opts: &opts,
@@ -104,7 +104,7 @@ pub(super) async fn customer_task<G: PaymentGateway + 'static>(
         }
         // Never the same plan twice in one task (a plan left with an unsent invoice after a
         // dry run's or a failure's release is the next pass's work).
-        let done: Vec<i64> = run.plans.iter().map(|p| p.plan_id).collect();
+        let done: Vec<PlanId> = run.plans.iter().map(|p| p.plan_id).collect();
         let scope = ClaimScope {
             customer: Some(customer_id),
             exclude_plans: &done,
@@ -147,7 +147,7 @@ async fn settle(
         }
         Err(e) if e.is_retryable() => {
             let count = held
-                .read(|c| billing::plan(c, held.claim.plan_id))
+                .read(|c| billing::plan(c, held.claim.plan_id.0))
                 .await
                 .map(|r| r.error_count)
                 .unwrap_or(0);
@@ -215,7 +215,7 @@ impl Held<'_> {
 /// period still to bill (INITIAL_INVOICE_TO_BE_SENT), or nothing (DONE). Returns false when
 /// another worker holds the plan now (nothing is written).
 async fn release(held: &Held<'_>, outcome: Release<'_>) -> Result<bool, AppError> {
-    let plan_id = held.claim.plan_id;
+    let plan_id = held.claim.plan_id.0;
     let released = held
         .db
         .run_async(|conn| {
@@ -251,7 +251,7 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
     gateway: Option<&G>,
     emitted: &mut Emitted,
 ) -> Result<Option<String>, AppError> {
-    let plan_id = held.claim.plan_id;
+    let plan_id = held.claim.plan_id.0;
     let now = held.now;
     let mut races = 0;
     let mut cycles = 0;

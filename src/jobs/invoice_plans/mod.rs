@@ -25,7 +25,7 @@ use crate::config::{DEFAULT_CONCURRENCY, DEFAULT_LEASE_SECONDS};
 use crate::db::claims::{self, ClaimScope};
 use crate::db::repo::{self, InvoiceFilter};
 use crate::db::Db;
-use crate::domain::Ts;
+use crate::domain::{CustomerId, InvoiceId, PlanId, Ts};
 use crate::error::AppError;
 use crate::stripe::PaymentGateway;
 use crate::views::{InvoiceView, WOULD_SEND};
@@ -171,10 +171,10 @@ pub async fn run_pass<G: PaymentGateway + 'static>(
 struct Tally {
     report: PassReport,
     /// The first invoices sent, for the report.
-    sample: Vec<i64>,
-    in_flight: HashSet<i64>,
+    sample: Vec<InvoiceId>,
+    in_flight: HashSet<CustomerId>,
     /// Customers whose plan failed or needs attention in this pass: their later plans wait.
-    failed_customers: HashSet<i64>,
+    failed_customers: HashSet<CustomerId>,
     error: Option<AppError>,
 }
 
@@ -243,7 +243,7 @@ async fn pass<G: PaymentGateway + 'static>(
     };
     let concurrency = opts.concurrency.max(1);
     let mut tasks: JoinSet<CustomerRun> = JoinSet::new();
-    let mut after = 0;
+    let mut after = PlanId(0);
     let mut fleet = gateway.as_ref().map(|g| {
         g.begin_pass();
         Fleet {
@@ -279,7 +279,7 @@ async fn pass<G: PaymentGateway + 'static>(
             }
             continue;
         }
-        let exclude: Vec<i64> = tally.in_flight.iter().copied().collect();
+        let exclude: Vec<CustomerId> = tally.in_flight.iter().copied().collect();
         let scope = ClaimScope {
             after_id: after,
             exclude_customers: &exclude,

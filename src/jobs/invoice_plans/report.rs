@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::domain::Ts;
+use crate::domain::{CustomerId, PlanId, Ts};
 use crate::views::InvoiceView;
 
 /// At most this many invoices are kept in a pass report (the rest are counted).
@@ -17,15 +17,15 @@ pub fn keep_first<T>(sample: &mut Vec<T>, more: impl IntoIterator<Item = T>) {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Attention {
-    pub plan_id: i64,
-    pub customer_id: i64,
+    pub plan_id: PlanId,
+    pub customer_id: CustomerId,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Failure {
-    pub plan_id: i64,
-    pub customer_id: i64,
+    pub plan_id: PlanId,
+    pub customer_id: CustomerId,
     pub error: String,
     pub retryable: bool,
 }
@@ -109,14 +109,14 @@ mod tests {
         assert_eq!(r.exit_code(), 0);
         for i in 0..(REPORT_SAMPLE as i64 + 5) {
             r.note_failure(Failure {
-                plan_id: i,
-                customer_id: i,
+                plan_id: PlanId(i),
+                customer_id: CustomerId(i),
                 error: "Stripe answered 402".into(),
                 retryable: true,
             });
             r.note_attention(Attention {
-                plan_id: i,
-                customer_id: i,
+                plan_id: PlanId(i),
+                customer_id: CustomerId(i),
                 reason: "a reason".into(),
             });
         }
@@ -128,7 +128,7 @@ mod tests {
             (r.needs_attention_count, r.needs_attention.len()),
             (REPORT_SAMPLE + 5, REPORT_SAMPLE)
         );
-        assert_eq!(r.failures[0].plan_id, 0, "the first ones are kept");
+        assert_eq!(r.failures[0].plan_id, PlanId(0), "the first ones are kept");
         assert_eq!(r.exit_code(), 3);
     }
 }

@@ -8,7 +8,7 @@ use tracing::{info, info_span, Instrument};
 use crate::billing;
 use crate::db::models::{InvoiceRecord, InvoiceRow};
 use crate::db::repo::{self, InvoiceFilter};
-use crate::domain::CollectionMethod;
+use crate::domain::{CollectionMethod, InvoiceId, LedgerEntryId};
 use crate::error::AppError;
 use crate::stripe::{
     GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice, StripeInvoiceStatus,
@@ -19,7 +19,7 @@ use super::customer::Held;
 pub(super) async fn emit<G: PaymentGateway>(
     held: &Held<'_>,
     gateway: Option<&G>,
-    invoice_id: i64,
+    invoice_id: InvoiceId,
 ) -> Result<usize, AppError> {
     let filter = InvoiceFilter {
         ids: Some(vec![invoice_id]),
@@ -35,7 +35,7 @@ pub(super) async fn emit<G: PaymentGateway>(
     };
     let inv = &record.invoice;
     if let Some(g) = gateway {
-        let span = info_span!("emit", invoice.id = invoice_id);
+        let span = info_span!("emit", invoice.id = invoice_id.0);
         push_to_gateway(held, g, &record).instrument(span).await?;
     }
     // In a dry run this is undone with everything else; the report says "would_send".
@@ -43,14 +43,14 @@ pub(super) async fn emit<G: PaymentGateway>(
         .await?;
     if held.opts.dry_run {
         info!(
-            invoice.id = invoice_id,
+            invoice.id = invoice_id.0,
             total_cents = inv.total_cents,
             lines = record.lines.len(),
             "invoice computed (dry run: not sent)"
         );
     } else {
         info!(
-            invoice.id = invoice_id,
+            invoice.id = invoice_id.0,
             total_cents = inv.total_cents,
             lines = record.lines.len(),
             "invoice sent"
@@ -105,7 +105,9 @@ async fn push_to_gateway<G: PaymentGateway>(
     record: &InvoiceRecord,
 ) -> Result<(), AppError> {
     let inv = &record.invoice;
-    let customer = held.read(|c| billing::customer(c, inv.customer_id)).await?;
+    let customer = held
+        .read(|c| billing::customer(c, inv.customer_id.0))
+        .await?;
     let stripe_customer = match &customer.stripe_customer_id {
         Some(id) => id.clone(),
         None => {
@@ -134,7 +136,7 @@ async fn push_to_gateway<G: PaymentGateway>(
                     (remote.id, resume)
                 }
                 None => {
-                    let plan = held.read(|c| billing::plan(c, inv.plan_id)).await?.plan;
+                    let plan = held.read(|c| billing::plan(c, inv.plan_id.0)).await?.plan;
                     let start = record
                         .lines
                         .iter()
@@ -197,7 +199,7 @@ async fn push_to_gateway<G: PaymentGateway>(
                     amount: line.amount_cents,
                     period_start: line.period_start,
                     period_end: line.period_end,
-                    ledger_entry_id: line.ledger_entry_id,
+                    ledger_entry_id: line.ledger_entry_id.map(LedgerEntryId),
                 };
                 g.create_item(&item).await?
             }
