@@ -597,8 +597,17 @@ fn fixed_price_plan(db: &TestDb) {
         (Some(170000), Some(NY), Some(true))
     );
     seats(db, plan, "2012-03-10T00:00:00Z", 30); // fixed-price plans never bill additions
+                                                 // The end-of-plan notice is checked once per pass, at its first due date: a catch-up from
+                                                 // February to November (first due date 11 months before the end) writes none ...
+    let first = invoices_of(&db.pass("2012-11-10T00:00:00Z"));
+    let events = db.ok(None, &["plan", "events", &plan.to_string()]);
+    assert!(
+        !events.to_string().contains("notice_fixed_price_plan_ends"),
+        "{events}"
+    );
+    // ... the next pass, whose first due date is a month before the end, does.
     let report = db.pass("2013-02-10T00:00:00Z");
-    let inv = invoices_of(&report);
+    let inv: Vec<Value> = first.into_iter().chain(invoices_of(&report)).collect();
     assert_eq!(inv.len(), 11, "{report}");
     for i in &inv {
         let l = lines(i);
@@ -962,7 +971,117 @@ fn complimentary_plan_into_paid_successor(db: &TestDb) {
     );
 }
 
+/// Stale usage data is checked once per pass, at the plan's first due date: a host that
+/// uploaded after the first missed due date but before the second gets both invoices in one
+/// pass (Zulip's job), not the first one and a stale-data wait.
+fn usage_checked_once_per_pass(db: &TestDb) {
+    let cust = db.id(
+        Some(T0),
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Late",
+            "--kind",
+            "self_hosted",
+        ],
+    );
+    let c = cust.to_string();
+    let plan = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "self_hosted_basic",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+        ],
+    );
+    // The upload comes after the first due date (NM) and before the second (FTE).
+    db.ok(
+        Some("2012-02-10T00:00:00Z"),
+        &["customer", "report-usage", &c],
+    );
+    let report = db.pass("2012-03-03T00:00:00Z");
+    let inv = invoices_of(&report);
+    let times: Vec<_> = inv
+        .iter()
+        .map(|i| i["event_time"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(times, vec![NM.to_string(), FTE.to_string()], "{report}");
+    for i in &inv {
+        assert_eq!(lines(i)[0].2, 350, "{i}");
+    }
+    let events = db.ok(None, &["plan", "events", &plan.to_string()]);
+    assert!(
+        !events.to_string().contains("notice_stale_usage_data"),
+        "{events}"
+    );
+    assert_eq!(db.plan(plan)["next_invoice_date"], "2012-04-02T03:04:05Z");
+}
+
+/// `plan set-billing-mode` and `plan set-license-management` act from the next invoice on: the
+/// invoice after the change is emailed (due in 15 days, also in Stripe), and a plan switched to
+/// manual licenses is held to its bought count at the renewal.
+fn billing_mode_and_license_management_changes(db: &TestDb) {
+    let cust = customer(db);
+    let plan = standard_plan(db, cust, "monthly", "10", &["--automanage-licenses"]);
+    let p = plan.to_string();
+    let shown = db.ok(
+        Some("2012-01-10T00:00:00Z"),
+        &["plan", "set-billing-mode", &p, "send_invoice"],
+    );
+    assert_eq!(shown["charge_automatically"], false, "{shown}");
+    let inv = invoices_of(&db.pass(NM));
+    assert_eq!(
+        (
+            inv[0]["collection_method"].as_str(),
+            inv[0]["days_until_due"].as_i64()
+        ),
+        (Some("send_invoice"), Some(15)),
+        "{inv:?}"
+    );
+    let remote = db.stripe.invoices();
+    assert_eq!(remote[0]["collection_method"], "send_invoice");
+    assert_eq!(remote[0]["days_until_due"], 15);
+    let events = db.ok(None, &["plan", "events", &p]);
+    assert!(
+        events.to_string().contains("billing mode send_invoice"),
+        "{events}"
+    );
+
+    // Manual from now on: 12 seats in use against 10 licenses blocks the next renewal.
+    db.ok(
+        Some("2012-02-10T00:00:00Z"),
+        &["plan", "set-license-management", &p, "manual"],
+    );
+    db.ok(
+        Some("2012-02-11T00:00:00Z"),
+        &[
+            "customer",
+            "report-usage",
+            &cust.to_string(),
+            "--seats",
+            "12",
+        ],
+    );
+    let report = db.code(3, Some(FTE), &["run-once"]);
+    assert!(
+        report["needs_attention"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("12 seats")),
+        "{report}"
+    );
+}
+
 on_both_backends!(
+    billing_mode_and_license_management_changes,
+    usage_checked_once_per_pass,
     complimentary_plan_into_paid_successor,
     s22_additions_renewal_and_later_addition,
     s22_with_monthly_passes,

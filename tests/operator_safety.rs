@@ -483,6 +483,10 @@ fn every_guard_refuses_cleanly(db: &TestDb) {
             "after the plan's anchor",
         ),
         (
+            "plan set-end-date 1 --date 2012-01-05T00:00:00Z",
+            "must be in the future",
+        ),
+        (
             "plan schedule-successor 2 --fixed-price-cents 100000",
             "has no end date",
         ),
@@ -495,6 +499,21 @@ fn every_guard_refuses_cleanly(db: &TestDb) {
             "at least 10 licenses are required for Zulip Cloud Plus",
         ),
         ("offer accept 1 --schedule monthly", "already accepted"),
+        (
+            "plan set-billing-mode 1 charge_automatically",
+            "already billed charge_automatically",
+        ),
+        (
+            "plan set-billing-mode 1 by_post",
+            "unknown collection method",
+        ),
+        ("plan set-billing-mode 3 send_invoice", "free trial"),
+        ("plan set-license-management 1 manual", "already has manual"),
+        ("plan set-license-management 4 manual", "has a fixed price"),
+        (
+            "plan set-license-management 2 sometimes",
+            "unknown license management",
+        ),
     ];
     let before = fingerprint(db);
     for (command, expected) in cases {
@@ -527,6 +546,22 @@ fn every_guard_refuses_cleanly(db: &TestDb) {
     );
     assert!(e.contains("must be the next cycle boundary"), "{e}");
     assert_eq!(fingerprint(db), before);
+    // Time only moves forward for a plan: nothing is written before its newest ledger entry.
+    db.ok(
+        Some("2012-01-20T00:00:00Z"),
+        &["plan", "seats", "2", "--count", "12"],
+    );
+    let before = fingerprint(db);
+    for command in [
+        "plan seats 2 --count 13",
+        "plan schedule 2 --change downgrade_at_end_of_cycle",
+        "plan downgrade-now 2",
+    ] {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let e = db.refused(Some("2012-01-15T00:00:00Z"), &args);
+        assert!(e.contains("time only moves forward"), "{command}: {e}");
+        assert_eq!(fingerprint(db), before, "{command} wrote something");
+    }
 }
 
 on_both_backends!(

@@ -9,7 +9,7 @@ use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
 use crate::domain::cycle::{fixed_price_review_due, usage_freshness, Freshness};
 use crate::domain::dates::next_invoice_date_after;
-use crate::domain::{invoice_lines, Plan, PlanStatus, Ts};
+use crate::domain::{invoice_lines, Customer, Plan, PlanStatus, Ts};
 use crate::domain::{EventKind, InvoiceId};
 use crate::error::AppError;
 
@@ -38,9 +38,19 @@ fn notice(
     Ok(())
 }
 
-/// One turn of the catch-up loop at the plan's due date, in one transaction, written ahead of Stripe: end-of-cycle
-/// updates, the lines, the local invoice, `invoiced_through` and the next invoice date.
-pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppError> {
+/// Which checks a step runs. The staff notice about a fixed-price plan's end and the
+/// self-hosted usage-freshness check run once per pass, at the plan's first due date (as
+/// Zulip's job does): when they pass, every later due date of the catch-up is invoiced too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    FirstDueDate,
+    LaterDueDate,
+}
+
+/// One turn of the catch-up loop at the plan's due date, in one transaction, written ahead of
+/// Stripe: the checks of the pass (at the first due date), the end-of-cycle updates, the lines,
+/// the local invoice, `invoiced_through` and the next invoice date.
+pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts, checks: Checks) -> Result<Step, AppError> {
     let mut p = super::plan(c, plan_id)?.plan;
     let Some(t) = p.next_invoice_date.filter(|d| *d <= now) else {
         return Ok(Step::NotDue);
@@ -51,45 +61,11 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppErro
     }
     let customer = super::customer(c, p.customer_id)?;
 
-    if fixed_price_review_due(&p) {
-        let end = p
-            .end_date
-            .map(|d| d.date_naive().to_string())
-            .unwrap_or_default();
-        notice(
-            c,
-            &p,
-            EventKind::NoticeFixedPricePlanEnds,
-            format!(
-                "Fixed-price plan for customer {} ends on {end}",
-                customer.name
-            ),
-            now,
-        )?;
-        p.reminder_to_review_plan_email_sent = true;
-        repo::save_plan(c, &p)?;
-    }
-    match usage_freshness(&p, &customer, t) {
-        Freshness::Proceed => {}
-        Freshness::ProceedWithNotice => notice(
-            c,
-            &p,
-            EventKind::NoticeStaleUsageData,
-            format!("Stale usage data for customer {}'s plan, but invoicing not delayed because the plan has a fixed price", customer.name),
-            now,
-        )?,
-        Freshness::Skip { notify } => {
-            let last = customer.last_usage_report_at.map_or("never uploaded".to_string(), |d| format!("last upload {}", d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
-            let reason = format!("Unable to verify current licenses in use ({last}), which delays invoicing until fresh usage data arrives");
-            if notify {
-                notice(c, &p, EventKind::NoticeStaleUsageData, reason.clone(), now)?;
-                p.stale_audit_log_data_email_sent = true;
-                repo::save_plan(c, &p)?;
-            }
+    if checks == Checks::FirstDueDate {
+        if let Some(reason) = checks_of_the_pass(c, &mut p, &customer, t, now)? {
             return Ok(Step::Waiting(reason));
         }
     }
-
     if p.status != PlanStatus::SwitchPlanTierNow {
         super::apply_end_of_cycle(c, &mut p, &customer, t, now)?;
     }
@@ -117,4 +93,55 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts) -> Result<Step, AppErro
     p.stale_audit_log_data_email_sent = false;
     repo::save_plan(c, &p)?;
     Ok(Step::Advanced(invoice_id))
+}
+
+/// The notices and the usage-freshness check at a plan's first due date in a pass (docs/RULES.md
+/// §4): `Some(reason)` when invoicing waits for fresh usage data.
+fn checks_of_the_pass(
+    c: &mut Conn,
+    p: &mut Plan,
+    customer: &Customer,
+    t: Ts,
+    now: Ts,
+) -> Result<Option<String>, AppError> {
+    if fixed_price_review_due(p) {
+        let end = p
+            .end_date
+            .map(|d| d.date_naive().to_string())
+            .unwrap_or_default();
+        notice(
+            c,
+            p,
+            EventKind::NoticeFixedPricePlanEnds,
+            format!(
+                "Fixed-price plan for customer {} ends on {end}",
+                customer.name
+            ),
+            now,
+        )?;
+        p.reminder_to_review_plan_email_sent = true;
+        repo::save_plan(c, p)?;
+    }
+    match usage_freshness(p, customer, t) {
+        Freshness::Proceed => {}
+        Freshness::ProceedWithNotice => notice(
+            c,
+            p,
+            EventKind::NoticeStaleUsageData,
+            format!("Stale usage data for customer {}'s plan, but invoicing not delayed because the plan has a fixed price", customer.name),
+            now,
+        )?,
+        Freshness::Skip { notify } => {
+            let last = customer.last_usage_report_at.map_or("never uploaded".to_string(), |d| format!("last upload {}", d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+            let reason = format!("Unable to verify current licenses in use ({last}), which delays invoicing until fresh usage data arrives");
+            if notify {
+                notice(c, p, EventKind::NoticeStaleUsageData, reason.clone(), now)?;
+                p.stale_audit_log_data_email_sent = true;
+                repo::save_plan(c, p)?;
+            }
+            return Ok(Some(reason));
+        }
+    }
+
+    Ok(None)
 }

@@ -8,7 +8,7 @@ mod end_of_cycle;
 mod invoicing;
 
 pub use end_of_cycle::{apply_end_of_cycle, catch_up_cycles, on_schedule, CycleOutcome};
-pub use invoicing::{invoice_step, Step};
+pub use invoicing::{invoice_step, Checks, Step};
 
 use crate::db::models::PlanRecord;
 use crate::db::repo;

@@ -3,7 +3,7 @@
 
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db};
-use crate::domain::{PlanStatus, ScheduleChange, Ts};
+use crate::domain::{CollectionMethod, LicenseManagement, PlanStatus, ScheduleChange, Ts};
 use crate::error::{invalid, AppError};
 use crate::jobs;
 use crate::ops;
@@ -211,6 +211,14 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
         PlanCmd::Schedule { id, change } => {
             let p = ops::schedule_change(c, id, ScheduleChange::parse(&change)?, now)?;
             pretty(&plan_view(c, p.id)?)
+        }
+        PlanCmd::SetBillingMode { id, mode } => {
+            ops::set_billing_mode(c, id, CollectionMethod::parse(&mode)?, now)?;
+            pretty(&plan_view(c, id)?)
+        }
+        PlanCmd::SetLicenseManagement { id, mode } => {
+            ops::set_license_management(c, id, LicenseManagement::parse(&mode)?, now)?;
+            pretty(&plan_view(c, id)?)
         }
         PlanCmd::DowngradeNow { id } => {
             ops::downgrade_now(c, id, now)?;

@@ -303,6 +303,20 @@ pub enum PlanCmd {
         /// The plan's id.
         id: i64,
     },
+    /// Change how the plan's invoices are collected, from the next invoice on.
+    SetBillingMode {
+        /// The plan's id.
+        id: i64,
+        /// charge_automatically (the card on file) or send_invoice (emailed, due in 15 days).
+        mode: String,
+    },
+    /// Change who keeps the plan's license count, from now on.
+    SetLicenseManagement {
+        /// The plan's id.
+        id: i64,
+        /// automatic (seat reports) or manual (bought licenses).
+        mode: String,
+    },
     /// Set the plan's end date.
     SetEndDate {
         /// The plan's id.

@@ -72,6 +72,8 @@ names! {
         FreeTrialEnded = "free_trial_ended",
         /// A plan was scheduled to follow this one at its end date.
         SuccessorScheduled = "successor_scheduled",
+        /// The billing mode or the license management changed (`message` says which).
+        SettingsChanged = "settings_changed",
         /// Staff notice: a fixed-price plan ends soon.
         NoticeFixedPricePlanEnds = "notice_fixed_price_plan_ends",
         /// Staff notice: a self-hosted customer's usage data is stale.
@@ -123,6 +125,14 @@ impl InvoiceTerms {
 }
 
 names! {
+    /// Who keeps a plan's license count: the host's seat reports, or the customer's purchases.
+    LicenseManagement, "license management" {
+        Automatic = "automatic",
+        Manual = "manual",
+    }
+}
+
+names! {
     /// A billing-page status change (`plan schedule --change`).
     ScheduleChange, "change" {
         DowngradeAtEndOfCycle = "downgrade_at_end_of_cycle",
@@ -142,7 +152,7 @@ mod tests {
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.name()).ok(), Some(*k));
         }
-        assert_eq!(EventKind::ALL.len(), 9);
+        assert_eq!(EventKind::ALL.len(), 10);
         for c in ScheduleChange::ALL {
             assert_eq!(ScheduleChange::parse(c.name()).ok(), Some(*c));
         }

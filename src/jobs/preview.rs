@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::billing::{self, invoice_step, Step};
+use crate::billing::{self, invoice_step, Checks, Step};
 use crate::db::repo::{self, InvoiceFilter};
 use crate::db::{Conn, Db};
 use crate::domain::{PlanStatus, Ts};
@@ -57,8 +57,13 @@ pub fn preview(db: &Db, plan_id: i64, at: Option<Ts>) -> Result<Preview, AppErro
             let seen = events(c)?.iter().map(|e| e.id).max().unwrap_or(0);
             let mut ids = vec![];
             let mut waiting = None;
-            for _ in 0..MAX_CATCH_UP_CYCLES {
-                match invoice_step(c, plan_id, at)? {
+            for n in 0..MAX_CATCH_UP_CYCLES {
+                let checks = if n == 0 {
+                    Checks::FirstDueDate
+                } else {
+                    Checks::LaterDueDate
+                };
+                match invoice_step(c, plan_id, at, checks)? {
                     Step::NotDue => break,
                     Step::Waiting(reason) => {
                         waiting = Some(reason);

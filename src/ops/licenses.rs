@@ -21,7 +21,7 @@ pub fn report_seats(
 ) -> Result<Option<LedgerEntry>, AppError> {
     let seats = licenses_arg("--count", seats)?;
     conn.transaction(|c| {
-        let (mut p, cust) = live_plan(c, id)?;
+        let (mut p, cust) = live_plan(c, id, now)?;
         if !p.automanage_licenses {
             return Err(invalid(format!(
                 "plan {id} has manual license management: use buy-licenses or renewal-licenses"
@@ -86,7 +86,7 @@ fn manual_plan(
     id: i64,
     now: Ts,
 ) -> Result<(Plan, Customer, LedgerEntry), AppError> {
-    let (p, _) = live_plan(conn, id)?;
+    let (p, _) = live_plan(conn, id, now)?;
     if p.automanage_licenses {
         return Err(invalid(format!(
             "plan {id} has automatic license management: report seats with `plan seats`"
@@ -146,7 +146,7 @@ pub fn renewal_licenses(
             Err(AppError::Billing(
                 BillingError::ManualPlanShort { .. } | BillingError::BelowMinimumLicenses { .. },
             )) => {
-                let (p, cust) = live_plan(c, id)?;
+                let (p, cust) = live_plan(c, id, now)?;
                 let entries = repo::ledger_of(c, id)?;
                 let boundary = next_billing_cycle(&p, &entries)?
                     .filter(|b| *b <= now && p.status == PlanStatus::Active)

@@ -10,7 +10,7 @@ mod plans;
 use chrono::{DateTime, Utc};
 
 use crate::billing::catch_up_cycles;
-use crate::db::repo::NewEvent;
+use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
 use crate::domain::EventKind;
 use crate::domain::{Customer, LedgerEntry, Plan};
@@ -21,7 +21,8 @@ pub use customers::{create_customer, report_usage, CustomerInput};
 pub use licenses::{buy_licenses, renewal_licenses, report_seats};
 pub use offers::{accept_offer, create_offer};
 pub use plans::{
-    create_plan, downgrade_now, schedule_change, schedule_successor, set_end_date, PlanInput,
+    create_plan, downgrade_now, schedule_change, schedule_successor, set_billing_mode,
+    set_end_date, set_license_management, PlanInput,
 };
 
 type Ts = DateTime<Utc>;
@@ -49,12 +50,28 @@ fn clamp_i32(v: i64) -> Result<i32, AppError> {
 }
 
 /// A live plan (refuses ended and never-started plans).
-fn live_plan(conn: &mut Conn, id: i64) -> Result<(Plan, Customer), AppError> {
+///
+/// Time only moves forward for a plan (docs/RULES.md §4.4): an operation acting before the
+/// plan's newest ledger entry is refused, so that entries stay in time order and no change is
+/// prorated from an instant the plan has already passed.
+fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppError> {
     let p = plan(conn, id)?.plan;
     if !p.status.is_live() {
         return Err(invalid(format!(
             "plan {id} is not live (status {})",
             p.status
+        )));
+    }
+    if let Some(newest) = repo::ledger_of(conn, id)?
+        .iter()
+        .map(|e| e.event_time)
+        .max()
+        .filter(|t| *t > now)
+    {
+        return Err(invalid(format!(
+            "plan {id} has a ledger entry at {}, after --now {}: time only moves forward for a plan",
+            newest.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
         )));
     }
     let c = customer(conn, p.customer_id)?;
@@ -68,7 +85,7 @@ fn current_after_cycle(
     id: i64,
     now: Ts,
 ) -> Result<(Plan, Customer, LedgerEntry), AppError> {
-    let (mut p, cust) = live_plan(conn, id)?;
+    let (mut p, cust) = live_plan(conn, id, now)?;
     let outcome = catch_up_cycles(conn, &mut p, &cust, now)?;
     let Some(last) = outcome.last_entry else {
         return Err(invalid(format!(

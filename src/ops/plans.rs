@@ -11,7 +11,7 @@ use crate::domain::{
     plan_parameters, BillingSchedule, Customer, InvoicingStatus, LedgerEntry, Plan, PlanStatus,
     Tier,
 };
-use crate::domain::{EventKind, ScheduleChange};
+use crate::domain::{CollectionMethod, EventKind, LicenseManagement, ScheduleChange};
 use crate::error::{invalid, AppError};
 
 use super::{
@@ -322,7 +322,7 @@ fn switch_free_trial_now(
 /// Ends the plan now; licenses added in the final period are not billed.
 pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError> {
     conn.transaction(|c| {
-        let (mut p, _) = live_plan(c, id)?;
+        let (mut p, _) = live_plan(c, id, now)?;
         let old = p.status;
         p.status = PlanStatus::Ended;
         p.invoiced_through = repo::ledger_of(c, p.id)?
@@ -344,7 +344,7 @@ pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError
 pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan, AppError> {
     let date = trunc_seconds(date);
     conn.transaction(|c| {
-        let (mut p, _) = live_plan(c, id)?;
+        let (mut p, _) = live_plan(c, id, now)?;
         if p.status != PlanStatus::Active {
             return Err(invalid(format!(
                 "only an active plan can get an end date (plan {id} is {})",
@@ -353,6 +353,12 @@ pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan,
         }
         if date <= p.billing_cycle_anchor {
             return Err(invalid("--date must be after the plan's anchor"));
+        }
+        if date <= now {
+            return Err(invalid(format!(
+                "--date must be in the future (after --now {})",
+                now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            )));
         }
         if p.end_date.is_some_and(|old| date > old) {
             p.reminder_to_review_plan_email_sent = false;
@@ -372,6 +378,74 @@ pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan,
     })
 }
 
+/// The billing mode from the next invoice on (Zulip's `update_billing_modality_of_current_plan`):
+/// card on file, or an emailed invoice due in 15 days. Invoices already written keep theirs.
+pub fn set_billing_mode(
+    conn: &mut Conn,
+    id: i64,
+    mode: CollectionMethod,
+    now: Ts,
+) -> Result<Plan, AppError> {
+    conn.transaction(|c| {
+        let (mut p, _) = live_plan(c, id, now)?;
+        let card = mode == CollectionMethod::ChargeAutomatically;
+        if p.charge_automatically == card {
+            return Err(invalid(format!("plan {id} is already billed {mode}")));
+        }
+        if !card
+            && matches!(
+                p.status,
+                PlanStatus::FreeTrial | PlanStatus::DowngradeAtEndOfFreeTrial
+            )
+        {
+            return Err(invalid(format!(
+                "plan {id} is in a free trial: a free trial needs card billing"
+            )));
+        }
+        p.charge_automatically = card;
+        repo::save_plan(c, &p)?;
+        settings_changed(c, &p, format!("billing mode {mode}"), now)?;
+        Ok(p)
+    })
+}
+
+/// Who keeps the license count from now on: the host's seat reports (`plan seats`) or the
+/// customer's purchases (`buy-licenses`, `renewal-licenses`). The ledger is not rewritten; the
+/// next renewal's checks follow the new mode.
+pub fn set_license_management(
+    conn: &mut Conn,
+    id: i64,
+    mode: LicenseManagement,
+    now: Ts,
+) -> Result<Plan, AppError> {
+    conn.transaction(|c| {
+        let (mut p, _) = live_plan(c, id, now)?;
+        let automatic = mode == LicenseManagement::Automatic;
+        if p.automanage_licenses == automatic {
+            return Err(invalid(format!(
+                "plan {id} already has {mode} license management"
+            )));
+        }
+        if p.fixed_price.is_some() {
+            return Err(invalid(format!(
+                "plan {id} has a fixed price: its licenses are always managed automatically"
+            )));
+        }
+        p.automanage_licenses = automatic;
+        repo::save_plan(c, &p)?;
+        settings_changed(c, &p, format!("license management {mode}"), now)?;
+        Ok(p)
+    })
+}
+
+fn settings_changed(c: &mut Conn, p: &Plan, message: String, now: Ts) -> Result<(), AppError> {
+    let mut e = event(EventKind::SettingsChanged, p, now);
+    e.message = Some(message);
+    repo::insert_event(c, &e, now)?;
+    claims::clear_retry(c, p.id)?;
+    Ok(())
+}
+
 /// A never-started fixed-price successor that starts at the plan's end date.
 pub fn schedule_successor(
     conn: &mut Conn,
@@ -383,7 +457,7 @@ pub fn schedule_successor(
     let fixed_price = non_negative("--fixed-price-cents", fixed_price)?;
     let tier = tier.map(Tier::parse).transpose()?;
     conn.transaction(|c| {
-        let (mut p, _) = live_plan(c, id)?;
+        let (mut p, _) = live_plan(c, id, now)?;
         let Some(end) = p.end_date else {
             return Err(invalid(format!("plan {id} has no end date: set one with `plan set-end-date` first")));
         };

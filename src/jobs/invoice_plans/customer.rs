@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::billing::{self, invoice_step, Step};
+use crate::billing::{self, invoice_step, Checks, Step};
 use crate::db::claims::{self, ClaimScope, Release};
 use crate::db::repo;
 use crate::db::{Conn, Db};
@@ -274,7 +274,12 @@ async fn invoice_claimed_plan<G: PaymentGateway>(
                     )));
                 }
             }
-            let step = match held.write(|c| invoice_step(c, plan_id, now)).await {
+            let checks = if cycles == 0 {
+                Checks::FirstDueDate
+            } else {
+                Checks::LaterDueDate
+            };
+            let step = match held.write(|c| invoice_step(c, plan_id, now, checks)).await {
                 Err(AppError::Db(e)) if e.is_unique_violation() && races < 3 => {
                     // Another worker wrote this invoice first (a lost race, not an error):
                     // resume what exists if the plan is still ours; the fence says if it is.
