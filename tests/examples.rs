@@ -1079,7 +1079,58 @@ fn billing_mode_and_license_management_changes(db: &TestDb) {
     );
 }
 
+/// `customer set-discount` mid-period: the plan is repriced at once, the later addition and the
+/// renewal use the new price, and the flat new-customer months end.
+fn discount_given_mid_period(db: &TestDb) {
+    let cust = customer(db);
+    let plan = standard_plan(db, cust, "monthly", "10", &["--automanage-licenses"]);
+    let c = cust.to_string();
+    let shown = db.ok(
+        Some("2012-01-10T00:00:00Z"),
+        &[
+            "customer",
+            "set-discount",
+            &c,
+            "--monthly-discounted-price-cents",
+            "600",
+            "--annual-discounted-price-cents",
+            "6000",
+            "--required-plan-tier",
+            "cloud_standard",
+        ],
+    );
+    assert_eq!(shown["flat_discounted_months"], 0, "{shown}");
+    let p = db.plan(plan);
+    assert_eq!(
+        (
+            p["price_per_license_cents"].as_i64(),
+            p["discount"].as_str()
+        ),
+        (Some(600), Some("25")),
+        "{p}"
+    );
+    seats(db, plan, "2012-01-15T00:00:00Z", 12);
+    let inv = invoices_of(&db.pass(NM));
+    let l = lines(&inv[0]);
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert!(
+        l.contains(&line(STD_RENEWAL, 12, 600, 7200, NM, FTE)),
+        "{l:?}"
+    );
+    let add = l
+        .iter()
+        .find(|x| x.0 == STD_ADD)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(add.1, 2, "{l:?}");
+    assert!(
+        add.2 > 0 && add.2 < 600,
+        "prorated from the new price: {l:?}"
+    );
+}
+
 on_both_backends!(
+    discount_given_mid_period,
     billing_mode_and_license_management_changes,
     usage_checked_once_per_pass,
     complimentary_plan_into_paid_successor,

@@ -118,6 +118,24 @@ fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppEr
             let plans = repo::plan_ids_of_customer(c, id)?;
             pretty(&CustomerView::new(&customer, plans))
         }
+        CustomerCmd::SetDiscount {
+            id,
+            monthly_discounted_price_cents,
+            annual_discounted_price_cents,
+            required_plan_tier,
+        } => {
+            ops::set_discount(
+                c,
+                id,
+                monthly_discounted_price_cents,
+                annual_discounted_price_cents,
+                required_plan_tier.as_deref(),
+                now,
+            )?;
+            let customer = ops::customer(c, id)?;
+            let plans = repo::plan_ids_of_customer(c, id)?;
+            pretty(&CustomerView::new(&customer, plans))
+        }
         CustomerCmd::ReportUsage { id, seats } => {
             ops::report_usage(c, id, seats, now)?;
             let customer = ops::customer(c, id)?;

@@ -195,6 +195,20 @@ pub enum CustomerCmd {
         /// The customer's id.
         id: i64,
     },
+    /// Give or change a customer's negotiated prices; reprices the current plan at once.
+    SetDiscount {
+        /// The customer's id.
+        id: i64,
+        /// The monthly price per license, in cents.
+        #[arg(long, allow_negative_numbers = true)]
+        monthly_discounted_price_cents: i64,
+        /// The annual price per license, in cents.
+        #[arg(long, allow_negative_numbers = true)]
+        annual_discounted_price_cents: i64,
+        /// The tier the prices belong to (default: the customer's, else its plan's).
+        #[arg(long)]
+        required_plan_tier: Option<String>,
+    },
     /// Record a usage upload from the host (self-hosted freshness) and optionally a seat count.
     ReportUsage {
         /// The customer's id.

@@ -82,6 +82,25 @@ pub fn set_usage(
     Ok(())
 }
 
+/// A customer's negotiated prices for one tier; the flat new-customer discount ends with them.
+pub fn set_discount(
+    conn: &mut Conn,
+    id: i64,
+    monthly: i64,
+    annual: i64,
+    tier: Tier,
+) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(customer::table.find(id))
+        .set((
+            customer::monthly_discounted_price.eq(monthly),
+            customer::annual_discounted_price.eq(annual),
+            customer::required_plan_tier.eq(Some(tier.code())),
+            customer::flat_discounted_months.eq(0),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
 // ----- plans -----
 
 #[derive(Debug, Clone)]

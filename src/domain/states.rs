@@ -72,7 +72,7 @@ names! {
         FreeTrialEnded = "free_trial_ended",
         /// A plan was scheduled to follow this one at its end date.
         SuccessorScheduled = "successor_scheduled",
-        /// The billing mode or the license management changed (`message` says which).
+        /// The billing mode, the license management or the price changed (`message` says which).
         SettingsChanged = "settings_changed",
         /// Staff notice: a fixed-price plan ends soon.
         NoticeFixedPricePlanEnds = "notice_fixed_price_plan_ends",

@@ -1,9 +1,10 @@
 //! Customers: creation and the host's usage reports.
 
 use crate::db::claims;
-use crate::db::repo::{self, NewCustomer};
+use crate::db::repo::{self, NewCustomer, NewEvent};
 use crate::db::Conn;
-use crate::domain::{CustomerKind, Tier};
+use crate::domain::prices::{discount_display, list_price, price_per_license};
+use crate::domain::{Customer, CustomerKind, EventKind, PlanStatus, Tier};
 use crate::error::{invalid, AppError};
 
 use super::{customer, licenses_arg, non_negative, Ts};
@@ -92,5 +93,67 @@ pub fn report_usage(conn: &mut Conn, id: i64, seats: Option<i64>, now: Ts) -> Re
             claims::clear_retry(c, plan_id)?;
         }
         Ok(())
+    })
+}
+
+/// A discount given or changed (Zulip's `attach_discount_to_customer`): the customer's prices
+/// for one tier, the end of any flat-discount months, and the current plan repriced at once
+/// when it is on that tier — and so is a never-started successor of a complimentary plan.
+/// Lines already invoiced keep their prices; later additions and renewals use the new ones.
+pub fn set_discount(
+    conn: &mut Conn,
+    id: i64,
+    monthly: i64,
+    annual: i64,
+    tier: Option<&str>,
+    now: Ts,
+) -> Result<Customer, AppError> {
+    for (flag, price) in [
+        ("--monthly-discounted-price-cents", monthly),
+        ("--annual-discounted-price-cents", annual),
+    ] {
+        if price <= 0 {
+            return Err(invalid(format!(
+                "{flag} must be a positive number of cents (got {price})"
+            )));
+        }
+    }
+    let tier = tier.map(Tier::parse).transpose()?;
+    conn.transaction(|c| {
+        let cust = customer(c, id)?;
+        let live = repo::live_plan_of(c, id)?.map(|r| r.plan);
+        let Some(tier) = tier
+            .or(cust.required_plan_tier)
+            .or(live.as_ref().map(|p| p.tier))
+        else {
+            return Err(invalid(format!(
+                "customer {id} has no plan and no required tier: give --required-plan-tier"
+            )));
+        };
+        repo::set_discount(c, id, monthly, annual, tier)?;
+        let cust = customer(c, id)?;
+        let mut plans = vec![];
+        if let Some(p) = live {
+            if p.status == PlanStatus::SwitchPlanTierAtPlanEnd && p.tier.is_complimentary() {
+                plans.extend(repo::successor_of(c, &p)?.map(|r| r.plan));
+            }
+            plans.push(p);
+        }
+        for mut p in plans.into_iter().filter(|p| p.tier == tier) {
+            if p.fixed_price.is_some() {
+                return Err(invalid(format!(
+                    "plan {} has a fixed price: a discount does not change it",
+                    p.id
+                )));
+            }
+            let price = price_per_license(p.tier, p.billing_schedule, Some(&cust))?;
+            p.price_per_license = Some(price);
+            p.discount = discount_display(list_price(p.tier, p.billing_schedule)?, price);
+            repo::save_plan(c, &p)?;
+            let mut e = NewEvent::about(EventKind::SettingsChanged, &p, now);
+            e.message = Some(format!("price per license {price} cents"));
+            repo::insert_event(c, &e, now)?;
+        }
+        Ok(cust)
     })
 }

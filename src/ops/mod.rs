@@ -17,7 +17,7 @@ use crate::domain::{Customer, LedgerEntry, Plan};
 use crate::error::{invalid, AppError};
 
 pub use crate::billing::{customer, plan};
-pub use customers::{create_customer, report_usage, CustomerInput};
+pub use customers::{create_customer, report_usage, set_discount, CustomerInput};
 pub use licenses::{buy_licenses, renewal_licenses, report_seats};
 pub use offers::{accept_offer, create_offer};
 pub use plans::{
