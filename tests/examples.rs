@@ -1129,7 +1129,64 @@ fn discount_given_mid_period(db: &TestDb) {
     );
 }
 
+/// `plan upgrade-tier` (Zulip's SWITCH_PLAN_TIER_NOW test): a monthly Standard plan of 9
+/// licenses at 800 upgraded to Plus at its anchor. The old plan ends; the new one starts now
+/// with Plus's minimum of 10 licenses; its first invoice carries the renewal (10 × 1200) and
+/// the credit for the unused period (−7200): 4800 due.
+fn tier_upgraded_now_with_a_credit(db: &TestDb) {
+    let cust = customer(db);
+    let old = standard_plan(db, cust, "monthly", "9", &[]);
+    let new = db.ok(
+        Some(T0),
+        &[
+            "plan",
+            "upgrade-tier",
+            &old.to_string(),
+            "--tier",
+            "cloud_plus",
+        ],
+    );
+    let new_id = new["id"].as_i64().unwrap_or(0);
+    assert_ne!(new_id, old);
+    assert_eq!(
+        (
+            new["tier"].as_str(),
+            new["licenses"].as_i64(),
+            new["next_invoice_date"].as_str()
+        ),
+        (Some("cloud_plus"), Some(10), Some(T0)),
+        "{new}"
+    );
+    assert_eq!(db.plan(old)["status"], "ended");
+    let report = db.pass(T0);
+    let inv = invoices_of(&report);
+    assert_eq!(inv.len(), 1, "{report}");
+    assert_eq!(inv[0]["plan_id"].as_i64(), Some(new_id));
+    assert_eq!(
+        lines(&inv[0]),
+        vec![
+            line("Zulip Cloud Plus - renewal", 10, 1200, 12000, T0, NM),
+            line(
+                "Credit from early termination of active plan",
+                1,
+                -7200,
+                -7200,
+                T0,
+                NM
+            ),
+        ]
+    );
+    assert_eq!(inv[0]["total_cents"], 4800);
+    // The credit is given once: the next renewal is the plain price.
+    let inv = invoices_of(&db.pass(NM));
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line("Zulip Cloud Plus - renewal", 10, 1200, 12000, NM, FTE)]
+    );
+}
+
 on_both_backends!(
+    tier_upgraded_now_with_a_credit,
     discount_given_mid_period,
     billing_mode_and_license_management_changes,
     usage_checked_once_per_pass,

@@ -84,6 +84,7 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts, checks: Checks) -> Resu
         }
         Some(id)
     };
+    p.credit -= draft.credit_used;
     p.invoiced_through = draft.invoiced_through;
     p.next_invoice_date = match p.status {
         PlanStatus::Ended => None,

@@ -226,6 +226,24 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
         PlanCmd::RenewalLicenses { id, licenses } => pretty(&LedgerView::from(
             &ops::renewal_licenses(c, id, licenses, now)?,
         )),
+        PlanCmd::Schedule { .. }
+        | PlanCmd::SetBillingMode { .. }
+        | PlanCmd::SetLicenseManagement { .. }
+        | PlanCmd::UpgradeTier { .. }
+        | PlanCmd::DowngradeNow { .. }
+        | PlanCmd::SetEndDate { .. }
+        | PlanCmd::ScheduleSuccessor { .. } => plan_change(c, cmd, now),
+        PlanCmd::Events { id } => {
+            ops::plan(c, id)?;
+            pretty(&repo::events_of_plan(c, id)?)
+        }
+        PlanCmd::Preview { .. } => Err(invalid("a preview runs on a connection of its own")),
+    }
+}
+
+/// The commands that change a plan's status, tier, settings or end.
+fn plan_change(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+    match cmd {
         PlanCmd::Schedule { id, change } => {
             let p = ops::schedule_change(c, id, ScheduleChange::parse(&change)?, now)?;
             pretty(&plan_view(c, p.id)?)
@@ -237,6 +255,10 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
         PlanCmd::SetLicenseManagement { id, mode } => {
             ops::set_license_management(c, id, LicenseManagement::parse(&mode)?, now)?;
             pretty(&plan_view(c, id)?)
+        }
+        PlanCmd::UpgradeTier { id, tier } => {
+            let new = ops::upgrade_tier(c, id, &tier, now)?;
+            pretty(&plan_view(c, new.id)?)
         }
         PlanCmd::DowngradeNow { id } => {
             ops::downgrade_now(c, id, now)?;
@@ -257,11 +279,7 @@ fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
                 format!("scheduled successor plan {new_id}"),
             )
         }
-        PlanCmd::Events { id } => {
-            ops::plan(c, id)?;
-            pretty(&repo::events_of_plan(c, id)?)
-        }
-        PlanCmd::Preview { .. } => Err(invalid("a preview runs on a connection of its own")),
+        _ => Err(invalid("not a change of a plan")),
     }
 }
 

@@ -331,6 +331,14 @@ pub enum PlanCmd {
         /// automatic (seat reports) or manual (bought licenses).
         mode: String,
     },
+    /// Move an active plan to a higher tier now, with a credit for the unused part of its period.
+    UpgradeTier {
+        /// The plan's id.
+        id: i64,
+        /// The new tier (higher, of the same kind: cloud_plus over cloud_standard, …).
+        #[arg(long)]
+        tier: String,
+    },
     /// Set the plan's end date.
     SetEndDate {
         /// The plan's id.

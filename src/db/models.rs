@@ -90,6 +90,7 @@ pub struct PlanRow {
     pub next_retry_at: Option<Ts>,
     pub created_at: Ts,
     pub claim_token: i64,
+    pub credit_cents: i64,
 }
 
 /// A plan with the worker's bookkeeping (lease, errors) beside the domain fields.
@@ -128,6 +129,7 @@ impl PlanRow {
             stale_audit_log_data_email_sent: self.stale_audit_log_data_email_sent,
             reminder_to_review_plan_email_sent: self.reminder_to_review_plan_email_sent,
             needs_attention: self.needs_attention,
+            credit: self.credit_cents,
         };
         Ok(PlanRecord {
             plan,

@@ -226,6 +226,7 @@ pub fn save_plan(conn: &mut Conn, p: &Plan) -> Result<(), DbError> {
             customer_plan::stale_audit_log_data_email_sent.eq(p.stale_audit_log_data_email_sent),
             customer_plan::reminder_to_review_plan_email_sent.eq(p.reminder_to_review_plan_email_sent),
             customer_plan::needs_attention.eq(&p.needs_attention),
+            customer_plan::credit_cents.eq(p.credit),
         ))
         .execute(c))?;
     Ok(())

@@ -56,6 +56,7 @@ diesel::table! {
         next_retry_at -> Nullable<TsSql>,
         created_at -> TsSql,
         claim_token -> BigInt,
+        credit_cents -> BigInt,
     }
 }
 

@@ -4,9 +4,10 @@
 
 use chrono::Duration;
 
+use super::dates::renewal_or_end_date;
 use super::dates::{add_months, months_per_period, start_of_next_billing_cycle, trunc_seconds};
 use super::model::Ts;
-use super::prices::{min_licenses_for_plan, price_per_license};
+use super::prices::{min_licenses_for_plan, price_per_license, prorate};
 use super::{
     BillingError, BillingSchedule, Customer, CustomerKind, LedgerEntry, Plan, PlanStatus, Tier,
 };
@@ -281,4 +282,52 @@ pub fn fixed_price_review_due(plan: &Plan) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether moving from `old` to `new` is a tier upgrade: the same family (Cloud or self-hosted),
+/// a higher tier, and one with a price.
+pub fn is_upgrade(old: Tier, new: Tier) -> bool {
+    let self_hosted = |t: Tier| t.code() >= 100;
+    self_hosted(old) == self_hosted(new) && new.code() > old.code() && new.is_paid()
+}
+
+/// The credit for the unused part of the current period when a plan is replaced at `now`
+/// (Zulip's early-termination credit, docs/RULES.md §4.5): price per license × the licenses
+/// billed for the period × what is left of it, rounded like every proration. Nothing when the
+/// current period has not been billed (its renewal is past `invoiced_through`).
+pub fn early_termination_credit(
+    plan: &Plan,
+    entries: &[LedgerEntry],
+    now: Ts,
+) -> Result<i64, BillingError> {
+    let (Some(price), Some(through)) = (plan.price_per_license, plan.invoiced_through) else {
+        return Ok(0);
+    };
+    let Some(renewal) = entries
+        .iter()
+        .filter(|e| e.is_renewal && e.event_time <= now)
+        .max_by_key(|e| (e.event_time, e.id))
+    else {
+        return Ok(0);
+    };
+    if renewal.id > through {
+        return Ok(0);
+    }
+    let licenses = entries
+        .iter()
+        .filter(|e| e.id <= through)
+        .max_by_key(|e| e.id)
+        .map_or(0, |e| i64::from(e.licenses));
+    let end = renewal_or_end_date(
+        plan.billing_cycle_anchor,
+        plan.billing_schedule,
+        plan.end_date,
+        renewal.event_time,
+    )?;
+    let period = (end - renewal.event_time).num_seconds();
+    let remaining = (end - now).num_seconds().clamp(0, period.max(0));
+    let billed = price
+        .checked_mul(licenses)
+        .ok_or(BillingError::AmountOverflow)?;
+    prorate(billed, remaining, period)
 }

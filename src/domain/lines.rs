@@ -12,6 +12,8 @@ pub enum LineKind {
     Renewal,
     Addition,
     FlatDiscount,
+    /// The unused part of a plan replaced by a tier upgrade.
+    Credit,
 }
 
 impl LineKind {
@@ -20,6 +22,7 @@ impl LineKind {
             LineKind::Renewal => "renewal",
             LineKind::Addition => "addition",
             LineKind::FlatDiscount => "flat_discount",
+            LineKind::Credit => "credit",
         }
     }
 }
@@ -47,7 +50,12 @@ pub struct InvoiceDraft {
     pub invoiced_through: Option<i64>,
     /// Months of flat discount this invoice uses.
     pub flat_months_used: i32,
+    /// The plan's credit this invoice gives (then cleared on the plan).
+    pub credit_used: i64,
 }
+
+/// The description of the credit line, as Zulip words its balance adjustment.
+pub const CREDIT_DESCRIPTION: &str = "Credit from early termination of active plan";
 
 impl InvoiceDraft {
     pub fn total(&self) -> i64 {
@@ -241,6 +249,21 @@ pub fn invoice_lines(
                 ledger_entry_id: None,
             });
             draft.flat_months_used = months;
+        }
+        // The credit of a tier upgrade (docs/RULES.md §4.5), on the new plan's first renewal.
+        if plan.credit > 0 {
+            draft.lines.push(LineDraft {
+                kind: LineKind::Credit,
+                description: CREDIT_DESCRIPTION.to_string(),
+                quantity: 1,
+                unit_amount: -plan.credit,
+                amount: -plan.credit,
+                amount_only: true,
+                period_start: start,
+                period_end: end,
+                ledger_entry_id: None,
+            });
+            draft.credit_used = plan.credit;
         }
     }
     Ok(draft)

@@ -71,6 +71,9 @@ pub struct Plan {
     pub stale_audit_log_data_email_sent: bool,
     pub reminder_to_review_plan_email_sent: bool,
     pub needs_attention: Option<String>,
+    /// A credit in cents for the unused part of the plan this one replaced at once (a tier
+    /// upgrade), given on this plan's first invoice with a renewal line.
+    pub credit: i64,
 }
 
 impl Plan {

@@ -45,6 +45,7 @@ fn plan(schedule: BillingSchedule) -> Plan {
         stale_audit_log_data_email_sent: false,
         reminder_to_review_plan_email_sent: false,
         needs_attention: None,
+        credit: 0,
     }
 }
 
@@ -376,4 +377,28 @@ proptest! {
         let ledger = vec![entry(1, true, t0(), 10, 10), entry(2, false, day(3), 10 - drop, 10 - drop)];
         prop_assert!(invoice_lines(&plan(BillingSchedule::Annual), &cloud(), &ledger, day(31)).is_err());
     }
+}
+
+/// An immediate tier upgrade credits the unused part of the billed period (Zulip's test: a
+/// monthly Standard plan of 9 licenses at 800 upgraded at its anchor gets 7200 back).
+#[test]
+fn early_termination_credit_is_the_unused_part_of_the_billed_period() {
+    use super::cycle::{early_termination_credit, is_upgrade};
+    let p = plan(BillingSchedule::Monthly);
+    let entries = [entry(1, true, t0(), 9, 9)];
+    let credit = |at| early_termination_credit(&p, &entries, at).unwrap_or(-1);
+    assert_eq!(credit(t0()), 7200);
+    // Halfway through a 31-day January: half of it, to the cent.
+    assert_eq!(credit(t0() + Duration::seconds(31 * 86400 / 2)), 3600);
+    assert_eq!(credit(t0() + Duration::days(31)), 0);
+    // Additions billed later count; an unbilled period earns nothing.
+    let unbilled = Plan {
+        invoiced_through: None,
+        ..p.clone()
+    };
+    assert_eq!(early_termination_credit(&unbilled, &entries, t0()), Ok(0));
+    assert!(is_upgrade(Tier::CloudStandard, Tier::CloudPlus));
+    assert!(!is_upgrade(Tier::CloudPlus, Tier::CloudStandard));
+    assert!(!is_upgrade(Tier::CloudStandard, Tier::SelfHostedBusiness));
+    assert!(is_upgrade(Tier::SelfHostedBasic, Tier::SelfHostedBusiness));
 }

@@ -6,6 +6,7 @@ mod customers;
 mod licenses;
 mod offers;
 mod plans;
+mod tiers;
 
 use chrono::{DateTime, Utc};
 
@@ -24,6 +25,7 @@ pub use plans::{
     create_plan, downgrade_now, schedule_change, schedule_successor, set_billing_mode,
     set_end_date, set_license_management, PlanInput,
 };
+pub use tiers::upgrade_tier;
 
 type Ts = DateTime<Utc>;
 
