@@ -1185,7 +1185,106 @@ fn tier_upgraded_now_with_a_credit(db: &TestDb) {
     );
 }
 
+/// A per-license plan scheduled for when complimentary access ends (Zulip's
+/// `upgrade_when_complimentary_access_plan_ends`): 18 seats, Business annual at 8000. The
+/// successor renews with Business's minimum of 25, and the self-hosted customer's flat
+/// discount applies: 200000 − 24000 = 176000. Cancelling makes the complimentary plan active
+/// again.
+fn per_license_successor_after_complimentary_access(db: &TestDb) {
+    let cust = db.id(
+        Some(T0),
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Legacy",
+            "--kind",
+            "self_hosted",
+        ],
+    );
+    let c = cust.to_string();
+    let plan = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "self_hosted_legacy",
+            "--schedule",
+            "annual",
+            "--licenses",
+            "18",
+            "--automanage-licenses",
+        ],
+    );
+    let p = plan.to_string();
+    let end = "2012-06-02T03:04:05Z";
+    db.ok(Some(NM), &["plan", "set-end-date", &p, "--date", end]);
+    db.ok(Some(NM), &["customer", "report-usage", &c, "--seats", "18"]);
+    let schedule = |now| {
+        db.id(
+            Some(now),
+            &[
+                "plan",
+                "schedule-successor",
+                &p,
+                "--tier",
+                "self_hosted_business",
+                "--schedule",
+                "annual",
+                "--automanage-licenses",
+            ],
+        )
+    };
+    let first = schedule(NM);
+    let s = db.plan(first);
+    assert_eq!(
+        (
+            s["status"].as_str(),
+            s["price_per_license_cents"].as_i64(),
+            s["fixed_price_cents"].as_i64(),
+            s["billing_cycle_anchor"].as_str()
+        ),
+        (Some("never_started"), Some(8000), None, Some(end)),
+        "{s}"
+    );
+    assert_eq!(db.plan(plan)["licenses_at_next_renewal"], 25);
+    // Cancelled, the complimentary plan is active again; scheduled again, it switches at its end.
+    db.ok(Some(NM), &["plan", "schedule", &p, "--change", "cancel"]);
+    assert_eq!(db.plan(plan)["status"], "active");
+    assert_eq!(db.plan(first)["status"], "ended");
+    let next = schedule(NM);
+    db.ok(
+        Some("2012-06-02T03:30:00Z"),
+        &["customer", "report-usage", &c],
+    );
+    let inv = invoices_of(&db.pass("2012-06-02T04:00:00Z"));
+    assert_eq!(inv.len(), 1, "{inv:?}");
+    assert_eq!(inv[0]["plan_id"].as_i64(), Some(next));
+    let year_end = "2013-06-02T03:04:05Z";
+    assert_eq!(
+        lines(&inv[0]),
+        vec![
+            line("Zulip Business - renewal", 25, 8000, 200000, end, year_end),
+            line(
+                "$20.00/month new customer discount",
+                1,
+                -24000,
+                -24000,
+                end,
+                year_end
+            ),
+        ]
+    );
+    assert_eq!(inv[0]["total_cents"], 176000);
+    assert_eq!(db.plan(plan)["status"], "ended");
+    assert_eq!(db.plan(next)["status"], "active");
+}
+
 on_both_backends!(
+    per_license_successor_after_complimentary_access,
     tier_upgraded_now_with_a_credit,
     discount_given_mid_period,
     billing_mode_and_license_management_changes,

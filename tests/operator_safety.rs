@@ -514,6 +514,31 @@ fn every_guard_refuses_cleanly(db: &TestDb) {
             "plan set-license-management 2 sometimes",
             "unknown license management",
         ),
+        (
+            "customer set-discount 1 --monthly-discounted-price-cents 0 --annual-discounted-price-cents 6000",
+            "must be a positive number",
+        ),
+        (
+            "customer set-discount 1 --monthly-discounted-price-cents 600 --annual-discounted-price-cents -1",
+            "must be a positive number",
+        ),
+        (
+            "customer set-discount 4 --monthly-discounted-price-cents 600 --annual-discounted-price-cents 6000",
+            "has a fixed price",
+        ),
+        ("plan upgrade-tier 3 --tier cloud_plus", "only an active plan"),
+        ("plan upgrade-tier 4 --tier cloud_plus", "fixed-price plan"),
+        ("plan upgrade-tier 1 --tier cloud_standard", "already on cloud_standard"),
+        ("plan upgrade-tier 1 --tier self_hosted_business", "not an upgrade"),
+        ("plan upgrade-tier 1 --tier gold", "Unknown tier"),
+        (
+            "plan schedule-successor 2 --fixed-price-cents 100000 --automanage-licenses",
+            "drop --automanage-licenses",
+        ),
+        (
+            "plan schedule-successor 2 --tier cloud_plus --schedule weekly",
+            "Unknown billing_schedule",
+        ),
     ];
     let before = fingerprint(db);
     for (command, expected) in cases {

@@ -272,8 +272,16 @@ fn plan_change(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> 
             id,
             fixed_price_cents,
             tier,
+            schedule,
+            automanage_licenses,
         } => {
-            let new_id = ops::schedule_successor(c, id, fixed_price_cents, tier.as_deref(), now)?;
+            let successor = ops::Successor {
+                fixed_price: fixed_price_cents,
+                tier,
+                schedule,
+                automanage_licenses,
+            };
+            let new_id = ops::schedule_successor(c, id, &successor, now)?;
             out(
                 &serde_json::json!({ "id": new_id }),
                 format!("scheduled successor plan {new_id}"),
@@ -341,7 +349,7 @@ fn status_of(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
             "next_invoice_date": r.plan.next_invoice_date,
         })
     });
-    let last = repo::last_pass_run(c)?;
+    let last = crate::db::workers::last_pass_run(c)?;
     let doc = serde_json::json!({
         "now": now,
         "due": due,

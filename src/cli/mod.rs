@@ -351,12 +351,19 @@ pub enum PlanCmd {
     ScheduleSuccessor {
         /// The plan's id.
         id: i64,
-        /// The successor's price for its whole period, in cents.
+        /// A fixed price for the successor's year, in cents (without it: billed per license).
         #[arg(long, allow_negative_numbers = true)]
-        fixed_price_cents: i64,
-        /// The successor's tier (default: the plan's).
+        fixed_price_cents: Option<i64>,
+        /// The successor's tier (default: the plan's; required without a fixed price when the
+        /// plan is complimentary).
         #[arg(long)]
         tier: Option<String>,
+        /// annual or monthly (default: the plan's schedule).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Per-license successors: licenses follow the seat count.
+        #[arg(long)]
+        automanage_licenses: bool,
     },
     /// The outbox rows (plan events and notices) of a plan.
     Events {

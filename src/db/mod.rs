@@ -11,6 +11,7 @@ pub mod lock;
 pub mod models;
 pub mod pool;
 pub mod repo;
+pub mod workers;
 
 pub use pool::Db;
 

@@ -187,7 +187,15 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
             "08-01" if day.year() == 2025 => {
                 let end = at("2025-08-06", 9)?;
                 ops::set_end_date(c, lumen_plan, end, noon)?;
-                ops::schedule_successor(c, lumen_plan, 150_000, None, noon)?;
+                ops::schedule_successor(
+                    c,
+                    lumen_plan,
+                    &ops::Successor {
+                        fixed_price: Some(150_000),
+                        ..ops::Successor::default()
+                    },
+                    noon,
+                )?;
             }
             "09-19" if day.year() == 2025 => {
                 ops::report_seats(c, acme_plan, 40, noon)?;

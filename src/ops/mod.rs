@@ -23,7 +23,7 @@ pub use licenses::{buy_licenses, renewal_licenses, report_seats};
 pub use offers::{accept_offer, create_offer};
 pub use plans::{
     create_plan, downgrade_now, schedule_change, schedule_successor, set_billing_mode,
-    set_end_date, set_license_management, PlanInput,
+    set_end_date, set_license_management, PlanInput, Successor,
 };
 pub use tiers::upgrade_tier;
 

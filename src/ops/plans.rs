@@ -6,7 +6,9 @@ use crate::db::repo::{self, NewPlan};
 use crate::db::Conn;
 use crate::domain::cycle::next_billing_cycle;
 use crate::domain::dates::{add_months, trunc_seconds};
-use crate::domain::prices::{discount_display, list_price, min_licenses_for_plan};
+use crate::domain::prices::{
+    billable_licenses, discount_display, list_price, min_licenses_for_plan, price_per_license,
+};
 use crate::domain::{
     plan_parameters, BillingSchedule, Customer, InvoicingStatus, LedgerEntry, Plan, PlanStatus,
     Tier,
@@ -15,7 +17,8 @@ use crate::domain::{CollectionMethod, EventKind, LicenseManagement, ScheduleChan
 use crate::error::{invalid, AppError};
 
 use super::{
-    current_after_cycle, customer, event, licenses_arg, live_plan, non_negative, plan, require, Ts,
+    clamp_i32, current_after_cycle, customer, event, licenses_arg, live_plan, non_negative, plan,
+    require, Ts,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -446,59 +449,92 @@ fn settings_changed(c: &mut Conn, p: &Plan, message: String, now: Ts) -> Result<
     Ok(())
 }
 
-/// A never-started fixed-price successor that starts at the plan's end date.
+/// What `plan schedule-successor` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Successor {
+    /// A fixed price for the successor's year; `None`: billed per license.
+    pub fixed_price: Option<i64>,
+    pub tier: Option<String>,
+    pub schedule: Option<String>,
+    /// Per-license successors only.
+    pub automanage_licenses: bool,
+}
+
+/// A never-started successor that starts at the plan's end date: fixed-price (12 months long)
+/// or, without a fixed price, billed per license at the customer's price for its tier and
+/// schedule (Zulip's upgrade at the end of complimentary access). The plan becomes
+/// `switch_plan_tier_at_plan_end`; for a per-license successor its newest ledger entry renews
+/// with the new tier's billable count (docs/RULES.md §4.5).
 pub fn schedule_successor(
     conn: &mut Conn,
     id: i64,
-    fixed_price: i64,
-    tier: Option<&str>,
+    successor: &Successor,
     now: Ts,
 ) -> Result<i64, AppError> {
-    let fixed_price = non_negative("--fixed-price-cents", fixed_price)?;
-    let tier = tier.map(Tier::parse).transpose()?;
+    let fixed_price = successor
+        .fixed_price
+        .map(|f| non_negative("--fixed-price-cents", f))
+        .transpose()?;
+    let tier = successor.tier.as_deref().map(Tier::parse).transpose()?;
+    let schedule = successor
+        .schedule
+        .as_deref()
+        .map(BillingSchedule::parse)
+        .transpose()?;
+    if fixed_price.is_some() && successor.automanage_licenses {
+        return Err(invalid(
+            "a fixed-price successor always manages licenses automatically: drop --automanage-licenses",
+        ));
+    }
     conn.transaction(|c| {
-        let (mut p, _) = live_plan(c, id, now)?;
-        let Some(end) = p.end_date else {
-            return Err(invalid(format!("plan {id} has no end date: set one with `plan set-end-date` first")));
-        };
-        if p.status != PlanStatus::Active {
-            return Err(invalid(format!("only an active plan can get a successor (plan {id} is {})", p.status)));
-        }
-        let entries = repo::ledger_of(c, p.id)?;
-        // The next boundary is capped at the end date (docs/RULES.md §3): an end date at or before the
-        // next cycle start is the plan's last boundary.
-        let cycle = next_billing_cycle(&p, &entries)?;
-        if !p.tier.is_complimentary() && cycle != Some(end) {
-            return Err(invalid(format!(
-                "plan {id} ends on {} but its next billing cycle starts {}: the end date must be the next cycle boundary",
-                end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                cycle.map_or("never".to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-            )));
-        }
+        let (mut p, cust) = live_plan(c, id, now)?;
+        let end = successor_start(c, &p)?;
         let tier = tier.unwrap_or(p.tier);
         if !tier.is_paid() {
-            return Err(invalid(format!("a successor plan needs a paid tier (got {tier})")));
+            return Err(invalid(format!(
+                "a successor plan needs a paid tier (got {tier})"
+            )));
         }
+        let schedule = schedule.unwrap_or(p.billing_schedule);
+        let (price, discount, automanage, end_date) = match fixed_price {
+            Some(_) => (None, None, true, Some(add_months(end, 12)?)),
+            None => {
+                let price = price_per_license(tier, schedule, Some(&cust))?;
+                let discount = discount_display(list_price(tier, schedule)?, price);
+                (Some(price), discount, successor.automanage_licenses, None)
+            }
+        };
         let new = NewPlan {
             customer_id: p.customer_id,
             tier,
             status: PlanStatus::NeverStarted,
-            billing_schedule: p.billing_schedule.code(),
-            fixed_price: Some(fixed_price),
-            price_per_license: None,
-            discount: None,
-            automanage_licenses: true,
+            billing_schedule: schedule.code(),
+            fixed_price,
+            price_per_license: price,
+            discount,
+            automanage_licenses: automanage,
             charge_automatically: p.charge_automatically,
             billing_cycle_anchor: end,
             next_invoice_date: Some(end),
-            end_date: Some(add_months(end, 12)?),
+            end_date,
             invoicing_status: InvoicingStatus::InitialInvoiceToBeSent,
             created_at: now,
         };
         let new_id = repo::insert_plan(c, &new).map_err(|e| match e.constraint() {
-            Some(_) => invalid(format!("customer {} already has a never-started successor plan", p.customer_id)),
+            Some(_) => invalid(format!(
+                "customer {} already has a never-started successor plan",
+                p.customer_id
+            )),
             None => AppError::from(e),
         })?;
+        if fixed_price.is_none() {
+            // The successor starts with the billable count of its own tier.
+            if let Some(last) = repo::ledger_of(c, p.id)?.last() {
+                let seats = cust.seat_count.map_or(i64::from(last.licenses), i64::from);
+                let next = billable_licenses(&cust, tier, seats);
+                repo::set_licenses_at_next_renewal(c, last.id, clamp_i32(next)?)?;
+            }
+        }
         let old = p.status;
         p.status = PlanStatus::SwitchPlanTierAtPlanEnd;
         p.next_invoice_date = Some(end);
@@ -507,8 +543,38 @@ pub fn schedule_successor(
         e.old_status = Some(old);
         e.new_status = Some(p.status);
         e.new_tier = Some(tier);
-        e.message = Some(format!("plan {new_id} starts at {}", end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+        e.message = Some(format!(
+            "plan {new_id} starts at {}",
+            end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ));
         repo::insert_event(c, &e, now)?;
         Ok(new_id)
     })
+}
+
+/// Where a successor of `p` starts: its end date, which must be its next cycle boundary
+/// (docs/RULES.md §3: the boundary is capped at the end date) unless the plan is complimentary.
+fn successor_start(c: &mut Conn, p: &Plan) -> Result<Ts, AppError> {
+    let id = p.id;
+    let Some(end) = p.end_date else {
+        return Err(invalid(format!(
+            "plan {id} has no end date: set one with `plan set-end-date` first"
+        )));
+    };
+    if p.status != PlanStatus::Active {
+        return Err(invalid(format!(
+            "only an active plan can get a successor (plan {id} is {})",
+            p.status
+        )));
+    }
+    let entries = repo::ledger_of(c, p.id)?;
+    let cycle = next_billing_cycle(p, &entries)?;
+    if !p.tier.is_complimentary() && cycle != Some(end) {
+        return Err(invalid(format!(
+            "plan {id} ends on {} but its next billing cycle starts {}: the end date must be the next cycle boundary",
+            end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            cycle.map_or("never".to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        )));
+    }
+    Ok(end)
 }

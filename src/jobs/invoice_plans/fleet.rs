@@ -8,7 +8,7 @@ use chrono::Duration;
 use tracing::warn;
 
 use crate::clock::Clock;
-use crate::db::repo;
+use crate::db::workers;
 use crate::db::Db;
 use crate::stripe::PaymentGateway;
 
@@ -54,7 +54,7 @@ impl Fleet {
         let since = wall - Duration::seconds(HEARTBEAT_TTL_SECS);
         match self
             .db
-            .run(|c| repo::heartbeat(c, &self.worker, wall, since))
+            .run(|c| workers::heartbeat(c, &self.worker, wall, since))
         {
             Ok(workers) => gateway.set_workers(workers),
             Err(e) => warn!(error = %e, "heartbeat failed; the Stripe budget split is unchanged"),
@@ -62,7 +62,7 @@ impl Fleet {
     }
 
     pub(super) fn leave(self) {
-        if let Err(e) = self.db.run(|c| repo::leave(c, &self.worker)) {
+        if let Err(e) = self.db.run(|c| workers::leave(c, &self.worker)) {
             warn!(error = %e, "could not leave the fleet; the heartbeat row ages out");
         }
     }

@@ -130,7 +130,7 @@ pub async fn run_pass<G: PaymentGateway + 'static>(
             result
         } else {
             let run_id = db.run(|c| {
-                repo::insert_pass_run(c, &opts.worker_id, now, opts.wall.now())
+                crate::db::workers::insert_pass_run(c, &opts.worker_id, now, opts.wall.now())
             })?;
             let result = pass(db, gateway, now, opts).await;
             if let Ok(r) = &result {
@@ -142,7 +142,7 @@ pub async fn run_pass<G: PaymentGateway + 'static>(
                     r.failures_count,
                 ]
                 .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-                db.run(|c| repo::finish_pass_run(c, run_id, opts.wall.now(), counts))?;
+                db.run(|c| crate::db::workers::finish_pass_run(c, run_id, opts.wall.now(), counts))?;
             }
             result
         };
