@@ -402,3 +402,50 @@ fn early_termination_credit_is_the_unused_part_of_the_billed_period() {
     assert!(!is_upgrade(Tier::CloudStandard, Tier::SelfHostedBusiness));
     assert!(is_upgrade(Tier::SelfHostedBasic, Tier::SelfHostedBusiness));
 }
+
+proptest! {
+    /// A tier upgrade's credit never exceeds what was billed for the period, never goes up as
+    /// the period passes, and is the whole billed amount at the period's start.
+    #[test]
+    fn credits_never_exceed_what_was_billed(
+        annual in any::<bool>(),
+        price in 1i64..20_000,
+        licenses in 1i32..500,
+        added in 0i32..50,
+        a in 0i64..1_000_000_000,
+        b in 0i64..1_000_000_000,
+    ) {
+        use super::cycle::early_termination_credit;
+        let schedule = if annual { BillingSchedule::Annual } else { BillingSchedule::Monthly };
+        let p = Plan {
+            price_per_license: Some(price),
+            invoiced_through: Some(2),
+            ..plan(schedule)
+        };
+        // A renewal at the anchor and an addition ten days in, both billed.
+        let entries = [
+            entry(1, true, t0(), licenses, licenses),
+            entry(2, false, day(10), licenses + added, licenses + added),
+        ];
+        let end = start_of_next_billing_cycle(t0(), schedule, t0()).unwrap_or_default();
+        let period = (end - t0()).num_seconds();
+        let added_at = (day(10) - t0()).num_seconds();
+        // Instants at or after the newest entry (an operation never acts before it).
+        let span = period - added_at;
+        let (x, y) = (added_at + a % span, added_at + b % span);
+        let (early, late) = (x.min(y), x.max(y));
+        let credit = |s: i64| early_termination_credit(&p, &entries, t0() + Duration::seconds(s)).unwrap_or(-1);
+        // What was billed for the period: the renewal in full, the addition from its day on.
+        let billed = price * i64::from(licenses)
+            + super::prices::prorate(price * i64::from(added), span, period).unwrap_or(0);
+        prop_assert!(credit(early) >= credit(late));
+        prop_assert!(credit(late) >= 0);
+        prop_assert!(credit(early) <= billed, "credit {} > billed {}", credit(early), billed);
+        // With nothing added, the whole period's price comes back at its start.
+        let renewal_only = Plan { invoiced_through: Some(1), ..p.clone() };
+        prop_assert_eq!(
+            early_termination_credit(&renewal_only, &entries[..1], t0()),
+            Ok(price * i64::from(licenses))
+        );
+    }
+}
