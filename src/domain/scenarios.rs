@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::cycle::{end_of_cycle, plan_parameters, EndOfCycle};
-use super::dates::{add_months, start_of_next_billing_cycle};
+use super::dates::{self, add_months, start_of_next_billing_cycle};
 use super::*;
 
 fn t0() -> DateTime<Utc> {
@@ -447,5 +447,85 @@ proptest! {
             early_termination_credit(&renewal_only, &entries[..1], t0()),
             Ok(price * i64::from(licenses))
         );
+    }
+}
+
+/// One event of a random history.
+#[derive(Debug, Clone)]
+enum Event {
+    Seats(i32),
+    Discount(i64),
+}
+
+proptest! {
+    /// A random year of seat changes and discount changes, invoiced month by month as the pass
+    /// does, then a tier upgrade: no period is billed twice (one renewal line per period start,
+    /// one addition line per ledger entry), no line is negative or priced above the plan's price
+    /// at the time, and the upgrade's credit never exceeds what was billed for the period.
+    #[test]
+    fn a_random_history_keeps_the_invariants(
+        events in proptest::collection::vec((1i64..330, prop_oneof![
+            (1i32..40).prop_map(Event::Seats),
+            (100i64..800).prop_map(Event::Discount),
+        ]), 1..20),
+        upgrade_after in 0i64..3_000_000,
+    ) {
+        use super::cycle::early_termination_credit;
+        let customer = cloud();
+        let mut p = plan(BillingSchedule::Monthly);
+        let mut entries = vec![entry(1, true, t0(), 10, 10)];
+        let mut events = events;
+        events.sort_by_key(|(d, _)| *d);
+        let mut lines: Vec<LineDraft> = vec![];
+        let mut prices_at: Vec<(Ts, i64)> = vec![(t0(), 800)];
+        let mut due = p.next_invoice_date.unwrap_or_default();
+        let mut pending = events.into_iter().peekable();
+        let horizon = day(335);
+        while due <= horizon {
+            // Events before this due date, in time order.
+            while let Some((d, ev)) = pending.next_if(|(d, _)| day(*d) < due) {
+                let at = day(d);
+                let last = entries.last().cloned().unwrap_or_else(|| entry(1, true, t0(), 10, 10));
+                match ev {
+                    Event::Seats(n) => {
+                        let id = entries.len() as i64 + 1;
+                        entries.push(entry(id, false, at, last.licenses.max(n), n.max(1)));
+                    }
+                    Event::Discount(price) => {
+                        p.price_per_license = Some(price);
+                        prices_at.push((at, price));
+                    }
+                }
+            }
+            if let EndOfCycle::Renew { at, licenses } = end_of_cycle(&p, &customer, &entries, None, due).unwrap_or(EndOfCycle::Nothing) {
+                let id = entries.len() as i64 + 1;
+                entries.push(entry(id, true, at, licenses, licenses));
+            }
+            let draft = invoice_lines(&p, &customer, &entries, due).unwrap_or_default();
+            p.invoiced_through = draft.invoiced_through;
+            lines.extend(draft.lines);
+            due = dates::next_invoice_date_after(p.billing_cycle_anchor, due).unwrap_or(horizon + Duration::days(1));
+        }
+        let max_price = prices_at.iter().map(|(_, pr)| *pr).max().unwrap_or(800);
+        let mut renewals = std::collections::HashSet::new();
+        let mut additions = std::collections::HashSet::new();
+        for l in &lines {
+            prop_assert!(l.amount >= 0 && l.unit_amount <= max_price, "{l:?}");
+            match l.kind {
+                LineKind::Renewal => prop_assert!(renewals.insert(l.period_start), "period billed twice: {l:?}"),
+                LineKind::Addition => prop_assert!(additions.insert(l.ledger_entry_id), "entry billed twice: {l:?}"),
+                _ => {}
+            }
+        }
+        // Every month of the year was renewed (the simulation really ran).
+        prop_assert!(renewals.len() >= 10, "{} renewals", renewals.len());
+        // The upgrade, at or after the newest entry: the credit stays within the period's bill.
+        let newest = entries.iter().map(|e| e.event_time).max().unwrap_or_default();
+        let now = newest.max(due - Duration::days(31)) + Duration::seconds(upgrade_after);
+        let credit = early_termination_credit(&p, &entries, now).unwrap_or(-1);
+        let period_start = entries.iter().filter(|e| e.is_renewal && e.event_time <= now).map(|e| e.event_time).max().unwrap_or_default();
+        let billed: i64 = lines.iter().filter(|l| l.period_end > period_start && l.period_start >= period_start).map(|l| l.amount).sum();
+        prop_assert!(credit >= 0);
+        prop_assert!(credit <= billed, "credit {credit} > billed {billed}");
     }
 }
