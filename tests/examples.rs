@@ -889,9 +889,8 @@ fn first_invoice_by_worker_with_flat_discount(db: &TestDb) {
     );
 }
 
-/// A complimentary self-hosted plan that ends into a paid fixed-price successor: nothing is
-/// billed for the complimentary plan; the successor's first year is billed when it starts.
-fn complimentary_plan_into_paid_successor(db: &TestDb) {
+/// A self-hosted customer on a complimentary (legacy) annual plan at T0: (customer, plan).
+fn legacy_plan(db: &TestDb, licenses: &str, extra: &[&str]) -> (i64, i64) {
     let cust = db.id(
         Some(T0),
         &[
@@ -904,21 +903,27 @@ fn complimentary_plan_into_paid_successor(db: &TestDb) {
         ],
     );
     let c = cust.to_string();
-    let plan = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &c,
-            "--tier",
-            "self_hosted_legacy",
-            "--schedule",
-            "annual",
-            "--licenses",
-            "20",
-        ],
-    );
+    let mut args = vec![
+        "plan",
+        "create",
+        "--customer",
+        &c,
+        "--tier",
+        "self_hosted_legacy",
+        "--schedule",
+        "annual",
+        "--licenses",
+        licenses,
+    ];
+    args.extend_from_slice(extra);
+    (cust, db.id(Some(T0), &args))
+}
+
+/// A complimentary self-hosted plan that ends into a paid fixed-price successor: nothing is
+/// billed for the complimentary plan; the successor's first year is billed when it starts.
+fn complimentary_plan_into_paid_successor(db: &TestDb) {
+    let (cust, plan) = legacy_plan(db, "20", &[]);
+    let c = cust.to_string();
     let p = plan.to_string();
     assert_eq!(db.plan(plan)["price_per_license_cents"], 0);
     let end = "2012-06-02T03:04:05Z";
@@ -1191,34 +1196,8 @@ fn tier_upgraded_now_with_a_credit(db: &TestDb) {
 /// discount applies: 200000 − 24000 = 176000. Cancelling makes the complimentary plan active
 /// again.
 fn per_license_successor_after_complimentary_access(db: &TestDb) {
-    let cust = db.id(
-        Some(T0),
-        &[
-            "customer",
-            "create",
-            "--name",
-            "Legacy",
-            "--kind",
-            "self_hosted",
-        ],
-    );
+    let (cust, plan) = legacy_plan(db, "18", &["--automanage-licenses"]);
     let c = cust.to_string();
-    let plan = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &c,
-            "--tier",
-            "self_hosted_legacy",
-            "--schedule",
-            "annual",
-            "--licenses",
-            "18",
-            "--automanage-licenses",
-        ],
-    );
     let p = plan.to_string();
     let end = "2012-06-02T03:04:05Z";
     db.ok(Some(NM), &["plan", "set-end-date", &p, "--date", end]);
