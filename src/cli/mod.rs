@@ -347,7 +347,7 @@ pub enum PlanCmd {
         #[arg(long, value_parser = parse_time)]
         date: Ts,
     },
-    /// A never-started fixed-price successor that starts at the plan's end date.
+    /// A never-started successor (fixed-price, or billed per license) from the plan's end date.
     ScheduleSuccessor {
         /// The plan's id.
         id: i64,
