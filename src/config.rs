@@ -78,7 +78,8 @@ pub struct Tuning {
     /// The budget per second of one Stripe endpoint, shared by all workers [default: 15]
     #[arg(long, env = "STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", value_parser = clap::value_parser!(u32).range(1..))]
     pub stripe_max_requests_per_second_per_endpoint: Option<u32>,
-    /// Stripe requests waiting for an answer at once, per worker [default: 25 live, 10 test]
+    /// Stripe requests waiting for an answer at once, per worker [default: 25 live, 10 test;
+    /// half the per-second budget when that is set and larger]
     #[arg(long, env = "STRIPE_MAX_REQUESTS_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..))]
     pub stripe_max_requests_in_flight: Option<u32>,
 }
@@ -130,7 +131,8 @@ impl Tuning {
         }
         let mut config = StripeConfig::new(key, base.as_deref());
         if let Some(rate) = self.stripe_max_requests_per_second {
-            config.limits.per_second = rate;
+            // The in-flight cap follows the budget unless it is set explicitly (below).
+            config.limits = config.limits.with_per_second(rate);
         }
         if let Some(rate) = self.stripe_max_requests_per_second_per_endpoint {
             config.limits.per_endpoint = rate;

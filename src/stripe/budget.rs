@@ -49,6 +49,26 @@ impl Limits {
     }
 }
 
+/// The slow Stripe round trip the in-flight cap is sized for: with a request taking this long,
+/// `per_second × SLOW_ROUND_TRIP` requests are waiting at once.
+pub const SLOW_ROUND_TRIP_MS: u32 = 500;
+
+impl Limits {
+    /// A per-second budget set by the operator, with the in-flight cap raised to keep it busy
+    /// at a slow round trip ([`SLOW_ROUND_TRIP_MS`]), never below this mode's default: a budget
+    /// raised to Stripe's full limits is not silently capped by the in-flight default.
+    pub fn with_per_second(self, per_second: u32) -> Limits {
+        let needed =
+            u32::try_from((u64::from(per_second) * u64::from(SLOW_ROUND_TRIP_MS)).div_ceil(1000))
+                .unwrap_or(u32::MAX);
+        Limits {
+            per_second,
+            in_flight: self.in_flight.max(needed),
+            ..self
+        }
+    }
+}
+
 /// The lowest the AIMD factor goes (5 % of the budget).
 const MIN_FACTOR: f64 = 0.05;
 /// Additive increase: this fraction of the budget back per second of clean traffic.
@@ -258,6 +278,18 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_in_flight_cap_follows_a_raised_budget() {
+        let live = Limits::for_key(false);
+        // Stripe's full live limit: 100/s at 0.5 s needs 50 in flight, not the default 25.
+        assert_eq!(live.with_per_second(100).in_flight, 50);
+        assert_eq!(live.with_per_second(100).per_second, 100);
+        // Never below the default.
+        assert_eq!(live.with_per_second(20).in_flight, 25);
+        assert_eq!(Limits::for_key(true).with_per_second(25).in_flight, 13);
+        assert_eq!(Limits::for_key(true).with_per_second(5).in_flight, 10);
+    }
 
     #[test]
     fn endpoints_are_templated() {
