@@ -816,35 +816,15 @@ fn manual_licenses(db: &TestDb) {
 
 /// The first period billed by the worker, and the self-hosted flat discount.
 fn first_invoice_by_worker_with_flat_discount(db: &TestDb) {
-    let cust = db.id(
-        Some(T0),
-        &[
-            "customer",
-            "create",
-            "--name",
-            "Self",
-            "--kind",
-            "self_hosted",
-        ],
+    let (cust, plan) = self_hosted_plan(
+        db,
+        "self_hosted_basic",
+        "monthly",
+        "10",
+        &["--first-invoice-by-worker"],
     );
     db.ok(Some(T0), &["customer", "report-usage", &cust.to_string()]);
     let c = cust.to_string();
-    let plan = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &c,
-            "--tier",
-            "self_hosted_basic",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "10",
-            "--first-invoice-by-worker",
-        ],
-    );
     assert_eq!(
         db.plan(plan)["invoicing_status"],
         "initial_invoice_to_be_sent"
@@ -889,15 +869,21 @@ fn first_invoice_by_worker_with_flat_discount(db: &TestDb) {
     );
 }
 
-/// A self-hosted customer on a complimentary (legacy) annual plan at T0: (customer, plan).
-fn legacy_plan(db: &TestDb, licenses: &str, extra: &[&str]) -> (i64, i64) {
+/// A self-hosted customer with a plan created at T0: (customer, plan).
+fn self_hosted_plan(
+    db: &TestDb,
+    tier: &str,
+    schedule: &str,
+    licenses: &str,
+    extra: &[&str],
+) -> (i64, i64) {
     let cust = db.id(
         Some(T0),
         &[
             "customer",
             "create",
             "--name",
-            "Legacy",
+            "Host",
             "--kind",
             "self_hosted",
         ],
@@ -909,14 +895,19 @@ fn legacy_plan(db: &TestDb, licenses: &str, extra: &[&str]) -> (i64, i64) {
         "--customer",
         &c,
         "--tier",
-        "self_hosted_legacy",
+        tier,
         "--schedule",
-        "annual",
+        schedule,
         "--licenses",
         licenses,
     ];
     args.extend_from_slice(extra);
     (cust, db.id(Some(T0), &args))
+}
+
+/// A self-hosted customer on a complimentary (legacy) annual plan at T0: (customer, plan).
+fn legacy_plan(db: &TestDb, licenses: &str, extra: &[&str]) -> (i64, i64) {
+    self_hosted_plan(db, "self_hosted_legacy", "annual", licenses, extra)
 }
 
 /// A complimentary self-hosted plan that ends into a paid fixed-price successor: nothing is
@@ -980,33 +971,8 @@ fn complimentary_plan_into_paid_successor(db: &TestDb) {
 /// uploaded after the first missed due date but before the second gets both invoices in one
 /// pass (Zulip's job), not the first one and a stale-data wait.
 fn usage_checked_once_per_pass(db: &TestDb) {
-    let cust = db.id(
-        Some(T0),
-        &[
-            "customer",
-            "create",
-            "--name",
-            "Late",
-            "--kind",
-            "self_hosted",
-        ],
-    );
+    let (cust, plan) = self_hosted_plan(db, "self_hosted_basic", "monthly", "10", &[]);
     let c = cust.to_string();
-    let plan = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &c,
-            "--tier",
-            "self_hosted_basic",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "10",
-        ],
-    );
     // The upload comes after the first due date (NM) and before the second (FTE).
     db.ok(
         Some("2012-02-10T00:00:00Z"),

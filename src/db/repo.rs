@@ -332,6 +332,16 @@ pub fn set_licenses_at_next_renewal(
     Ok(())
 }
 
+/// The time of a plan's newest ledger entry, if it has any.
+pub fn newest_ledger_time(conn: &mut Conn, plan_id: i64) -> Result<Option<Ts>, DbError> {
+    Ok(with_conn!(conn, c => license_ledger::table
+        .filter(license_ledger::plan_id.eq(plan_id))
+        .order(license_ledger::event_time.desc())
+        .select(license_ledger::event_time)
+        .first::<Ts>(c)
+        .optional())?)
+}
+
 pub fn ledger_of(conn: &mut Conn, plan_id: i64) -> Result<Vec<LedgerEntry>, DbError> {
     let rows = with_conn!(conn, c => license_ledger::table
         .filter(license_ledger::plan_id.eq(plan_id))

@@ -64,12 +64,7 @@ fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppE
             p.status
         )));
     }
-    if let Some(newest) = repo::ledger_of(conn, id)?
-        .iter()
-        .map(|e| e.event_time)
-        .max()
-        .filter(|t| *t > now)
-    {
+    if let Some(newest) = repo::newest_ledger_time(conn, id)?.filter(|t| *t > now) {
         return Err(invalid(format!(
             "plan {id} has a ledger entry at {}, after --now {}: time only moves forward for a plan",
             newest.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
