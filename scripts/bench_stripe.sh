@@ -5,7 +5,8 @@
 #
 #   scripts/bench_stripe.sh sqlite|postgres PLANS WORKERS [GLOBAL_BUDGET ENDPOINT_BUDGET]
 #
-# Environment: BIN (default target/release/plan-invoicer), EMULATOR_BIN (default BIN), LATENCY_MS (300), JITTER_MS (100),
+# Environment: BIN (default target/release/plan-invoicer), EMULATOR_BIN (default BIN), LINES (lines
+# per invoice, 2), LATENCY_MS (300), JITTER_MS (100),
 # LIMIT (100), ENDPOINT_LIMIT (25), CONCURRENCY (the worker's default), KEY (sk_live_bench),
 # PG (postgres://postgres@127.0.0.1:5432). Without the budget arguments the workers use their
 # defaults for the key's mode.
@@ -61,9 +62,9 @@ end=$(date +%s.%N)
 curl -sf "http://127.0.0.1:$port/_emulator/counts" > "$dir/counts.json"
 commits_after=$(commits)
 
-python3 - "$dir" "$workers" "$start" "$end" "${ENDPOINT_LIMIT:-25}" "${codes[*]}" "$plans" "$backend" "$commits_before" "$commits_after" <<'PY'
+python3 - "$dir" "$workers" "$start" "$end" "${ENDPOINT_LIMIT:-25}" "${codes[*]}" "$plans" "$backend" "$commits_before" "$commits_after" "${LINES:-2}" <<'PY'
 import json, sys
-d, workers, start, end, limit, codes, plans, backend, c0, c1 = sys.argv[1:]
+d, workers, start, end, limit, codes, plans, backend, c0, c1, lines = sys.argv[1:]
 workers, limit, plans = int(workers), float(limit), int(plans)
 counts = json.load(open(f"{d}/counts.json"))
 reports = [json.load(open(f"{d}/report.{w}.json")) for w in range(1, workers + 1)]
@@ -72,6 +73,11 @@ busiest, c = max(counts.items(), key=lambda kv: kv[1]["ok"])
 window = max((c["last_ok_ms"] - c["first_ok_ms"]) / 1000.0, 1e-9)
 rate = (c["ok"] - 1) / window
 total = sum(v["ok"] + v["rate_limited"] + v["other"] for v in counts.values())
+ok = sum(v["ok"] for v in counts.values())
+# One finalize per invoice: its rate over its own window is the invoices' rate.
+fin = counts.get("POST /v1/invoices/{invoice}/finalize", {"ok": 0})
+fin_window = max(((fin.get("last_ok_ms") or 0) - (fin.get("first_ok_ms") or 0)) / 1000.0, 1e-9)
+invoices_rate = (fin["ok"] - 1) / fin_window if fin["ok"] > 1 else 0.0
 limited = sum(v["rate_limited"] for v in counts.values())
 print(json.dumps({
     "backend": backend,
@@ -79,7 +85,11 @@ print(json.dumps({
     "workers": workers,
     "exit_codes": codes.split(),
     # Older builds report every invoice instead of a count.
+    "lines_per_invoice": int(lines),
     "invoices": sum(r.get("invoices_sent", len(r.get("invoices", []))) for r in reports),
+    "invoices_per_second": round(invoices_rate, 2),
+    "ratio_of_invoice_ceiling": round(invoices_rate / limit, 3) if limit else None,
+    "requests_per_invoice": round(ok / max(fin["ok"], 1), 2),
     "failed_plans": sum(len(r["failures"]) + len(r["needs_attention"]) for r in reports),
     "wall_seconds": round(float(end) - float(start), 1),
     "plans_per_second": round(plans / (float(end) - float(start)), 1),

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Seeds a book of N due plans for benchmarks, with SQL rather than one CLI call per plan.
 #
-#   scripts/seed_book.sh DATABASE_URL N [BINARY]
+#   [LINES=L] scripts/seed_book.sh DATABASE_URL N [BINARY]
 #
 # One template customer and plan are made through the CLI (Cloud Standard, monthly, 10 licenses,
-# automatic license management, 12 seats reported ten days in): the invoice due a month later
-# has a renewal line and a prorated addition line. The template is then copied N-1 times with
+# automatic license management, and L-1 seat increases from day ten on: 12 seats, then 13, …):
+# the invoice due a month later has a renewal line and L-1 prorated addition lines (L = 2 by
+# default; L = 1 is the renewal alone). The template is then copied N-1 times with
 # INSERT … SELECT over a recursive counter (the same SQL on PostgreSQL and SQLite). Every plan
 # is due at 2025-02-06T09:00:00Z; run passes with --now 2025-02-07T00:00:00Z.
 set -euo pipefail
@@ -19,7 +20,11 @@ export DATABASE_URL=$url
 "$bin" --now "$t0" customer create --name bench-1 > /dev/null
 "$bin" --now "$t0" plan create --customer 1 --tier cloud_standard --schedule monthly \
   --licenses 10 --automanage-licenses > /dev/null
-"$bin" --now 2025-01-16T09:00:00Z plan seats 1 --count 12 > /dev/null
+lines=${LINES:-2}
+for k in $(seq 1 $((lines - 1))); do
+  "$bin" --now "$(date -u -d "2025-01-16T09:00:00Z + $((k - 1)) days" +%Y-%m-%dT%H:%M:%SZ)" \
+    plan seats 1 --count $((11 + k)) > /dev/null
+done
 
 sql=$(cat <<SQL
 WITH RECURSIVE s(k) AS (SELECT 2 UNION ALL SELECT k + 1 FROM s WHERE k < $n)

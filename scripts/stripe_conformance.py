@@ -24,6 +24,9 @@ ENDPOINTS = {
     ("GET", "/v1/invoices"): P.InvoiceListParams,
     ("GET", "/v1/invoices/{invoice}"): P.InvoiceRetrieveParams,
     ("POST", "/v1/invoices/{invoice}/finalize"): P.InvoiceFinalizeInvoiceParams,
+    ("POST", "/v1/invoices/{invoice}/add_lines"): P.InvoiceAddLinesParams,
+    ("POST", "/v1/products"): P.ProductCreateParams,
+    # Sent by versions before add_lines, and by the emulator's own tests.
     ("POST", "/v1/invoiceitems"): P.InvoiceItemCreateParams,
     ("GET", "/v1/invoiceitems"): P.InvoiceItemListParams,
     # Sent by the tests as an operator would (behind the worker's back), never by the worker.

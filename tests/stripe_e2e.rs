@@ -92,12 +92,29 @@ fn baseline() -> (Vec<Value>, usize) {
         "the scenario emits many invoices: {}",
         snap.len()
     );
-    // Requests per invoice: invoice + one per line + finalize, and one per new customer.
+    // Three requests per invoice whatever its number of lines (create, add_lines, finalize),
+    // one per new customer and one per tier that has per-seat lines (its product), no more.
     let lines: usize = snap
         .iter()
         .map(|i| i[7].as_array().map_or(0, Vec::len))
         .sum();
-    assert_eq!(db.stripe.requests().len(), 3 + 2 * snap.len() + lines);
+    assert!(lines > snap.len(), "some invoices have several lines");
+    let requests = db.stripe.requests();
+    let count = |endpoint: &str| requests.iter().filter(|r| r.endpoint == endpoint).count();
+    assert_eq!(count("/v1/customers"), 3);
+    assert_eq!(
+        count("/v1/products"),
+        2,
+        "cloud_standard and self_hosted_basic"
+    );
+    for endpoint in [
+        "/v1/invoices",
+        "/v1/invoices/{invoice}/add_lines",
+        "/v1/invoices/{invoice}/finalize",
+    ] {
+        assert_eq!(count(endpoint), snap.len(), "{endpoint}");
+    }
+    assert_eq!(requests.len(), 5 + 3 * snap.len());
     (snap, db.stripe.requests().len())
 }
 
@@ -167,12 +184,14 @@ fn interrupted_then_resumed_postgres() {
 #[test]
 fn resume_after_idempotency_keys_expired() {
     let (expected, _) = baseline();
-    // Request 1 creates the first customer, 2 its first invoice, 3 that invoice's item.
+    // Request 1 creates the first customer, 2 its first invoice, 3 the product of its tier,
+    // 4 adds all of the invoice's lines in one `add_lines` request.
     for (backend, lost) in [
         (Backend::Sqlite, 2),
         (Backend::Sqlite, 3),
+        (Backend::Sqlite, 4),
         (Backend::Postgres, 2),
-        (Backend::Postgres, 3),
+        (Backend::Postgres, 4),
     ] {
         let Some(db) = TestDb::new(backend) else {
             continue;
@@ -203,6 +222,34 @@ fn resume_after_idempotency_keys_expired() {
             .filter(|r| r.method == "GET")
             .count();
         assert!(lookups > 0, "the resume looked objects up");
+        // Each local line exactly once on Stripe's invoice, also the lines of the lost answer.
+        let mut line_ids: Vec<String> = db
+            .stripe
+            .items()
+            .iter()
+            .filter_map(|i| {
+                i["metadata"]["plan_invoicer_line_id"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        let all = line_ids.len();
+        line_ids.sort();
+        line_ids.dedup();
+        assert_eq!(line_ids.len(), all, "no line twice (response {lost} lost)");
+        let local_lines: usize = db
+            .invoices()
+            .iter()
+            .map(|i| i["lines"].as_array().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(all, local_lines, "every line once (response {lost} lost)");
+        if lost == 3 {
+            assert_eq!(
+                db.stripe.products().len(),
+                2,
+                "the product is not made twice"
+            );
+        }
     }
 }
 
@@ -304,4 +351,173 @@ fn emulator_idempotency_and_unknown_parameters() {
         d["error"]["message"],
         "Received unknown parameter: unit_amount"
     );
+}
+
+/// The emulator's `add_lines` as Stripe's: lines to a draft only, all or none, unknown
+/// parameters refused, inline prices on an existing product; products with an id of the
+/// caller's choosing, once.
+#[test]
+fn emulator_add_lines_and_products() {
+    let emu = Emulator::new();
+    let addr = common::runtime()
+        .block_on(emu.start("127.0.0.1:0"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let base = format!("http://{addr}/");
+    let post = |path: &str, key: &str, body: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                "-H",
+                "Authorization: Bearer sk_test_x",
+                "-H",
+                &format!("Idempotency-Key: {key}"),
+                "-d",
+                body,
+                &format!("{base}v1/{path}"),
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("curl: {e}"));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    let product = post("products", "p1", "id=prod_seat&name=Seats");
+    assert_eq!(product["id"], "prod_seat");
+    let again = post("products", "p2", "id=prod_seat&name=Seats");
+    assert_eq!(again["error"]["code"], "resource_already_exists");
+    assert_eq!(emu.products().len(), 1);
+    let customer = post("customers", "c1", "name=A");
+    let cus = customer["id"].as_str().unwrap_or_default().to_string();
+    let invoice = post(
+        "invoices",
+        "i1",
+        &format!("customer={cus}&auto_advance=false"),
+    );
+    let inv = invoice["id"].as_str().unwrap_or_default().to_string();
+    let lines = |extra: &str| {
+        format!(
+            "lines[0][amount]=-500&lines[0][description]=Discount&lines[0][metadata][plan_invoicer_line_id]=1\
+             &lines[1][price_data][currency]=usd&lines[1][price_data][product]=prod_seat\
+             &lines[1][price_data][unit_amount_decimal]=800&lines[1][quantity]=12\
+             &lines[1][period][start]=1&lines[1][period][end]=2{extra}"
+        )
+    };
+    // One bad line refuses the request: nothing is added.
+    let refused = post(
+        &format!("invoices/{inv}/add_lines"),
+        "l1",
+        &lines("&lines[2][amount]=1&lines[2][unit_amount]=5"),
+    );
+    assert_eq!(
+        refused["error"]["message"],
+        "Received unknown parameter: unit_amount"
+    );
+    assert_eq!(refused["error"]["param"], "lines[2][unit_amount]");
+    let no_product = post(
+        &format!("invoices/{inv}/add_lines"),
+        "l2",
+        "lines[0][price_data][currency]=usd&lines[0][price_data][product]=prod_none&lines[0][price_data][unit_amount]=1",
+    );
+    assert_eq!(no_product["error"]["code"], "resource_missing");
+    assert!(emu.items().is_empty(), "a refused request adds no line");
+    let added = post(&format!("invoices/{inv}/add_lines"), "l3", &lines(""));
+    assert_eq!(added["lines"]["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(added["lines"]["data"][1]["amount"], 9600);
+    assert!(
+        added["lines"]["data"][1]["parent"]["invoice_item_details"]["invoice_item"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("ii_"))
+    );
+    // Replayed under its key: no second copy.
+    let replayed = post(&format!("invoices/{inv}/add_lines"), "l3", &lines(""));
+    assert_eq!(replayed["id"], added["id"]);
+    assert_eq!(emu.items().len(), 2);
+    let finalized = post(&format!("invoices/{inv}/finalize"), "f1", "");
+    assert_eq!(finalized["total"], 9100);
+    let late = post(
+        &format!("invoices/{inv}/add_lines"),
+        "l4",
+        "lines[0][amount]=1",
+    );
+    assert_eq!(late["error"]["code"], "invoice_not_editable");
+    assert_eq!(emu.items().len(), 2);
+}
+
+/// A draft that holds some of its lines already (items made one at a time by an earlier
+/// version, then a crash) is completed with the rest only, in one `add_lines` request under a
+/// key of its own: no line twice.
+#[test]
+fn partial_draft_is_completed_not_duplicated() {
+    let (expected, _) = baseline();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend) else {
+            continue;
+        };
+        let mut conn = connect(&db);
+        setup(&mut conn);
+        // Every `add_lines` fails before Stripe carries it out: each customer's first invoice
+        // is left a draft without lines.
+        db.stripe.set_faults(Faults {
+            fail_endpoints: vec!["/v1/invoices/{invoice}/add_lines".into()],
+            ..Faults::default()
+        });
+        let first = pass(&db, &mut conn, HORIZON, 1);
+        assert_eq!(first.failures.len(), 3, "{first:?}");
+        db.stripe.set_faults(Faults::default());
+        let draft = db
+            .invoices()
+            .into_iter()
+            .find(|i| {
+                i["stripe_invoice_id"].is_string()
+                    && i["status"] == "pending"
+                    && i["lines"].as_array().is_some_and(|l| l.len() >= 2)
+            })
+            .unwrap_or_else(|| panic!("a draft with several lines was left"));
+        let sid = draft["stripe_invoice_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let filter = plan_invoicer::db::repo::InvoiceFilter {
+            ids: Some(vec![plan_invoicer::domain::InvoiceId(
+                draft["id"].as_i64().unwrap_or_default(),
+            )]),
+            ..Default::default()
+        };
+        let record = plan_invoicer::db::repo::list_invoices(&mut conn, &filter)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remove(0);
+        let lines = record.lines;
+        assert!(lines.len() >= 2, "the draft has several lines: {draft}");
+        db.stripe
+            .add_item_beside(&sid, lines[0].id.0, lines[0].amount_cents)
+            .unwrap_or_else(|| panic!("the draft exists in Stripe"));
+        let second = pass(&db, &mut conn, "2013-01-10T01:00:00Z", 1);
+        assert!(
+            second.failures.is_empty() && second.needs_attention.is_empty(),
+            "{second:?}"
+        );
+        let on_draft: Vec<Value> = db
+            .stripe
+            .items()
+            .into_iter()
+            .filter(|i| i["invoice"] == sid)
+            .collect();
+        assert_eq!(on_draft.len(), lines.len(), "each line once on {sid}");
+        let rest_key = db
+            .stripe
+            .requests()
+            .iter()
+            .rev()
+            .filter(|r| r.endpoint == "/v1/invoices/{invoice}/add_lines" && r.path.contains(&sid))
+            .find_map(|r| r.idempotency_key.clone())
+            .unwrap_or_default();
+        assert!(rest_key.contains(":lines:rest-"), "{rest_key}");
+        // The snapshot compares descriptions, amounts and periods: the fixture's item has the
+        // first line's amount, so the invoices are the same as without the crash.
+        let totals = |snap: &[Value]| snap.iter().map(|i| i[3].clone()).collect::<Vec<_>>();
+        assert_eq!(
+            totals(&common::stripe_snapshot(&db.stripe)),
+            totals(&expected)
+        );
+    }
 }

@@ -474,6 +474,24 @@ pub fn set_line_stripe_id(conn: &mut Conn, id: LineId, stripe_id: &str) -> Resul
     Ok(())
 }
 
+/// The Stripe product that per-seat lines of `tier` are priced on, once it was created.
+pub fn product_of_tier(conn: &mut Conn, tier: Tier) -> Result<Option<String>, DbError> {
+    Ok(with_conn!(conn, c => stripe_product::table
+        .find(tier.name())
+        .select(stripe_product::stripe_product_id)
+        .first::<String>(c)
+        .optional())?)
+}
+
+/// Remembers a tier's Stripe product; a second worker's insert of the same changes nothing.
+pub fn remember_stripe_product(conn: &mut Conn, tier: Tier, id: &str) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::insert_into(stripe_product::table)
+        .values((stripe_product::tier.eq(tier.name()), stripe_product::stripe_product_id.eq(id)))
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    Ok(())
+}
+
 /// Customers with a Stripe id after `after_id` (one page, in id order), or just `only`.
 pub fn customers_in_stripe(
     conn: &mut Conn,

@@ -169,6 +169,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    stripe_product (tier) {
+        tier -> Text,
+        stripe_product_id -> Text,
+    }
+}
+
 diesel::joinable!(customer_plan -> customer (customer_id));
 diesel::joinable!(license_ledger -> customer_plan (plan_id));
 diesel::joinable!(invoice_line -> invoice (invoice_id));

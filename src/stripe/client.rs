@@ -11,19 +11,21 @@ use std::time::Duration;
 use super::budget::{endpoint_of, Breaker, Budget, Limits};
 use super::transport::{Transport, TransportError};
 use super::{
-    keys, ApiKey, Finalized, GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice,
+    keys, ApiKey, Finalized, GatewayError, NewInvoice, NewLine, PaymentGateway, RemoteInvoice,
     StripeInvoice, StripeInvoiceStatus, StripeItem,
 };
-use crate::domain::{Customer, CustomerId, InvoiceId, LineId};
+use crate::domain::{Customer, CustomerId, InvoiceId, LineId, Tier};
 use rand::Rng;
 use stripe_billing::invoice::{
-    CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, FinalizeInvoiceInvoice, ListInvoice,
-    RetrieveInvoice,
+    AddLinesInvoice, AddLinesInvoiceLines, AddLinesInvoiceLinesPriceData, CreateInvoice,
+    CreateInvoicePendingInvoiceItemsBehavior, FinalizeInvoiceInvoice, ListInvoice,
+    Period as LinePeriod, RetrieveInvoice,
 };
-use stripe_billing::invoice_item::{CreateInvoiceItem, ListInvoiceItem, Period};
+use stripe_billing::invoice_item::ListInvoiceItem;
 use stripe_billing::InvoiceCollectionMethod;
 use stripe_client_core::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::customer::CreateCustomer;
+use stripe_product::product::CreateProduct;
 
 /// Stripe's public API.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com/";
@@ -255,6 +257,9 @@ fn classify(e: TransportError) -> GatewayError {
         TransportError::Refused(r) => {
             let msg = redact(&TransportError::Refused(r.clone()).to_string());
             let transient = matches!(r.status, 409 | 424 | 429) || r.status >= 500;
+            if r.code.as_deref() == Some("resource_already_exists") {
+                return GatewayError::Exists(msg);
+            }
             match r.should_retry {
                 Some(true) => GatewayError::Retryable(msg),
                 Some(false) if r.status == 404 => GatewayError::NotFound(msg),
@@ -363,36 +368,58 @@ impl PaymentGateway for StripeGateway {
         Ok(obj.id)
     }
 
-    async fn create_item(&self, item: &NewItem<'_>) -> Result<String, GatewayError> {
-        let mut metadata = HashMap::new();
-        metadata.insert(
-            "plan_invoicer_line_id".to_string(),
-            item.local_id.to_string(),
-        );
-        if let Some(entry) = item.ledger_entry_id {
-            metadata.insert("ledger_entry_id".to_string(), entry.to_string());
-        }
-        let mut req = CreateInvoiceItem::new()
-            .customer(item.stripe_customer)
-            .invoice(item.stripe_invoice)
-            .currency(stripe_types::Currency::USD)
-            .description(item.description)
-            .period(Period {
-                start: item.period_start.timestamp(),
-                end: item.period_end.timestamp(),
-            })
-            .discountable(false)
+    async fn create_product(&self, tier: Tier) -> Result<String, GatewayError> {
+        let id = keys::product_id(tier);
+        let metadata: HashMap<String, String> =
+            [("plan_invoicer_tier".to_string(), tier.name().to_string())].into();
+        let req = CreateProduct::new(tier.plan_name())
+            .id(id.clone())
             .metadata(metadata);
-        req = match item.quantity_unit {
-            Some((quantity, unit)) => {
-                let quantity = u64::try_from(quantity)
-                    .map_err(|_| GatewayError::Fatal(format!("negative quantity {quantity}")))?;
-                req.quantity(quantity).unit_amount_decimal(unit.to_string())
-            }
-            None => req.amount(item.amount),
-        };
-        let obj: Object = self.send(&req, Some(keys::line(item.local_id))).await?;
-        Ok(obj.id)
+        match self
+            .send::<_, Object>(&req, Some(keys::product(tier)))
+            .await
+        {
+            Ok(obj) => Ok(obj.id),
+            // Made before (by another worker, or by an attempt whose key Stripe forgot).
+            Err(GatewayError::Exists(_)) => Ok(id),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn add_lines(
+        &self,
+        stripe_invoice: &str,
+        key: &str,
+        lines: &[NewLine<'_>],
+    ) -> Result<HashMap<LineId, String>, GatewayError> {
+        let mut params = Vec::with_capacity(lines.len());
+        for line in lines {
+            params.push(add_lines_param(line)?);
+        }
+        let req = AddLinesInvoice::new(stripe_invoice, params);
+        let answer: LinesAnswer = self.send(&req, Some(key.to_string())).await?;
+        let mut ids: HashMap<LineId, String> = answer
+            .lines
+            .data
+            .into_iter()
+            .filter_map(|l| Some((l.line_id()?, l.invoice_item()?)))
+            .collect();
+        // Stripe embeds only the invoice's first lines; the rest are read from the list.
+        if lines.iter().any(|l| !ids.contains_key(&l.local_id)) {
+            ids = self.find_items(stripe_invoice).await?;
+        }
+        let wanted: HashMap<LineId, String> = lines
+            .iter()
+            .filter_map(|l| ids.remove(&l.local_id).map(|id| (l.local_id, id)))
+            .collect();
+        if wanted.len() != lines.len() {
+            return Err(GatewayError::Mismatch(format!(
+                "Stripe accepted {} lines for invoice {stripe_invoice} but holds {} of them",
+                lines.len(),
+                wanted.len()
+            )));
+        }
+        Ok(wanted)
     }
 
     async fn finalize(
@@ -482,6 +509,88 @@ impl PaymentGateway for StripeGateway {
             .into_iter()
             .filter_map(|i| i.line_id().map(|line| (line, i.id)))
             .collect())
+    }
+}
+
+/// One line as `add_lines` sends it: per-seat lines priced inline on the tier's product, the
+/// others as an amount. Discounts never apply (they are lines of their own).
+fn add_lines_param(line: &NewLine<'_>) -> Result<AddLinesInvoiceLines, GatewayError> {
+    let mut metadata = HashMap::new();
+    metadata.insert(
+        "plan_invoicer_line_id".to_string(),
+        line.local_id.to_string(),
+    );
+    if let Some(entry) = line.ledger_entry_id {
+        metadata.insert("ledger_entry_id".to_string(), entry.to_string());
+    }
+    let mut p = AddLinesInvoiceLines::new();
+    p.description = Some(line.description.to_string());
+    p.discountable = Some(false);
+    p.metadata = Some(metadata);
+    p.period = Some(LinePeriod {
+        start: line.period_start.timestamp(),
+        end: line.period_end.timestamp(),
+    });
+    match line.per_seat {
+        Some(seat) => {
+            let quantity = u64::try_from(seat.quantity)
+                .map_err(|_| GatewayError::Fatal(format!("negative quantity {}", seat.quantity)))?;
+            let mut price = AddLinesInvoiceLinesPriceData::new(stripe_types::Currency::USD);
+            price.product = Some(seat.product.to_string());
+            price.unit_amount_decimal = Some(seat.unit_cents.to_string());
+            p.price_data = Some(price);
+            p.quantity = Some(quantity);
+        }
+        None => p.amount = Some(line.amount),
+    }
+    Ok(p)
+}
+
+/// The part of `add_lines`' answer (an invoice) that names the new items.
+#[derive(miniserde::Deserialize)]
+struct LinesAnswer {
+    lines: LineList,
+}
+
+#[derive(miniserde::Deserialize)]
+struct LineList {
+    data: Vec<LineObject>,
+}
+
+/// An invoice line: its item is `parent.invoice_item_details.invoice_item` (API 2025-03-31 and
+/// later) or `invoice_item` (earlier versions).
+#[derive(miniserde::Deserialize)]
+struct LineObject {
+    metadata: Option<HashMap<String, String>>,
+    invoice_item: Option<String>,
+    parent: Option<LineParent>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct LineParent {
+    invoice_item_details: Option<ItemDetails>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct ItemDetails {
+    invoice_item: Option<String>,
+}
+
+impl LineObject {
+    fn line_id(&self) -> Option<LineId> {
+        self.metadata
+            .as_ref()?
+            .get("plan_invoicer_line_id")?
+            .parse()
+            .ok()
+            .map(LineId)
+    }
+
+    fn invoice_item(self) -> Option<String> {
+        self.parent
+            .and_then(|p| p.invoice_item_details)
+            .and_then(|d| d.invoice_item)
+            .or(self.invoice_item)
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 
-use crate::domain::{Customer, InvoiceId, LedgerEntryId, LineId, PlanId, Ts};
+use crate::domain::{Customer, InvoiceId, LedgerEntryId, LineId, PlanId, Tier, Ts};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -28,6 +28,9 @@ pub enum GatewayError {
     /// The object does not exist in Stripe (404), e.g. a draft deleted behind the worker's back.
     #[error("Stripe has no such object: {0}")]
     NotFound(String),
+    /// An object with the id asked for exists already (Stripe's `resource_already_exists`).
+    #[error("Stripe already has it: {0}")]
+    Exists(String),
     /// Stripe holds something other than what the local records say was sent; a person has
     /// to look (the plan needs attention).
     #[error("{0}")]
@@ -85,20 +88,31 @@ pub struct NewInvoice<'a> {
     pub period_end: Ts,
 }
 
-/// An invoice item to create in Stripe (docs/RULES.md §5).
+/// One line of an invoice for Stripe's `add_lines` (docs/RULES.md §5).
 #[derive(Debug, Clone)]
-pub struct NewItem<'a> {
+pub struct NewLine<'a> {
     pub local_id: LineId,
-    pub stripe_customer: &'a str,
-    pub stripe_invoice: &'a str,
     pub description: &'a str,
-    /// `Some((quantity, unit cents))`, or `None` to send `amount` alone.
-    pub quantity_unit: Option<(i64, i64)>,
+    /// A per-seat line's quantity and unit price, or `None` to send `amount` alone.
+    pub per_seat: Option<SeatPrice<'a>>,
     pub amount: i64,
     pub period_start: Ts,
     pub period_end: Ts,
     pub ledger_entry_id: Option<LedgerEntryId>,
 }
+
+/// Quantity and unit price of a per-seat line, priced inline (`price_data`) on the plan tier's
+/// product.
+#[derive(Debug, Clone, Copy)]
+pub struct SeatPrice<'a> {
+    pub quantity: i64,
+    pub unit_cents: i64,
+    pub product: &'a str,
+}
+
+/// Lines sent in one `add_lines` request. Stripe documents no limit per request, but at most
+/// 250 items per invoice; 50 keeps a request's body small (about 30 KiB).
+pub const ADD_LINES_MAX: usize = 50;
 
 /// What a finalized invoice looks like in Stripe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,10 +184,20 @@ pub trait PaymentGateway: Send + Sync {
         &self,
         invoice: &NewInvoice<'_>,
     ) -> impl Future<Output = Result<String, GatewayError>> + Send;
-    fn create_item(
+    /// The product that per-seat lines of `tier` are priced on, created once per tier with a
+    /// deterministic id (an existing one is taken as it is). Returns its id.
+    fn create_product(
         &self,
-        item: &NewItem<'_>,
+        tier: Tier,
     ) -> impl Future<Output = Result<String, GatewayError>> + Send;
+    /// Adds `lines` (at most [`ADD_LINES_MAX`]) to a draft in one request under `key`, all or
+    /// none. Returns the invoice item id of every line, by local line id.
+    fn add_lines(
+        &self,
+        stripe_invoice: &str,
+        key: &str,
+        lines: &[NewLine<'_>],
+    ) -> impl Future<Output = Result<HashMap<LineId, String>, GatewayError>> + Send;
     fn finalize(
         &self,
         stripe_invoice: &str,
@@ -273,7 +297,7 @@ pub struct StripePeriod {
 
 /// The idempotency keys (docs/RULES.md §5).
 pub mod keys {
-    use crate::domain::{CustomerId, InvoiceId, LineId};
+    use crate::domain::{CustomerId, InvoiceId, LineId, Tier};
 
     pub fn customer(id: CustomerId) -> String {
         format!("plan-invoicer:customer:{id}")
@@ -281,8 +305,32 @@ pub mod keys {
     pub fn invoice(id: InvoiceId) -> String {
         format!("plan-invoicer:invoice:{id}")
     }
-    pub fn line(id: LineId) -> String {
-        format!("plan-invoicer:invoice-line:{id}")
+    /// Chunk `chunk` of all of an invoice's lines (the first attempt at them).
+    pub fn lines(id: InvoiceId, chunk: usize) -> String {
+        format!("plan-invoicer:invoice:{id}:lines:{chunk}")
+    }
+    /// The lines of a resumed invoice that Stripe does not hold yet: named by the lines
+    /// themselves, so the same rest gets the same key and another rest another key.
+    pub fn rest_of_lines(id: InvoiceId, lines: &[LineId]) -> String {
+        // FNV-1a: stable across builds and Rust versions, unlike `std`'s hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for line in lines {
+            for b in line.0.to_le_bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        format!(
+            "plan-invoicer:invoice:{id}:lines:rest-{}-{h:016x}",
+            lines.len()
+        )
+    }
+    pub fn product(tier: Tier) -> String {
+        format!("plan-invoicer:product:{}", tier.name())
+    }
+    /// The product's own id in Stripe (Stripe accepts ids of our choosing for products), so
+    /// that a second creation, even after the idempotency key expired, finds the first.
+    pub fn product_id(tier: Tier) -> String {
+        format!("plan_invoicer_{}", tier.name())
     }
     pub fn finalize(id: InvoiceId) -> String {
         format!("plan-invoicer:invoice:{id}:finalize")
@@ -306,7 +354,24 @@ mod tests {
         use crate::domain::{CustomerId, InvoiceId, LineId};
         assert_eq!(keys::customer(CustomerId(7)), "plan-invoicer:customer:7");
         assert_eq!(keys::invoice(InvoiceId(3)), "plan-invoicer:invoice:3");
-        assert_eq!(keys::line(LineId(12)), "plan-invoicer:invoice-line:12");
+        assert_eq!(
+            keys::lines(InvoiceId(3), 0),
+            "plan-invoicer:invoice:3:lines:0"
+        );
+        let rest = keys::rest_of_lines(InvoiceId(3), &[LineId(12), LineId(14)]);
+        assert_eq!(
+            rest,
+            keys::rest_of_lines(InvoiceId(3), &[LineId(12), LineId(14)])
+        );
+        assert_ne!(
+            rest,
+            keys::rest_of_lines(InvoiceId(3), &[LineId(12), LineId(13)])
+        );
+        assert!(rest.starts_with("plan-invoicer:invoice:3:lines:rest-2-") && rest.len() < 255);
+        assert_eq!(
+            keys::product(crate::domain::Tier::CloudStandard),
+            "plan-invoicer:product:cloud_standard"
+        );
         assert_eq!(
             keys::finalize(InvoiceId(3)),
             "plan-invoicer:invoice:3:finalize"

@@ -6,12 +6,13 @@ use chrono::Duration;
 use tracing::{info, info_span, Instrument};
 
 use crate::billing;
-use crate::db::models::{InvoiceRecord, InvoiceRow};
+use crate::db::models::{InvoiceRecord, InvoiceRow, LineRow};
 use crate::db::repo::{self, InvoiceFilter};
-use crate::domain::{CollectionMethod, InvoiceId, LedgerEntryId};
+use crate::domain::{CollectionMethod, InvoiceId, LedgerEntryId, LineId, PlanId};
 use crate::error::AppError;
 use crate::stripe::{
-    GatewayError, NewInvoice, NewItem, PaymentGateway, RemoteInvoice, StripeInvoiceStatus,
+    keys, GatewayError, NewInvoice, NewLine, PaymentGateway, RemoteInvoice, SeatPrice,
+    StripeInvoiceStatus, ADD_LINES_MAX,
 };
 
 use super::customer::Held;
@@ -99,6 +100,108 @@ fn judge_resume(
     }
 }
 
+/// Sends the lines Stripe's invoice lacks, [`ADD_LINES_MAX`] per `add_lines` request, and
+/// stores each chunk's item ids in one transaction. A resumed invoice is read first: lines
+/// that are there already (an answer lost, or items made one by one by an earlier version)
+/// are taken as they are, so nothing is added twice, also after Stripe forgot the keys.
+async fn send_lines<G: PaymentGateway>(
+    held: &Held<'_>,
+    g: &G,
+    record: &InvoiceRecord,
+    stripe_invoice: &str,
+    resumed: bool,
+    resume: &Resume,
+) -> Result<(), AppError> {
+    let inv = &record.invoice;
+    let mut missing: Vec<&LineRow> = record
+        .lines
+        .iter()
+        .filter(|l| l.stripe_invoice_item_id.is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if resumed {
+        let known = g.find_items(stripe_invoice).await?;
+        let found: Vec<(LineId, String)> = missing
+            .iter()
+            .filter_map(|l| known.get(&l.id).map(|id| (l.id, id.clone())))
+            .collect();
+        if !found.is_empty() {
+            held.write(|c| store_item_ids(c, &found)).await?;
+            missing.retain(|l| !known.contains_key(&l.id));
+        }
+    }
+    if let (Some(line), Resume::Finalized) = (missing.first(), resume) {
+        return Err(GatewayError::Mismatch(format!(
+            "Stripe invoice {stripe_invoice} is finalized without an item for line {} of local invoice {}",
+            line.id, inv.id
+        ))
+        .into());
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let product = match missing.iter().any(|l| !l.amount_only) {
+        true => Some(product_of(held, g, inv.plan_id).await?),
+        false => None,
+    };
+    let whole = missing.len() == record.lines.len();
+    for (k, chunk) in missing.chunks(ADD_LINES_MAX).enumerate() {
+        let key = if whole {
+            keys::lines(inv.id, k)
+        } else {
+            keys::rest_of_lines(inv.id, &chunk.iter().map(|l| l.id).collect::<Vec<_>>())
+        };
+        let lines: Vec<NewLine<'_>> = chunk
+            .iter()
+            .map(|l| NewLine {
+                local_id: l.id,
+                description: &l.description,
+                per_seat: product
+                    .as_deref()
+                    .filter(|_| !l.amount_only)
+                    .map(|product| SeatPrice {
+                        quantity: l.quantity,
+                        unit_cents: l.unit_amount_cents,
+                        product,
+                    }),
+                amount: l.amount_cents,
+                period_start: l.period_start,
+                period_end: l.period_end,
+                ledger_entry_id: l.ledger_entry_id.map(LedgerEntryId),
+            })
+            .collect();
+        let ids = g.add_lines(stripe_invoice, &key, &lines).await?;
+        let ids: Vec<(LineId, String)> = ids.into_iter().collect();
+        held.write(|c| store_item_ids(c, &ids)).await?;
+    }
+    Ok(())
+}
+
+fn store_item_ids(c: &mut crate::db::Conn, ids: &[(LineId, String)]) -> Result<(), AppError> {
+    for (line, item) in ids {
+        repo::set_line_stripe_id(c, *line, item)?;
+    }
+    Ok(())
+}
+
+/// The Stripe product of the plan's tier: remembered in the database, created on first use.
+async fn product_of<G: PaymentGateway>(
+    held: &Held<'_>,
+    g: &G,
+    plan_id: PlanId,
+) -> Result<String, AppError> {
+    let tier = held.read(|c| billing::plan(c, plan_id.0)).await?.plan.tier;
+    if let Some(id) = held.read(|c| Ok(repo::product_of_tier(c, tier)?)).await? {
+        return Ok(id);
+    }
+    let id = g.create_product(tier).await?;
+    held.write(|c| Ok(repo::remember_stripe_product(c, tier, &id)?))
+        .await?;
+    Ok(id)
+}
+
 async fn push_to_gateway<G: PaymentGateway>(
     held: &Held<'_>,
     g: &G,
@@ -119,10 +222,11 @@ async fn push_to_gateway<G: PaymentGateway>(
     };
     let stale = held.now - inv.created_at >= Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
     // A resumed invoice is read back first: only a draft may get items.
-    let (stripe_invoice, resume) = match &inv.stripe_invoice_id {
+    // `resumed`: the Stripe invoice existed before this attempt, and may hold lines already.
+    let (stripe_invoice, resume, resumed) = match &inv.stripe_invoice_id {
         Some(id) => {
             let remote = g.retrieve_invoice(id).await?;
-            (id.clone(), judge_resume(remote.as_ref(), id, inv)?)
+            (id.clone(), judge_resume(remote.as_ref(), id, inv)?, true)
         }
         None => {
             let found = if stale {
@@ -130,10 +234,10 @@ async fn push_to_gateway<G: PaymentGateway>(
             } else {
                 None
             };
-            let (id, resume) = match found {
+            let (id, resume, resumed) = match found {
                 Some(remote) => {
                     let resume = judge_resume(Some(&remote), &remote.id, inv)?;
-                    (remote.id, resume)
+                    (remote.id, resume, true)
                 }
                 None => {
                     let plan = held.read(|c| billing::plan(c, inv.plan_id.0)).await?.plan;
@@ -160,53 +264,15 @@ async fn push_to_gateway<G: PaymentGateway>(
                         period_start: start,
                         period_end: end,
                     };
-                    (g.create_invoice(&new).await?, Resume::Draft)
+                    (g.create_invoice(&new).await?, Resume::Draft, false)
                 }
             };
             held.write(|c| Ok(repo::set_invoice_stripe_id(c, inv.id, &id)?))
                 .await?;
-            (id, resume)
+            (id, resume, resumed)
         }
     };
-    let missing: Vec<_> = record
-        .lines
-        .iter()
-        .filter(|l| l.stripe_invoice_item_id.is_none())
-        .collect();
-    let known = if (stale || resume == Resume::Finalized) && !missing.is_empty() {
-        g.find_items(&stripe_invoice).await?
-    } else {
-        Default::default()
-    };
-    for line in missing {
-        let id = match (known.get(&line.id), &resume) {
-            (Some(id), _) => id.clone(),
-            (None, Resume::Finalized) => {
-                return Err(GatewayError::Mismatch(format!(
-                    "Stripe invoice {stripe_invoice} is finalized without an item for line {} of local invoice {}",
-                    line.id, inv.id
-                ))
-                .into())
-            }
-            (None, Resume::Draft) => {
-                let item = NewItem {
-                    local_id: line.id,
-                    stripe_customer: &stripe_customer,
-                    stripe_invoice: &stripe_invoice,
-                    description: &line.description,
-                    quantity_unit: (!line.amount_only)
-                        .then_some((line.quantity, line.unit_amount_cents)),
-                    amount: line.amount_cents,
-                    period_start: line.period_start,
-                    period_end: line.period_end,
-                    ledger_entry_id: line.ledger_entry_id.map(LedgerEntryId),
-                };
-                g.create_item(&item).await?
-            }
-        };
-        held.write(|c| Ok(repo::set_line_stripe_id(c, line.id, &id)?))
-            .await?;
-    }
+    send_lines(held, g, record, &stripe_invoice, resumed, &resume).await?;
     if !inv.stripe_finalized {
         if resume == Resume::Draft {
             let finalized = g.finalize(&stripe_invoice, inv.id).await?;

@@ -25,6 +25,11 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
+mod lines;
+mod params;
+
+use params::{allowed, validate};
+
 /// Faults to inject. Counters are over all requests the emulator received (1-based).
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -42,6 +47,9 @@ pub struct Faults {
     pub fail_every: u64,
     /// These request numbers get a 500 (one-shot failures at chosen points).
     pub fail_requests: Vec<u64>,
+    /// Every request to these endpoints (templates, e.g. `/v1/invoices/{invoice}/add_lines`)
+    /// gets a 500 without being carried out.
+    pub fail_endpoints: Vec<String>,
     /// These request numbers are carried out, but the response is lost (a 500 instead): the
     /// object exists in Stripe while the client never learns its id.
     pub lost_responses: Vec<u64>,
@@ -173,6 +181,7 @@ pub struct RateLimits {
 #[derive(Default)]
 struct Store {
     customers: Objects,
+    products: Objects,
     invoices: Objects,
     items: Objects,
     /// Drafts with automatic advancement on (usually none: the worker creates drafts with it
@@ -406,6 +415,23 @@ impl Emulator {
         id
     }
 
+    /// Test fixture: an item on a draft that carries local line `line_id`, as a version that
+    /// sent items one at a time left it. Returns its id.
+    pub fn add_item_beside(&self, invoice: &str, line_id: i64, amount: i64) -> Option<String> {
+        let mut store = self.lock();
+        let customer = store.invoices.get(invoice)?["customer"].clone();
+        let id = format!("ii_emu{:08}", store.items.len() + 1);
+        let created = store.now();
+        let item = json!({
+            "id": id, "object": "invoiceitem", "date": created, "livemode": false,
+            "customer": customer, "invoice": invoice, "currency": "usd", "amount": amount,
+            "quantity": 1, "discountable": false,
+            "metadata": { "plan_invoicer_line_id": line_id.to_string() },
+        });
+        store.items.insert(item, Some(invoice));
+        Some(id)
+    }
+
     /// Test fixture: changes an item's amount behind the worker's back.
     pub fn set_item_amount(&self, item: &str, amount: i64) -> bool {
         let mut store = self.lock();
@@ -434,6 +460,10 @@ impl Emulator {
         store.limits = limits;
         store.global_bucket = None;
         store.endpoint_buckets.clear();
+    }
+
+    pub fn products(&self) -> Vec<Value> {
+        self.lock().products.live().cloned().collect()
     }
 
     pub fn items(&self) -> Vec<Value> {
@@ -591,6 +621,7 @@ fn respond(
         (StatusCode::BAD_GATEWAY, Value::Null, false)
     } else if store.faults.hang_requests.contains(&number)
         || store.faults.fail_requests.contains(&number)
+        || store.faults.fail_endpoints.contains(&endpoint)
         || every(store.faults.fail_every)
     {
         let r = error(
@@ -719,169 +750,13 @@ fn endpoint_of(path: &str) -> String {
     match parts.as_slice() {
         ["v1", "customers", _] => "/v1/customers/{customer}".into(),
         ["v1", "invoices", _, "finalize"] => "/v1/invoices/{invoice}/finalize".into(),
+        ["v1", "invoices", _, "add_lines"] => "/v1/invoices/{invoice}/add_lines".into(),
+        ["v1", "products", _] => "/v1/products/{product}".into(),
         ["v1", "invoices", _, "void"] => "/v1/invoices/{invoice}/void".into(),
         ["v1", "invoices", _] => "/v1/invoices/{invoice}".into(),
         ["v1", "invoiceitems", _] => "/v1/invoiceitems/{invoiceitem}".into(),
         _ => path.to_string(),
     }
-}
-
-/// The parameters each endpoint accepts, with their types.
-#[derive(Clone, Copy)]
-enum Kind {
-    Text,
-    Int,
-    Bool,
-    Decimal,
-    OneOf(&'static [&'static str]),
-    /// `name[anything]` (metadata).
-    Map,
-    /// `name[start]`, `name[end]` as integers.
-    Period,
-    /// `expand[]` / `expand[0]`.
-    List,
-}
-
-fn allowed(method: &Method, endpoint: &str) -> Option<&'static [(&'static str, Kind)]> {
-    use Kind::*;
-    const CUSTOMER_CREATE: &[(&str, Kind)] = &[
-        ("name", Text),
-        ("email", Text),
-        ("description", Text),
-        ("phone", Text),
-        ("metadata", Map),
-        ("expand", List),
-    ];
-    const INVOICE_CREATE: &[(&str, Kind)] = &[
-        ("customer", Text),
-        ("auto_advance", Bool),
-        (
-            "collection_method",
-            OneOf(&["charge_automatically", "send_invoice"]),
-        ),
-        ("days_until_due", Int),
-        ("statement_descriptor", Text),
-        ("description", Text),
-        ("footer", Text),
-        ("currency", Text),
-        (
-            "pending_invoice_items_behavior",
-            OneOf(&["exclude", "include"]),
-        ),
-        ("metadata", Map),
-        ("expand", List),
-    ];
-    const ITEM_CREATE: &[(&str, Kind)] = &[
-        ("customer", Text),
-        ("invoice", Text),
-        ("currency", Text),
-        ("description", Text),
-        ("quantity", Int),
-        ("unit_amount_decimal", Decimal),
-        ("amount", Int),
-        ("period", Period),
-        ("discountable", Bool),
-        ("metadata", Map),
-        ("expand", List),
-    ];
-    const FINALIZE: &[(&str, Kind)] = &[("auto_advance", Bool), ("expand", List)];
-    const LIST: &[(&str, Kind)] = &[
-        ("customer", Text),
-        ("invoice", Text),
-        ("limit", Int),
-        ("starting_after", Text),
-        ("ending_before", Text),
-        ("expand", List),
-    ];
-    const RETRIEVE: &[(&str, Kind)] = &[("expand", List)];
-    Some(match (method.as_str(), endpoint) {
-        ("POST", "/v1/customers") => CUSTOMER_CREATE,
-        ("POST", "/v1/invoices") => INVOICE_CREATE,
-        ("POST", "/v1/invoiceitems") => ITEM_CREATE,
-        ("POST", "/v1/invoices/{invoice}/finalize") => FINALIZE,
-        ("POST", "/v1/invoices/{invoice}/void") | ("DELETE", "/v1/invoices/{invoice}") => RETRIEVE,
-        ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => LIST,
-        ("GET", "/v1/invoices/{invoice}")
-        | ("GET", "/v1/invoiceitems/{invoiceitem}")
-        | ("GET", "/v1/customers/{customer}") => RETRIEVE,
-        _ => return None,
-    })
-}
-
-/// Checks every parameter against the endpoint's definition, as Stripe does.
-fn validate(
-    spec: &[(&str, Kind)],
-    pairs: &[(String, String)],
-) -> Result<Map<String, Value>, Reply> {
-    let bad = |msg: String, param: &str| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            msg,
-            Some(param),
-        )
-    };
-    let mut out = Map::new();
-    for (key, value) in pairs {
-        let (base, sub) = match key.find('[') {
-            Some(i) => (&key[..i], Some(key[i + 1..].trim_end_matches(']'))),
-            None => (key.as_str(), None),
-        };
-        let Some((_, kind)) = spec.iter().find(|(name, _)| *name == base) else {
-            return Err(bad(format!("Received unknown parameter: {base}"), base));
-        };
-        let parsed = match (kind, sub) {
-            (Kind::Map, Some(k)) if !k.is_empty() => {
-                let entry = out.entry(base.to_string()).or_insert_with(|| json!({}));
-                entry[k] = json!(value);
-                continue;
-            }
-            (Kind::Period, Some(k @ ("start" | "end"))) => {
-                let n: i64 = value
-                    .parse()
-                    .map_err(|_| bad(format!("Invalid integer: {value}"), key))?;
-                let entry = out.entry(base.to_string()).or_insert_with(|| json!({}));
-                entry[k] = json!(n);
-                continue;
-            }
-            (Kind::List, Some(_)) => {
-                let entry = out.entry(base.to_string()).or_insert_with(|| json!([]));
-                if let Some(a) = entry.as_array_mut() {
-                    a.push(json!(value));
-                }
-                continue;
-            }
-            (Kind::Map | Kind::Period | Kind::List, _) | (_, Some(_)) => {
-                return Err(bad(format!("Received unknown parameter: {key}"), key));
-            }
-            (Kind::Text, None) => json!(value),
-            (Kind::Int, None) => json!(value
-                .parse::<i64>()
-                .map_err(|_| bad(format!("Invalid integer: {value}"), key))?),
-            (Kind::Bool, None) => match value.as_str() {
-                "true" => json!(true),
-                "false" => json!(false),
-                _ => return Err(bad(format!("Invalid boolean: {value}"), key)),
-            },
-            (Kind::Decimal, None) => {
-                value
-                    .parse::<Decimal>()
-                    .map_err(|_| bad(format!("Invalid decimal: {value}"), key))?;
-                json!(value)
-            }
-            (Kind::OneOf(options), None) => {
-                if !options.contains(&value.as_str()) {
-                    return Err(bad(
-                        format!("Invalid {key}: must be one of {}", options.join(", ")),
-                        key,
-                    ));
-                }
-                json!(value)
-            }
-        };
-        out.insert(base.to_string(), parsed);
-    }
-    Ok(out)
 }
 
 /// The `customer` parameter, which must name an existing customer.
@@ -976,7 +851,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 store.auto_drafts.insert(id.clone());
             }
             store.invoices.insert(inv.clone(), Some(&customer));
-            (StatusCode::OK, with_lines(store, &inv))
+            (StatusCode::OK, lines::invoice_json(store, &inv))
         }
         ("POST", "/v1/invoiceitems") => {
             let customer = match existing_customer(store, &p) {
@@ -1057,6 +932,14 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             store.items.insert(item.clone(), invoice.as_deref());
             (StatusCode::OK, item)
         }
+        ("POST", "/v1/invoices/{invoice}/add_lines") => {
+            lines::add_lines(store, &id_in_path, &p, created)
+        }
+        ("POST", "/v1/products") => lines::create_product(store, &p, created),
+        ("GET", "/v1/products/{product}") => match store.products.get(&id_in_path) {
+            Some(product) => (StatusCode::OK, product.clone()),
+            None => missing("product", &id_in_path),
+        },
         ("POST", "/v1/invoices/{invoice}/finalize") => {
             let Some(inv) = store.invoices.get_mut(&id_in_path) else {
                 return missing("invoice", &id_in_path);
@@ -1075,7 +958,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 inv["auto_advance"] = advance.clone();
             }
             match finalize_invoice(store, &id_in_path) {
-                Some(inv) => (StatusCode::OK, with_lines(store, &inv)),
+                Some(inv) => (StatusCode::OK, lines::invoice_json(store, &inv)),
                 None => missing("invoice", &id_in_path),
             }
         }
@@ -1098,7 +981,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             inv["amount_due"] = json!(0);
             inv["amount_remaining"] = json!(0);
             let inv = inv.clone();
-            (StatusCode::OK, with_lines(store, &inv))
+            (StatusCode::OK, lines::invoice_json(store, &inv))
         }
         ("DELETE", "/v1/invoices/{invoice}") => {
             let Some(inv) = store.invoices.get_mut(&id_in_path) else {
@@ -1169,7 +1052,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 .take(limit)
                 .map(|o| {
                     if endpoint == "/v1/invoices" {
-                        with_lines(store, o)
+                        lines::invoice_json(store, o)
                     } else {
                         (*o).clone()
                     }
@@ -1182,7 +1065,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             )
         }
         ("GET", "/v1/invoices/{invoice}") => match store.invoices.get(&id_in_path) {
-            Some(i) => (StatusCode::OK, with_lines(store, i)),
+            Some(i) => (StatusCode::OK, lines::invoice_json(store, i)),
             None => missing("invoice", &id_in_path),
         },
         ("GET", "/v1/invoiceitems/{invoiceitem}") => match store.items.get(&id_in_path) {
