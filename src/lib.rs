@@ -32,5 +32,6 @@ pub mod domain;
 pub mod error;
 pub mod jobs;
 pub mod ops;
+pub mod progress;
 pub mod stripe;
 pub mod views;

@@ -3,14 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use plan_invoicer::cli::{self, Cli};
+use plan_invoicer::cli::{self, Cli, Command};
+use plan_invoicer::progress::{stderr_is_terminal, LogWriter};
 
 fn init_tracing(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Log lines go above the progress line when one is on screen.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(LogWriter);
     if format == "json" {
         builder.json().flatten_event(true).init();
     } else {
@@ -42,11 +44,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The demo prints a table; its hundreds of passes log only warnings unless RUST_LOG says otherwise.
-    let level = if matches!(
+    // The demo prints a table; its hundreds of passes log only warnings unless RUST_LOG says
+    // otherwise. On a terminal the long commands draw a progress line and keep their INFO
+    // lines (one per pass, one per invoice) for -v; warnings and errors always show.
+    let long = matches!(
         cli.command,
-        cli::Command::Demo { .. } | cli::Command::Bench { .. }
-    ) {
+        Command::RunOnce { .. } | Command::Backfill { .. } | Command::Audit { .. }
+    );
+    let level = if matches!(cli.command, Command::Demo { .. } | Command::Bench { .. })
+        || (long && stderr_is_terminal() && !cli.verbose)
+    {
         "warn"
     } else {
         "info"

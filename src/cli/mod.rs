@@ -35,6 +35,10 @@ pub struct Cli {
     /// Log format on stderr: text or json.
     #[arg(long, global = true, env = "PLAN_INVOICER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// On a terminal, also print the INFO lines (each pass, each invoice) above the progress
+    /// line; off a terminal they are always printed. RUST_LOG overrides both.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -10,7 +10,8 @@ use crate::db::{Conn, Db, DbUrl};
 use crate::devtools::emulator::{Emulator, Faults, RateLimits};
 use crate::domain::Ts;
 use crate::error::{invalid, AppError};
-use crate::jobs::{self, PassOptions};
+use crate::jobs::{self, PassOptions, Progress};
+use crate::progress::TerminalProgress;
 use crate::stripe::client::StripeGateway;
 
 use super::render::{out, render_report, Output};
@@ -78,10 +79,12 @@ pub(super) async fn run_once(
     let url = ctx.url()?;
     let db = ctx.db()?;
     let _lock = if dry_run { None } else { worker_lock(&url)? };
+    let progress = Arc::new(TerminalProgress::start("plans"));
     let opts = PassOptions {
         dry_run,
         lease_clock: ctx.lease_clock(),
         concurrency: tuning.concurrency(),
+        progress: Some(progress.clone()),
         ..PassOptions::default()
     };
     let gateway = if dry_run {
@@ -91,10 +94,20 @@ pub(super) async fn run_once(
         refuse_future_with_live_key(&g, ctx.now, "--now")?;
         Some(g)
     };
-    let report = jobs::run_pass(&db, gateway, ctx.now, &opts).await?;
+    let report = jobs::run_pass(&db, gateway, ctx.now, &opts).await;
+    drop(opts);
+    finish(progress);
+    let report = report?;
     let mut o = out(&report, render_report(&report))?;
     o.exit_code = report.exit_code();
     Ok(o)
+}
+
+/// Clears the progress line before the summary is printed (the last clone of it goes here).
+fn finish(progress: Arc<TerminalProgress>) {
+    if let Ok(p) = Arc::try_unwrap(progress) {
+        p.finish();
+    }
 }
 
 pub(super) async fn backfill(
@@ -111,12 +124,17 @@ pub(super) async fn backfill(
     let gateway = Arc::new(gateway(tuning)?);
     refuse_future_with_live_key(&gateway, to, "--to")?;
     // Backfill steps are past instants; claims still last from the wall clock.
+    let progress = Arc::new(TerminalProgress::start("passes"));
     let opts = PassOptions {
         lease_clock: Some(Arc::new(SystemClock)),
         concurrency: tuning.concurrency(),
+        progress: Some(progress.clone()),
         ..PassOptions::default()
     };
-    let report = jobs::backfill::backfill(&db, Some(gateway), from, to, every, &opts).await?;
+    let report = jobs::backfill::backfill(&db, Some(gateway), from, to, every, &opts).await;
+    drop(opts);
+    finish(progress);
+    let report = report?;
     let text = format!(
         "backfill {} .. {} every {}: {} passes, {} plans considered, {} invoiced, {} invoices, {} need attention, {} failed{} ({} ms)",
         from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
@@ -147,26 +165,15 @@ pub(super) async fn audit(
         db.run(|c| crate::ops::customer(c, id))?;
     }
     let gateway = gateway(tuning)?;
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} customers audited")
-        {
-            bar.set_style(style);
-        }
-        bar
-    });
+    let bar = TerminalProgress::start("customers audited");
     let progress = |done: u64, total: u64| {
-        if let Some(b) = &bar {
-            b.set_length(total);
-            b.set_position(done);
-        }
+        bar.total(total);
+        bar.done(done, 0, 0);
     };
     let opts = jobs::audit::AuditOptions { since, customer };
-    let report = jobs::audit::audit(&db, &gateway, &opts, &progress).await?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let report = jobs::audit::audit(&db, &gateway, &opts, &progress).await;
+    bar.finish();
+    let report = report?;
     let mut text = format!(
         "audit: {} customers, {} local and {} Stripe invoices checked, {} findings ({} ms)",
         report.customers_checked,

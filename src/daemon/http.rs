@@ -322,3 +322,112 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
         s.metrics.render(gauges),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The families of an exposition: `TYPE` lines, and every sample's name with its labels.
+    fn families(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut types = BTreeSet::new();
+        let mut samples = BTreeSet::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                types.insert(t.to_string());
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let series = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+                samples.insert(normalize_le(series));
+            }
+        }
+        (types, samples)
+    }
+
+    /// A bucket's bound as a number: `le="1"` and `le="1.0"` are the same bucket (Prometheus 3
+    /// reads both as 1; the hand-written exposition wrote `1`, prometheus-client writes `1.0`).
+    fn normalize_le(series: &str) -> String {
+        match series.split_once("{le=\"") {
+            Some((name, rest)) => {
+                let bound = rest.trim_end_matches("\"}");
+                let bound = bound
+                    .parse::<f64>()
+                    .map_or(bound.to_string(), |b| format!("{b:?}"));
+                format!("{name}{{le=\"{bound}\"}}")
+            }
+            None => series.to_string(),
+        }
+    }
+
+    /// The names, types, labels and buckets scraped before the move to prometheus-client; a
+    /// dashboard or an alert that names one of them keeps working.
+    #[test]
+    fn the_families_stay_the_same() {
+        let m = Metrics::default();
+        m.record_pass(&Err("x".into()), 1200, 1_700_000_000);
+        m.audit_findings.store(2, Relaxed);
+        m.last_audit_unix.store(1_700_000_000, Relaxed);
+        let text = m.render(Some((1, 2, 3)));
+        let (types, samples) = families(&text);
+        let expected_types: BTreeSet<String> = [
+            "plan_invoicer_passes_total counter",
+            "plan_invoicer_passes_failed_total counter",
+            "plan_invoicer_ticks_skipped_total counter",
+            "plan_invoicer_plans_invoiced_total counter",
+            "plan_invoicer_invoices_emitted_total counter",
+            "plan_invoicer_invoice_lines_emitted_total counter",
+            "plan_invoicer_plan_failures_total counter",
+            "plan_invoicer_stripe_requests_total counter",
+            "plan_invoicer_last_successful_pass_timestamp_seconds gauge",
+            "plan_invoicer_pass_duration_seconds histogram",
+            "plan_invoicer_audit_findings gauge",
+            "plan_invoicer_last_audit_timestamp_seconds gauge",
+            "plan_invoicer_database_up gauge",
+            "plan_invoicer_plans_needing_attention gauge",
+            "plan_invoicer_plans_started_with_live_lease gauge",
+            "plan_invoicer_plans_overdue gauge",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(types, expected_types);
+        let mut expected_samples: BTreeSet<String> = expected_types
+            .iter()
+            .filter(|t| !t.ends_with("histogram") && !t.starts_with("plan_invoicer_stripe"))
+            .map(|t| t.split(' ').next().unwrap_or_default().to_string())
+            .collect();
+        for outcome in ["ok", "retryable", "fatal", "rate_limited"] {
+            expected_samples.insert(format!(
+                "plan_invoicer_stripe_requests_total{{outcome=\"{outcome}\"}}"
+            ));
+        }
+        for le in [
+            "0.05", "0.1", "0.5", "1.0", "2.5", "5.0", "10.0", "30.0", "60.0", "300.0", "inf",
+        ] {
+            expected_samples.insert(format!(
+                "plan_invoicer_pass_duration_seconds_bucket{{le=\"{le}\"}}"
+            ));
+        }
+        expected_samples.insert("plan_invoicer_pass_duration_seconds_sum".into());
+        expected_samples.insert("plan_invoicer_pass_duration_seconds_count".into());
+        assert_eq!(samples, expected_samples, "{text}");
+        let bucket = |le: &str| {
+            text.lines()
+                .find(|l| {
+                    normalize_le(l.rsplit_once(' ').map_or("", |(s, _)| s))
+                        == format!("plan_invoicer_pass_duration_seconds_bucket{{le=\"{le}\"}}")
+                })
+                .and_then(|l| l.rsplit_once(' ').map(|(_, v)| v.to_string()))
+        };
+        assert_eq!(bucket("1.0").as_deref(), Some("0"), "{text}");
+        assert_eq!(bucket("2.5").as_deref(), Some("1"), "{text}");
+        assert!(
+            text.contains("plan_invoicer_passes_failed_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("plan_invoicer_plans_overdue 3"), "{text}");
+        // Without the database, its gauges are left out and database_up says why.
+        let (types, _) = families(&m.render(None));
+        assert!(types.contains("plan_invoicer_database_up gauge"));
+        assert!(!types.contains("plan_invoicer_plans_overdue gauge"));
+    }
+}

@@ -527,6 +527,19 @@ pub fn invoice_by_id(conn: &mut Conn, id: InvoiceId) -> Result<Option<InvoiceRow
     Ok(with_conn!(conn, c => invoice::table.find(id.0).first::<InvoiceRow>(c).optional())?)
 }
 
+/// Plans a pass at `now` is about to consider (due, or left started), for its progress line.
+pub fn count_due_plans(conn: &mut Conn, now: Ts) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, c => customer_plan::table
+        .filter(
+            customer_plan::next_invoice_date
+                .le(now)
+                .or(customer_plan::invoicing_status.eq(InvoicingStatus::Started.code())),
+        )
+        .filter(customer_plan::status.ne(PlanStatus::NeverStarted.code()))
+        .count()
+        .get_result::<i64>(c))?)
+}
+
 /// The plan whose invoice has been due the longest at `now`.
 pub fn oldest_due_plan(conn: &mut Conn, now: Ts) -> Result<Option<PlanRecord>, DbError> {
     let row = with_conn!(conn, c => customer_plan::table

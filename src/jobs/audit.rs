@@ -404,13 +404,12 @@ fn compare_items(
                 ));
             }
             let unit = item
-                .unit_amount_decimal
-                .as_deref()
+                .unit_amount_decimal()
                 .and_then(|u| u.parse::<Decimal>().ok());
             if unit != Some(Decimal::from(line.unit_amount_cents)) {
                 differs.push(format!(
                     "unit price {} ≠ {}",
-                    item.unit_amount_decimal.as_deref().unwrap_or("none"),
+                    item.unit_amount_decimal().unwrap_or("none"),
                     line.unit_amount_cents
                 ));
             }

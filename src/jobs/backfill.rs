@@ -1,7 +1,6 @@
 //! `backfill`: a pass at each step from `--from` to `--to` inclusive, as a cron would have run
-//! them. A progress bar on a terminal, log lines otherwise; Ctrl-C stops between steps.
+//! them. Progress goes to `PassOptions::progress` (a line on a terminal); Ctrl-C stops between steps.
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -109,15 +108,15 @@ pub async fn backfill<G: PaymentGateway + 'static>(
             flag.store(true, Ordering::SeqCst);
         }
     });
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(steps);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} passes {msg}")
-        {
-            bar.set_style(style);
-        }
-        bar
-    });
+    // The progress line counts passes; the passes themselves report nothing.
+    let progress = opts.progress.clone();
+    if let Some(p) = &progress {
+        p.total(steps);
+    }
+    let pass_opts = PassOptions {
+        progress: None,
+        ..opts.clone()
+    };
     let started = std::time::Instant::now();
     let mut report = BackfillReport {
         from,
@@ -143,7 +142,7 @@ pub async fn backfill<G: PaymentGateway + 'static>(
             report.interrupted = true;
             break;
         }
-        let pass = run_pass(db, gateway.clone(), t, opts).await?;
+        let pass = run_pass(db, gateway.clone(), t, &pass_opts).await?;
         report.passes += 1;
         report.plans_considered += pass.plans_considered;
         report.plans_invoiced += pass.plans_invoiced;
@@ -152,21 +151,17 @@ pub async fn backfill<G: PaymentGateway + 'static>(
         keep_first(&mut report.needs_attention, pass.needs_attention);
         keep_first(&mut report.failures, pass.failures);
         report.last_pass_at = Some(t);
-        match &bar {
-            Some(b) => {
-                b.inc(1);
-                b.set_message(format!(
-                    "{} invoices, at {}",
-                    report.invoices_sent + pass.invoices_sent,
-                    t.date_naive()
-                ));
-            }
-            None if pass.invoices_sent > 0 => {
-                info!(at = %t, invoices = pass.invoices_sent, "backfill step")
-            }
-            None => {}
+        if pass.invoices_sent > 0 {
+            info!(at = %t, invoices = pass.invoices_sent, "backfill step");
         }
         report.invoices_sent += pass.invoices_sent;
+        if let Some(p) = &progress {
+            p.done(
+                report.passes as u64,
+                report.invoices_sent as u64,
+                report.needs_attention_count as u64,
+            );
+        }
         keep_first(&mut report.invoices, pass.invoices);
         if pass.stripe_unreachable {
             report.stripe_unreachable = true;
@@ -177,9 +172,6 @@ pub async fn backfill<G: PaymentGateway + 'static>(
             break;
         }
         t += step;
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
     }
     ctrl_c.abort();
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

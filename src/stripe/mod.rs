@@ -273,12 +273,28 @@ pub struct StripeItem {
     pub id: String,
     pub amount: Option<i64>,
     pub quantity: Option<i64>,
+    /// API versions before 2025-03-31 (and the emulator).
     pub unit_amount_decimal: Option<String>,
+    /// API versions from 2025-03-31 on: `pricing.unit_amount_decimal`.
+    pub pricing: Option<StripeItemPricing>,
     pub period: Option<StripePeriod>,
     pub metadata: Option<HashMap<String, String>>,
 }
 
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct StripeItemPricing {
+    pub unit_amount_decimal: Option<String>,
+}
+
 impl StripeItem {
+    /// The unit price in cents as Stripe states it, whichever API version answered.
+    pub fn unit_amount_decimal(&self) -> Option<&str> {
+        self.pricing
+            .as_ref()
+            .and_then(|p| p.unit_amount_decimal.as_deref())
+            .or(self.unit_amount_decimal.as_deref())
+    }
+
     /// The local line this item says it carries.
     pub fn line_id(&self) -> Option<LineId> {
         self.metadata

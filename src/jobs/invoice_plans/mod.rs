@@ -56,6 +56,8 @@ pub struct PassOptions {
     pub wall: Arc<dyn Clock>,
     /// Customers invoiced at once (a dry run uses one).
     pub concurrency: usize,
+    /// Told of each finished customer (the terminal's progress line of `run-once`).
+    pub progress: Option<Arc<dyn crate::jobs::Progress>>,
 }
 
 impl PassOptions {
@@ -90,6 +92,7 @@ impl Default for PassOptions {
             lease_clock: None,
             wall: Arc::new(SystemClock),
             concurrency: DEFAULT_CONCURRENCY,
+            progress: None,
         }
     }
 }
@@ -176,6 +179,7 @@ struct Tally {
     /// Customers whose plan failed or needs attention in this pass: their later plans wait.
     failed_customers: HashSet<CustomerId>,
     error: Option<AppError>,
+    progress: Option<Arc<dyn crate::jobs::Progress>>,
 }
 
 impl Tally {
@@ -225,6 +229,14 @@ impl Tally {
                 }
             }
         }
+        if let Some(p) = &self.progress {
+            let r = &self.report;
+            p.done(
+                r.plans_considered as u64,
+                r.invoices_sent as u64,
+                r.needs_attention_count as u64,
+            );
+        }
     }
 }
 
@@ -240,8 +252,13 @@ async fn pass<G: PaymentGateway + 'static>(
         in_flight: HashSet::new(),
         failed_customers: HashSet::new(),
         error: None,
+        progress: opts.progress.clone(),
     };
     let concurrency = opts.concurrency.max(1);
+    if let Some(p) = &opts.progress {
+        let due = db.run_async(|c| repo::count_due_plans(c, now)).await?;
+        p.total(u64::try_from(due).unwrap_or(0));
+    }
     let mut tasks: JoinSet<CustomerRun> = JoinSet::new();
     let mut after = PlanId(0);
     let mut fleet = gateway.as_ref().map(|g| {
