@@ -659,5 +659,70 @@ fn serve_audits_on_a_schedule() {
             == Some("1")),
         "the double send is counted"
     );
+    // Every family is on this scrape now (the audit's too): the dashboard and the alert rules
+    // may name only what it exposes. CI lints the same scrape with `promtool check metrics`.
+    let scrape = http_get(port, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     assert_eq!(terminate(&mut child), Some(0));
+    if let Ok(path) = std::env::var("PLAN_INVOICER_METRICS_SCRAPE") {
+        std::fs::write(&path, &scrape).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    let exposed: std::collections::BTreeSet<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let names_in = |text: &str| -> Vec<String> {
+        let mut names = vec![];
+        let mut rest = text;
+        while let Some(i) = rest.find("plan_invoicer_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        names
+    };
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("deploy/grafana/plan-invoicer.json").unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("the dashboard is JSON: {e}"));
+    let mut exprs = vec![];
+    for panel in dashboard["panels"].as_array().cloned().unwrap_or_default() {
+        for target in panel["targets"].as_array().cloned().unwrap_or_default() {
+            exprs.push(target["expr"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert!(exprs.len() >= 12, "the dashboard has its panels: {exprs:?}");
+    let alerts = std::fs::read_to_string("deploy/prometheus/alerts.yml").unwrap_or_default();
+    let alert_exprs: Vec<&str> = alerts
+        .split("expr:")
+        .skip(1)
+        .map(|e| {
+            e.split("for:")
+                .next()
+                .unwrap_or(e)
+                .split("labels:")
+                .next()
+                .unwrap_or(e)
+        })
+        .collect();
+    assert_eq!(alert_exprs.len(), 6, "six alert rules");
+    for (source, text) in exprs
+        .iter()
+        .map(|e| ("dashboard", e.as_str()))
+        .chain(alert_exprs.iter().map(|e| ("alerts.yml", *e)))
+    {
+        let names = names_in(text);
+        assert!(!names.is_empty(), "{source}: {text} names no metric");
+        for name in names {
+            assert!(
+                exposed.contains(name.as_str()),
+                "{source} names {name}, which /metrics does not expose: {text}"
+            );
+        }
+    }
 }

@@ -1,8 +1,7 @@
 //! The daemon's HTTP endpoints: `/healthz` (alive), `/readyz` (database reachable, schema
 //! current) and `/metrics` (Prometheus text format).
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -10,6 +9,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::clock::Clock;
 use crate::db::repo::{self, PlanFilter};
@@ -17,182 +22,181 @@ use crate::db::Db;
 use crate::jobs::PassReport;
 use crate::stripe::client::RequestStats;
 
+/// The bounds of the pass-duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
-/// Counters the daemon keeps; gauges about plans are read from the database at scrape time.
-#[derive(Debug, Default)]
+/// What the daemon counts, in prometheus-client's types; the gauges about plans are read from
+/// the database at scrape time. Clones of these handles are registered in a registry built for
+/// each scrape, so that the database gauges appear only when the database answered.
+#[derive(Debug)]
 pub struct Metrics {
-    pub passes: AtomicU64,
-    pub passes_failed: AtomicU64,
-    pub ticks_skipped: AtomicU64,
-    pub plans_invoiced: AtomicU64,
-    pub invoices: AtomicU64,
-    pub lines: AtomicU64,
-    pub plan_failures: AtomicU64,
-    pub last_success_unix: AtomicU64,
+    pub passes: Counter,
+    pub passes_failed: Counter,
+    pub ticks_skipped: Counter,
+    pub plans_invoiced: Counter,
+    pub invoices: Counter,
+    pub lines: Counter,
+    pub plan_failures: Counter,
+    pub last_success_unix: Gauge,
     /// The findings of the last scheduled audit, and when it finished (0: never).
-    pub audit_findings: AtomicU64,
-    pub last_audit_unix: AtomicU64,
-    /// Cumulative counts per bucket, then the count and the sum in milliseconds.
-    histogram: Mutex<([u64; BUCKETS.len()], u64, u64)>,
+    pub audit_findings: Gauge,
+    pub last_audit_unix: Gauge,
+    pass_duration: Histogram,
     pub stripe: Mutex<Option<Arc<RequestStats>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            passes: Counter::default(),
+            passes_failed: Counter::default(),
+            ticks_skipped: Counter::default(),
+            plans_invoiced: Counter::default(),
+            invoices: Counter::default(),
+            lines: Counter::default(),
+            plan_failures: Counter::default(),
+            last_success_unix: Gauge::default(),
+            audit_findings: Gauge::default(),
+            last_audit_unix: Gauge::default(),
+            pass_duration: Histogram::new(BUCKETS),
+            stripe: Mutex::new(None),
+        }
+    }
 }
 
 impl Metrics {
     pub fn record_pass(&self, result: &Result<PassReport, String>, elapsed_ms: u64, now_unix: u64) {
-        self.passes.fetch_add(1, Relaxed);
+        self.passes.inc();
         match result {
             Ok(r) => {
-                self.plans_invoiced
-                    .fetch_add(r.plans_invoiced as u64, Relaxed);
-                self.invoices.fetch_add(r.invoices_sent as u64, Relaxed);
-                self.lines.fetch_add(r.lines_sent as u64, Relaxed);
+                self.plans_invoiced.inc_by(r.plans_invoiced as u64);
+                self.invoices.inc_by(r.invoices_sent as u64);
+                self.lines.inc_by(r.lines_sent as u64);
                 self.plan_failures
-                    .fetch_add((r.failures_count + r.needs_attention_count) as u64, Relaxed);
-                self.last_success_unix.store(now_unix, Relaxed);
+                    .inc_by((r.failures_count + r.needs_attention_count) as u64);
+                self.last_success_unix
+                    .set(i64::try_from(now_unix).unwrap_or(i64::MAX));
             }
             Err(_) => {
-                self.passes_failed.fetch_add(1, Relaxed);
+                self.passes_failed.inc();
             }
         }
-        if let Ok(mut h) = self.histogram.lock() {
-            let seconds = elapsed_ms as f64 / 1000.0;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                if seconds <= *le {
-                    h.0[i] += 1;
-                }
-            }
-            h.1 += 1;
-            h.2 += elapsed_ms;
-        }
+        self.pass_duration.observe(elapsed_ms as f64 / 1000.0);
     }
 
-    /// Prometheus text exposition. `plans` is (needing attention, started with a live lease,
-    /// overdue), when the database answered.
+    /// The audit that just finished found `findings` disagreements.
+    pub fn record_audit(&self, findings: usize, now_unix: u64) {
+        self.audit_findings
+            .set(i64::try_from(findings).unwrap_or(i64::MAX));
+        self.last_audit_unix
+            .set(i64::try_from(now_unix).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition (format 0.0.4). `plans` is (needing attention, started
+    /// with a live lease, overdue), when the database answered.
     pub fn render(&self, plans: Option<(usize, usize, usize)>) -> String {
-        let mut out = String::new();
-        for (name, help, value) in [
+        let mut r = Registry::default();
+        for (name, help, counter) in [
+            ("plan_invoicer_passes", "Invoicing passes run", &self.passes),
             (
-                "plan_invoicer_passes_total",
-                "Invoicing passes run.",
-                &self.passes,
-            ),
-            (
-                "plan_invoicer_passes_failed_total",
-                "Passes that failed as a whole.",
+                "plan_invoicer_passes_failed",
+                "Passes that failed as a whole",
                 &self.passes_failed,
             ),
             (
-                "plan_invoicer_ticks_skipped_total",
-                "Scheduled ticks skipped because a pass was running.",
+                "plan_invoicer_ticks_skipped",
+                "Scheduled ticks skipped because a pass was running",
                 &self.ticks_skipped,
             ),
             (
-                "plan_invoicer_plans_invoiced_total",
-                "Plans that got at least one invoice in a pass.",
+                "plan_invoicer_plans_invoiced",
+                "Plans that got at least one invoice in a pass",
                 &self.plans_invoiced,
             ),
             (
-                "plan_invoicer_invoices_emitted_total",
-                "Invoices emitted.",
+                "plan_invoicer_invoices_emitted",
+                "Invoices emitted",
                 &self.invoices,
             ),
             (
-                "plan_invoicer_invoice_lines_emitted_total",
-                "Invoice lines emitted.",
+                "plan_invoicer_invoice_lines_emitted",
+                "Invoice lines emitted",
                 &self.lines,
             ),
             (
-                "plan_invoicer_plan_failures_total",
-                "Plans that failed or were parked in a pass.",
+                "plan_invoicer_plan_failures",
+                "Plans that failed or were parked in a pass",
                 &self.plan_failures,
             ),
         ] {
-            metric(&mut out, "counter", name, help, value.load(Relaxed));
+            r.register(name, help, counter.clone());
         }
-        metric(
-            &mut out,
-            "gauge",
+        r.register(
             "plan_invoicer_last_successful_pass_timestamp_seconds",
-            "When the last pass finished without failing.",
-            self.last_success_unix.load(Relaxed),
+            "When the last pass finished without failing",
+            self.last_success_unix.clone(),
         );
-        self.render_histogram(&mut out);
-        self.render_stripe(&mut out);
-        if self.last_audit_unix.load(Relaxed) > 0 {
-            metric(
-                &mut out,
-                "gauge",
+        r.register(
+            "plan_invoicer_pass_duration_seconds",
+            "Duration of invoicing passes",
+            self.pass_duration.clone(),
+        );
+        r.register(
+            "plan_invoicer_stripe_requests",
+            "Stripe requests (attempts) by outcome",
+            self.stripe_requests(),
+        );
+        if self.last_audit_unix.get() > 0 {
+            r.register(
                 "plan_invoicer_audit_findings",
-                "Disagreements between Stripe and the local invoices found by the last audit.",
-                self.audit_findings.load(Relaxed),
+                "Disagreements between Stripe and the local invoices found by the last audit",
+                self.audit_findings.clone(),
             );
-            metric(
-                &mut out,
-                "gauge",
+            r.register(
                 "plan_invoicer_last_audit_timestamp_seconds",
-                "When the last audit finished.",
-                self.last_audit_unix.load(Relaxed),
+                "When the last audit finished",
+                self.last_audit_unix.clone(),
             );
         }
-        metric(
-            &mut out,
-            "gauge",
+        r.register(
             "plan_invoicer_database_up",
-            "Whether the database answered this scrape.",
-            u8::from(plans.is_some()),
+            "Whether the database answered this scrape",
+            ConstGauge::new(i64::from(plans.is_some())),
         );
         if let Some((attention, started, overdue)) = plans {
             for (name, help, value) in [
                 (
                     "plan_invoicer_plans_needing_attention",
-                    "Plans whose invoicing is blocked until someone acts.",
+                    "Plans whose invoicing is blocked until someone acts",
                     attention,
                 ),
                 (
                     "plan_invoicer_plans_started_with_live_lease",
-                    "Plans claimed by a worker right now.",
+                    "Plans claimed by a worker right now",
                     started,
                 ),
                 (
                     "plan_invoicer_plans_overdue",
-                    "Plans whose next invoice date is more than an hour past.",
+                    "Plans whose next invoice date is more than an hour past",
                     overdue,
                 ),
             ] {
-                metric(&mut out, "gauge", name, help, value);
+                r.register(
+                    name,
+                    help,
+                    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)),
+                );
             }
         }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &r);
         out
     }
 
-    fn render_histogram(&self, out: &mut String) {
-        let Ok(h) = self.histogram.lock() else {
-            return;
-        };
-        out.push_str("# HELP plan_invoicer_pass_duration_seconds Duration of invoicing passes.\n# TYPE plan_invoicer_pass_duration_seconds histogram\n");
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "plan_invoicer_pass_duration_seconds_bucket{{le=\"{le}\"}} {}",
-                h.0[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "plan_invoicer_pass_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-            h.1
-        );
-        let _ = writeln!(
-            out,
-            "plan_invoicer_pass_duration_seconds_sum {}",
-            h.2 as f64 / 1000.0
-        );
-        let _ = writeln!(out, "plan_invoicer_pass_duration_seconds_count {}", h.1);
-    }
-
-    fn render_stripe(&self, out: &mut String) {
-        out.push_str("# HELP plan_invoicer_stripe_requests_total Stripe requests (attempts) by outcome.\n# TYPE plan_invoicer_stripe_requests_total counter\n");
+    /// The gateway's request counts, by outcome (zero before the first pass).
+    fn stripe_requests(&self) -> Family<Vec<(String, String)>, Counter> {
+        let family = Family::<Vec<(String, String)>, Counter>::default();
         let stats = self.stripe.lock().ok().and_then(|s| s.clone());
         let count = |f: fn(&RequestStats) -> u64| stats.as_deref().map_or(0, f);
         for (outcome, value) in [
@@ -201,20 +205,12 @@ impl Metrics {
             ("fatal", count(|s| s.fatal.load(Relaxed))),
             ("rate_limited", count(|s| s.rate_limited.load(Relaxed))),
         ] {
-            let _ = writeln!(
-                out,
-                "plan_invoicer_stripe_requests_total{{outcome=\"{outcome}\"}} {value}"
-            );
+            family
+                .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
+                .inc_by(value);
         }
+        family
     }
-}
-
-/// One metric in Prometheus' text format: its help, its type and its value.
-fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-    );
 }
 
 #[derive(Clone)]
@@ -318,7 +314,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
         .ok()
         .flatten();
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [("content-type", prometheus_text::CONTENT_TYPE)],
         s.metrics.render(gauges),
     )
 }
@@ -364,8 +360,7 @@ mod tests {
     fn the_families_stay_the_same() {
         let m = Metrics::default();
         m.record_pass(&Err("x".into()), 1200, 1_700_000_000);
-        m.audit_findings.store(2, Relaxed);
-        m.last_audit_unix.store(1_700_000_000, Relaxed);
+        m.record_audit(2, 1_700_000_000);
         let text = m.render(Some((1, 2, 3)));
         let (types, samples) = families(&text);
         let expected_types: BTreeSet<String> = [

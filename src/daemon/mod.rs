@@ -153,7 +153,7 @@ async fn schedule(
         let metrics = tick_metrics.clone();
         Box::pin(async move {
             if tx.try_send(Tick::Schedule).is_err() {
-                metrics.ticks_skipped.fetch_add(1, Ordering::Relaxed);
+                metrics.ticks_skipped.inc();
                 warn!("a pass is still running: this tick is skipped");
             }
         })
@@ -197,12 +197,7 @@ async fn auditor(
         let opts = crate::jobs::audit::AuditOptions::default();
         match crate::jobs::audit::audit(&db, gateway.as_ref(), &opts, &|_, _| {}).await {
             Ok(r) => {
-                metrics
-                    .audit_findings
-                    .store(r.findings.len() as u64, Ordering::Relaxed);
-                metrics
-                    .last_audit_unix
-                    .store(unix_seconds(clock.now()), Ordering::Relaxed);
+                metrics.record_audit(r.findings.len(), unix_seconds(clock.now()));
                 info!(
                     findings = r.findings.len(),
                     customers = r.customers_checked,
