@@ -7,7 +7,7 @@ pub mod preview;
 
 pub use invoice_plans::{run_pass, PassOptions, PassReport};
 
-/// Where a long job says how far it got: the terminal's progress line (`crate::progress`), or
+/// Where a long job says how far it got: the terminal's progress line (the binary's), or
 /// nowhere. Called from the job's own task, between steps; never blocks.
 pub trait Progress: Send + Sync {
     /// How many steps there are (passes, plans, customers), once known.
