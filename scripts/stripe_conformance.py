@@ -52,11 +52,29 @@ def alternatives(t):
     return [t]
 
 
-def hints(cls):
-    """The fields of a TypedDict with their evaluated types (NotRequired stripped)."""
+def namespace_of(cls):
+    """The names a TypedDict's annotations may refer to: typing's and its own module's."""
     module = sys.modules.get(cls.__module__)
     namespace = dict(vars(typing))
     namespace.update(vars(module) if module else {})
+    return namespace
+
+
+def resolve(t, namespace):
+    """A forward reference (a string, or one left inside List[...]) evaluated; ANY if it cannot be."""
+    if isinstance(t, typing.ForwardRef):
+        t = t.__forward_arg__
+    if isinstance(t, str):
+        try:
+            return eval(t, namespace)
+        except Exception:
+            return ANY
+    return t
+
+
+def hints(cls):
+    """The fields of a TypedDict with their evaluated types (NotRequired stripped)."""
+    namespace = namespace_of(cls)
     out = {}
     for name, ann in cls.__annotations__.items():
         if name in CLIENT_OPTIONS:
@@ -115,6 +133,9 @@ def check(endpoint_cls, key, value):
     parts = key.replace("]", "").split("[")
     t = None
     fields = hints(endpoint_cls)
+    # The namespace of the TypedDict that declared `t`: a list's element type (`List["Line"]`)
+    # stays a forward reference to a name of that module.
+    namespace = namespace_of(endpoint_cls)
     for i, part in enumerate(parts):
         if t is None:
             if part not in fields:
@@ -128,16 +149,18 @@ def check(endpoint_cls, key, value):
                 sub = hints(alt)
                 if part in sub:
                     matched = sub[part]
+                    namespace = namespace_of(alt)
                     break
             elif origin in (dict, typing.Dict) or getattr(alt, "__name__", "") == "UntypedStripeObject" or getattr(origin, "__name__", "") == "UntypedStripeObject":
                 args = typing.get_args(alt)
                 matched = args[-1] if args else str
                 break
             elif origin in (list, typing.List) and (part == "" or part.isdigit()):
-                matched = typing.get_args(alt)[0]
+                matched = resolve(typing.get_args(alt)[0], namespace)
                 break
         if matched is None:
-            return f"{'['.join(parts[: i + 1])!r} is not a field of {parts[i - 1]!r}"
+            path = parts[0] + "".join(f"[{p}]" for p in parts[1:i])
+            return f"{part!r} is not a field of {path!r}"
         t = matched
     if not value_fits(t, value):
         return f"value {value!r} does not fit {t!r}"
