@@ -8,6 +8,7 @@
 //!   invoicing step); shared by the pass, `plan preview` and the admin operations.
 //! - [`ops`]: the admin operations that write the worker's inputs (customers, plans, licenses,
 //!   status changes, offers).
+//! - [`admin`]: the admin commands as data and their one executor, shared by the CLI and the API.
 //! - [`jobs`]: the invoicing pass, `plan preview`, `audit` and `backfill`.
 //! - [`db`]: diesel adapters for SQLite and PostgreSQL, the claim protocol, the pool, schema and
 //!   embedded migrations.
@@ -21,6 +22,7 @@
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`devtools`]: test equipment and tours — the Stripe emulator, `demo`, `bench`.
 
+pub mod admin;
 pub mod billing;
 pub mod cli;
 pub mod clock;

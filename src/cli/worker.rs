@@ -14,7 +14,8 @@ use crate::jobs::{self, PassOptions, Progress};
 use crate::progress::TerminalProgress;
 use crate::stripe::client::StripeGateway;
 
-use super::render::{out, render_report, Output};
+use super::render::render_report;
+use crate::admin::{out, Output};
 use super::{Cli, EmulatorCmd, ServeCmd};
 
 /// What every command shares: the database URL, `--now` and the clock behind it.

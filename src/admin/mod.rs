@@ -1,5 +1,6 @@
-//! The admin commands: customers, plans, offers, invoices and status. Each runs one operation
-//! of [`crate::ops`] (or a read of [`crate::db::repo`]) on one connection and renders it.
+//! The admin commands: customers, plans, offers, invoices and status, as the CLI and the HTTP
+//! API both run them. Each runs one operation of [`crate::ops`] (or a read of
+//! [`crate::db::repo`]) on one connection and returns its JSON document and text.
 
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db};
@@ -9,14 +10,21 @@ use crate::jobs;
 use crate::ops;
 use crate::views::{CustomerView, InvoiceView, LedgerView, PlanView};
 
-use super::render::{self, out, pretty, Output};
-use super::{CustomerCmd, InvoicesCmd, OfferCmd, PlanCmd};
+mod commands;
+mod render;
 
-pub(super) fn customer(db: &Db, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
+pub use commands::{
+    parse_time, CustomerCmd, CustomerCreate, InvoicesCmd, OfferCmd, PlanCmd, PlanCreate,
+};
+pub(crate) use render::render_invoice;
+pub use render::Output;
+pub(crate) use render::{out, pretty};
+
+pub fn customer(db: &Db, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
     db.run(|c| customer_cmd(c, cmd, now))
 }
 
-pub(super) fn plan(db: &Db, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+pub fn plan(db: &Db, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
     if let PlanCmd::Preview { id, at } = cmd {
         // A preview runs on a connection of its own, in a transaction that is rolled back.
         let preview = jobs::preview::preview(db, id, at)?;
@@ -26,7 +34,7 @@ pub(super) fn plan(db: &Db, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
     db.run(|c| plan_cmd(c, cmd, now))
 }
 
-pub(super) fn offer(db: &Db, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
+pub fn offer(db: &Db, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         OfferCmd::Create {
             customer,
@@ -63,7 +71,7 @@ pub(super) fn offer(db: &Db, cmd: OfferCmd, now: Ts) -> Result<Output, AppError>
     }
 }
 
-pub(super) fn invoices(db: &Db, cmd: InvoicesCmd) -> Result<Output, AppError> {
+pub fn invoices(db: &Db, cmd: InvoicesCmd) -> Result<Output, AppError> {
     let InvoicesCmd::List {
         plan,
         customer,
@@ -88,7 +96,7 @@ pub(super) fn invoices(db: &Db, cmd: InvoicesCmd) -> Result<Output, AppError> {
     out(&views, text)
 }
 
-pub(super) fn status(db: &Db, now: Ts) -> Result<Output, AppError> {
+pub fn status(db: &Db, now: Ts) -> Result<Output, AppError> {
     db.run(|c| status_of(c, now))
 }
 

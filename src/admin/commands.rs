@@ -1,0 +1,317 @@
+//! The admin commands as data: one enum per resource, with the CLI's flags (clap) and the API's
+//! JSON fields (serde) on the same fields, so that both surfaces take the same input and run
+//! the same code ([`super::execute`]).
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+use crate::domain::Ts;
+
+#[derive(Debug, Subcommand, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CustomerCmd {
+    /// Create a customer; prints its id.
+    Create(CustomerCreate),
+    /// A customer's fields and its plans' ids.
+    Show {
+        /// The customer's id.
+        id: i64,
+    },
+    /// Give or change a customer's negotiated prices; reprices the current plan at once.
+    SetDiscount {
+        /// The customer's id.
+        id: i64,
+        /// The monthly price per license, in cents.
+        #[arg(long, allow_negative_numbers = true)]
+        monthly_discounted_price_cents: i64,
+        /// The annual price per license, in cents.
+        #[arg(long, allow_negative_numbers = true)]
+        annual_discounted_price_cents: i64,
+        /// The tier the prices belong to (default: the customer's, else its plan's).
+        #[arg(long)]
+        required_plan_tier: Option<String>,
+    },
+    /// Record a usage upload from the host (self-hosted freshness) and optionally a seat count.
+    ReportUsage {
+        /// The customer's id.
+        id: i64,
+        /// Seats in use at the upload.
+        #[arg(long, allow_negative_numbers = true)]
+        seats: Option<i64>,
+    },
+}
+
+#[derive(Debug, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerCreate {
+    /// The customer's name (shown in staff notices).
+    #[arg(long)]
+    pub name: String,
+    /// The billing email given to Stripe.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Opaque reference to the owner in the host application (unique).
+    #[arg(long)]
+    pub external_ref: Option<String>,
+    /// An existing Stripe customer (otherwise the worker creates one before the first invoice).
+    #[arg(long)]
+    pub stripe_customer_id: Option<String>,
+    /// cloud or self_hosted (self-hosted customers start with the new-customer flat discount).
+    #[arg(long, default_value = "cloud")]
+    #[serde(default = "cloud")]
+    pub kind: String,
+    /// A negotiated monthly price per license, in cents.
+    #[arg(long, allow_negative_numbers = true)]
+    pub monthly_discounted_price_cents: Option<i64>,
+    /// A negotiated annual price per license, in cents.
+    #[arg(long, allow_negative_numbers = true)]
+    pub annual_discounted_price_cents: Option<i64>,
+    /// The tier the discounted prices belong to.
+    #[arg(long)]
+    pub required_plan_tier: Option<String>,
+    /// At least this many licenses on every plan of the customer.
+    #[arg(long, allow_negative_numbers = true)]
+    pub minimum_licenses: Option<i64>,
+    /// Licenses may be set below the seats in use.
+    #[serde(default)]
+    #[arg(long)]
+    pub exempt_from_license_number_check: bool,
+}
+
+#[derive(Debug, Subcommand, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PlanCmd {
+    /// Create a plan with its first renewal ledger entry; prints its id.
+    Create(PlanCreate),
+    /// A plan's fields, licenses and invoicing state.
+    Show {
+        /// The plan's id.
+        id: i64,
+    },
+    /// Plans, filtered.
+    List {
+        /// Only this customer's plans.
+        #[arg(long)]
+        customer: Option<i64>,
+        /// Only plans in this status (name or number).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only plans due at --now.
+        #[serde(default)]
+        #[arg(long)]
+        due: bool,
+    },
+    /// A plan's license ledger.
+    Ledger {
+        /// The plan's id.
+        id: i64,
+    },
+    /// Automatic license management: the current seat count.
+    Seats {
+        /// The plan's id.
+        id: i64,
+        /// Seats in use now.
+        #[arg(long, allow_negative_numbers = true)]
+        count: i64,
+    },
+    /// Manual plans: more licenses for the current period.
+    BuyLicenses {
+        /// The plan's id.
+        id: i64,
+        /// The new license count (more than today's).
+        #[arg(long, allow_negative_numbers = true)]
+        licenses: i64,
+    },
+    /// Manual plans: licenses for the next renewal.
+    RenewalLicenses {
+        /// The plan's id.
+        id: i64,
+        /// Licenses at the next renewal.
+        #[arg(long, allow_negative_numbers = true)]
+        licenses: i64,
+    },
+    /// A billing-page status change, with Zulip's guards.
+    Schedule {
+        /// The plan's id.
+        id: i64,
+        /// downgrade_at_end_of_cycle | switch_to_annual | switch_to_monthly |
+        /// downgrade_at_end_of_free_trial | cancel
+        #[arg(long)]
+        change: String,
+    },
+    /// End the plan at --now (licenses added in the final period are not billed).
+    DowngradeNow {
+        /// The plan's id.
+        id: i64,
+    },
+    /// Change how the plan's invoices are collected, from the next invoice on.
+    SetBillingMode {
+        /// The plan's id.
+        id: i64,
+        /// charge_automatically (the card on file) or send_invoice (emailed, due in 15 days).
+        mode: String,
+    },
+    /// Change who keeps the plan's license count, from now on.
+    SetLicenseManagement {
+        /// The plan's id.
+        id: i64,
+        /// automatic (seat reports) or manual (bought licenses).
+        mode: String,
+    },
+    /// Move an active plan to a higher tier now, with a credit for the unused part of its period.
+    UpgradeTier {
+        /// The plan's id.
+        id: i64,
+        /// The new tier (higher, of the same kind: cloud_plus over cloud_standard, …).
+        #[arg(long)]
+        tier: String,
+    },
+    /// Set the plan's end date.
+    SetEndDate {
+        /// The plan's id.
+        id: i64,
+        /// The end date (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        date: Ts,
+    },
+    /// A never-started successor (fixed-price, or billed per license) from the plan's end date.
+    ScheduleSuccessor {
+        /// The plan's id.
+        id: i64,
+        /// A fixed price for the successor's year, in cents (without it: billed per license).
+        #[arg(long, allow_negative_numbers = true)]
+        fixed_price_cents: Option<i64>,
+        /// The successor's tier (default: the plan's; required without a fixed price when the
+        /// plan is complimentary).
+        #[arg(long)]
+        tier: Option<String>,
+        /// annual or monthly (default: the plan's schedule).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Per-license successors: licenses follow the seat count.
+        #[serde(default)]
+        #[arg(long)]
+        automanage_licenses: bool,
+    },
+    /// The outbox rows (plan events and notices) of a plan.
+    Events {
+        /// The plan's id.
+        id: i64,
+    },
+    /// The invoice the plan would get at its next invoice date (or at --at), and the
+    /// end-of-cycle changes that would come first; nothing is written or sent.
+    Preview {
+        /// The plan's id.
+        id: i64,
+        /// Preview at this instant instead of the next invoice date.
+        #[arg(long, value_parser = parse_time)]
+        at: Option<Ts>,
+    },
+}
+
+#[derive(Debug, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanCreate {
+    /// The customer's id.
+    #[arg(long)]
+    pub customer: i64,
+    /// The tier (name or number): cloud_standard, cloud_plus, self_hosted_business, …
+    #[arg(long)]
+    pub tier: String,
+    /// annual or monthly.
+    #[arg(long)]
+    pub schedule: String,
+    /// Licenses for the first period.
+    #[arg(long, allow_negative_numbers = true)]
+    pub licenses: i64,
+    /// Licenses at the first renewal (default: --licenses).
+    #[arg(long, allow_negative_numbers = true)]
+    pub licenses_at_next_renewal: Option<i64>,
+    /// Licenses follow the seat count (`plan seats`).
+    #[serde(default)]
+    #[arg(long)]
+    pub automanage_licenses: bool,
+    /// Stripe emails an invoice due in 15 days instead of charging the card.
+    #[serde(default)]
+    #[arg(long)]
+    pub invoice_billing: bool,
+    /// The billing cycle anchor (default --now).
+    #[arg(long, value_parser = parse_time)]
+    pub anchor: Option<Ts>,
+    /// The price per license in cents (default: from the tier and the customer's discount).
+    #[arg(long, allow_negative_numbers = true)]
+    pub price_per_license_cents: Option<i64>,
+    /// A fixed price for each period, in cents, instead of a price per license.
+    #[arg(long, allow_negative_numbers = true)]
+    pub fixed_price_cents: Option<i64>,
+    /// The plan's end date (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub end_date: Option<Ts>,
+    /// Start in a free trial of this many days.
+    #[arg(long, allow_negative_numbers = true)]
+    pub free_trial_days: Option<i64>,
+    /// The next pass bills the first period (default: it was paid at checkout).
+    #[serde(default)]
+    #[arg(long)]
+    pub first_invoice_by_worker: bool,
+}
+
+#[derive(Debug, Subcommand, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum OfferCmd {
+    /// Offer a fixed-price plan to a customer; prints its id.
+    Create {
+        /// The customer's id.
+        #[arg(long)]
+        customer: i64,
+        /// The offered tier.
+        #[arg(long)]
+        tier: String,
+        /// The price for each period, in cents.
+        #[arg(long, allow_negative_numbers = true)]
+        fixed_price_cents: i64,
+        /// The Stripe invoice already sent for the offer, if any.
+        #[arg(long)]
+        sent_invoice_id: Option<String>,
+    },
+    /// Accept an offer: creates the plan; prints its id.
+    Accept {
+        /// The offer's id.
+        id: i64,
+        /// annual or monthly.
+        #[arg(long)]
+        schedule: String,
+        /// Licenses for the first period.
+        #[arg(long, allow_negative_numbers = true)]
+        licenses: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum InvoicesCmd {
+    /// Local invoices with their lines, filtered.
+    List {
+        /// Only this plan's invoices.
+        #[arg(long)]
+        plan: Option<i64>,
+        /// Only this customer's invoices.
+        #[arg(long)]
+        customer: Option<i64>,
+        /// Only invoices for due dates at or after this instant.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<Ts>,
+    },
+}
+
+pub fn parse_time(s: &str) -> Result<Ts, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2012-01-02T03:04:05Z ({e})"))
+}
+
+
+fn cloud() -> String {
+    "cloud".to_string()
+}

@@ -1,0 +1,151 @@
+//! What an admin command returns: its JSON document (the CLI's `--json`, the API's body) and
+//! its text rendering.
+
+use serde::Serialize;
+
+use crate::db::models::PassRunRow;
+use crate::error::{invalid, AppError};
+use crate::jobs::preview::Preview;
+use crate::views::InvoiceView;
+
+/// What a command printed: a JSON document, and its human rendering.
+pub struct Output {
+    pub json: serde_json::Value,
+    pub text: String,
+    pub exit_code: i32,
+}
+
+pub(crate) fn out<T: Serialize>(value: &T, text: String) -> Result<Output, AppError> {
+    let json =
+        serde_json::to_value(value).map_err(|e| invalid(format!("cannot render output: {e}")))?;
+    Ok(Output {
+        json,
+        text,
+        exit_code: 0,
+    })
+}
+
+pub(crate) fn pretty<T: Serialize>(value: &T) -> Result<Output, AppError> {
+    let json =
+        serde_json::to_value(value).map_err(|e| invalid(format!("cannot render output: {e}")))?;
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    Ok(Output {
+        json,
+        text,
+        exit_code: 0,
+    })
+}
+
+pub(crate) fn render_preview(p: &Preview) -> String {
+    let mut s = format!(
+        "plan {} at {} ({} → {}){}",
+        p.plan_id,
+        p.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        p.status_before,
+        p.status_after,
+        if p.invoices.is_empty() {
+            ": no invoice"
+        } else {
+            ""
+        }
+    );
+    for c in &p.changes {
+        s.push_str(&format!(
+            "\nchange: {} on plan {}{}",
+            c.kind,
+            c.plan_id,
+            c.message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ));
+    }
+    for i in &p.invoices {
+        s.push('\n');
+        s.push_str(&render_invoice(i));
+    }
+    if let Some(w) = &p.waiting {
+        s.push_str(&format!("\nwaiting: {w}"));
+    }
+    s
+}
+
+/// `status` as text, from its JSON document.
+pub(crate) fn render_status(doc: &serde_json::Value, last: Option<&PassRunRow>) -> String {
+    let list = |key: &str| doc[key].as_array().map(Vec::as_slice).unwrap_or_default();
+    let count = |key: &str| list(key).len();
+    let ts = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let mut text = format!(
+        "due plans: {}\nleased plans: {}\nplans needing attention: {}\nplans waiting to retry: {}\nunsent invoices: {}\noldest overdue plan: {}\nlast pass: {}",
+        count("due"),
+        count("leased"),
+        count("needs_attention"),
+        count("retrying"),
+        doc["unsent_invoices"]["count"],
+        match &doc["oldest_overdue"] {
+            serde_json::Value::Null => "none".to_string(),
+            o => format!(
+            "plan {} due since {}",
+            o["plan_id"],
+            ts(&o["next_invoice_date"])
+        ),
+        },
+        last.map_or("never".to_string(), |p| format!(
+            "as of {} ({} considered, {} invoiced, {} invoices, {} need attention, {} failed)",
+            p.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            p.plans_considered,
+            p.plans_invoiced,
+            p.invoices,
+            p.needs_attention,
+            p.failures
+        ))
+    );
+    for r in list("retrying") {
+        text.push_str(&format!(
+            "\n  retry: plan {} at {} after {} error(s): {}",
+            r["plan_id"],
+            ts(&r["next_retry_at"]),
+            r["error_count"],
+            r["last_error"].as_str().unwrap_or("")
+        ));
+    }
+    for a in list("needs_attention") {
+        text.push_str(&format!(
+            "\n  attention: plan {}: {}",
+            a["plan_id"],
+            a["needs_attention"].as_str().unwrap_or("")
+        ));
+    }
+    text
+}
+
+fn cents(v: i64) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    format!("{sign}${}.{:02}", v.abs() / 100, v.abs() % 100)
+}
+
+pub(crate) fn render_invoice(i: &InvoiceView) -> String {
+    let mut s = format!(
+        "invoice {} plan {} customer {} at {} [{}] total {}",
+        i.id,
+        i.plan_id,
+        i.customer_id,
+        i.event_time
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        i.status,
+        cents(i.total_cents)
+    );
+    for l in &i.lines {
+        s.push_str(&format!(
+            "\n  {:<45} {:>4} x {:>10} = {:>12}  {} .. {}",
+            l.description,
+            l.quantity,
+            cents(l.unit_amount_cents),
+            cents(l.amount_cents),
+            l.period_start.date_naive(),
+            l.period_end.date_naive()
+        ));
+    }
+    s
+}
+
