@@ -31,6 +31,7 @@ pub const ENV_VARS: &[&str] = &[
     "PLAN_INVOICER_SCHEDULE",
     "PLAN_INVOICER_TIMEZONE",
     "PLAN_INVOICER_HTTP_ADDR",
+    "PLAN_INVOICER_API_ADDR",
     "PLAN_INVOICER_LEASE_SECONDS",
     "PLAN_INVOICER_SHUTDOWN_GRACE_SECONDS",
     "STRIPE_API_KEY",
@@ -173,6 +174,7 @@ pub struct FileConfig {
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub http_addr: Option<String>,
+    pub api_addr: Option<String>,
     pub lease_seconds: Option<u64>,
     pub shutdown_grace_seconds: Option<u64>,
     pub concurrency: Option<u32>,
@@ -203,6 +205,10 @@ pub struct ServeConfig {
     pub schedule: String,
     pub timezone: Tz,
     pub http_addr: SocketAddr,
+    /// The HTTP API's address (off unless set).
+    pub api_addr: Option<SocketAddr>,
+    /// The API honours a `Plan-Invoicer-Now` header (tests only; never with a live key).
+    pub allow_time_travel: bool,
     pub lease_seconds: u64,
     pub shutdown_grace_seconds: u64,
     /// Customers invoiced at once within a pass.
@@ -227,6 +233,8 @@ pub struct ServeArgs {
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub http_addr: Option<String>,
+    pub api_addr: Option<String>,
+    pub allow_time_travel: bool,
     pub config: Option<std::path::PathBuf>,
     pub audit_schedule: Option<String>,
 }
@@ -287,6 +295,19 @@ impl ServeConfig {
                 "invalid HTTP address {addr:?} (expected host:port such as 127.0.0.1:9187)"
             ))
         })?;
+        let api_addr = match args.api_addr.clone().or(file.api_addr) {
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+                invalid(format!(
+                    "invalid API address {a:?} (expected host:port such as 127.0.0.1:8080)"
+                ))
+            })?),
+            None => None,
+        };
+        if api_addr.is_some() && api_addr == Some(http_addr) {
+            return Err(invalid(format!(
+                "the API address {http_addr} is also the health and metrics address: give each its own port"
+            )));
+        }
         let audit_schedule = args.audit_schedule.clone().or(file.audit_schedule);
         if let Some(s) = &audit_schedule {
             validate_schedule(s)?;
@@ -299,6 +320,8 @@ impl ServeConfig {
             schedule,
             timezone,
             http_addr,
+            api_addr,
+            allow_time_travel: args.allow_time_travel,
             lease_seconds: env_or(
                 "PLAN_INVOICER_LEASE_SECONDS",
                 file.lease_seconds,

@@ -15,6 +15,7 @@
 //! - [`stripe`]: the payment gateway (async-stripe's requests over our transport), the request
 //!   budget and the circuit breaker.
 //! - [`daemon`]: `serve` — the cron loop, signals, `/healthz`, `/readyz`, `/metrics`.
+//! - [`api`]: the HTTP API for the host application (docs/API.md), over [`admin`].
 //! - [`cli`]: the command-line contract (docs/CLI.md).
 //! - [`config`]: every setting — flags, environment, TOML, defaults, validation.
 //! - [`views`]: the JSON shapes the commands print.
@@ -23,6 +24,7 @@
 //! - [`devtools`]: test equipment and tours — the Stripe emulator, `demo`, `bench`.
 
 pub mod admin;
+pub mod api;
 pub mod billing;
 pub mod cli;
 pub mod clock;

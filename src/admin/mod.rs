@@ -12,12 +12,14 @@ use crate::views::{CustomerView, InvoiceView, LedgerView, PlanView};
 
 mod commands;
 mod render;
+pub mod tokens;
 
 pub use commands::{
     parse_time, CustomerCmd, CustomerCreate, InvoicesCmd, OfferCmd, PlanCmd, PlanCreate,
 };
 pub(crate) use render::render_invoice;
 pub use render::Output;
+pub use tokens::ApiTokenCmd;
 pub(crate) use render::{out, pretty};
 
 pub fn customer(db: &Db, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
@@ -35,6 +37,10 @@ pub fn plan(db: &Db, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
 }
 
 pub fn offer(db: &Db, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
+    db.run(|c| offer_cmd(c, cmd, now))
+}
+
+pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         OfferCmd::Create {
             customer,
@@ -42,16 +48,14 @@ pub fn offer(db: &Db, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
             fixed_price_cents,
             sent_invoice_id,
         } => {
-            let id = db.run(|c| {
-                ops::create_offer(
-                    c,
-                    customer,
-                    &tier,
-                    fixed_price_cents,
-                    sent_invoice_id.as_deref(),
-                    now,
-                )
-            })?;
+            let id = ops::create_offer(
+                c,
+                customer,
+                &tier,
+                fixed_price_cents,
+                sent_invoice_id.as_deref(),
+                now,
+            )?;
             out(
                 &serde_json::json!({ "id": id }),
                 format!("created offer {id}"),
@@ -62,7 +66,7 @@ pub fn offer(db: &Db, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
             schedule,
             licenses,
         } => {
-            let plan_id = db.run(|c| ops::accept_offer(c, id, &schedule, licenses, now))?;
+            let plan_id = ops::accept_offer(c, id, &schedule, licenses, now)?;
             out(
                 &serde_json::json!({ "plan_id": plan_id }),
                 format!("offer {id} accepted: plan {plan_id}"),
@@ -82,6 +86,7 @@ pub fn invoices(db: &Db, cmd: InvoicesCmd) -> Result<Output, AppError> {
         plan_id: plan,
         customer_id: customer,
         since,
+        ..InvoiceFilter::default()
     };
     let views: Vec<InvoiceView> = db
         .run(|c| repo::list_invoices(c, &filter))?
@@ -100,7 +105,7 @@ pub fn status(db: &Db, now: Ts) -> Result<Output, AppError> {
     db.run(|c| status_of(c, now))
 }
 
-fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
+pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         CustomerCmd::Create(a) => {
             let input = ops::CustomerInput {
@@ -159,7 +164,7 @@ fn plan_view(c: &mut Conn, id: i64) -> Result<PlanView, AppError> {
     Ok(PlanView::new(&record, &ledger))
 }
 
-fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         PlanCmd::Create(a) => {
             let input = ops::PlanInput {
@@ -299,7 +304,7 @@ fn plan_change(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> 
     }
 }
 
-fn status_of(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
+pub fn status_of(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
     let mut view = |f: PlanFilter| -> Result<Vec<serde_json::Value>, AppError> {
         let mut out = vec![];
         for r in repo::list_plans(c, &f)? {

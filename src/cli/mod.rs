@@ -8,7 +8,7 @@ mod worker;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::admin::{self, CustomerCmd, InvoicesCmd, OfferCmd, PlanCmd};
+use crate::admin::{self, ApiTokenCmd, CustomerCmd, InvoicesCmd, OfferCmd, PlanCmd};
 pub use crate::admin::{parse_time, Output};
 
 use crate::config::{Tuning, DEFAULT_DATABASE_URL};
@@ -57,6 +57,9 @@ pub enum Command {
     /// Fixed-price offers: create, accept.
     #[command(subcommand)]
     Offer(OfferCmd),
+    /// The HTTP API's bearer tokens: create, list, revoke.
+    #[command(subcommand)]
+    ApiToken(ApiTokenCmd),
     /// One invoicing pass as of --now.
     RunOnce {
         /// Compute and report; write nothing, call nothing.
@@ -138,7 +141,13 @@ pub struct ServeCmd {
     /// Address of the HTTP endpoints (default 127.0.0.1:9187).
     #[arg(long, env = "PLAN_INVOICER_HTTP_ADDR")]
     pub http_addr: Option<String>,
-    /// Optional TOML file (keys: database_url, schedule, timezone, http_addr, lease_seconds,
+    /// Address of the HTTP API for the host application (off unless set; docs/API.md).
+    #[arg(long, env = "PLAN_INVOICER_API_ADDR")]
+    pub api_addr: Option<String>,
+    /// Tests only: the API honours a Plan-Invoicer-Now header (refused with a live Stripe key).
+    #[arg(long)]
+    pub allow_time_travel: bool,
+    /// Optional TOML file (keys: database_url, schedule, timezone, http_addr, api_addr, lease_seconds,
     /// shutdown_grace_seconds, concurrency, audit_schedule, the stripe_max_… budget);
     /// flags and environment win over it.
     #[arg(long, env = "PLAN_INVOICER_CONFIG")]
@@ -199,6 +208,7 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         Command::Customer(cmd) => admin::customer(&ctx.db()?, cmd, ctx.now),
         Command::Plan(cmd) => admin::plan(&ctx.db()?, cmd, ctx.now),
         Command::Offer(cmd) => admin::offer(&ctx.db()?, cmd, ctx.now),
+        Command::ApiToken(cmd) => ctx.db()?.run(|c| admin::tokens::run(c, cmd, ctx.now)),
         Command::Invoices(cmd) => admin::invoices(&ctx.db()?, cmd),
         Command::Status => admin::status(&ctx.db()?, ctx.now),
         Command::RunOnce { dry_run, tuning } => worker::run_once(&ctx, dry_run, &tuning).await,

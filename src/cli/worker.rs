@@ -204,11 +204,18 @@ pub(super) async fn serve(ctx: &Context, cmd: ServeCmd) -> Result<Output, AppErr
         schedule: cmd.schedule,
         timezone: cmd.timezone,
         http_addr: cmd.http_addr,
+        api_addr: cmd.api_addr,
+        allow_time_travel: cmd.allow_time_travel,
         config: cmd.config,
         audit_schedule: cmd.audit_schedule,
     };
     let config = ServeConfig::resolve(&args, &cmd.tuning)?;
     let gateway = gateway(&config.tuning)?;
+    if config.allow_time_travel && gateway.is_live() {
+        return Err(invalid(
+            "refusing --allow-time-travel with a live Stripe key: use a test key to travel in time",
+        ));
+    }
     crate::daemon::serve(config, gateway).await?;
     out(
         &serde_json::json!({ "stopped": true }),

@@ -50,6 +50,7 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         *s = Some(gateway.stats.clone());
     }
     let http_task = start_http(&config, &db, &metrics, &clock).await?;
+    let api_task = start_api(&config, &db, &clock).await?;
 
     // One pass at a time: the channel holds at most one pending tick.
     let (tx, rx) = mpsc::channel::<Tick>(1);
@@ -110,7 +111,35 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         ),
     }
     http_task.abort();
+    if let Some(t) = api_task {
+        t.abort();
+    }
     Ok(())
+}
+
+/// Binds the API's address, when one is set, and serves it in a task of its own.
+async fn start_api(
+    config: &ServeConfig,
+    db: &Db,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, AppError> {
+    let Some(addr) = config.api_addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| invalid(format!("cannot listen on {addr} (API): {e}")))?;
+    info!(api_addr = %addr, time_travel = config.allow_time_travel, "API listening");
+    let state = crate::api::ApiState {
+        db: db.clone(),
+        clock: clock.clone(),
+        allow_time_travel: config.allow_time_travel,
+    };
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = crate::api::serve(listener, state).await {
+            error!(error = %e, "API server stopped");
+        }
+    })))
 }
 
 /// Binds the health and metrics address and serves it in a task of its own.

@@ -6,6 +6,7 @@
 //! only in the timestamp type). The few statements that differ (`FOR UPDATE SKIP LOCKED`) match
 //! on [`Conn`] explicitly.
 
+pub mod api;
 pub mod claims;
 pub mod lock;
 pub mod models;

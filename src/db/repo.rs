@@ -583,6 +583,10 @@ pub struct InvoiceFilter {
     pub plan_id: Option<i64>,
     pub customer_id: Option<i64>,
     pub since: Option<Ts>,
+    pub status: Option<InvoiceStatus>,
+    /// A page: invoices after this id, at most `limit` of them.
+    pub starting_after: Option<i64>,
+    pub limit: Option<i64>,
 }
 
 pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRecord>, DbError> {
@@ -599,6 +603,15 @@ pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRe
         }
         if let Some(t) = f.since {
             q = q.filter(invoice::event_time.ge(t));
+        }
+        if let Some(s) = f.status {
+            q = q.filter(invoice::status.eq(s.name()));
+        }
+        if let Some(after) = f.starting_after {
+            q = q.filter(invoice::id.gt(after));
+        }
+        if let Some(n) = f.limit {
+            q = q.limit(n);
         }
         let invoices = q.load::<InvoiceRow>(c)?;
         let ids: Vec<i64> = invoices.iter().map(|i| i.id.0).collect();
@@ -658,6 +671,12 @@ impl NewEvent {
 }
 
 pub fn insert_event(conn: &mut Conn, e: &NewEvent, now: Ts) -> Result<(), DbError> {
+    if let Conn::Pg(c) = conn {
+        // The events feed is read by id (`GET /v1/events?after=`): ids must become visible in
+        // their order, or a reader past id 105 would never see a 103 committed later. One
+        // transaction-scoped lock orders the writers of events (SQLite has one writer anyway).
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7263101)").execute(c)?;
+    }
     with_conn!(conn, c => diesel::insert_into(plan_event::table)
         .values((
             plan_event::kind.eq(e.kind.name()),

@@ -200,3 +200,42 @@ diesel::table! {
         seen_at -> TsSql,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    api_token (id) {
+        id -> BigInt,
+        name -> Text,
+        scope -> Text,
+        secret_sha256 -> Text,
+        created_at -> TsSql,
+        revoked_at -> Nullable<TsSql>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    api_idempotency (token_id, key) {
+        token_id -> BigInt,
+        key -> Text,
+        request_sha256 -> Text,
+        status -> Integer,
+        body -> Text,
+        created_at -> TsSql,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    event_consumer (name) {
+        name -> Text,
+        acked_through -> BigInt,
+        updated_at -> TsSql,
+    }
+}

@@ -1,0 +1,229 @@
+//! The API's one error shape, `{"error": {"type", "message", "param"}}` as Stripe's, and how
+//! the library's errors map to HTTP statuses.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::error::AppError;
+
+/// Seconds a client should wait before retrying while the database is away.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// Bad input (400), unknown id (404), body too large (413), not JSON (415).
+    InvalidRequestError,
+    /// No, a malformed, unknown, revoked or wrong token (401).
+    AuthenticationError,
+    /// A read token on a write (403).
+    PermissionError,
+    /// An idempotency key reused with another request (400).
+    IdempotencyError,
+    /// A conflicting concurrent change (409): retry.
+    ConflictError,
+    /// The database (or another dependency) is unreachable (503, with Retry-After).
+    ServiceUnavailable,
+    /// A bug: reported, never expected (500).
+    ApiError,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: ErrorType,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    #[serde(rename = "type")]
+    kind: ErrorType,
+    message: &'a str,
+    param: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: ErrorType, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        let param = param_of(&message);
+        ApiError {
+            param,
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                message,
+            )
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorType::InvalidRequestError,
+            message,
+        )
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorType::AuthenticationError,
+            "a valid API token is required: Authorization: Bearer pit_…",
+        )
+    }
+}
+
+/// The parameter an error message names: a CLI flag (`--licenses` → `licenses`) or a serde
+/// field (`unknown field `foo``, `missing field `count``).
+fn param_of(message: &str) -> Option<String> {
+    if let Some(i) = message.find("--") {
+        let name: String = message[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            return Some(name.replace('-', "_"));
+        }
+    }
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(i) = message.find(marker) {
+            let rest = &message[i + marker.len()..];
+            return rest.split('`').next().map(str::to_string);
+        }
+    }
+    None
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> ApiError {
+        let message = e.to_string();
+        match &e {
+            AppError::NotFound(_) => ApiError::not_found(message),
+            AppError::Invalid(_) | AppError::Billing(_) => ApiError::invalid(message),
+            AppError::Db(db) => from_db(db, message),
+            AppError::Busy(_) | AppError::LeaseLost(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorType::ConflictError,
+                message,
+            ),
+            AppError::Gateway(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorType::ServiceUnavailable,
+                message,
+            ),
+        }
+    }
+}
+
+fn from_db(db: &DbError, message: String) -> ApiError {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match db {
+        DbError::Connect(_) | DbError::Busy(_) | DbError::SchemaOutdated | DbError::Missing(_) => {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorType::ServiceUnavailable,
+                message,
+            )
+        }
+        DbError::Query(E::DatabaseError(K::SerializationFailure, _)) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorType::ConflictError,
+            format!("a concurrent change conflicted with this one; retry it ({message})"),
+        ),
+        DbError::Query(E::DatabaseError(K::ClosedConnection, _)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::ServiceUnavailable,
+            message,
+        ),
+        // What the CLI refuses with exit code 2: a unique or check constraint (an external
+        // reference taken, …) is the caller's input.
+        _ if db.constraint().is_some() => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorType::ConflictError,
+            message,
+        ),
+        _ => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::ApiError,
+            message,
+        ),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_string(&Body {
+            error: Inner {
+                kind: self.kind,
+                message: &self.message,
+                param: self.param.as_deref(),
+            },
+        })
+        .unwrap_or_else(|_| r#"{"error":{"type":"api_error","message":"","param":null}}"#.into());
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_param_comes_from_the_flag_or_the_field() {
+        assert_eq!(
+            param_of("--licenses must not be negative (got -1)").as_deref(),
+            Some("licenses")
+        );
+        assert_eq!(
+            param_of("--price-per-license-cents is odd").as_deref(),
+            Some("price_per_license_cents")
+        );
+        assert_eq!(
+            param_of("unknown field `cont`, expected `count`").as_deref(),
+            Some("cont")
+        );
+        assert_eq!(param_of("plan 9 does not exist"), None);
+    }
+
+    #[test]
+    fn statuses_follow_the_cli_exit_codes() {
+        let e: ApiError = AppError::Invalid("bad".into()).into();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let e: ApiError = AppError::NotFound("plan 9 does not exist".into()).into();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        let e: ApiError = AppError::Db(DbError::Connect("refused".into())).into();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        let r = e.into_response();
+        assert_eq!(
+            r.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The HTTP API for the host application (docs/API.md): a thin adapter over the admin commands
+//! of [`crate::admin`] — the same input types, the same code, the same guards and messages as
+//! the CLI — plus the plan-events feed. `serve --api-addr` opens it beside the health address.
+//!
+//! Every request but `GET /v1/openapi.json` needs a bearer token (`api-token create`); writes
+//! need a write token. Bodies are JSON objects of at most [`BODY_LIMIT`] bytes with no unknown
+//! fields; every error is `{"error": {"type", "message", "param"}}` ([`error`]).
+
+pub mod error;
+mod routes;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use tracing::info;
+
+use crate::admin::tokens::{self, Caller, Scope};
+use crate::clock::Clock;
+use crate::db::Db;
+use crate::domain::Ts;
+use error::{ApiError, ErrorType};
+
+/// The largest request body accepted (413 above it).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// How long a request waits for a database connection before it is answered 503.
+const DB_WAIT: Duration = Duration::from_secs(5);
+/// How long a request may take in all (503 after it).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The header that moves the API's clock, honoured only under `serve --allow-time-travel`.
+pub const NOW_HEADER: &str = "plan-invoicer-now";
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    /// `serve --allow-time-travel` (refused with a live Stripe key).
+    pub allow_time_travel: bool,
+}
+
+impl ApiState {
+    /// Runs `f` on a connection, waiting at most [`DB_WAIT`] for one.
+    async fn run<T>(
+        &self,
+        f: impl FnOnce(&mut crate::db::Conn) -> Result<T, crate::error::AppError>,
+    ) -> Result<T, ApiError> {
+        self.db
+            .run_within(DB_WAIT, f)
+            .map_err(ApiError::from)
+    }
+
+    /// The request's `now`: the clock, or the time-travel header when it is allowed.
+    fn now(&self, headers: &HeaderMap) -> Result<Ts, ApiError> {
+        let Some(value) = headers.get(NOW_HEADER) else {
+            return Ok(self.clock.now());
+        };
+        if !self.allow_time_travel {
+            return Err(ApiError::invalid(
+                "the Plan-Invoicer-Now header is honoured only by `serve --allow-time-travel` (tests)",
+            ));
+        }
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::invalid("Plan-Invoicer-Now is not text"))?;
+        crate::admin::parse_time(text).map_err(ApiError::invalid)
+    }
+}
+
+/// The API's routes, with authentication, the request log and the time-out around them.
+pub fn router(state: ApiState) -> Router {
+    routes::routes()
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("no such endpoint (docs/API.md lists them; GET /v1/openapi.json)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorType::InvalidRequestError,
+        "this endpoint does not take that method",
+    )
+}
+
+/// Authenticates the bearer token, checks its scope, logs the request line (naming the token,
+/// never showing it) and bounds the request's time.
+async fn authorize(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let caller = if path == "/v1/openapi.json" {
+        None
+    } else {
+        match caller_of(&state, req.headers()).await {
+            Ok(c) => {
+                if c.scope == Scope::Read && !matches!(method, Method::GET | Method::HEAD) {
+                    let response = ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        ErrorType::PermissionError,
+                        format!("token {} is read-only: this request needs a write token", c.name),
+                    )
+                    .into_response();
+                    log(&method, &path, Some(&c), response.status(), started);
+                    return response;
+                }
+                req.extensions_mut().insert(c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                let response = e.into_response();
+                log(&method, &path, None, response.status(), started);
+                return response;
+            }
+        }
+    };
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::ServiceUnavailable,
+            "the request took too long",
+        )
+        .into_response(),
+    };
+    log(&method, &path, caller.as_ref(), response.status(), started);
+    response
+}
+
+fn log(method: &Method, path: &str, caller: Option<&Caller>, status: StatusCode, started: Instant) {
+    info!(
+        method = %method,
+        path,
+        status = status.as_u16(),
+        token = caller.map(|c| c.name.as_str()).unwrap_or("-"),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "api request"
+    );
+}
+
+async fn caller_of(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(ApiError::unauthenticated)?
+        .to_string();
+    state
+        .run(|c| tokens::authenticate(c, &token))
+        .await?
+        .ok_or_else(ApiError::unauthenticated)
+}
+
+/// A request body: a JSON object (an empty body is `{}`), at most [`BODY_LIMIT`] bytes.
+/// Returns the object and the raw bytes (hashed for idempotency keys).
+async fn json_object(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(serde_json::Map<String, serde_json::Value>, bytes::Bytes), ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::InvalidRequestError,
+            format!("the body is larger than {BODY_LIMIT} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT) {
+        return Err(too_large());
+    }
+    let raw = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| too_large())?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok((serde_json::Map::new(), raw));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorType::InvalidRequestError,
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    match serde_json::from_slice::<serde_json::Value>(&raw) {
+        Ok(serde_json::Value::Object(map)) => Ok((map, raw)),
+        Ok(_) => Err(ApiError::invalid("the body must be a JSON object")),
+        Err(e) => Err(ApiError::invalid(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+/// Query parameters into `T` (unknown ones refused).
+fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// An id from the path: a positive whole number.
+fn path_id(text: &str, what: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found(format!("{what} {text:?} does not exist")))
+}
+
+/// Serves the API on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_ids_are_positive_numbers() {
+        assert_eq!(path_id("12", "plan").ok(), Some(12));
+        assert!(path_id("0", "plan").is_err());
+        assert!(path_id("-3", "plan").is_err());
+        assert!(path_id("1e3", "plan").is_err());
+        assert!(path_id("99999999999999999999", "plan").is_err());
+    }
+}
