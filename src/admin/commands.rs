@@ -311,7 +311,6 @@ pub fn parse_time(s: &str) -> Result<Ts, String> {
         .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2012-01-02T03:04:05Z ({e})"))
 }
 
-
 fn cloud() -> String {
     "cloud".to_string()
 }

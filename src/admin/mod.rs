@@ -19,8 +19,8 @@ pub use commands::{
 };
 pub(crate) use render::render_invoice;
 pub use render::Output;
-pub use tokens::ApiTokenCmd;
 pub(crate) use render::{out, pretty};
+pub use tokens::ApiTokenCmd;
 
 pub fn customer(db: &Db, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
     db.run(|c| customer_cmd(c, cmd, now))

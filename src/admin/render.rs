@@ -148,4 +148,3 @@ pub(crate) fn render_invoice(i: &InvoiceView) -> String {
     }
     s
 }
-

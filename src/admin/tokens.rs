@@ -80,18 +80,22 @@ pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts) -> Result<Output, AppError> 
             let mut secret = [0u8; 32];
             rand::rng().fill_bytes(&mut secret);
             let secret = hex(&secret);
-            let id = rows::insert_token(c, name, scope.name(), &sha256_hex(&secret), now)
-                .map_err(|e| {
+            let id = rows::insert_token(c, name, scope.name(), &sha256_hex(&secret), now).map_err(
+                |e| {
                     if e.is_unique_violation() {
                         invalid(format!("a token named {name:?} exists already"))
                     } else {
                         e.into()
                     }
-                })?;
+                },
+            )?;
             let token = format!("pit_{id}_{secret}");
             out(
                 &serde_json::json!({ "name": name, "scope": scope.name(), "token": token }),
-                format!("created token {name} ({}): {token}\nkeep it now: it is not shown again", scope.name()),
+                format!(
+                    "created token {name} ({}): {token}\nkeep it now: it is not shown again",
+                    scope.name()
+                ),
             )
         }
         ApiTokenCmd::List => {
@@ -103,7 +107,8 @@ pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts) -> Result<Output, AppError> 
                         "{} {} created {}{}",
                         t.name,
                         t.scope,
-                        t.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        t.created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         t.revoked_at
                             .map(|r| format!(
                                 ", revoked {}",
@@ -118,9 +123,7 @@ pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts) -> Result<Output, AppError> 
         }
         ApiTokenCmd::Revoke { name } => {
             if !rows::revoke_token(c, &name, now)? {
-                return Err(AppError::NotFound(format!(
-                    "no live token named {name:?}"
-                )));
+                return Err(AppError::NotFound(format!("no live token named {name:?}")));
             }
             out(
                 &serde_json::json!({ "name": name, "revoked": true }),
@@ -151,8 +154,9 @@ pub fn authenticate(c: &mut Conn, token: &str) -> Result<Option<Caller>, AppErro
     if !matches || row.revoked_at.is_some() {
         return Ok(None);
     }
-    let scope = Scope::parse(&row.scope)
-        .map_err(|_| crate::db::DbError::BadRow(format!("api_token {id}: scope {:?}", row.scope)))?;
+    let scope = Scope::parse(&row.scope).map_err(|_| {
+        crate::db::DbError::BadRow(format!("api_token {id}: scope {:?}", row.scope))
+    })?;
     Ok(Some(Caller {
         token_id: row.id,
         name: row.name,

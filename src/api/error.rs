@@ -119,11 +119,9 @@ impl From<AppError> for ApiError {
             AppError::NotFound(_) => ApiError::not_found(message),
             AppError::Invalid(_) | AppError::Billing(_) => ApiError::invalid(message),
             AppError::Db(db) => from_db(db, message),
-            AppError::Busy(_) | AppError::LeaseLost(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorType::ConflictError,
-                message,
-            ),
+            AppError::Busy(_) | AppError::LeaseLost(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorType::ConflictError, message)
+            }
             AppError::Gateway(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorType::ServiceUnavailable,
@@ -155,11 +153,9 @@ fn from_db(db: &DbError, message: String) -> ApiError {
         ),
         // What the CLI refuses with exit code 2: a unique or check constraint (an external
         // reference taken, …) is the caller's input.
-        _ if db.constraint().is_some() => ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorType::ConflictError,
-            message,
-        ),
+        _ if db.constraint().is_some() => {
+            ApiError::new(StatusCode::CONFLICT, ErrorType::ConflictError, message)
+        }
         _ => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::ApiError,
@@ -222,7 +218,9 @@ mod tests {
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         let r = e.into_response();
         assert_eq!(
-            r.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            r.headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
             Some("5")
         );
     }

@@ -50,9 +50,7 @@ impl ApiState {
         &self,
         f: impl FnOnce(&mut crate::db::Conn) -> Result<T, crate::error::AppError>,
     ) -> Result<T, ApiError> {
-        self.db
-            .run_within(DB_WAIT, f)
-            .map_err(ApiError::from)
+        self.db.run_within(DB_WAIT, f).map_err(ApiError::from)
     }
 
     /// The request's `now`: the clock, or the time-travel header when it is allowed.
@@ -108,7 +106,10 @@ async fn authorize(State(state): State<ApiState>, mut req: Request, next: Next) 
                     let response = ApiError::new(
                         StatusCode::FORBIDDEN,
                         ErrorType::PermissionError,
-                        format!("token {} is read-only: this request needs a write token", c.name),
+                        format!(
+                            "token {} is read-only: this request needs a write token",
+                            c.name
+                        ),
                     )
                     .into_response();
                     log(&method, &path, Some(&c), response.status(), started);
@@ -203,7 +204,9 @@ async fn json_object(
     match serde_json::from_slice::<serde_json::Value>(&raw) {
         Ok(serde_json::Value::Object(map)) => Ok((map, raw)),
         Ok(_) => Err(ApiError::invalid("the body must be a JSON object")),
-        Err(e) => Err(ApiError::invalid(format!("the body is not valid JSON: {e}"))),
+        Err(e) => Err(ApiError::invalid(format!(
+            "the body is not valid JSON: {e}"
+        ))),
     }
 }
 

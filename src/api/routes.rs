@@ -323,15 +323,14 @@ async fn plan_preview(
 ) -> Result<Response, ApiError> {
     let id = path_id(&id, "plan")?;
     let q: PreviewQuery = query(q.as_deref())?;
-    let at = q
-        .at
-        .as_deref()
-        .map(crate::admin::parse_time)
-        .transpose()
-        .map_err(|e| ApiError {
-            param: Some("at".into()),
-            ..ApiError::invalid(e)
-        })?;
+    let at =
+        q.at.as_deref()
+            .map(crate::admin::parse_time)
+            .transpose()
+            .map_err(|e| ApiError {
+                param: Some("at".into()),
+                ..ApiError::invalid(e)
+            })?;
     let out = admin::plan(&state.db, PlanCmd::Preview { id, at }, state.clock.now())?;
     Ok(ok(&out.json))
 }
@@ -575,7 +574,10 @@ mod tests {
         let PlanCmd::Create(p) = cmd else {
             panic!("a create")
         };
-        assert_eq!((p.customer, p.licenses, p.automanage_licenses), (1, 10, true));
+        assert_eq!(
+            (p.customer, p.licenses, p.automanage_licenses),
+            (1, 10, true)
+        );
         assert!(!p.invoice_billing);
     }
 

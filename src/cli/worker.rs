@@ -15,8 +15,8 @@ use crate::progress::TerminalProgress;
 use crate::stripe::client::StripeGateway;
 
 use super::render::render_report;
-use crate::admin::{out, Output};
 use super::{Cli, EmulatorCmd, ServeCmd};
+use crate::admin::{out, Output};
 
 /// What every command shares: the database URL, `--now` and the clock behind it.
 pub(super) struct Context {
