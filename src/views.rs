@@ -7,7 +7,7 @@ use crate::domain::{
     CollectionMethod, Customer, CustomerId, InvoiceId, LedgerEntry, PlanId, PlanStatus, Ts,
 };
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct PlanView {
     pub id: i64,
     pub customer_id: i64,
@@ -71,7 +71,7 @@ impl PlanView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct LedgerView {
     pub id: i64,
     pub is_renewal: bool,
@@ -92,7 +92,7 @@ impl From<&LedgerEntry> for LedgerView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct CustomerView {
     pub id: i64,
     pub external_ref: Option<String>,
@@ -135,7 +135,7 @@ impl CustomerView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct LineView {
     pub kind: String,
     pub description: String,
@@ -151,7 +151,7 @@ pub struct LineView {
 /// The status a dry run or a preview shows for an invoice it computed but did not send.
 pub const WOULD_SEND: &str = "would_send";
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct InvoiceView {
     pub id: InvoiceId,
     pub plan_id: PlanId,
@@ -200,4 +200,24 @@ impl From<&InvoiceRecord> for InvoiceView {
                 .collect(),
         }
     }
+}
+
+/// What a create prints: the new row's id.
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct Created {
+    pub id: i64,
+}
+
+/// What accepting an offer prints: the plan it created.
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct Accepted {
+    pub plan_id: i64,
+}
+
+/// What a seat count prints: the ledger entry written (none when the plan ended or the count
+/// changed nothing) and the plan's status afterwards.
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct SeatsView {
+    pub ledger_entry: Option<LedgerView>,
+    pub plan_status: &'static str,
 }

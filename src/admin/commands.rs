@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::domain::Ts;
 
-#[derive(Debug, Subcommand, Deserialize)]
+#[derive(Debug, Subcommand, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CustomerCmd {
     /// Create a customer; prints its id.
@@ -42,7 +42,7 @@ pub enum CustomerCmd {
     },
 }
 
-#[derive(Debug, Args, Deserialize)]
+#[derive(Debug, Args, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerCreate {
     /// The customer's name (shown in staff notices).
@@ -79,7 +79,7 @@ pub struct CustomerCreate {
     pub exempt_from_license_number_check: bool,
 }
 
-#[derive(Debug, Subcommand, Deserialize)]
+#[derive(Debug, Subcommand, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PlanCmd {
     /// Create a plan with its first renewal ledger entry; prints its id.
@@ -210,7 +210,7 @@ pub enum PlanCmd {
     },
 }
 
-#[derive(Debug, Args, Deserialize)]
+#[derive(Debug, Args, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanCreate {
     /// The customer's id.
@@ -257,7 +257,7 @@ pub struct PlanCreate {
     pub first_invoice_by_worker: bool,
 }
 
-#[derive(Debug, Subcommand, Deserialize)]
+#[derive(Debug, Subcommand, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum OfferCmd {
     /// Offer a fixed-price plan to a customer; prints its id.
@@ -288,7 +288,7 @@ pub enum OfferCmd {
     },
 }
 
-#[derive(Debug, Subcommand, Deserialize)]
+#[derive(Debug, Subcommand, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum InvoicesCmd {
     /// Local invoices with their lines, filtered.

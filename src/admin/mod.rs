@@ -8,7 +8,7 @@ use crate::domain::{CollectionMethod, LicenseManagement, PlanStatus, ScheduleCha
 use crate::error::{invalid, AppError};
 use crate::jobs;
 use crate::ops;
-use crate::views::{CustomerView, InvoiceView, LedgerView, PlanView};
+use crate::views::{Accepted, Created, CustomerView, InvoiceView, LedgerView, PlanView, SeatsView};
 
 mod commands;
 mod render;
@@ -57,7 +57,7 @@ pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts) -> Result<Output, AppErro
                 now,
             )?;
             out(
-                &serde_json::json!({ "id": id }),
+                &Created { id },
                 format!("created offer {id}"),
             )
         }
@@ -68,7 +68,7 @@ pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts) -> Result<Output, AppErro
         } => {
             let plan_id = ops::accept_offer(c, id, &schedule, licenses, now)?;
             out(
-                &serde_json::json!({ "plan_id": plan_id }),
+                &Accepted { plan_id },
                 format!("offer {id} accepted: plan {plan_id}"),
             )
         }
@@ -122,7 +122,7 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
             };
             let id = ops::create_customer(c, &input, now)?;
             out(
-                &serde_json::json!({ "id": id }),
+                &Created { id },
                 format!("created customer {id}"),
             )
         }
@@ -184,7 +184,7 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
             };
             let id = ops::create_plan(c, &input, now)?;
             out(
-                &serde_json::json!({ "id": id }),
+                &Created { id },
                 format!("created plan {id}"),
             )
         }
@@ -229,7 +229,10 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
                 None => format!("plan {id} is now {}: no ledger entry written", plan.status),
             };
             out(
-                &serde_json::json!({ "ledger_entry": entry.as_ref().map(LedgerView::from), "plan_status": plan.status }),
+                &SeatsView {
+                    ledger_entry: entry.as_ref().map(LedgerView::from),
+                    plan_status: plan.status,
+                },
                 text,
             )
         }
@@ -296,7 +299,7 @@ fn plan_change(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> 
             };
             let new_id = ops::schedule_successor(c, id, &successor, now)?;
             out(
-                &serde_json::json!({ "id": new_id }),
+                &Created { id: new_id },
                 format!("scheduled successor plan {new_id}"),
             )
         }

@@ -11,7 +11,7 @@ use crate::error::AppError;
 /// Seconds a client should wait before retrying while the database is away.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {
     /// Bad input (400), unknown id (404), body too large (413), not JSON (415).
@@ -38,17 +38,20 @@ pub struct ApiError {
     pub param: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error response.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+struct ErrorDetail {
     #[serde(rename = "type")]
     kind: ErrorType,
-    message: &'a str,
-    param: Option<&'a str>,
+    /// The one-line message the CLI prints for the same refusal.
+    message: String,
+    /// The request field it is about, when there is one.
+    param: Option<String>,
 }
 
 impl ApiError {
@@ -166,11 +169,11 @@ fn from_db(db: &DbError, message: String) -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_string(&Body {
-            error: Inner {
+        let body = serde_json::to_string(&ErrorBody {
+            error: ErrorDetail {
                 kind: self.kind,
-                message: &self.message,
-                param: self.param.as_deref(),
+                message: self.message,
+                param: self.param,
             },
         })
         .unwrap_or_else(|_| r#"{"error":{"type":"api_error","message":"","param":null}}"#.into());

@@ -7,6 +7,7 @@
 //! fields; every error is `{"error": {"type", "message", "param"}}` ([`error`]).
 
 pub mod error;
+pub mod openapi;
 mod routes;
 
 use std::sync::Arc;

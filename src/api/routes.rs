@@ -19,6 +19,7 @@ use crate::db::repo::{self, InvoiceFilter};
 use crate::db::Conn;
 use crate::domain::{InvoiceStatus, Ts};
 use crate::error::AppError;
+use crate::db::models::PlanEventRow;
 use crate::views::InvoiceView;
 
 /// The plan commands a `POST /v1/plans/{id}/{action}` runs (the CLI's `plan ACTION`).
@@ -58,6 +59,13 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
         .route("/v1/events/ack", post(ack_events))
+        .route("/v1/openapi.json", get(openapi))
+}
+
+async fn openapi() -> Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| super::openapi::document().to_string());
+    json_response(StatusCode::OK, doc.clone())
 }
 
 /// A write: which admin command, for the executor.
@@ -248,9 +256,9 @@ async fn create_plan(
     write(&state, &caller, &headers, fp, Write::Plan(cmd)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PlanQuery {
+pub(super) struct PlanQuery {
     customer: Option<i64>,
     status: Option<String>,
     #[serde(default)]
@@ -310,9 +318,9 @@ async fn plan_events(
     plan_read(&state, &headers, &id, |id| PlanCmd::Events { id }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PreviewQuery {
+pub(super) struct PreviewQuery {
     at: Option<String>,
 }
 
@@ -385,9 +393,9 @@ async fn accept_offer(
 
 // ----- invoices, status -----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct InvoiceQuery {
+pub(super) struct InvoiceQuery {
     customer: Option<i64>,
     plan: Option<i64>,
     status: Option<String>,
@@ -407,11 +415,26 @@ fn limit_of(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-/// `{"data": [...], "has_more": …}` from a page read with one item more than asked.
+/// A page of a list: `{"data": [...], "has_more": …}`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(super) struct Page<T> {
+    data: Vec<T>,
+    /// Whether items follow the last one (ask again with its id as the cursor).
+    has_more: bool,
+}
+
+pub(super) type InvoicesPage = Page<InvoiceView>;
+pub(super) type EventsPage = Page<PlanEventRow>;
+
+/// A page from items read with one more than asked.
 fn page<T: serde::Serialize>(mut items: Vec<T>, limit: i64) -> Value {
     let has_more = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(0));
-    serde_json::json!({ "data": items, "has_more": has_more })
+    serde_json::to_value(Page {
+        data: items,
+        has_more,
+    })
+    .unwrap_or(Value::Null)
 }
 
 async fn list_invoices(
@@ -462,9 +485,9 @@ async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result<Res
 
 // ----- the plan-events feed -----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     after: Option<i64>,
     limit: Option<i64>,
     consumer: Option<String>,
@@ -494,9 +517,9 @@ async fn events(
     Ok(ok(&page(rows, limit)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AckBody {
+pub(super) struct AckBody {
     consumer: String,
     through: i64,
 }

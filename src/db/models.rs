@@ -250,7 +250,7 @@ pub struct InvoiceRecord {
     pub lines: Vec<LineRow>,
 }
 
-#[derive(Debug, Clone, Queryable, Serialize)]
+#[derive(Debug, Clone, Queryable, Serialize, schemars::JsonSchema)]
 pub struct PlanEventRow {
     pub id: i64,
     pub kind: String,

@@ -44,6 +44,16 @@ macro_rules! names {
             }
         }
 
+        /// A string, one of the names.
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "enum": [$($text),+] })
+            }
+        }
+
         /// Rows hold the name; a row with another value is refused as bad data.
         impl TryFrom<String> for $name {
             type Error = BillingError;

@@ -12,7 +12,7 @@ use crate::views::{InvoiceView, WOULD_SEND};
 
 /// What `plan preview` shows: the invoices a plan would get at its next invoice date (or at
 /// `at`), and the end-of-cycle changes that would come first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Preview {
     pub plan_id: i64,
     pub at: Ts,
@@ -25,7 +25,7 @@ pub struct Preview {
 }
 
 /// A plan event or notice the pass would write.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PreviewChange {
     pub kind: String,
     pub plan_id: i64,
