@@ -302,6 +302,9 @@ pub enum InvoicesCmd {
         /// Only invoices for due dates at or after this instant.
         #[arg(long, value_parser = parse_time)]
         since: Option<Ts>,
+        /// Only invoices in this state: pending (written, not yet confirmed by Stripe) or sent.
+        #[arg(long)]
+        status: Option<String>,
     },
 }
 

@@ -4,7 +4,9 @@
 
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db};
-use crate::domain::{CollectionMethod, LicenseManagement, PlanStatus, ScheduleChange, Ts};
+use crate::domain::{
+    CollectionMethod, InvoiceStatus, LicenseManagement, PlanStatus, ScheduleChange, Ts,
+};
 use crate::error::{invalid, AppError};
 use crate::jobs;
 use crate::ops;
@@ -56,10 +58,7 @@ pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts) -> Result<Output, AppErro
                 sent_invoice_id.as_deref(),
                 now,
             )?;
-            out(
-                &Created { id },
-                format!("created offer {id}"),
-            )
+            out(&Created { id }, format!("created offer {id}"))
         }
         OfferCmd::Accept {
             id,
@@ -80,12 +79,14 @@ pub fn invoices(db: &Db, cmd: InvoicesCmd) -> Result<Output, AppError> {
         plan,
         customer,
         since,
+        status,
     } = cmd;
     let filter = InvoiceFilter {
         ids: None,
         plan_id: plan,
         customer_id: customer,
         since,
+        status: status.as_deref().map(InvoiceStatus::parse).transpose()?,
         ..InvoiceFilter::default()
     };
     let views: Vec<InvoiceView> = db
@@ -121,10 +122,7 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
                 exempt_from_license_number_check: a.exempt_from_license_number_check,
             };
             let id = ops::create_customer(c, &input, now)?;
-            out(
-                &Created { id },
-                format!("created customer {id}"),
-            )
+            out(&Created { id }, format!("created customer {id}"))
         }
         CustomerCmd::Show { id } => {
             let customer = ops::customer(c, id)?;
@@ -183,10 +181,7 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
                 first_invoice_by_worker: a.first_invoice_by_worker,
             };
             let id = ops::create_plan(c, &input, now)?;
-            out(
-                &Created { id },
-                format!("created plan {id}"),
-            )
+            out(&Created { id }, format!("created plan {id}"))
         }
         PlanCmd::Show { id } => pretty(&plan_view(c, id)?),
         PlanCmd::List {

@@ -149,6 +149,16 @@ fn from_db(db: &DbError, message: String) -> ApiError {
             ErrorType::ConflictError,
             format!("a concurrent change conflicted with this one; retry it ({message})"),
         ),
+        // PostgreSQL's lock time-out and deadlock detection: a concurrent change won.
+        DbError::Query(E::DatabaseError(K::Unknown, info))
+            if info.message().contains("lock timeout") || info.message().contains("deadlock") =>
+        {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorType::ConflictError,
+                format!("a concurrent change held the plan; retry it ({message})"),
+            )
+        }
         DbError::Query(E::DatabaseError(K::ClosedConnection, _)) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorType::ServiceUnavailable,

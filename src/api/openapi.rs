@@ -93,15 +93,32 @@ fn op(method: &'static str, path: &str, id: &str, summary: &str) -> Op {
 
 fn operations() -> Vec<Op> {
     let mut s = Schemas::new();
+    let mut ops = customer_operations(&mut s);
+    ops.extend(plan_operations(&mut s));
+    ops.extend(other_operations(&mut s));
+    ops
+}
+
+fn customer_operations(s: &mut Schemas) -> Vec<Op> {
     let mut ops = vec![
         Op {
             body: Some(s.command::<CustomerCmd>("create")),
             response: s.response::<Created>(),
-            ..op("post", "/v1/customers", "createCustomer", "Create a customer (`customer create`).")
+            ..op(
+                "post",
+                "/v1/customers",
+                "createCustomer",
+                "Create a customer (`customer create`).",
+            )
         },
         Op {
             response: s.response::<CustomerView>(),
-            ..op("get", "/v1/customers/{id}", "showCustomer", "A customer and its plans' ids (`customer show`).")
+            ..op(
+                "get",
+                "/v1/customers/{id}",
+                "showCustomer",
+                "A customer and its plans' ids (`customer show`).",
+            )
         },
     ];
     for action in CUSTOMER_ACTIONS {
@@ -116,35 +133,69 @@ fn operations() -> Vec<Op> {
             )
         });
     }
-    ops.extend([
+    ops
+}
+
+fn plan_operations(s: &mut Schemas) -> Vec<Op> {
+    let mut ops = vec![
         Op {
             body: Some(s.command::<PlanCmd>("create")),
             response: s.response::<Created>(),
-            ..op("post", "/v1/plans", "createPlan", "Create a plan with its first renewal entry (`plan create`).")
+            ..op(
+                "post",
+                "/v1/plans",
+                "createPlan",
+                "Create a plan with its first renewal entry (`plan create`).",
+            )
         },
         Op {
             query: Some(s.request::<PlanQuery>()),
             response: s.response::<Vec<PlanView>>(),
-            ..op("get", "/v1/plans", "listPlans", "Plans, filtered (`plan list`).")
+            ..op(
+                "get",
+                "/v1/plans",
+                "listPlans",
+                "Plans, filtered (`plan list`).",
+            )
         },
         Op {
             response: s.response::<PlanView>(),
-            ..op("get", "/v1/plans/{id}", "showPlan", "A plan's fields, licenses and invoicing state (`plan show`).")
+            ..op(
+                "get",
+                "/v1/plans/{id}",
+                "showPlan",
+                "A plan's fields, licenses and invoicing state (`plan show`).",
+            )
         },
         Op {
             response: s.response::<Vec<LedgerView>>(),
-            ..op("get", "/v1/plans/{id}/ledger", "planLedger", "A plan's license ledger (`plan ledger`).")
+            ..op(
+                "get",
+                "/v1/plans/{id}/ledger",
+                "planLedger",
+                "A plan's license ledger (`plan ledger`).",
+            )
         },
         Op {
             response: s.response::<Vec<PlanEventRow>>(),
-            ..op("get", "/v1/plans/{id}/events", "planEvents", "A plan's events (`plan events`).")
+            ..op(
+                "get",
+                "/v1/plans/{id}/events",
+                "planEvents",
+                "A plan's events (`plan events`).",
+            )
         },
         Op {
             query: Some(s.request::<PreviewQuery>()),
             response: s.response::<Preview>(),
-            ..op("get", "/v1/plans/{id}/preview", "previewPlan", "The invoice the next pass would send, nothing written (`plan preview`).")
+            ..op(
+                "get",
+                "/v1/plans/{id}/preview",
+                "previewPlan",
+                "The invoice the next pass would send, nothing written (`plan preview`).",
+            )
         },
-    ]);
+    ];
     for action in PLAN_ACTIONS {
         let response = match *action {
             "seats" => s.response::<SeatsView>(),
@@ -163,27 +214,56 @@ fn operations() -> Vec<Op> {
             )
         });
     }
-    ops.extend([
+    ops
+}
+
+fn other_operations(s: &mut Schemas) -> Vec<Op> {
+    vec![
         Op {
             body: Some(s.command::<OfferCmd>("create")),
             response: s.response::<Created>(),
-            ..op("post", "/v1/offers", "createOffer", "Offer a fixed-price plan (`offer create`).")
+            ..op(
+                "post",
+                "/v1/offers",
+                "createOffer",
+                "Offer a fixed-price plan (`offer create`).",
+            )
         },
         Op {
             body: Some(s.command::<OfferCmd>("accept")),
             response: s.response::<Accepted>(),
-            ..op("post", "/v1/offers/{id}/accept", "acceptOffer", "Accept an offer: creates the plan (`offer accept`).")
+            ..op(
+                "post",
+                "/v1/offers/{id}/accept",
+                "acceptOffer",
+                "Accept an offer: creates the plan (`offer accept`).",
+            )
         },
         Op {
             query: Some(s.request::<InvoiceQuery>()),
             response: s.response::<InvoicesPage>(),
-            ..op("get", "/v1/invoices", "listInvoices", "Local invoices with their lines, a page at a time (`invoices list`).")
+            ..op(
+                "get",
+                "/v1/invoices",
+                "listInvoices",
+                "Local invoices with their lines, a page at a time (`invoices list`).",
+            )
         },
-        op("get", "/v1/status", "status", "Due, leased, retrying and failing plans, unsent invoices, the last pass (`status`)."),
+        op(
+            "get",
+            "/v1/status",
+            "status",
+            "Due, leased, retrying and failing plans, unsent invoices, the last pass (`status`).",
+        ),
         Op {
             query: Some(s.request::<EventsQuery>()),
             response: s.response::<EventsPage>(),
-            ..op("get", "/v1/events", "listEvents", "Plan events of every plan in id order, after a cursor.")
+            ..op(
+                "get",
+                "/v1/events",
+                "listEvents",
+                "Plan events of every plan in id order, after a cursor.",
+            )
         },
         Op {
             body: Some(s.request::<AckBody>()),
@@ -192,10 +272,14 @@ fn operations() -> Vec<Op> {
                 "properties": { "consumer": { "type": "string" }, "acked_through": { "type": "integer" } },
                 "required": ["consumer", "acked_through"]
             }),
-            ..op("post", "/v1/events/ack", "ackEvents", "Keep a consumer's cursor on the server.")
+            ..op(
+                "post",
+                "/v1/events/ack",
+                "ackEvents",
+                "Keep a consumer's cursor on the server.",
+            )
         },
-    ]);
-    ops
+    ]
 }
 
 /// Query parameters from the properties of a query type's schema.
@@ -227,10 +311,16 @@ fn query_parameters(schema: &Value) -> Vec<Value> {
 fn error_responses(error: &Value, post: bool) -> Map<String, Value> {
     let mut out = Map::new();
     let mut codes = vec![
-        ("400", "Bad input: the CLI's one-line message, and the parameter"),
+        (
+            "400",
+            "Bad input: the CLI's one-line message, and the parameter",
+        ),
         ("401", "No valid token"),
         ("404", "No such id"),
-        ("503", "The database is unreachable: retry after Retry-After seconds"),
+        (
+            "503",
+            "The database is unreachable: retry after Retry-After seconds",
+        ),
     ];
     if post {
         codes.extend([
@@ -295,9 +385,7 @@ pub fn document() -> Value {
                 "content": { "application/json": { "schema": body } }
             });
         }
-        let entry = paths
-            .entry(o.path.clone())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(o.path.clone()).or_insert_with(|| json!({}));
         entry[o.method] = operation;
     }
     json!({
@@ -320,7 +408,10 @@ pub fn document() -> Value {
 
 /// Every operation as `(method, path)`, for the test that calls each one.
 pub fn operation_list() -> Vec<(&'static str, String)> {
-    operations().into_iter().map(|o| (o.method, o.path)).collect()
+    operations()
+        .into_iter()
+        .map(|o| (o.method, o.path))
+        .collect()
 }
 
 #[cfg(test)]
@@ -338,7 +429,13 @@ mod tests {
         assert_eq!(seats["additionalProperties"], json!(false), "{seats}");
         let create = &doc["paths"]["/v1/plans"]["post"]["requestBody"]["content"]
             ["application/json"]["schema"];
-        for field in ["customer", "tier", "schedule", "licenses", "automanage_licenses"] {
+        for field in [
+            "customer",
+            "tier",
+            "schedule",
+            "licenses",
+            "automanage_licenses",
+        ] {
             assert!(create["properties"][field].is_object(), "{field}: {create}");
         }
     }
@@ -350,7 +447,10 @@ mod tests {
         assert!(paths.len() >= 20, "{}", paths.len());
         for (path, item) in &paths {
             for (method, o) in item.as_object().cloned().unwrap_or_default() {
-                assert!(o["responses"]["200"]["content"]["application/json"]["schema"].is_object(), "{method} {path}");
+                assert!(
+                    o["responses"]["200"]["content"]["application/json"]["schema"].is_object(),
+                    "{method} {path}"
+                );
                 assert!(o["responses"]["400"].is_object(), "{method} {path}");
             }
         }
@@ -359,6 +459,9 @@ mod tests {
             .as_array()
             .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
             .unwrap_or_default();
-        assert!(names.contains(&"starting_after") && names.contains(&"limit"), "{names:?}");
+        assert!(
+            names.contains(&"starting_after") && names.contains(&"limit"),
+            "{names:?}"
+        );
     }
 }

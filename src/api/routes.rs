@@ -15,11 +15,11 @@ use super::{json_object, path_id, query, ApiState};
 use crate::admin::tokens::{sha256_hex, Caller};
 use crate::admin::{self, CustomerCmd, OfferCmd, Output, PlanCmd};
 use crate::db::api as rows;
+use crate::db::models::PlanEventRow;
 use crate::db::repo::{self, InvoiceFilter};
 use crate::db::Conn;
 use crate::domain::{InvoiceStatus, Ts};
 use crate::error::AppError;
-use crate::db::models::PlanEventRow;
 use crate::views::InvoiceView;
 
 /// The plan commands a `POST /v1/plans/{id}/{action}` runs (the CLI's `plan ACTION`).
@@ -37,6 +37,9 @@ pub const PLAN_ACTIONS: &[&str] = &[
 ];
 /// The customer commands of `POST /v1/customers/{id}/{action}`.
 pub const CUSTOMER_ACTIONS: &[&str] = &["set_discount", "report_usage"];
+
+/// How long a write waits for a plan's row lock before it answers 409 (retry).
+const LOCK_WAIT_SECONDS: u32 = 10;
 
 /// Lists: at most this many items a page, [`DEFAULT_LIMIT`] unless asked.
 const MAX_LIMIT: i64 = 100;
@@ -144,6 +147,7 @@ async fn write(
     let outcome = state
         .run(|c| {
             c.transaction(|c| {
+                rows::bound_lock_waits(c, LOCK_WAIT_SECONDS)?;
                 if let Some(k) = &key {
                     if let Some(kept) = rows::take_key(c, token_id, k, &request_hash, now)? {
                         return Ok(Outcome::Kept(kept));

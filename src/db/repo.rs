@@ -150,6 +150,33 @@ pub fn get_plan(conn: &mut Conn, id: i64) -> Result<Option<PlanRecord>, DbError>
     row.map(PlanRow::into_record).transpose()
 }
 
+/// Locks a plan's row for the rest of the caller's transaction, before an admin operation reads
+/// it: the pass's writes for the plan take the same lock (the claim's fence), so an operation
+/// never interleaves with an invoicing step — a ledger entry written beside a step could be
+/// passed over by its `invoiced_through`. PostgreSQL: `FOR NO KEY UPDATE`; SQLite: a no-op
+/// UPDATE, which takes the database's write lock at once (a read lock upgraded later fails
+/// under WAL instead of waiting). Nothing happens for an unknown id.
+pub fn lock_plan(conn: &mut Conn, id: i64) -> Result<(), DbError> {
+    match conn {
+        Conn::Pg(c) => {
+            use super::schema::pg::*;
+            customer_plan::table
+                .find(id)
+                .select(customer_plan::id)
+                .for_no_key_update()
+                .first::<i64>(c)
+                .optional()?;
+        }
+        Conn::Sqlite(c) => {
+            use super::schema::sqlite::*;
+            diesel::update(customer_plan::table.find(id))
+                .set(customer_plan::id.eq(customer_plan::id))
+                .execute(c)?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PlanFilter {
     pub customer_id: Option<i64>,

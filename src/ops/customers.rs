@@ -121,6 +121,10 @@ pub fn set_discount(
     let tier = tier.map(Tier::parse).transpose()?;
     conn.transaction(|c| {
         let cust = customer(c, id)?;
+        // The live plan is repriced below: its row is locked first, then read again.
+        if let Some(r) = repo::live_plan_of(c, id)? {
+            repo::lock_plan(c, r.plan.id)?;
+        }
         let live = repo::live_plan_of(c, id)?.map(|r| r.plan);
         let Some(tier) = tier
             .or(cust.required_plan_tier)

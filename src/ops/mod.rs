@@ -56,7 +56,10 @@ fn clamp_i32(v: i64) -> Result<i32, AppError> {
 /// Time only moves forward for a plan (docs/RULES.md §4.4): an operation acting before the
 /// plan's newest ledger entry is refused, so that entries stay in time order and no change is
 /// prorated from an instant the plan has already passed.
+///
+/// The plan's row is locked first ([`repo::lock_plan`]): callers run inside a transaction.
 fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppError> {
+    repo::lock_plan(conn, id)?;
     let p = plan(conn, id)?.plan;
     if !p.status.is_live() {
         return Err(invalid(format!(
