@@ -8,12 +8,13 @@
 # the invoice due a month later has a renewal line and L-1 prorated addition lines (L = 2 by
 # default; L = 1 is the renewal alone). The template is then copied N-1 times with
 # INSERT … SELECT over a recursive counter (the same SQL on PostgreSQL and SQLite). Every plan
-# is due at 2025-02-06T09:00:00Z; run passes with --now 2025-02-07T00:00:00Z.
+# is due at 2025-02-06T09:00:00Z; run passes with --now 2025-02-07T00:00:00Z. T0=RFC3339 moves
+# the anchor (every plan is then due a month after it; the seat increases come 10 days after it).
 set -euo pipefail
 url=${1:?DATABASE_URL}
 n=${2:?number of plans}
 bin=${3:-target/release/plan-invoicer}
-t0=2025-01-06T09:00:00Z
+t0=${T0:-2025-01-06T09:00:00Z}
 
 export DATABASE_URL=$url
 "$bin" migrate > /dev/null
@@ -22,7 +23,7 @@ export DATABASE_URL=$url
   --licenses 10 --automanage-licenses > /dev/null
 lines=${LINES:-2}
 for k in $(seq 1 $((lines - 1))); do
-  "$bin" --now "$(date -u -d "2025-01-16T09:00:00Z + $((k - 1)) days" +%Y-%m-%dT%H:%M:%SZ)" \
+  "$bin" --now "$(date -u -d "$t0 + $((9 + k)) days" +%Y-%m-%dT%H:%M:%SZ)" \
     plan seats 1 --count $((11 + k)) > /dev/null
 done
 

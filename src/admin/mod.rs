@@ -213,7 +213,7 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
         }
         PlanCmd::Seats { id, count } => {
             let entry = ops::report_seats(c, id, count, now)?;
-            let plan = plan_view(c, id)?;
+            let status = ops::plan(c, id)?.plan.status.name();
             let text = match &entry {
                 Some(e) => format!(
                     "ledger entry {}: {} licenses, {} at next renewal",
@@ -221,12 +221,12 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
                     e.licenses,
                     e.licenses_at_next_renewal.unwrap_or(0)
                 ),
-                None => format!("plan {id} is now {}: no ledger entry written", plan.status),
+                None => format!("plan {id} is now {status}: no ledger entry written"),
             };
             out(
                 &SeatsView {
                     ledger_entry: entry.as_ref().map(LedgerView::from),
-                    plan_status: plan.status,
+                    plan_status: status,
                 },
                 text,
             )

@@ -38,9 +38,6 @@ pub const PLAN_ACTIONS: &[&str] = &[
 /// The customer commands of `POST /v1/customers/{id}/{action}`.
 pub const CUSTOMER_ACTIONS: &[&str] = &["set_discount", "report_usage"];
 
-/// How long a write waits for a plan's row lock before it answers 409 (retry).
-const LOCK_WAIT_SECONDS: u32 = 10;
-
 /// Lists: at most this many items a page, [`DEFAULT_LIMIT`] unless asked.
 const MAX_LIMIT: i64 = 100;
 const DEFAULT_LIMIT: i64 = 10;
@@ -145,20 +142,17 @@ async fn write(
         Kept(rows::KeptResponse),
     }
     let outcome = state
-        .run(|c| {
-            c.transaction(|c| {
-                rows::bound_lock_waits(c, LOCK_WAIT_SECONDS)?;
-                if let Some(k) = &key {
-                    if let Some(kept) = rows::take_key(c, token_id, k, &request_hash, now)? {
-                        return Ok(Outcome::Kept(kept));
-                    }
+        .run(|c| match &key {
+            // As the CLI runs it: the operation's own transaction.
+            None => Ok(Outcome::Fresh(execute(c, w, now)?.to_string())),
+            Some(k) => c.transaction(|c| {
+                if let Some(kept) = rows::take_key(c, token_id, k, &request_hash, now)? {
+                    return Ok(Outcome::Kept(kept));
                 }
                 let body = execute(c, w, now)?.to_string();
-                if let Some(k) = &key {
-                    rows::keep_response(c, token_id, k, 200, &body)?;
-                }
+                rows::keep_response(c, token_id, k, 200, &body)?;
                 Ok(Outcome::Fresh(body))
-            })
+            }),
         })
         .await?;
     match outcome {

@@ -109,6 +109,34 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
+    /// Load the HTTP API with seat counts from keep-alive clients; prints the rate and latencies.
+    BenchApi {
+        /// The API's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A write token.
+        #[arg(long, env = "PLAN_INVOICER_API_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The first plan id to update.
+        #[arg(long, default_value_t = 1)]
+        first_plan: i64,
+        /// The last plan id to update.
+        #[arg(long)]
+        last_plan: i64,
+        /// Concurrent keep-alive clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Requests in all.
+        #[arg(long, default_value_t = 10000)]
+        requests: usize,
+        /// Requests per second in all (0: as fast as answered).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// Send Plan-Invoicer-Now from this instant on, one millisecond later per request of a
+        /// client (a server under --allow-time-travel).
+        #[arg(long, value_parser = parse_time)]
+        start_at: Option<Ts>,
+    },
     /// Time a pass over N fresh plans against the in-process Stripe emulator.
     Bench {
         /// How many plans to create and invoice.
@@ -230,6 +258,38 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             empty_database_url,
             tuning,
         } => worker::bench(plans, empty_database_url.as_deref(), &tuning).await,
+        Command::BenchApi {
+            url,
+            token,
+            first_plan,
+            last_plan,
+            clients,
+            requests,
+            rate,
+            start_at,
+        } => {
+            let load = crate::devtools::api_load::Load {
+                url: url.trim_end_matches('/').to_string(),
+                token,
+                first_plan,
+                last_plan,
+                clients,
+                requests,
+                rate,
+                start_at,
+            };
+            let report = crate::devtools::api_load::run(load).await?;
+            let text = format!(
+                "{} requests ({} failed) in {} s: {}/s, p50 {} ms, p99 {} ms",
+                report.requests,
+                report.errors,
+                report.seconds,
+                report.per_second,
+                report.p50_ms,
+                report.p99_ms
+            );
+            admin::out(&report, text)
+        }
         Command::Demo { dir } => worker::demo(dir).await,
         Command::StripeEmulator(cmd) => worker::stripe_emulator(cmd).await,
     }

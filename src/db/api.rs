@@ -64,16 +64,6 @@ pub fn revoke_token(conn: &mut Conn, name: &str, now: Ts) -> Result<bool, DbErro
     Ok(n > 0)
 }
 
-/// Bounds how long the caller's transaction waits for a row lock (PostgreSQL; SQLite waits for
-/// its one writer with its busy time-out): an API write that finds a plan locked for longer
-/// fails with a conflict to retry instead of holding the request.
-pub fn bound_lock_waits(conn: &mut Conn, seconds: u32) -> Result<(), DbError> {
-    if let Conn::Pg(c) = conn {
-        diesel::sql_query(format!("SET LOCAL lock_timeout = '{seconds}s'")).execute(c)?;
-    }
-    Ok(())
-}
-
 /// A kept response: the hash of the request that made it, its status and body.
 #[derive(Debug, Clone, Queryable)]
 pub struct KeptResponse {

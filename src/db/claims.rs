@@ -289,6 +289,14 @@ pub enum Release<'a> {
 
 /// Lets a parked plan be retried at once (an operator changed something).
 pub fn clear_retry(conn: &mut Conn, id: i64) -> Result<(), DbError> {
-    with_conn!(conn, c => diesel::update(customer_plan::table.find(id)).set(customer_plan::next_retry_at.eq(None::<Ts>)).execute(c))?;
+    // Only a plan that waits for a retry is written: a seat count arrives far more often than a
+    // failure, and an UPDATE that changes nothing still writes a new row version.
+    with_conn!(conn, c => diesel::update(
+        customer_plan::table
+            .find(id)
+            .filter(customer_plan::next_retry_at.is_not_null()),
+    )
+    .set(customer_plan::next_retry_at.eq(None::<Ts>))
+    .execute(c))?;
     Ok(())
 }

@@ -35,6 +35,9 @@ pub mod schema {
     }
 }
 
+/// PostgreSQL sessions wait this long for a row lock before the statement fails.
+pub const LOCK_TIMEOUT_SECONDS: u32 = 10;
+
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -195,7 +198,12 @@ impl Conn {
                 // and long passes slowed down as the tables grew (more so where autovacuum,
                 // and with it autoanalyze, lags or is off; docs/BENCHMARKS.md has the figures).
                 // A custom plan costs a little planning per statement and follows the tables.
-                c.batch_execute("SET TIME ZONE 'UTC'; SET plan_cache_mode = force_custom_plan")?;
+                // A row lock is waited for at most LOCK_TIMEOUT: the pass and the admin
+                // operations hold a plan's row for one short transaction, so a longer wait means
+                // something is stuck, and the statement fails (retryable) rather than hangs.
+                c.batch_execute(&format!(
+                    "SET TIME ZONE 'UTC'; SET plan_cache_mode = force_custom_plan; SET lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'"
+                ))?;
                 Ok(Conn::Pg(c))
             }
         }

@@ -15,8 +15,10 @@
 //! timer than through a condition variable. docs/BENCHMARKS.md has the runs and the command.
 //!
 //! This pool opens connections only on the thread that asks for one, pings each connection it
-//! hands out (so a connection broken by a database restart is replaced, not handed out), never
-//! keeps a connection whose transaction was left open or failed, and has no threads of its own.
+//! hands out after it sat idle for [`FRESH`] or more (so a connection broken by a database
+//! restart is replaced, not handed out; a connection given back a moment ago is handed out as
+//! it is: the ping was two of the API's twenty round trips per seat update), never keeps a
+//! connection whose transaction was left open or failed, and has no threads of its own.
 //!
 //! A connection is held for one closure — one short transaction — and never across a Stripe
 //! call. SQLite gets one connection (one writer at a time; the WAL lets readers in beside it).
@@ -35,8 +37,14 @@ const QUEUED_TURNS: u32 = 3;
 /// every connection is busy).
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection given back less than this long ago is handed out without a ping. A database
+/// restart takes longer, and a connection that broke within this window fails its next
+/// statement, is dropped (`is_broken`) and its caller's error is retryable.
+const FRESH: Duration = Duration::from_secs(1);
+
 struct Slots {
-    idle: Vec<Conn>,
+    /// Idle connections, with when each was given back.
+    idle: Vec<(Conn, Instant)>,
     /// Connections that exist: idle, handed out, or being opened.
     open: u32,
 }
@@ -62,9 +70,9 @@ impl Pool {
         let deadline = Instant::now() + wait;
         let mut slots = self.lock();
         loop {
-            if let Some(mut conn) = slots.idle.pop() {
+            if let Some((mut conn, since)) = slots.idle.pop() {
                 drop(slots);
-                if conn.ping().is_ok() {
+                if since.elapsed() < FRESH || conn.ping().is_ok() {
                     return Ok(conn);
                 }
                 // Broken (a restarted server): forget it and look again.
@@ -97,7 +105,7 @@ impl Pool {
         let keep = !conn.is_broken();
         let mut slots = self.lock();
         if keep {
-            slots.idle.push(conn);
+            slots.idle.push((conn, Instant::now()));
         } else {
             slots.open = slots.open.saturating_sub(1);
         }
@@ -143,7 +151,7 @@ impl Db {
             url: url.clone(),
             max,
             slots: Mutex::new(Slots {
-                idle: vec![first],
+                idle: vec![(first, Instant::now())],
                 open: 1,
             }),
             returned: Condvar::new(),

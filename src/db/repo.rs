@@ -177,6 +177,26 @@ pub fn lock_plan(conn: &mut Conn, id: i64) -> Result<(), DbError> {
     Ok(())
 }
 
+/// [`lock_plan`] and [`get_plan`] in one: on PostgreSQL one statement, `SELECT … FOR NO KEY
+/// UPDATE`.
+pub fn get_plan_locked(conn: &mut Conn, id: i64) -> Result<Option<PlanRecord>, DbError> {
+    let row = match conn {
+        Conn::Pg(c) => {
+            use super::schema::pg::*;
+            customer_plan::table
+                .find(id)
+                .for_no_key_update()
+                .first::<PlanRow>(c)
+                .optional()?
+        }
+        Conn::Sqlite(_) => {
+            lock_plan(conn, id)?;
+            return get_plan(conn, id);
+        }
+    };
+    row.map(PlanRow::into_record).transpose()
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PlanFilter {
     pub customer_id: Option<i64>,

@@ -1,7 +1,8 @@
 //! Test equipment and tours, kept out of the production modules: the Stripe emulator (the
-//! end-to-end tests' and the benchmarks' Stripe), the `demo` command and the `bench` command.
+//! end-to-end tests' and the benchmarks' Stripe), the `demo` command, the `bench` command and `bench-api`'s load generator.
 //! Nothing in the invoicing path imports this module.
 
+pub mod api_load;
 pub mod bench;
 pub mod demo;
 pub mod emulator;

@@ -57,10 +57,12 @@ fn clamp_i32(v: i64) -> Result<i32, AppError> {
 /// plan's newest ledger entry is refused, so that entries stay in time order and no change is
 /// prorated from an instant the plan has already passed.
 ///
-/// The plan's row is locked first ([`repo::lock_plan`]): callers run inside a transaction.
+/// The plan's row is locked as it is read ([`repo::get_plan_locked`]): callers run inside a
+/// transaction.
 fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppError> {
-    repo::lock_plan(conn, id)?;
-    let p = plan(conn, id)?.plan;
+    let p = repo::get_plan_locked(conn, id)?
+        .ok_or_else(|| AppError::NotFound(format!("plan {id} does not exist")))?
+        .plan;
     if !p.status.is_live() {
         return Err(invalid(format!(
             "plan {id} is not live (status {})",
