@@ -10,8 +10,11 @@ fn init_tracing(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // Log lines go above the progress line when one is on screen.
+    // Colours only on a terminal: the writer is ours, so the subscriber cannot tell, and escape
+    // codes in journald or a log file get in the way of every grep.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(stderr_is_terminal())
         .with_writer(LogWriter);
     if format == "json" {
         builder.json().flatten_event(true).init();

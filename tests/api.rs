@@ -492,7 +492,17 @@ fn errors_are_typed_and_refused_requests_write_nothing() {
             api.post("/v1/customers", None, json!({"name": "y"})).status,
             401
         );
-        // The token never reaches the log.
+        // The request log names the token and never shows its secret.
+        let log = std::fs::read_to_string(&api.log).unwrap_or_default();
+        assert!(log.contains("api request"), "{log}");
+        assert!(
+            log.contains(&format!("token=\"{name}\"")) || log.contains(&format!("token={name}")),
+            "{log}"
+        );
+        for secret in [&api.write, &api.read] {
+            let tail = secret.rsplit('_').next().unwrap_or_default();
+            assert!(!log.contains(tail), "a token's secret is in the log");
+        }
         drop(api);
     }
 }
@@ -785,4 +795,63 @@ fn seat_updates_during_a_pass_are_invoiced_once() {
         live_book, reference_book,
         "the same invoices, line for line"
     );
+}
+
+/// While the database is unreachable the API answers 503 with Retry-After (never a 500), and
+/// the same process answers again once the database is back.
+#[test]
+fn database_away_is_503_then_recovers() {
+    use diesel::{Connection, RunQueryDsl};
+    let Some(db) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let api = Api::start(&db, true);
+    let (_, plan) = customer_and_plan(&api);
+    assert_eq!(api.get(&format!("/v1/plans/{plan}")).status, 200);
+    let name = db.url.rsplit('/').next().unwrap_or_default().to_string();
+    let admin = |sql: &str| {
+        let mut conn =
+            diesel::PgConnection::establish(&format!("{}/postgres", common::pg_base_url()))
+                .unwrap_or_else(|e| panic!("{e}"));
+        diesel::sql_query(sql)
+            .execute(&mut conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    };
+    admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ));
+    let mut statuses = vec![];
+    for k in 0..6 {
+        let r = if k % 2 == 0 {
+            api.get(&format!("/v1/plans/{plan}"))
+        } else {
+            api.post(
+                &format!("/v1/plans/{plan}/seats"),
+                Some("2012-01-20T00:00:00Z"),
+                json!({ "count": 11 }),
+            )
+        };
+        if r.status == 503 {
+            assert_eq!(r.headers.get("retry-after").map(String::as_str), Some("5"));
+            assert_eq!(r.body["error"]["type"], "service_unavailable");
+        }
+        statuses.push(r.status);
+    }
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    let start = Instant::now();
+    while api.get(&format!("/v1/plans/{plan}")).status != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the API recovers"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = api.post(
+        &format!("/v1/plans/{plan}/seats"),
+        Some("2012-01-20T00:00:00Z"),
+        json!({ "count": 11 }),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
 }

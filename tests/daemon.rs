@@ -242,6 +242,22 @@ fn bad_configuration_fails_at_startup() {
     refused_at_startup(&["--schedule", "0 0 25 * * *"], &[], "invalid schedule");
     refused_at_startup(&["--timezone", "Mars/Olympus"], &[], "unknown time zone");
     refused_at_startup(&["--http-addr", "nowhere"], &[], "invalid HTTP address");
+    refused_at_startup(&["--api-addr", "nowhere"], &[], "invalid API address");
+    refused_at_startup(
+        &[
+            "--http-addr",
+            "127.0.0.1:9187",
+            "--api-addr",
+            "127.0.0.1:9187",
+        ],
+        &[],
+        "give each its own port",
+    );
+    refused_at_startup(
+        &["--allow-time-travel"],
+        &[("STRIPE_API_KEY", "sk_live_x")],
+        "refusing --allow-time-travel with a live Stripe key",
+    );
     refused_at_startup(
         &[],
         &[("STRIPE_API_KEY", ""), ("STRIPE_API_KEY_FILE", "")],
