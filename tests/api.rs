@@ -855,3 +855,113 @@ fn database_away_is_503_then_recovers() {
     );
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+/// The remaining actions of the plan and customer resources, each through HTTP with a valid
+/// body, answered as the CLI answers: licenses on a manual plan, license management, the end
+/// date, a successor, an upgrade, a downgrade, a discount, a usage report; and an offer accepted
+/// by a customer without a plan.
+#[test]
+fn every_action_works_through_http() {
+    for db in backends() {
+        let api = Api::start(&db, true);
+        let customer = api.ok("/v1/customers", None, json!({ "name": "Manual Co" }))["id"]
+            .as_i64()
+            .unwrap_or_default();
+        let plan = api.ok(
+            "/v1/plans",
+            Some(T0),
+            json!({ "customer": customer, "tier": "cloud_standard", "schedule": "annual", "licenses": 10 }),
+        )["id"]
+            .as_i64()
+            .unwrap_or_default();
+        let at = |d: &str| format!("2012-{d}T00:00:00Z");
+        let bought = api.ok(
+            &format!("/v1/plans/{plan}/buy_licenses"),
+            Some(&at("02-01")),
+            json!({ "licenses": 15 }),
+        );
+        assert_eq!(bought["licenses"], 15, "{bought}");
+        let renewal = api.ok(
+            &format!("/v1/plans/{plan}/renewal_licenses"),
+            Some(&at("02-02")),
+            json!({ "licenses": 12 }),
+        );
+        assert_eq!(renewal["licenses_at_next_renewal"], 12, "{renewal}");
+        let managed = api.ok(
+            &format!("/v1/plans/{plan}/set_license_management"),
+            Some(&at("02-03")),
+            json!({ "mode": "automatic" }),
+        );
+        assert_eq!(managed["automanage_licenses"], true, "{managed}");
+        let usage = api.ok(
+            &format!("/v1/customers/{customer}/report_usage"),
+            Some(&at("02-06")),
+            json!({ "seats": 14 }),
+        );
+        assert_eq!(usage["seat_count"], 14, "{usage}");
+        let upgraded = api.ok(
+            &format!("/v1/plans/{plan}/upgrade_tier"),
+            Some(&at("03-01")),
+            json!({ "tier": "cloud_plus" }),
+        );
+        assert_eq!(upgraded["tier"], "cloud_plus", "{upgraded}");
+        let new_plan = upgraded["id"].as_i64().unwrap_or_default();
+        assert_eq!(
+            api.get(&format!("/v1/plans/{plan}")).body["status"],
+            "ended"
+        );
+        let ended = api.ok(
+            &format!("/v1/plans/{new_plan}/set_end_date"),
+            Some(&at("03-02")),
+            json!({ "date": "2013-03-01T00:00:00Z" }),
+        );
+        assert_eq!(ended["end_date"], "2013-03-01T00:00:00Z", "{ended}");
+        let successor = api.ok(
+            &format!("/v1/plans/{new_plan}/schedule_successor"),
+            Some(&at("03-03")),
+            json!({ "fixed_price_cents": 500000 }),
+        );
+        assert!(successor["id"].as_i64().is_some(), "{successor}");
+        let discounted = api.ok(
+            &format!("/v1/customers/{customer}/set_discount"),
+            Some(&at("03-04")),
+            json!({ "monthly_discounted_price_cents": 1000, "annual_discounted_price_cents": 10000 }),
+        );
+        assert_eq!(
+            discounted["annual_discounted_price_cents"], 10000,
+            "{discounted}"
+        );
+        // The same reads through the CLI: one source of truth.
+        assert_eq!(
+            api.get(&format!("/v1/plans/{new_plan}")).body,
+            db.ok(None, &["plan", "show", &new_plan.to_string()])
+        );
+        // An offer accepted by a customer without a plan.
+        let other = api.ok("/v1/customers", None, json!({ "name": "Offer Co" }))["id"]
+            .as_i64()
+            .unwrap_or_default();
+        let offer = api.ok(
+            "/v1/offers",
+            None,
+            json!({ "customer": other, "tier": "cloud_standard", "fixed_price_cents": 120000 }),
+        )["id"]
+            .as_i64()
+            .unwrap_or_default();
+        let accepted = api.ok(
+            &format!("/v1/offers/{offer}/accept"),
+            Some(&at("04-01")),
+            json!({ "schedule": "annual" }),
+        );
+        let offered_plan = accepted["plan_id"].as_i64().unwrap_or_default();
+        assert_eq!(
+            api.get(&format!("/v1/plans/{offered_plan}")).body["fixed_price_cents"],
+            120000
+        );
+        let down = api.ok(
+            &format!("/v1/plans/{offered_plan}/downgrade_now"),
+            Some(&at("04-02")),
+            json!({}),
+        );
+        assert_eq!(down["status"], "ended", "{down}");
+    }
+}
