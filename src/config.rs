@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::db::DbUrl;
 use crate::error::{invalid, AppError};
 use crate::stripe::client::StripeConfig;
+use crate::stripe::webhook::WebhookSecrets;
 use crate::stripe::ApiKey;
 
 /// Every environment variable plan-invoicer reads. `deploy/plan-invoicer.env` documents each one
@@ -37,6 +38,8 @@ pub const ENV_VARS: &[&str] = &[
     "STRIPE_API_KEY",
     "STRIPE_API_KEY_FILE",
     "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_WEBHOOK_SECRET_FILE",
     "PLAN_INVOICER_CONCURRENCY",
     "PLAN_INVOICER_AUDIT_SCHEDULE",
     "STRIPE_MAX_REQUESTS_PER_SECOND",
@@ -152,6 +155,27 @@ impl Tuning {
 }
 
 /// An environment variable that is set and not blank.
+/// The webhook endpoint's secrets: `STRIPE_WEBHOOK_SECRET` (several separated by commas during a
+/// rotation) or `STRIPE_WEBHOOK_SECRET_FILE` (one per line). None: `POST /v1/stripe/webhook`
+/// answers 404.
+pub fn webhook_secrets() -> Result<WebhookSecrets, AppError> {
+    match (
+        env("STRIPE_WEBHOOK_SECRET"),
+        env("STRIPE_WEBHOOK_SECRET_FILE"),
+    ) {
+        (Some(s), _) => Ok(WebhookSecrets::parse(&s)),
+        (_, Some(path)) => std::fs::read_to_string(path.trim())
+            .map(|s| WebhookSecrets::parse(&s))
+            .map_err(|e| {
+                invalid(format!(
+                    "cannot read STRIPE_WEBHOOK_SECRET_FILE {}: {e}",
+                    path.trim()
+                ))
+            }),
+        _ => Ok(WebhookSecrets::default()),
+    }
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -209,6 +233,8 @@ pub struct ServeConfig {
     pub api_addr: Option<SocketAddr>,
     /// The API honours a `Plan-Invoicer-Now` header (tests only; never with a live key).
     pub allow_time_travel: bool,
+    /// The secrets of `POST /v1/stripe/webhook` (none: the endpoint is off).
+    pub webhook_secrets: WebhookSecrets,
     pub lease_seconds: u64,
     pub shutdown_grace_seconds: u64,
     /// Customers invoiced at once within a pass.
@@ -322,6 +348,7 @@ impl ServeConfig {
             http_addr,
             api_addr,
             allow_time_travel: args.allow_time_travel,
+            webhook_secrets: webhook_secrets()?,
             lease_seconds: env_or(
                 "PLAN_INVOICER_LEASE_SECONDS",
                 file.lease_seconds,

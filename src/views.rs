@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use crate::db::models::{InvoiceRecord, PlanRecord};
 use crate::domain::{
-    CollectionMethod, Customer, CustomerId, InvoiceId, LedgerEntry, PlanId, PlanStatus, Ts,
+    CollectionMethod, Customer, CustomerId, InvoiceId, LedgerEntry, PaymentStatus, PlanId,
+    PlanStatus, Ts,
 };
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
@@ -166,6 +167,14 @@ pub struct InvoiceView {
     pub sent_at: Option<Ts>,
     pub total_cents: i64,
     pub lines: Vec<LineView>,
+    /// open, paid, void or uncollectible, as Stripe's webhooks told it (null before the first).
+    pub payment_status: Option<PaymentStatus>,
+    /// When the payment status last changed.
+    pub payment_status_at: Option<Ts>,
+    /// Stripe's payment attempts so far.
+    pub payment_attempt_count: i32,
+    /// Stripe's page where the customer can see and pay the invoice.
+    pub hosted_invoice_url: Option<String>,
 }
 
 impl From<&InvoiceRecord> for InvoiceView {
@@ -183,6 +192,13 @@ impl From<&InvoiceRecord> for InvoiceView {
             created_at: i.created_at,
             sent_at: i.sent_at,
             total_cents: i.total_cents,
+            payment_status: r.payment.as_ref().map(|p| p.status),
+            payment_status_at: r.payment.as_ref().map(|p| p.status_at),
+            payment_attempt_count: r.payment.as_ref().map_or(0, |p| p.attempt_count),
+            hosted_invoice_url: r
+                .payment
+                .as_ref()
+                .and_then(|p| p.hosted_invoice_url.clone()),
             lines: r
                 .lines
                 .iter()

@@ -9,6 +9,7 @@
 pub mod error;
 pub mod openapi;
 mod routes;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 const DB_WAIT: Duration = Duration::from_secs(5);
 /// How long a request may take in all (503 after it).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Paths that take no bearer token.
+pub const PUBLIC_PATHS: &[&str] = &["/v1/openapi.json", "/v1/stripe/webhook"];
 /// The header that moves the API's clock, honoured only under `serve --allow-time-travel`.
 pub const NOW_HEADER: &str = "plan-invoicer-now";
 
@@ -43,6 +46,8 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// `serve --allow-time-travel` (refused with a live Stripe key).
     pub allow_time_travel: bool,
+    /// The secrets of `POST /v1/stripe/webhook` (none: the endpoint answers 404).
+    pub webhook_secrets: crate::stripe::webhook::WebhookSecrets,
 }
 
 impl ApiState {
@@ -98,7 +103,8 @@ async fn authorize(State(state): State<ApiState>, mut req: Request, next: Next) 
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let caller = if path == "/v1/openapi.json" {
+    // The document is public; Stripe's webhooks authenticate with their signature.
+    let caller = if PUBLIC_PATHS.contains(&path.as_str()) {
         None
     } else {
         match caller_of(&state, req.headers()).await {

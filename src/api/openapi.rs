@@ -373,12 +373,16 @@ pub fn document() -> Value {
                 "content": { "application/json": { "schema": o.response } }
             }),
         );
+        let public = super::PUBLIC_PATHS.contains(&o.path.as_str());
         let mut operation = json!({
             "operationId": o.id,
             "summary": o.summary,
             "parameters": parameters,
             "responses": responses,
         });
+        if public {
+            operation["security"] = json!([]);
+        }
         if let Some(body) = o.body {
             operation["requestBody"] = json!({
                 "required": false,

@@ -60,6 +60,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/events", get(events))
         .route("/v1/events/ack", post(ack_events))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/stripe/webhook", post(super::webhook::receive))
 }
 
 async fn openapi() -> Response {

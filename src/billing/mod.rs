@@ -6,6 +6,7 @@
 
 mod end_of_cycle;
 mod invoicing;
+pub mod payments;
 
 pub use end_of_cycle::{apply_end_of_cycle, catch_up_cycles, on_schedule, CycleOutcome};
 pub use invoicing::{invoice_step, Checks, Step};

@@ -129,11 +129,17 @@ async fn start_api(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| invalid(format!("cannot listen on {addr} (API): {e}")))?;
-    info!(api_addr = %addr, time_travel = config.allow_time_travel, "API listening");
+    info!(
+        api_addr = %addr,
+        time_travel = config.allow_time_travel,
+        stripe_webhook = !config.webhook_secrets.is_empty(),
+        "API listening"
+    );
     let state = crate::api::ApiState {
         db: db.clone(),
         clock: clock.clone(),
         allow_time_travel: config.allow_time_travel,
+        webhook_secrets: config.webhook_secrets.clone(),
     };
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = crate::api::serve(listener, state).await {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod claims;
 pub mod lock;
 pub mod models;
+pub mod payments;
 pub mod pool;
 pub mod repo;
 pub mod workers;

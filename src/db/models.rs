@@ -6,8 +6,8 @@ use serde::Serialize;
 use super::DbError;
 use crate::domain::{
     BillingSchedule, CollectionMethod, Customer, CustomerId, CustomerKind, InvoiceId,
-    InvoiceStatus, InvoicingStatus, LedgerEntry, LineId, OfferStatus, Plan, PlanId, PlanStatus,
-    Tier, Ts,
+    InvoiceStatus, InvoicingStatus, LedgerEntry, LineId, OfferStatus, PaymentStatus, Plan, PlanId,
+    PlanStatus, Tier, Ts,
 };
 
 fn bad<E: std::fmt::Display>(table: &str, id: i64) -> impl FnOnce(E) -> DbError + '_ {
@@ -243,11 +243,25 @@ pub struct LineRow {
     pub stripe_invoice_item_id: Option<String>,
 }
 
-/// A local invoice with its lines in creation order.
+/// A local invoice with its lines in creation order, and its payment as Stripe's webhooks told
+/// it (none before the first event).
 #[derive(Debug, Clone)]
 pub struct InvoiceRecord {
     pub invoice: InvoiceRow,
     pub lines: Vec<LineRow>,
+    pub payment: Option<PaymentRow>,
+}
+
+#[derive(Debug, Clone, Queryable)]
+pub struct PaymentRow {
+    #[diesel(deserialize_as = i64)]
+    pub invoice_id: InvoiceId,
+    #[diesel(deserialize_as = String)]
+    pub status: PaymentStatus,
+    pub status_at: Ts,
+    pub attempt_count: i32,
+    pub hosted_invoice_url: Option<String>,
+    pub updated_at: Ts,
 }
 
 #[derive(Debug, Clone, Queryable, Serialize, schemars::JsonSchema)]

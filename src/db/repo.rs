@@ -637,7 +637,7 @@ pub struct InvoiceFilter {
 }
 
 pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRecord>, DbError> {
-    let (invoices, lines) = with_conn!(conn, c => {
+    let (invoices, lines, payments) = with_conn!(conn, c => {
         let mut q = invoice::table.order(invoice::id).into_boxed();
         if let Some(ids) = &f.ids {
             q = q.filter(invoice::id.eq_any(ids.iter().map(|i| i.0).collect::<Vec<_>>()));
@@ -663,21 +663,27 @@ pub fn list_invoices(conn: &mut Conn, f: &InvoiceFilter) -> Result<Vec<InvoiceRe
         let invoices = q.load::<InvoiceRow>(c)?;
         let ids: Vec<i64> = invoices.iter().map(|i| i.id.0).collect();
         let lines = invoice_line::table
-            .filter(invoice_line::invoice_id.eq_any(ids))
+            .filter(invoice_line::invoice_id.eq_any(&ids))
             .order((invoice_line::invoice_id, invoice_line::position))
             .load::<LineRow>(c)?;
-        Ok::<_, diesel::result::Error>((invoices, lines))
+        let payments = invoice_payment::table
+            .filter(invoice_payment::invoice_id.eq_any(&ids))
+            .load::<PaymentRow>(c)?;
+        Ok::<_, diesel::result::Error>((invoices, lines, payments))
     })?;
     let mut by_invoice: std::collections::HashMap<InvoiceId, Vec<LineRow>> =
         std::collections::HashMap::new();
     for l in lines {
         by_invoice.entry(l.invoice_id).or_default().push(l);
     }
+    let mut payment_of: std::collections::HashMap<InvoiceId, PaymentRow> =
+        payments.into_iter().map(|p| (p.invoice_id, p)).collect();
     Ok(invoices
         .into_iter()
         .map(|inv| {
             let lines = by_invoice.remove(&inv.id).unwrap_or_default();
             InvoiceRecord {
+                payment: payment_of.remove(&inv.id),
                 invoice: inv,
                 lines,
             }

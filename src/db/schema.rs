@@ -239,3 +239,31 @@ diesel::table! {
         updated_at -> TsSql,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    invoice_payment (invoice_id) {
+        invoice_id -> BigInt,
+        status -> Text,
+        status_at -> TsSql,
+        attempt_count -> Integer,
+        hosted_invoice_url -> Nullable<Text>,
+        updated_at -> TsSql,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    stripe_event (id) {
+        id -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        invoice_id -> Nullable<BigInt>,
+        outcome -> Text,
+        received_at -> TsSql,
+    }
+}

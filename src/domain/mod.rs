@@ -18,8 +18,8 @@ pub use ids::{CustomerId, InvoiceId, LedgerEntryId, LineId, PlanId};
 pub use lines::{invoice_lines, InvoiceDraft, LineDraft, LineKind};
 pub use model::{Customer, LedgerEntry, Plan, Ts};
 pub use states::{
-    CollectionMethod, EventKind, InvoiceStatus, InvoiceTerms, LicenseManagement, ScheduleChange,
-    DAYS_UNTIL_DUE,
+    CollectionMethod, EventKind, InvoiceStatus, InvoiceTerms, LicenseManagement, PaymentStatus,
+    ScheduleChange, DAYS_UNTIL_DUE,
 };
 pub use types::{BillingSchedule, CustomerKind, InvoicingStatus, OfferStatus, PlanStatus, Tier};
 

@@ -88,6 +88,68 @@ names! {
         NoticeFixedPricePlanEnds = "notice_fixed_price_plan_ends",
         /// Staff notice: a self-hosted customer's usage data is stale.
         NoticeStaleUsageData = "notice_stale_usage_data",
+        /// Stripe finalized the invoice: it is open, waiting for payment.
+        InvoiceFinalized = "invoice.finalized",
+        /// The invoice was paid.
+        InvoicePaid = "invoice.paid",
+        /// A payment attempt failed (the invoice stays open; Stripe retries).
+        InvoicePaymentFailed = "invoice.payment_failed",
+        /// The customer must act (authentication) before a payment can succeed.
+        InvoicePaymentActionRequired = "invoice.payment_action_required",
+        /// The invoice was voided: nothing is owed.
+        InvoiceVoided = "invoice.voided",
+        /// The invoice was marked uncollectible.
+        InvoiceMarkedUncollectible = "invoice.marked_uncollectible",
+    }
+}
+
+names! {
+    /// Where an invoice stands with its payment, as Stripe's webhooks tell it.
+    PaymentStatus, "payment status" {
+        Open = "open",
+        Paid = "paid",
+        Void = "void",
+        Uncollectible = "uncollectible",
+    }
+}
+
+impl PaymentStatus {
+    /// The status an invoice event leads to, from `current` (docs/RULES.md, "Payments"). A
+    /// status only moves forward, whatever order the events arrive in: open → paid, void or
+    /// uncollectible; uncollectible → paid or void (Stripe still takes a late payment); paid and
+    /// void are final. `None`: the event changes nothing (a failed attempt on an open invoice
+    /// changes only its attempt count).
+    pub fn after(current: Option<PaymentStatus>, event: EventKind) -> Option<PaymentStatus> {
+        use PaymentStatus::*;
+        let target = match event {
+            EventKind::InvoiceFinalized
+            | EventKind::InvoicePaymentFailed
+            | EventKind::InvoicePaymentActionRequired => Open,
+            EventKind::InvoicePaid => Paid,
+            EventKind::InvoiceVoided => Void,
+            EventKind::InvoiceMarkedUncollectible => Uncollectible,
+            _ => return None,
+        };
+        let allowed = match (current, target) {
+            (None, _) => true,
+            (Some(Open), Paid | Void | Uncollectible) => true,
+            (Some(Uncollectible), Paid | Void) => true,
+            _ => false,
+        };
+        allowed.then_some(target)
+    }
+
+    /// The invoice events Stripe sends that this worker handles.
+    pub fn handles(event: EventKind) -> bool {
+        matches!(
+            event,
+            EventKind::InvoiceFinalized
+                | EventKind::InvoicePaid
+                | EventKind::InvoicePaymentFailed
+                | EventKind::InvoicePaymentActionRequired
+                | EventKind::InvoiceVoided
+                | EventKind::InvoiceMarkedUncollectible
+        )
     }
 }
 
@@ -158,11 +220,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn payment_statuses_only_move_forward() {
+        use EventKind::*;
+        use PaymentStatus::*;
+        assert_eq!(PaymentStatus::after(None, InvoiceFinalized), Some(Open));
+        assert_eq!(PaymentStatus::after(None, InvoicePaid), Some(Paid));
+        assert_eq!(PaymentStatus::after(Some(Open), InvoicePaid), Some(Paid));
+        // A finalized event delivered after the payment does not reopen the invoice.
+        assert_eq!(PaymentStatus::after(Some(Paid), InvoiceFinalized), None);
+        assert_eq!(PaymentStatus::after(Some(Paid), InvoiceVoided), None);
+        assert_eq!(PaymentStatus::after(Some(Void), InvoicePaid), None);
+        assert_eq!(
+            PaymentStatus::after(Some(Uncollectible), InvoicePaid),
+            Some(Paid)
+        );
+        assert_eq!(PaymentStatus::after(Some(Open), InvoicePaymentFailed), None);
+        assert_eq!(PaymentStatus::after(Some(Open), PlanStarted), None);
+        // Every order of the same events ends in the same status.
+        let events = [InvoiceFinalized, InvoicePaymentFailed, InvoicePaid];
+        let mut ends = std::collections::BTreeSet::new();
+        for order in [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ] {
+            let mut status = None;
+            for i in order {
+                status = PaymentStatus::after(status, events[i]).or(status);
+            }
+            ends.insert(status.map(PaymentStatus::name));
+        }
+        assert_eq!(ends.into_iter().collect::<Vec<_>>(), [Some("paid")]);
+    }
+
+    #[test]
     fn names_round_trip_and_unknown_names_are_refused() {
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.name()).ok(), Some(*k));
         }
-        assert_eq!(EventKind::ALL.len(), 10);
+        assert_eq!(EventKind::ALL.len(), 16);
+        // The kinds are a contract with the host application: docs/CLI.md lists every one.
+        let docs = include_str!("../../docs/CLI.md");
+        for k in EventKind::ALL {
+            assert!(
+                docs.contains(&format!("| `{}` |", k.name())),
+                "docs/CLI.md lacks {k}"
+            );
+        }
         for c in ScheduleChange::ALL {
             assert_eq!(ScheduleChange::parse(c.name()).ok(), Some(*c));
         }

@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod client;
 pub mod transport;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::fmt;

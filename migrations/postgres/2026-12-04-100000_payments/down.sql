@@ -1,0 +1,2 @@
+DROP TABLE stripe_event;
+DROP TABLE invoice_payment;

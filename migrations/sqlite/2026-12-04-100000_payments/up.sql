@@ -1,0 +1,20 @@
+-- What Stripe's webhooks tell of each invoice's payment: one row per local invoice, written
+-- only by the webhook handler. The status only moves forward (docs/RULES.md, "Payments").
+CREATE TABLE invoice_payment (
+    invoice_id INTEGER PRIMARY KEY REFERENCES invoice (id) ON DELETE CASCADE,
+    status TEXT NOT NULL CHECK (status IN ('open', 'paid', 'void', 'uncollectible')),
+    status_at TEXT NOT NULL,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    hosted_invoice_url TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX invoice_payment_status ON invoice_payment (status);
+
+-- Every verified Stripe event, by its id: a redelivery finds its row and changes nothing.
+CREATE TABLE stripe_event (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    invoice_id INTEGER,
+    outcome TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);

@@ -1,0 +1,105 @@
+//! `POST /v1/stripe/webhook`: Stripe's invoice events in. No bearer token: the
+//! `Stripe-Signature` header is the authentication, checked on the raw body before anything is
+//! parsed ([`crate::stripe::webhook`]); a bad or stale signature is a 400 and nothing is written.
+//! Other event types and invoices that are not ours are answered 200 and ignored, so that Stripe
+//! stops redelivering them.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::error::{ApiError, ErrorType};
+use super::ApiState;
+use crate::billing::payments::{apply_invoice_event, InvoiceEvent};
+use crate::stripe::webhook::verify;
+
+/// Stripe's events carry the whole invoice, lines included: more room than other requests.
+pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+
+pub(super) async fn receive(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if state.webhook_secrets.is_empty() {
+        return Err(ApiError::not_found(
+            "the Stripe webhook endpoint is off: set STRIPE_WEBHOOK_SECRET",
+        ));
+    }
+    let raw = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorType::InvalidRequestError,
+                format!("the body is larger than {WEBHOOK_BODY_LIMIT} bytes"),
+            )
+        })?;
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = verify(
+        signature,
+        &raw,
+        &state.webhook_secrets,
+        state.clock.now().timestamp(),
+    ) {
+        warn!(error = %e, "Stripe webhook refused");
+        return Err(ApiError {
+            param: Some("Stripe-Signature".into()),
+            ..ApiError::invalid(format!("signature refused: {e}"))
+        });
+    }
+    let value: Value = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::invalid(format!("the event is not valid JSON: {e}")))?;
+    let event = event_of(&value)?;
+    let now = state.clock.now();
+    let outcome = state.run(|c| apply_invoice_event(c, &event, now)).await?;
+    info!(
+        event.id = %event.id,
+        event.kind = %event.kind,
+        invoice.id = ?event.local_invoice_id,
+        outcome = outcome.name(),
+        "Stripe event"
+    );
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "received": true, "outcome": outcome.name() }).to_string(),
+    )
+        .into_response())
+}
+
+/// The fields of a Stripe event this worker reads.
+fn event_of(v: &Value) -> Result<InvoiceEvent, ApiError> {
+    let id = v["id"]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= 255)
+        .ok_or_else(|| ApiError::invalid("the event has no id"))?;
+    let kind = v["type"]
+        .as_str()
+        .ok_or_else(|| ApiError::invalid("the event has no type"))?;
+    let created = v["created"]
+        .as_i64()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .ok_or_else(|| ApiError::invalid("the event has no creation time"))?;
+    let object = &v["data"]["object"];
+    let is_invoice = object["object"] == "invoice";
+    Ok(InvoiceEvent {
+        id: id.to_string(),
+        kind: kind.chars().take(100).collect(),
+        created,
+        stripe_invoice_id: object["id"].as_str().map(str::to_string),
+        local_invoice_id: is_invoice
+            .then(|| object["metadata"]["plan_invoicer_invoice_id"].as_str())
+            .flatten()
+            .and_then(|s| s.parse().ok()),
+        attempt_count: object["attempt_count"]
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok()),
+        hosted_invoice_url: object["hosted_invoice_url"].as_str().map(str::to_string),
+    })
+}
