@@ -130,12 +130,12 @@ impl PaymentStatus {
             EventKind::InvoiceMarkedUncollectible => Uncollectible,
             _ => return None,
         };
-        let allowed = match (current, target) {
-            (None, _) => true,
-            (Some(Open), Paid | Void | Uncollectible) => true,
-            (Some(Uncollectible), Paid | Void) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (current, target),
+            (None, _)
+                | (Some(Open), Paid | Void | Uncollectible)
+                | (Some(Uncollectible), Paid | Void)
+        );
         allowed.then_some(target)
     }
 

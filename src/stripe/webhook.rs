@@ -101,7 +101,7 @@ pub fn sign(body: &[u8], secret: &str, t: i64) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
