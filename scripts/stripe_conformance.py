@@ -31,9 +31,14 @@ ENDPOINTS = {
     ("GET", "/v1/invoiceitems"): P.InvoiceItemListParams,
     # Sent by the tests as an operator would (behind the worker's back), never by the worker.
     ("POST", "/v1/invoices/{invoice}/void"): P.InvoiceVoidInvoiceParams,
+    ("POST", "/v1/invoices/{invoice}/mark_uncollectible"): P.InvoiceMarkUncollectibleParams,
     ("DELETE", "/v1/invoices/{invoice}"): P.InvoiceDeleteParams,
 }
-OPERATOR_ENDPOINTS = {("POST", "/v1/invoices/{invoice}/void"), ("DELETE", "/v1/invoices/{invoice}")}
+OPERATOR_ENDPOINTS = {
+    ("POST", "/v1/invoices/{invoice}/void"),
+    ("POST", "/v1/invoices/{invoice}/mark_uncollectible"),
+    ("DELETE", "/v1/invoices/{invoice}"),
+}
 CLIENT_OPTIONS = set(RequestOptions.__annotations__)
 ANY = object()  # a type this check could not evaluate: any value is accepted, the name is still checked
 

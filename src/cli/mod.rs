@@ -226,6 +226,13 @@ pub struct EmulatorCmd {
     /// Keep request counts only (GET /_emulator/counts), not every request: for benchmarks.
     #[arg(long)]
     pub counts_only: bool,
+    /// Deliver every invoice event to this URL (e.g. http://127.0.0.1:8080/v1/stripe/webhook),
+    /// signed as Stripe signs, again until it answers 2xx.
+    #[arg(long, requires = "webhook_secret")]
+    pub webhook_url: Option<String>,
+    /// The endpoint secret that signs the deliveries (whsec_…).
+    #[arg(long, requires = "webhook_url", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 }
 
 /// Runs a parsed command. The caller prints the output and exits with its code.

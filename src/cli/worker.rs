@@ -260,6 +260,9 @@ pub(super) async fn stripe_emulator(cmd: EmulatorCmd) -> Result<Output, AppError
     if let Some(path) = &cmd.record {
         emulator.record_to(path);
     }
+    if let (Some(url), Some(secret)) = (&cmd.webhook_url, &cmd.webhook_secret) {
+        emulator.set_webhook(url, secret);
+    }
     emulator.set_faults(Faults {
         latency: std::time::Duration::from_millis(cmd.latency_ms),
         latency_jitter: std::time::Duration::from_millis(cmd.latency_jitter_ms),

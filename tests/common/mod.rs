@@ -2,6 +2,8 @@
 //! database dropped afterwards) and a driver for the real binary.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod http;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;

@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 
 mod lines;
 mod params;
+mod payments;
 
 use params::{allowed, validate};
 
@@ -203,6 +204,8 @@ struct Store {
     clock_offset: i64,
     /// Stripe finalizes a draft with `auto_advance = true` this long after its creation.
     auto_advance_after: Option<i64>,
+    /// Invoice events and their webhook deliveries.
+    events: payments::Events,
 }
 
 impl Store {
@@ -305,7 +308,8 @@ fn finalize_invoice(store: &mut Store, id: &str) -> Option<Value> {
         "EMU-{:06}",
         id.trim_start_matches("in_emu").parse::<u64>().unwrap_or(0)
     ));
-    Some(inv.clone())
+    payments::finalized(store, id);
+    store.invoices.get(id).cloned()
 }
 
 /// A handle on the emulator's state; clones share it.
@@ -476,6 +480,7 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let app = self.router();
+        self.spawn_deliveries();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "Stripe emulator stopped");
@@ -488,12 +493,34 @@ impl Emulator {
     pub async fn serve(&self, addr: &str) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "Stripe emulator listening");
+        self.spawn_deliveries();
         axum::serve(listener, self.router()).await
     }
 
     pub fn router(&self) -> Router {
         let counts = self.clone();
+        let payer = self.clone();
         Router::new()
+            // Test equipment: a customer pays an open invoice, or a payment attempt fails.
+            .route(
+                "/_emulator/invoices/{id}/{action}",
+                axum::routing::post(
+                    move |axum::extract::Path((id, action)): axum::extract::Path<(
+                        String,
+                        String,
+                    )>| {
+                        let (status, body) = {
+                            let mut store = payer.lock();
+                            match action.as_str() {
+                                "pay" => payments::pay(&mut store, &id),
+                                "fail" => payments::fail(&mut store, &id),
+                                _ => missing("action", &action),
+                            }
+                        };
+                        async move { (status, axum::Json(body)) }
+                    },
+                ),
+            )
             // Test equipment's own endpoint (not Stripe's): request counts for benchmarks.
             .route(
                 "/_emulator/counts",
@@ -753,6 +780,9 @@ fn endpoint_of(path: &str) -> String {
         ["v1", "invoices", _, "add_lines"] => "/v1/invoices/{invoice}/add_lines".into(),
         ["v1", "products", _] => "/v1/products/{product}".into(),
         ["v1", "invoices", _, "void"] => "/v1/invoices/{invoice}/void".into(),
+        ["v1", "invoices", _, "mark_uncollectible"] => {
+            "/v1/invoices/{invoice}/mark_uncollectible".into()
+        }
         ["v1", "invoices", _] => "/v1/invoices/{invoice}".into(),
         ["v1", "invoiceitems", _] => "/v1/invoiceitems/{invoiceitem}".into(),
         _ => path.to_string(),
@@ -981,7 +1011,11 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
             inv["amount_due"] = json!(0);
             inv["amount_remaining"] = json!(0);
             let inv = inv.clone();
+            payments::emit(store, "invoice.voided", &id_in_path);
             (StatusCode::OK, lines::invoice_json(store, &inv))
+        }
+        ("POST", "/v1/invoices/{invoice}/mark_uncollectible") => {
+            payments::mark_uncollectible(store, &id_in_path)
         }
         ("DELETE", "/v1/invoices/{invoice}") => {
             let Some(inv) = store.invoices.get_mut(&id_in_path) else {

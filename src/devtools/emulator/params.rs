@@ -120,7 +120,9 @@ pub(super) fn allowed(method: &Method, endpoint: &str) -> Option<&'static [(&'st
         ("POST", "/v1/invoices/{invoice}/add_lines") => ADD_LINES,
         ("POST", "/v1/products") => PRODUCT_CREATE,
         ("GET", "/v1/products/{product}") => RETRIEVE,
-        ("POST", "/v1/invoices/{invoice}/void") | ("DELETE", "/v1/invoices/{invoice}") => RETRIEVE,
+        ("POST", "/v1/invoices/{invoice}/void")
+        | ("POST", "/v1/invoices/{invoice}/mark_uncollectible")
+        | ("DELETE", "/v1/invoices/{invoice}") => RETRIEVE,
         ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => LIST,
         ("GET", "/v1/invoices/{invoice}")
         | ("GET", "/v1/invoiceitems/{invoiceitem}")
