@@ -26,6 +26,7 @@ ENDPOINTS = {
     ("POST", "/v1/invoices/{invoice}/finalize"): P.InvoiceFinalizeInvoiceParams,
     ("POST", "/v1/invoices/{invoice}/add_lines"): P.InvoiceAddLinesParams,
     ("POST", "/v1/products"): P.ProductCreateParams,
+    ("GET", "/v1/events"): P.EventListParams,
     # Sent by versions before add_lines, and by the emulator's own tests.
     ("POST", "/v1/invoiceitems"): P.InvoiceItemCreateParams,
     ("GET", "/v1/invoiceitems"): P.InvoiceItemListParams,

@@ -254,3 +254,97 @@ fn the_webhook_endpoint_is_off_without_a_secret() {
     assert_eq!(r.status, 404);
     assert_eq!(stripe_events_recorded(&db), 0);
 }
+
+/// Pays, fails twice, voids: the same history on any database.
+fn pay_fail_void(db: &TestDb) {
+    let ids: Vec<String> = db
+        .invoices()
+        .iter()
+        .filter_map(|i| i["stripe_invoice_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(db.stripe.pay(&ids[0]));
+    assert!(db.stripe.fail(&ids[1]));
+    assert!(db.stripe.fail(&ids[1]));
+    assert_eq!(
+        common::stripe_post(db, &format!("invoices/{}/void", ids[2]))["status"],
+        "void"
+    );
+}
+
+/// Each invoice's payment as `invoices list` shows it.
+fn payments_of(db: &TestDb) -> Vec<(Value, Value, bool)> {
+    db.invoices()
+        .iter()
+        .map(|i| {
+            (
+                i["payment_status"].clone(),
+                i["payment_attempt_count"].clone(),
+                i["hosted_invoice_url"].is_string(),
+            )
+        })
+        .collect()
+}
+
+/// A deployment without a webhook endpoint: `sync-payments` reads Stripe's events back and ends
+/// in the same state as the webhooks; a second run applies nothing again.
+#[test]
+fn sync_payments_reaches_the_state_the_webhooks_would_have() {
+    let ago = |days: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (Some(hooked), Some(polled)) = (TestDb::new(backend), TestDb::new(backend)) else {
+            continue;
+        };
+        // With webhooks.
+        common::monthly_plans(&hooked, 3, &ago(35));
+        let port = common::http::free_port();
+        hooked.stripe.set_webhook(
+            &format!("http://127.0.0.1:{port}/v1/stripe/webhook"),
+            SECRET,
+        );
+        // The pass runs before `serve` (it holds SQLite's worker lock): its events wait.
+        hooked.pass(&ago(0));
+        let api = Api::start_on(&hooked, port, &[("STRIPE_WEBHOOK_SECRET", SECRET)]);
+        pay_fail_void(&hooked);
+        assert!(wait_until(Duration::from_secs(20), || hooked
+            .stripe
+            .undelivered()
+            == 0));
+        drop(api);
+
+        // Without: the events are read back.
+        common::monthly_plans(&polled, 3, &ago(35));
+        polled.pass(&ago(0));
+        pay_fail_void(&polled);
+        assert!(payments_of(&polled).iter().all(|p| p.0.is_null()));
+        let first = polled.ok(None, &["sync-payments"]);
+        assert_eq!(first["events"], 7, "{first}");
+        assert_eq!(first["applied"], 7, "{first}");
+        assert_eq!(payments_of(&polled), payments_of(&hooked));
+        assert_eq!(
+            payments_of(&polled),
+            vec![
+                (json!("paid"), json!(1), true),
+                (json!("open"), json!(2), true),
+                (json!("void"), json!(0), true),
+            ]
+        );
+        let second = polled.ok(None, &["sync-payments"]);
+        assert_eq!(
+            (second["applied"].clone(), second["duplicate"].clone()),
+            (json!(0), json!(7)),
+            "{second}"
+        );
+        // Stripe's list of events was read with the types and the cursor, as Stripe takes them.
+        let reads = polled
+            .stripe
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == "/v1/events")
+            .count();
+        assert!(reads >= 2);
+    }
+}

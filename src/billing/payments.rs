@@ -6,25 +6,9 @@
 use crate::db::payments::{self, NewPayment};
 use crate::db::repo::{self, InvoiceFilter, NewEvent};
 use crate::db::Conn;
+pub use crate::domain::InvoiceEvent;
 use crate::domain::{EventKind, InvoiceId, PaymentStatus, Ts};
 use crate::error::AppError;
-
-/// What a Stripe event says about an invoice.
-#[derive(Debug, Clone)]
-pub struct InvoiceEvent {
-    /// Stripe's event id (`evt_…`).
-    pub id: String,
-    /// Stripe's event type (`invoice.paid`, …).
-    pub kind: String,
-    /// When Stripe created the event.
-    pub created: Ts,
-    /// The invoice object's id (`in_…`).
-    pub stripe_invoice_id: Option<String>,
-    /// `metadata.plan_invoicer_invoice_id` of the invoice object.
-    pub local_invoice_id: Option<i64>,
-    pub attempt_count: Option<i32>,
-    pub hosted_invoice_url: Option<String>,
-}
 
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

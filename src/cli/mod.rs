@@ -82,6 +82,15 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
+    /// Read Stripe's invoice events back (the webhook's fallback) and apply the ones not seen.
+    SyncPayments {
+        /// Read events created at or after this instant (default: where the last run stopped,
+        /// or 30 days ago).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<Ts>,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
     /// Due plans, leased plans, plans that need attention, the last pass.
     Status,
     /// A pass at each step from --from to --to inclusive, as a cron would have run them.
@@ -246,6 +255,9 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         Command::ApiToken(cmd) => ctx.db()?.run(|c| admin::tokens::run(c, cmd, ctx.now)),
         Command::Invoices(cmd) => admin::invoices(&ctx.db()?, cmd),
         Command::Status => admin::status(&ctx.db()?, ctx.now),
+        Command::SyncPayments { since, tuning } => {
+            worker::sync_payments(&ctx, since, &tuning).await
+        }
         Command::RunOnce { dry_run, tuning } => worker::run_once(&ctx, dry_run, &tuning).await,
         Command::Backfill {
             from,

@@ -155,6 +155,21 @@ pub(super) async fn backfill(
     Ok(o)
 }
 
+pub(super) async fn sync_payments(
+    ctx: &Context,
+    since: Option<Ts>,
+    tuning: &Tuning,
+) -> Result<Output, AppError> {
+    let db = ctx.db()?;
+    let gateway = gateway(tuning)?;
+    let r = jobs::sync_payments::sync_payments(&db, &gateway, since, ctx.now).await?;
+    let text = format!(
+        "sync-payments: {} events read, {} applied, {} already known, {} unchanged, {} ignored",
+        r.events, r.applied, r.duplicate, r.unchanged, r.ignored
+    );
+    out(&r, text)
+}
+
 pub(super) async fn audit(
     ctx: &Context,
     since: Option<Ts>,

@@ -89,3 +89,38 @@ pub fn save_payment(conn: &mut Conn, p: &NewPayment<'_>, now: Ts) -> Result<(), 
     })?;
     Ok(())
 }
+
+/// Where `sync-payments` stands (`None`: it never ran).
+pub fn synced_through(conn: &mut Conn) -> Result<Option<i64>, DbError> {
+    Ok(with_conn!(conn, c => payment_sync::table
+        .find(SYNC)
+        .select(payment_sync::synced_through)
+        .first::<i64>(c)
+        .optional())?)
+}
+
+/// Moves the sync cursor forward to `through` (never back).
+pub fn set_synced_through(conn: &mut Conn, through: i64, now: Ts) -> Result<(), DbError> {
+    conn.transaction(|conn| {
+        let current = synced_through(conn)?;
+        with_conn!(conn, c => match current {
+            Some(at) if at >= through => Ok(0),
+            Some(_) => diesel::update(payment_sync::table.find(SYNC))
+                .set((
+                    payment_sync::synced_through.eq(through),
+                    payment_sync::updated_at.eq(now),
+                ))
+                .execute(c),
+            None => diesel::insert_into(payment_sync::table)
+                .values((
+                    payment_sync::name.eq(SYNC),
+                    payment_sync::synced_through.eq(through),
+                    payment_sync::updated_at.eq(now),
+                ))
+                .execute(c),
+        })?;
+        Ok(())
+    })
+}
+
+const SYNC: &str = "stripe_events";

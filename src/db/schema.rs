@@ -267,3 +267,14 @@ diesel::table! {
         received_at -> TsSql,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    payment_sync (name) {
+        name -> Text,
+        synced_through -> BigInt,
+        updated_at -> TsSql,
+    }
+}

@@ -6,6 +6,7 @@ pub mod dates;
 pub mod ids;
 pub mod lines;
 pub mod model;
+pub mod payments;
 pub mod prices;
 pub mod states;
 pub mod types;
@@ -17,6 +18,7 @@ pub use cycle::{end_of_cycle, plan_parameters, EndOfCycle, Freshness, PlanParame
 pub use ids::{CustomerId, InvoiceId, LedgerEntryId, LineId, PlanId};
 pub use lines::{invoice_lines, InvoiceDraft, LineDraft, LineKind};
 pub use model::{Customer, LedgerEntry, Plan, Ts};
+pub use payments::InvoiceEvent;
 pub use states::{
     CollectionMethod, EventKind, InvoiceStatus, InvoiceTerms, LicenseManagement, PaymentStatus,
     ScheduleChange, DAYS_UNTIL_DUE,

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod backfill;
 pub mod invoice_plans;
 pub mod preview;
+pub mod sync_payments;
 
 pub use invoice_plans::{run_pass, PassOptions, PassReport};
 

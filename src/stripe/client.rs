@@ -14,7 +14,7 @@ use super::{
     keys, ApiKey, Finalized, GatewayError, NewInvoice, NewLine, PaymentGateway, RemoteInvoice,
     StripeInvoice, StripeInvoiceStatus, StripeItem,
 };
-use crate::domain::{Customer, CustomerId, InvoiceId, LineId, Tier};
+use crate::domain::{Customer, CustomerId, InvoiceEvent, InvoiceId, LineId, Tier};
 use rand::Rng;
 use stripe_billing::invoice::{
     AddLinesInvoice, AddLinesInvoiceLines, AddLinesInvoiceLinesPriceData, CreateInvoice,
@@ -25,6 +25,7 @@ use stripe_billing::invoice_item::ListInvoiceItem;
 use stripe_billing::InvoiceCollectionMethod;
 use stripe_client_core::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::customer::CreateCustomer;
+use stripe_core::event::ListEvent;
 use stripe_product::product::CreateProduct;
 
 /// Stripe's public API.
@@ -604,6 +605,101 @@ struct InvoicePage {
 struct ItemPage {
     data: Vec<StripeItem>,
     has_more: bool,
+}
+
+#[derive(miniserde::Deserialize)]
+struct EventPage {
+    data: Vec<EventObject>,
+    has_more: bool,
+}
+
+/// The part of a Stripe event this worker reads (the same fields the webhook handler reads).
+#[derive(miniserde::Deserialize)]
+struct EventObject {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created: i64,
+    data: EventData,
+}
+
+#[derive(miniserde::Deserialize)]
+struct EventData {
+    object: EventInvoice,
+}
+
+#[derive(miniserde::Deserialize)]
+struct EventInvoice {
+    id: Option<String>,
+    object: Option<String>,
+    metadata: Option<HashMap<String, String>>,
+    attempt_count: Option<i64>,
+    hosted_invoice_url: Option<String>,
+}
+
+impl EventObject {
+    fn into_event(self) -> Option<InvoiceEvent> {
+        let o = self.data.object;
+        let is_invoice = o.object.as_deref() == Some("invoice");
+        Some(InvoiceEvent {
+            id: self.id,
+            kind: self.kind,
+            created: chrono::DateTime::from_timestamp(self.created, 0)?,
+            stripe_invoice_id: o.id,
+            local_invoice_id: is_invoice
+                .then(|| {
+                    o.metadata
+                        .as_ref()?
+                        .get("plan_invoicer_invoice_id")?
+                        .parse()
+                        .ok()
+                })
+                .flatten(),
+            attempt_count: o.attempt_count.and_then(|n| i32::try_from(n).ok()),
+            hosted_invoice_url: o.hosted_invoice_url,
+        })
+    }
+}
+
+/// The invoice events the worker reads back from Stripe (`sync-payments`).
+pub const INVOICE_EVENT_TYPES: &[&str] = &[
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+];
+
+impl StripeGateway {
+    /// Stripe's invoice events created at or after `since` (Unix seconds), oldest first: the
+    /// list endpoint filtered by type, newest first a page of 100 at a time, paced by the
+    /// budget. Stripe keeps 30 days of events.
+    pub async fn invoice_events_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<InvoiceEvent>, GatewayError> {
+        let types: Vec<String> = INVOICE_EVENT_TYPES.iter().map(|t| t.to_string()).collect();
+        let mut out = vec![];
+        let mut after: Option<String> = None;
+        loop {
+            let mut req = ListEvent::new()
+                .types(types.clone())
+                .created(stripe_types::RangeQueryTs::gte(since))
+                .limit(100);
+            if let Some(a) = &after {
+                req = req.starting_after(a.clone());
+            }
+            let page: EventPage = self.send(&req, None).await?;
+            let more = page.has_more;
+            after = page.data.last().map(|e| e.id.clone());
+            out.extend(page.data.into_iter().filter_map(EventObject::into_event));
+            if !more || after.is_none() {
+                out.reverse();
+                return Ok(out);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,2 +1,3 @@
+DROP TABLE payment_sync;
 DROP TABLE stripe_event;
 DROP TABLE invoice_payment;

@@ -18,3 +18,11 @@ CREATE TABLE stripe_event (
     outcome TEXT NOT NULL,
     received_at TIMESTAMPTZ NOT NULL
 );
+
+-- How far `sync-payments` has read Stripe's list of events: the creation time (Unix seconds)
+-- of the newest event applied. The next run reads from a little before it.
+CREATE TABLE payment_sync (
+    name TEXT PRIMARY KEY,
+    synced_through BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);

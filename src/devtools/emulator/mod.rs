@@ -1045,6 +1045,7 @@ fn dispatch(store: &mut Store, method: &Method, path: &str, pairs: &[(String, St
                 json!({ "id": id_in_path, "object": "invoice", "deleted": true }),
             )
         }
+        ("GET", "/v1/events") => payments::list_events(store, &p),
         ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => {
             // Newest first, as Stripe lists; through the parent's index when filtered by it.
             let customer = text("customer");

@@ -112,6 +112,19 @@ pub(super) fn allowed(method: &Method, endpoint: &str) -> Option<&'static [(&'st
         ("expand", List),
     ];
     const RETRIEVE: &[(&str, Kind)] = &[("expand", List)];
+    const EVENT_LIST: &[(&str, Kind)] = &[
+        ("type", Text),
+        ("types", List),
+        (
+            "created",
+            Object(&[("gt", Int), ("gte", Int), ("lt", Int), ("lte", Int)]),
+        ),
+        ("limit", Int),
+        ("starting_after", Text),
+        ("ending_before", Text),
+        ("delivery_success", Bool),
+        ("expand", List),
+    ];
     Some(match (method.as_str(), endpoint) {
         ("POST", "/v1/customers") => CUSTOMER_CREATE,
         ("POST", "/v1/invoices") => INVOICE_CREATE,
@@ -124,6 +137,7 @@ pub(super) fn allowed(method: &Method, endpoint: &str) -> Option<&'static [(&'st
         | ("POST", "/v1/invoices/{invoice}/mark_uncollectible")
         | ("DELETE", "/v1/invoices/{invoice}") => RETRIEVE,
         ("GET", "/v1/invoices") | ("GET", "/v1/invoiceitems") | ("GET", "/v1/customers") => LIST,
+        ("GET", "/v1/events") => EVENT_LIST,
         ("GET", "/v1/invoices/{invoice}")
         | ("GET", "/v1/invoiceitems/{invoiceitem}")
         | ("GET", "/v1/customers/{customer}") => RETRIEVE,

@@ -35,6 +35,8 @@ pub(super) struct Events {
     /// What was delivered: the body and the Stripe-Signature header (for CI's check with the
     /// official library).
     delivered: Vec<(String, String)>,
+    /// Taken from `pending` and being sent right now.
+    in_flight: usize,
     given_up: usize,
 }
 
@@ -126,6 +128,55 @@ pub(super) fn mark_uncollectible(store: &mut Store, id: &str) -> Reply {
     current(store, id)
 }
 
+/// `GET /v1/events`, as Stripe lists them: newest first, filtered by `type` or `types[]` and
+/// `created[gte|gt|lte|lt]`, a page after `starting_after`.
+pub(super) fn list_events(store: &Store, p: &serde_json::Map<String, Value>) -> Reply {
+    let types: Vec<String> = match (p.get("types"), p.get("type")) {
+        (Some(Value::Array(a)), _) => a
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
+        (_, Some(Value::String(t))) => vec![t.clone()],
+        _ => vec![],
+    };
+    let bound = |k: &str| {
+        p.get("created")
+            .and_then(|c| c.get(k))
+            .and_then(Value::as_i64)
+    };
+    let (gte, gt, lte, lt) = (bound("gte"), bound("gt"), bound("lte"), bound("lt"));
+    let limit = p
+        .get("limit")
+        .and_then(Value::as_i64)
+        .unwrap_or(10)
+        .clamp(1, 100) as usize;
+    let after = p.get("starting_after").and_then(Value::as_str);
+    let mut matching = store.events.all.iter().rev().filter(|e| {
+        let created = e["created"].as_i64().unwrap_or(0);
+        (types.is_empty() || types.iter().any(|t| e["type"] == t.as_str()))
+            && gte.is_none_or(|b| created >= b)
+            && gt.is_none_or(|b| created > b)
+            && lte.is_none_or(|b| created <= b)
+            && lt.is_none_or(|b| created < b)
+    });
+    if let Some(after) = after {
+        if !store.events.all.iter().any(|e| e["id"] == after) {
+            return missing("event", after);
+        }
+        for e in matching.by_ref() {
+            if e["id"] == after {
+                break;
+            }
+        }
+    }
+    let page: Vec<Value> = matching.by_ref().take(limit).cloned().collect();
+    let has_more = matching.next().is_some();
+    (
+        StatusCode::OK,
+        json!({ "object": "list", "url": "/v1/events", "data": page, "has_more": has_more }),
+    )
+}
+
 fn current(store: &Store, id: &str) -> Reply {
     match store.invoices.get(id) {
         Some(inv) => (StatusCode::OK, lines::invoice_json(store, inv)),
@@ -166,9 +217,10 @@ impl Emulator {
         self.lock().events.all.clone()
     }
 
-    /// Events waiting to be delivered (or delivered again).
+    /// Events waiting to be delivered (or delivered again), and those being sent.
     pub fn undelivered(&self) -> usize {
-        self.lock().events.pending.len()
+        let store = self.lock();
+        store.events.pending.len() + store.events.in_flight
     }
 
     /// What was delivered: `(body, Stripe-Signature header)`.
@@ -192,13 +244,16 @@ impl Emulator {
                 let Some(target) = store.events.webhook.clone() else {
                     continue;
                 };
-                (store.events.pending.drain(..).collect::<Vec<_>>(), target)
+                let batch = store.events.pending.drain(..).collect::<Vec<_>>();
+                store.events.in_flight = batch.len();
+                (batch, target)
             };
             for d in batch {
                 let body = d.event.to_string();
                 let header = sign(body.as_bytes(), &target.1, chrono::Utc::now().timestamp());
                 let ok = send(&client, &target.0, &body, &header).await;
                 let mut store = self.lock();
+                store.events.in_flight = store.events.in_flight.saturating_sub(1);
                 if ok {
                     store.events.delivered.push((body, header));
                 } else if d.attempts + 1 < MAX_ATTEMPTS {
