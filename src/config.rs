@@ -42,6 +42,7 @@ pub const ENV_VARS: &[&str] = &[
     "STRIPE_WEBHOOK_SECRET_FILE",
     "PLAN_INVOICER_CONCURRENCY",
     "PLAN_INVOICER_AUDIT_SCHEDULE",
+    "PLAN_INVOICER_SYNC_PAYMENTS_SCHEDULE",
     "STRIPE_MAX_REQUESTS_PER_SECOND",
     "STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT",
     "STRIPE_MAX_REQUESTS_IN_FLIGHT",
@@ -203,6 +204,7 @@ pub struct FileConfig {
     pub shutdown_grace_seconds: Option<u64>,
     pub concurrency: Option<u32>,
     pub audit_schedule: Option<String>,
+    pub sync_payments_schedule: Option<String>,
     pub stripe_max_requests_per_second: Option<u32>,
     pub stripe_max_requests_per_second_per_endpoint: Option<u32>,
     pub stripe_max_requests_in_flight: Option<u32>,
@@ -243,6 +245,8 @@ pub struct ServeConfig {
     pub tuning: Tuning,
     /// When to run `audit` beside the passes (off by default).
     pub audit_schedule: Option<String>,
+    /// When to run `sync-payments` beside the passes (off by default).
+    pub sync_payments_schedule: Option<String>,
 }
 
 impl ServeConfig {
@@ -263,6 +267,7 @@ pub struct ServeArgs {
     pub allow_time_travel: bool,
     pub config: Option<std::path::PathBuf>,
     pub audit_schedule: Option<String>,
+    pub sync_payments_schedule: Option<String>,
 }
 
 impl ServeConfig {
@@ -338,8 +343,16 @@ impl ServeConfig {
         if let Some(s) = &audit_schedule {
             validate_schedule(s)?;
         }
+        let sync_payments_schedule = args
+            .sync_payments_schedule
+            .clone()
+            .or(file.sync_payments_schedule);
+        if let Some(s) = &sync_payments_schedule {
+            validate_schedule(s)?;
+        }
         Ok(ServeConfig {
             audit_schedule,
+            sync_payments_schedule,
             concurrency: tuning.concurrency(),
             tuning,
             database: DbUrl::parse(&database_url)?,

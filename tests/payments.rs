@@ -348,3 +348,33 @@ fn sync_payments_reaches_the_state_the_webhooks_would_have() {
         assert!(reads >= 2);
     }
 }
+
+/// `serve --sync-payments-schedule` reads the events back on its own.
+#[test]
+fn serve_syncs_payments_on_a_schedule() {
+    let Some(db) = TestDb::new(Backend::Sqlite) else {
+        return;
+    };
+    let ago = |days: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    common::monthly_plans(&db, 1, &ago(35));
+    db.pass(&ago(0));
+    let id = db.invoices()[0]["stripe_invoice_id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(db.stripe.pay(&id));
+    let _api = Api::start_with(
+        &db,
+        false,
+        &[("PLAN_INVOICER_SYNC_PAYMENTS_SCHEDULE", "* * * * * *")],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || db.invoices()[0]
+            ["payment_status"]
+            == "paid"),
+        "the scheduled sync applied the payment"
+    );
+}

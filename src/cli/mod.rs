@@ -192,6 +192,10 @@ pub struct ServeCmd {
     /// Also run `audit` on this six-field cron schedule (off by default).
     #[arg(long, env = "PLAN_INVOICER_AUDIT_SCHEDULE")]
     pub audit_schedule: Option<String>,
+    /// Also run `sync-payments` on this six-field cron schedule (off by default; for a
+    /// deployment without Stripe webhooks, or as a safety net beside them).
+    #[arg(long, env = "PLAN_INVOICER_SYNC_PAYMENTS_SCHEDULE")]
+    pub sync_payments_schedule: Option<String>,
     #[command(flatten)]
     pub tuning: Tuning,
 }

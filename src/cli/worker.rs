@@ -223,6 +223,7 @@ pub(super) async fn serve(ctx: &Context, cmd: ServeCmd) -> Result<Output, AppErr
         allow_time_travel: cmd.allow_time_travel,
         config: cmd.config,
         audit_schedule: cmd.audit_schedule,
+        sync_payments_schedule: cmd.sync_payments_schedule,
     };
     let config = ServeConfig::resolve(&args, &cmd.tuning)?;
     let gateway = gateway(&config.tuning)?;

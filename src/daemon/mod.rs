@@ -69,7 +69,9 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     }
     // The optional audit: its own schedule and task; it reads, it never writes.
     let (audit_tx, audit_rx) = mpsc::channel::<()>(1);
-    let mut scheduler = schedule(&config, &tx, &audit_tx, &metrics).await?;
+    // The optional payment sync: its own schedule and task.
+    let (sync_tx, sync_rx) = mpsc::channel::<()>(1);
+    let mut scheduler = schedule(&config, &tx, &audit_tx, &sync_tx, &metrics).await?;
 
     let gateway = Arc::new(gateway);
     let auditor = tokio::spawn(auditor(
@@ -77,6 +79,12 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         db.clone(),
         gateway.clone(),
         metrics.clone(),
+        clock.clone(),
+    ));
+    let syncer = tokio::spawn(payment_syncer(
+        sync_rx,
+        db.clone(),
+        gateway.clone(),
         clock.clone(),
     ));
     let stop = Arc::new(AtomicBool::new(false));
@@ -100,6 +108,8 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     let _ = tokio::time::timeout(Duration::from_secs(5), scheduler.shutdown()).await;
     drop(audit_tx);
     auditor.abort();
+    drop(sync_tx);
+    syncer.abort();
     drop(tx);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     match tokio::time::timeout(grace, worker).await {
@@ -176,6 +186,7 @@ async fn schedule(
     config: &ServeConfig,
     tx: &mpsc::Sender<Tick>,
     audit_tx: &mpsc::Sender<()>,
+    sync_tx: &mpsc::Sender<()>,
     metrics: &Arc<Metrics>,
 ) -> Result<JobScheduler, AppError> {
     let scheduler = JobScheduler::new()
@@ -213,6 +224,21 @@ async fn schedule(
             .map_err(|e| invalid(format!("cannot schedule the audit: {e}")))?;
         info!(schedule = %schedule, "audits scheduled");
     }
+    if let Some(schedule) = &config.sync_payments_schedule {
+        let tx = sync_tx.clone();
+        let job = Job::new_async_tz(schedule.as_str(), config.timezone, move |_, _| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let _ = tx.try_send(());
+            })
+        })
+        .map_err(|e| invalid(format!("invalid sync-payments schedule {schedule:?}: {e}")))?;
+        scheduler
+            .add(job)
+            .await
+            .map_err(|e| invalid(format!("cannot schedule sync-payments: {e}")))?;
+        info!(schedule = %schedule, "payment syncs scheduled");
+    }
     scheduler
         .start()
         .await
@@ -240,6 +266,28 @@ async fn auditor(
                 );
             }
             Err(e) => error!(error = %e, "audit failed"),
+        }
+    }
+}
+
+/// Runs `sync-payments` per sync tick.
+async fn payment_syncer(
+    mut ticks: mpsc::Receiver<()>,
+    db: Db,
+    gateway: Arc<StripeGateway>,
+    clock: Arc<dyn Clock>,
+) {
+    while ticks.recv().await.is_some() {
+        match crate::jobs::sync_payments::sync_payments(&db, gateway.as_ref(), None, clock.now())
+            .await
+        {
+            Ok(r) => info!(
+                events = r.events,
+                applied = r.applied,
+                duplicate = r.duplicate,
+                "payment sync done"
+            ),
+            Err(e) => error!(error = %e, "payment sync failed"),
         }
     }
 }
