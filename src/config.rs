@@ -16,6 +16,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::db::DbUrl;
+use crate::domain::OverduePolicy;
 use crate::error::{invalid, AppError};
 use crate::stripe::client::StripeConfig;
 use crate::stripe::webhook::WebhookSecrets;
@@ -43,6 +44,9 @@ pub const ENV_VARS: &[&str] = &[
     "PLAN_INVOICER_CONCURRENCY",
     "PLAN_INVOICER_AUDIT_SCHEDULE",
     "PLAN_INVOICER_SYNC_PAYMENTS_SCHEDULE",
+    "PLAN_INVOICER_OVERDUE_SCHEDULE",
+    "PLAN_INVOICER_OVERDUE_INVOICES",
+    "PLAN_INVOICER_OVERDUE_SEATS",
     "STRIPE_MAX_REQUESTS_PER_SECOND",
     "STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT",
     "STRIPE_MAX_REQUESTS_IN_FLIGHT",
@@ -156,6 +160,25 @@ impl Tuning {
 }
 
 /// An environment variable that is set and not blank.
+/// The overdue policy's bounds: flags and environment (clap reads both), then the TOML file,
+/// then Zulip's 2 invoices and 5 seats. Both at least 1.
+pub fn overdue_policy(
+    invoices: Option<usize>,
+    seats: Option<i64>,
+) -> Result<OverduePolicy, AppError> {
+    let d = OverduePolicy::default();
+    let policy = OverduePolicy {
+        invoices: invoices.unwrap_or(d.invoices),
+        seats: seats.unwrap_or(d.seats),
+    };
+    if policy.invoices == 0 || policy.seats < 1 {
+        return Err(invalid(
+            "the overdue policy needs at least 1 invoice and 1 seat (--invoices, --seats)",
+        ));
+    }
+    Ok(policy)
+}
+
 /// The webhook endpoint's secrets: `STRIPE_WEBHOOK_SECRET` (several separated by commas during a
 /// rotation) or `STRIPE_WEBHOOK_SECRET_FILE` (one per line). None: `POST /v1/stripe/webhook`
 /// answers 404.
@@ -205,6 +228,9 @@ pub struct FileConfig {
     pub concurrency: Option<u32>,
     pub audit_schedule: Option<String>,
     pub sync_payments_schedule: Option<String>,
+    pub overdue_schedule: Option<String>,
+    pub overdue_invoices: Option<usize>,
+    pub overdue_seats: Option<i64>,
     pub stripe_max_requests_per_second: Option<u32>,
     pub stripe_max_requests_per_second_per_endpoint: Option<u32>,
     pub stripe_max_requests_in_flight: Option<u32>,
@@ -247,6 +273,9 @@ pub struct ServeConfig {
     pub audit_schedule: Option<String>,
     /// When to run `sync-payments` beside the passes (off by default).
     pub sync_payments_schedule: Option<String>,
+    /// When to run `overdue` beside the passes (off by default), and its bounds.
+    pub overdue_schedule: Option<String>,
+    pub overdue_policy: OverduePolicy,
 }
 
 impl ServeConfig {
@@ -268,6 +297,9 @@ pub struct ServeArgs {
     pub config: Option<std::path::PathBuf>,
     pub audit_schedule: Option<String>,
     pub sync_payments_schedule: Option<String>,
+    pub overdue_schedule: Option<String>,
+    pub overdue_invoices: Option<usize>,
+    pub overdue_seats: Option<i64>,
 }
 
 impl ServeConfig {
@@ -350,9 +382,22 @@ impl ServeConfig {
         if let Some(s) = &sync_payments_schedule {
             validate_schedule(s)?;
         }
+        let overdue_schedule = args
+            .overdue_schedule
+            .clone()
+            .or(file.overdue_schedule.clone());
+        if let Some(s) = &overdue_schedule {
+            validate_schedule(s)?;
+        }
+        let overdue_policy = overdue_policy(
+            args.overdue_invoices.or(file.overdue_invoices),
+            args.overdue_seats.or(file.overdue_seats),
+        )?;
         Ok(ServeConfig {
             audit_schedule,
             sync_payments_schedule,
+            overdue_schedule,
+            overdue_policy,
             concurrency: tuning.concurrency(),
             tuning,
             database: DbUrl::parse(&database_url)?,

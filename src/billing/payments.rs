@@ -129,3 +129,71 @@ fn apply(
     )?;
     Ok(Outcome::Applied)
 }
+
+/// The overdue policy's decision for a small plan, in one transaction: the plan ends now
+/// (invoiced through its newest ledger entry, no next invoice), a
+/// `plan.downgraded_for_nonpayment` event tells the host, and the unpaid invoices are asked to
+/// be voided. A plan that is no longer live keeps its state; the voids are asked for anyway.
+/// Returns whether the plan was ended by this call.
+pub fn end_for_nonpayment(
+    conn: &mut Conn,
+    plan_id: i64,
+    unpaid: &[i64],
+    now: Ts,
+) -> Result<bool, AppError> {
+    conn.transaction(|c| {
+        let Some(record) = repo::get_plan_locked(c, plan_id)? else {
+            return Ok(false);
+        };
+        let mut p = record.plan;
+        let ended = p.status.is_live();
+        if ended {
+            let old = p.status;
+            p.status = crate::domain::PlanStatus::Ended;
+            p.invoiced_through = repo::ledger_of(c, p.id)?
+                .last()
+                .map(|e| e.id)
+                .or(p.invoiced_through);
+            p.next_invoice_date = None;
+            repo::save_plan(c, &p)?;
+            let mut e = NewEvent::about(EventKind::PlanDowngradedForNonpayment, &p, now);
+            e.old_status = Some(old);
+            e.new_status = Some(p.status);
+            e.old_tier = Some(p.tier);
+            e.message = Some(format!(
+                "{} unpaid invoices: the plan ended and its open invoices are voided",
+                unpaid.len()
+            ));
+            repo::insert_event(c, &e, now)?;
+        }
+        payments::request_voids(c, unpaid, now)?;
+        Ok(ended)
+    })
+}
+
+/// Records that an invoice was voided in Stripe (the overdue policy's own void; the webhook
+/// that follows changes nothing more).
+pub fn record_void(conn: &mut Conn, invoice_id: i64, now: Ts) -> Result<(), AppError> {
+    conn.transaction(|c| {
+        let current = payments::payment_of(c, invoice_id)?;
+        if let Some(next) =
+            PaymentStatus::after(current.as_ref().map(|p| p.status), EventKind::InvoiceVoided)
+        {
+            payments::save_payment(
+                c,
+                &NewPayment {
+                    invoice_id,
+                    status: next,
+                    status_at: now,
+                    attempt_count: current.as_ref().map_or(0, |p| p.attempt_count),
+                    hosted_invoice_url: current
+                        .as_ref()
+                        .and_then(|p| p.hosted_invoice_url.as_deref()),
+                },
+                now,
+            )?;
+        }
+        payments::void_done(c, invoice_id, now)?;
+        Ok(())
+    })
+}

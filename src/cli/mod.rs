@@ -91,6 +91,17 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
+    /// Zulip's policy for small Cloud customers behind on payments: end small plans whose
+    /// newest invoices are all unpaid and void their open invoices.
+    Overdue {
+        /// List what would be done; write and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        policy: OverdueArgs,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
     /// Due plans, leased plans, plans that need attention, the last pass.
     Status,
     /// A pass at each step from --from to --to inclusive, as a cron would have run them.
@@ -196,8 +207,24 @@ pub struct ServeCmd {
     /// deployment without Stripe webhooks, or as a safety net beside them).
     #[arg(long, env = "PLAN_INVOICER_SYNC_PAYMENTS_SCHEDULE")]
     pub sync_payments_schedule: Option<String>,
+    /// Also run `overdue` on this six-field cron schedule (off by default).
+    #[arg(long, env = "PLAN_INVOICER_OVERDUE_SCHEDULE")]
+    pub overdue_schedule: Option<String>,
+    #[command(flatten)]
+    pub overdue: OverdueArgs,
     #[command(flatten)]
     pub tuning: Tuning,
+}
+
+/// The overdue policy's bounds (`overdue`, `serve --overdue-schedule`).
+#[derive(Debug, Clone, Args)]
+pub struct OverdueArgs {
+    /// How many of a customer's newest invoices must all be unpaid (default 2).
+    #[arg(long = "invoices", env = "PLAN_INVOICER_OVERDUE_INVOICES")]
+    pub overdue_invoices: Option<usize>,
+    /// Plans with at least this many seats are left to a person (default 5).
+    #[arg(long = "seats", env = "PLAN_INVOICER_OVERDUE_SEATS")]
+    pub overdue_seats: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +286,11 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         Command::ApiToken(cmd) => ctx.db()?.run(|c| admin::tokens::run(c, cmd, ctx.now)),
         Command::Invoices(cmd) => admin::invoices(&ctx.db()?, cmd),
         Command::Status => admin::status(&ctx.db()?, ctx.now),
+        Command::Overdue {
+            dry_run,
+            policy,
+            tuning,
+        } => worker::overdue(&ctx, dry_run, &policy, &tuning).await,
         Command::SyncPayments { since, tuning } => {
             worker::sync_payments(&ctx, since, &tuning).await
         }

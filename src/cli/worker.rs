@@ -170,6 +170,52 @@ pub(super) async fn sync_payments(
     out(&r, text)
 }
 
+pub(super) async fn overdue(
+    ctx: &Context,
+    dry_run: bool,
+    args: &super::OverdueArgs,
+    tuning: &Tuning,
+) -> Result<Output, AppError> {
+    let db = ctx.db()?;
+    let policy = crate::config::overdue_policy(args.overdue_invoices, args.overdue_seats)?;
+    // A dry run reads only the local records; it needs no key.
+    let gateway = if dry_run {
+        None
+    } else {
+        Some(gateway(tuning)?)
+    };
+    let opts = jobs::overdue::OverdueOptions { policy, dry_run };
+    let r = jobs::overdue::overdue(&db, gateway.as_ref(), &opts, ctx.now).await?;
+    let verb = if dry_run { "would end" } else { "ended" };
+    let mut text = format!(
+        "overdue: {} customers checked; {verb} {} plans; {} customers without a plan with open invoices; {} plans left to a person; {} invoices voided",
+        r.customers_checked,
+        r.plans_ended.len(),
+        r.invoices_only.len(),
+        r.left_to_a_person.len(),
+        r.invoices_voided
+    );
+    for a in &r.plans_ended {
+        text.push_str(&format!(
+            "\n{verb}: plan {} of customer {} ({} seats), invoices to void {:?}",
+            a.plan_id.unwrap_or_default(),
+            a.customer_id,
+            a.seats.unwrap_or_default(),
+            a.invoices
+        ));
+    }
+    for a in &r.left_to_a_person {
+        text.push_str(&format!(
+            "\nleft to a person: plan {} of customer {} ({} seats), unpaid invoices {:?}",
+            a.plan_id.unwrap_or_default(),
+            a.customer_id,
+            a.seats.unwrap_or_default(),
+            a.invoices
+        ));
+    }
+    out(&r, text)
+}
+
 pub(super) async fn audit(
     ctx: &Context,
     since: Option<Ts>,
@@ -224,6 +270,9 @@ pub(super) async fn serve(ctx: &Context, cmd: ServeCmd) -> Result<Output, AppErr
         config: cmd.config,
         audit_schedule: cmd.audit_schedule,
         sync_payments_schedule: cmd.sync_payments_schedule,
+        overdue_schedule: cmd.overdue_schedule,
+        overdue_invoices: cmd.overdue.overdue_invoices,
+        overdue_seats: cmd.overdue.overdue_seats,
     };
     let config = ServeConfig::resolve(&args, &cmd.tuning)?;
     let gateway = gateway(&config.tuning)?;

@@ -69,9 +69,15 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     }
     // The optional audit: its own schedule and task; it reads, it never writes.
     let (audit_tx, audit_rx) = mpsc::channel::<()>(1);
-    // The optional payment sync: its own schedule and task.
+    // The optional payment sync and overdue policy: their own schedules and tasks.
     let (sync_tx, sync_rx) = mpsc::channel::<()>(1);
-    let mut scheduler = schedule(&config, &tx, &audit_tx, &sync_tx, &metrics).await?;
+    let (overdue_tx, overdue_rx) = mpsc::channel::<()>(1);
+    let side = SideJobs {
+        audit: &audit_tx,
+        sync: &sync_tx,
+        overdue: &overdue_tx,
+    };
+    let mut scheduler = schedule(&config, &tx, &side, &metrics).await?;
 
     let gateway = Arc::new(gateway);
     let auditor = tokio::spawn(auditor(
@@ -86,6 +92,13 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         db.clone(),
         gateway.clone(),
         clock.clone(),
+    ));
+    let overdue_worker = tokio::spawn(overdue_runner(
+        overdue_rx,
+        db.clone(),
+        gateway.clone(),
+        clock.clone(),
+        config.overdue_policy,
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -110,6 +123,8 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     auditor.abort();
     drop(sync_tx);
     syncer.abort();
+    drop(overdue_tx);
+    overdue_worker.abort();
     drop(tx);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     match tokio::time::timeout(grace, worker).await {
@@ -185,8 +200,7 @@ async fn start_http(
 async fn schedule(
     config: &ServeConfig,
     tx: &mpsc::Sender<Tick>,
-    audit_tx: &mpsc::Sender<()>,
-    sync_tx: &mpsc::Sender<()>,
+    side: &SideJobs<'_>,
     metrics: &Arc<Metrics>,
 ) -> Result<JobScheduler, AppError> {
     let scheduler = JobScheduler::new()
@@ -209,35 +223,27 @@ async fn schedule(
         .add(job)
         .await
         .map_err(|e| invalid(format!("cannot schedule the pass: {e}")))?;
-    if let Some(schedule) = &config.audit_schedule {
-        let tx = audit_tx.clone();
+    for (name, schedule, tx) in [
+        ("audit", &config.audit_schedule, side.audit),
+        ("sync-payments", &config.sync_payments_schedule, side.sync),
+        ("overdue", &config.overdue_schedule, side.overdue),
+    ] {
+        let Some(schedule) = schedule else {
+            continue;
+        };
+        let tx = tx.clone();
         let job = Job::new_async_tz(schedule.as_str(), config.timezone, move |_, _| {
             let tx = tx.clone();
             Box::pin(async move {
                 let _ = tx.try_send(());
             })
         })
-        .map_err(|e| invalid(format!("invalid audit schedule {schedule:?}: {e}")))?;
+        .map_err(|e| invalid(format!("invalid {name} schedule {schedule:?}: {e}")))?;
         scheduler
             .add(job)
             .await
-            .map_err(|e| invalid(format!("cannot schedule the audit: {e}")))?;
-        info!(schedule = %schedule, "audits scheduled");
-    }
-    if let Some(schedule) = &config.sync_payments_schedule {
-        let tx = sync_tx.clone();
-        let job = Job::new_async_tz(schedule.as_str(), config.timezone, move |_, _| {
-            let tx = tx.clone();
-            Box::pin(async move {
-                let _ = tx.try_send(());
-            })
-        })
-        .map_err(|e| invalid(format!("invalid sync-payments schedule {schedule:?}: {e}")))?;
-        scheduler
-            .add(job)
-            .await
-            .map_err(|e| invalid(format!("cannot schedule sync-payments: {e}")))?;
-        info!(schedule = %schedule, "payment syncs scheduled");
+            .map_err(|e| invalid(format!("cannot schedule {name}: {e}")))?;
+        info!(schedule = %schedule, job = name, "scheduled beside the passes");
     }
     scheduler
         .start()
@@ -266,6 +272,38 @@ async fn auditor(
                 );
             }
             Err(e) => error!(error = %e, "audit failed"),
+        }
+    }
+}
+
+/// The ticks of the jobs that run beside the passes, each on its own schedule.
+struct SideJobs<'a> {
+    audit: &'a mpsc::Sender<()>,
+    sync: &'a mpsc::Sender<()>,
+    overdue: &'a mpsc::Sender<()>,
+}
+
+/// Runs the overdue policy per tick.
+async fn overdue_runner(
+    mut ticks: mpsc::Receiver<()>,
+    db: Db,
+    gateway: Arc<StripeGateway>,
+    clock: Arc<dyn Clock>,
+    policy: crate::domain::OverduePolicy,
+) {
+    while ticks.recv().await.is_some() {
+        let opts = crate::jobs::overdue::OverdueOptions {
+            policy,
+            dry_run: false,
+        };
+        match crate::jobs::overdue::overdue(&db, Some(gateway.as_ref()), &opts, clock.now()).await {
+            Ok(r) => info!(
+                plans_ended = r.plans_ended.len(),
+                invoices_voided = r.invoices_voided,
+                left_to_a_person = r.left_to_a_person.len(),
+                "overdue policy done"
+            ),
+            Err(e) => error!(error = %e, "overdue policy failed"),
         }
     }
 }

@@ -124,3 +124,86 @@ pub fn set_synced_through(conn: &mut Conn, through: i64, now: Ts) -> Result<(), 
 }
 
 const SYNC: &str = "stripe_events";
+
+/// Cloud customers with a Stripe customer, in id order (the overdue policy's candidates).
+pub fn cloud_customers_in_stripe(conn: &mut Conn) -> Result<Vec<crate::domain::Customer>, DbError> {
+    use super::models::CustomerRow;
+    let rows = with_conn!(conn, c => customer::table
+        .filter(customer::stripe_customer_id.is_not_null())
+        .filter(customer::kind.eq(crate::domain::CustomerKind::Cloud.name()))
+        .order(customer::id)
+        .load::<CustomerRow>(c))?;
+    rows.into_iter().map(CustomerRow::into_domain).collect()
+}
+
+/// A customer's invoice as the overdue policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentInvoice {
+    pub id: i64,
+    pub stripe_invoice_id: String,
+    pub payment_status: Option<PaymentStatus>,
+}
+
+/// The customer's invoices sent to Stripe, newest first, with their payment status.
+pub fn sent_invoices(conn: &mut Conn, customer_id: i64) -> Result<Vec<SentInvoice>, DbError> {
+    let rows: Vec<(i64, Option<String>, Option<String>)> = with_conn!(conn, c => invoice::table
+        .left_join(invoice_payment::table)
+        .filter(invoice::customer_id.eq(customer_id))
+        .filter(invoice::stripe_invoice_id.is_not_null())
+        .filter(invoice::status.eq(crate::domain::InvoiceStatus::Sent.name()))
+        .order((invoice::event_time.desc(), invoice::id.desc()))
+        .select((invoice::id, invoice::stripe_invoice_id, invoice_payment::status.nullable()))
+        .load(c))?;
+    rows.into_iter()
+        .map(|(id, stripe, status)| {
+            Ok(SentInvoice {
+                id,
+                stripe_invoice_id: stripe.unwrap_or_default(),
+                payment_status: status
+                    .map(PaymentStatus::try_from)
+                    .transpose()
+                    .map_err(|e| DbError::BadRow(format!("invoice_payment {id}: {e}")))?,
+            })
+        })
+        .collect()
+}
+
+/// Asks for these invoices to be voided (inside the decision's transaction); an invoice asked
+/// for before keeps its first request.
+pub fn request_voids(conn: &mut Conn, ids: &[i64], now: Ts) -> Result<(), DbError> {
+    for id in ids {
+        let known = with_conn!(conn, c => invoice_void::table
+            .find(id)
+            .select(invoice_void::invoice_id)
+            .first::<i64>(c)
+            .optional())?;
+        if known.is_none() {
+            with_conn!(conn, c => diesel::insert_into(invoice_void::table)
+                .values((invoice_void::invoice_id.eq(id), invoice_void::requested_at.eq(now)))
+                .execute(c))?;
+        }
+    }
+    Ok(())
+}
+
+/// Voids asked for and not done yet: `(local id, Stripe id)`.
+pub fn pending_voids(conn: &mut Conn) -> Result<Vec<(i64, String)>, DbError> {
+    let rows: Vec<(i64, Option<String>)> = with_conn!(conn, c => invoice_void::table
+        .inner_join(invoice::table)
+        .filter(invoice_void::voided_at.is_null())
+        .order(invoice_void::invoice_id)
+        .select((invoice_void::invoice_id, invoice::stripe_invoice_id))
+        .load(c))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, s)| Some((id, s?)))
+        .collect())
+}
+
+/// A void done (or found done, or found impossible: the invoice was paid meanwhile).
+pub fn void_done(conn: &mut Conn, invoice_id: i64, now: Ts) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(invoice_void::table.find(invoice_id))
+        .set(invoice_void::voided_at.eq(now))
+        .execute(c))?;
+    Ok(())
+}

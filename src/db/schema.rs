@@ -278,3 +278,18 @@ diesel::table! {
         updated_at -> TsSql,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    invoice_void (invoice_id) {
+        invoice_id -> BigInt,
+        requested_at -> TsSql,
+        voided_at -> Nullable<TsSql>,
+    }
+}
+
+diesel::joinable!(invoice_payment -> invoice (invoice_id));
+diesel::joinable!(invoice_void -> invoice (invoice_id));
+diesel::allow_tables_to_appear_in_same_query!(invoice, invoice_payment, invoice_void);

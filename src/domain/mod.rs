@@ -18,7 +18,7 @@ pub use cycle::{end_of_cycle, plan_parameters, EndOfCycle, Freshness, PlanParame
 pub use ids::{CustomerId, InvoiceId, LedgerEntryId, LineId, PlanId};
 pub use lines::{invoice_lines, InvoiceDraft, LineDraft, LineKind};
 pub use model::{Customer, LedgerEntry, Plan, Ts};
-pub use payments::InvoiceEvent;
+pub use payments::{overdue_decision, InvoiceEvent, OverdueDecision, OverdueFacts, OverduePolicy};
 pub use states::{
     CollectionMethod, EventKind, InvoiceStatus, InvoiceTerms, LicenseManagement, PaymentStatus,
     ScheduleChange, DAYS_UNTIL_DUE,

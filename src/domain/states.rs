@@ -100,6 +100,9 @@ names! {
         InvoiceVoided = "invoice.voided",
         /// The invoice was marked uncollectible.
         InvoiceMarkedUncollectible = "invoice.marked_uncollectible",
+        /// The overdue policy ended a small plan whose newest invoices were all unpaid (the
+        /// host limits the organization and tells its owners).
+        PlanDowngradedForNonpayment = "plan.downgraded_for_nonpayment",
     }
 }
 
@@ -261,7 +264,7 @@ mod tests {
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.name()).ok(), Some(*k));
         }
-        assert_eq!(EventKind::ALL.len(), 16);
+        assert_eq!(EventKind::ALL.len(), 17);
         // The kinds are a contract with the host application: docs/CLI.md lists every one.
         let docs = include_str!("../../docs/CLI.md");
         for k in EventKind::ALL {

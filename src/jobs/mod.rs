@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod backfill;
 pub mod invoice_plans;
+pub mod overdue;
 pub mod preview;
 pub mod sync_payments;
 

@@ -19,7 +19,7 @@ use rand::Rng;
 use stripe_billing::invoice::{
     AddLinesInvoice, AddLinesInvoiceLines, AddLinesInvoiceLinesPriceData, CreateInvoice,
     CreateInvoicePendingInvoiceItemsBehavior, FinalizeInvoiceInvoice, ListInvoice,
-    Period as LinePeriod, RetrieveInvoice,
+    Period as LinePeriod, RetrieveInvoice, VoidInvoiceInvoice,
 };
 use stripe_billing::invoice_item::ListInvoiceItem;
 use stripe_billing::InvoiceCollectionMethod;
@@ -672,6 +672,28 @@ pub const INVOICE_EVENT_TYPES: &[&str] = &[
 ];
 
 impl StripeGateway {
+    /// Voids an open or uncollectible invoice (the overdue policy), under a key made of the
+    /// local invoice's id. An invoice that cannot be voided any more (paid, or voided already
+    /// once the key has expired) is read back: the answer is its status either way.
+    pub async fn void_invoice(
+        &self,
+        stripe_invoice: &str,
+        local_id: InvoiceId,
+    ) -> Result<StripeInvoiceStatus, GatewayError> {
+        let req = VoidInvoiceInvoice::new(stripe_invoice);
+        match self
+            .send::<_, InvoiceObject>(&req, Some(keys::void(local_id)))
+            .await
+        {
+            Ok(inv) => Ok(RemoteInvoice::from(inv).status),
+            Err(GatewayError::Fatal(_)) => match self.retrieve_invoice(stripe_invoice).await? {
+                Some(inv) => Ok(inv.status),
+                None => Err(GatewayError::NotFound(format!("invoice {stripe_invoice}"))),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stripe's invoice events created at or after `since` (Unix seconds), oldest first: the
     /// list endpoint filtered by type, newest first a page of 100 at a time, paced by the
     /// budget. Stripe keeps 30 days of events.

@@ -352,6 +352,10 @@ pub mod keys {
     pub fn finalize(id: InvoiceId) -> String {
         format!("plan-invoicer:invoice:{id}:finalize")
     }
+    /// The overdue policy's void of an invoice.
+    pub fn void(id: InvoiceId) -> String {
+        format!("plan-invoicer:invoice:{id}:void")
+    }
 }
 
 #[cfg(test)]

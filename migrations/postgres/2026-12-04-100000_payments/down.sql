@@ -1,3 +1,4 @@
+DROP TABLE invoice_void;
 DROP TABLE payment_sync;
 DROP TABLE stripe_event;
 DROP TABLE invoice_payment;

@@ -26,3 +26,11 @@ CREATE TABLE payment_sync (
     synced_through INTEGER NOT NULL,
     updated_at TEXT NOT NULL
 );
+
+-- The invoices the overdue policy decided to void, written in the same transaction as the
+-- decision (and the plan's end): a run cut short voids them on the next run, each once.
+CREATE TABLE invoice_void (
+    invoice_id INTEGER PRIMARY KEY REFERENCES invoice (id) ON DELETE CASCADE,
+    requested_at TEXT NOT NULL,
+    voided_at TEXT
+);
