@@ -180,6 +180,34 @@ fn zulips_table_end_to_end() {
         assert_eq!(invoices_of(&db, b.no_plan_one_open).len(), 1);
         let before = db.invoices();
 
+        let status = db.ok(None, &["status"]);
+        let mut overdue: Vec<(i64, String)> = status["overdue"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                (
+                    a["customer_id"].as_i64().unwrap_or(0),
+                    a["action"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        overdue.sort();
+        assert_eq!(
+            overdue,
+            vec![
+                (b.no_plan_one_open, "void_open_invoices".to_string()),
+                (b.two_open_small, "end_plan_and_void".to_string()),
+                (b.two_open_large, "left_to_a_person".to_string()),
+            ]
+        );
+        // Unpaid: one of "no plan, one open", one of "one open", two each of the two-open cases.
+        assert_eq!(
+            status["unpaid_invoices"]["count"], 6,
+            "{}",
+            status["unpaid_invoices"]
+        );
         let dry = db.ok(None, &["overdue", "--dry-run"]);
         assert_eq!(customers(&dry["plans_ended"]), vec![b.two_open_small]);
         assert_eq!(customers(&dry["invoices_only"]), vec![b.no_plan_one_open]);
@@ -242,6 +270,25 @@ fn zulips_table_end_to_end() {
             3,
             "each invoice voided once"
         );
+        // `audit`: the voids are known, so no finding; a payment Stripe took that the local
+        // records have not heard of yet is one.
+        let audit = db.ok(None, &["audit"]);
+        assert_eq!(audit["findings"], serde_json::json!([]), "{audit}");
+        let open = invoices_of(&db, b.one_open)[0]["stripe_invoice_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(db.stripe.pay(&open));
+        let (code, out, _) = db.run(None, &["audit"]);
+        let audit: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        assert_ne!(code, 0);
+        let kinds: Vec<&str> = audit["findings"]
+            .as_array()
+            .map(|f| f.iter().filter_map(|x| x["kind"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(kinds, ["payment_status"], "{audit}");
+        db.ok(None, &["sync-payments"]);
+        assert_eq!(db.ok(None, &["audit"])["findings"], serde_json::json!([]));
     }
 }
 

@@ -229,6 +229,27 @@ fn payment_events_reach_the_invoices_and_the_feed() {
         );
         assert_eq!(no_header.status, 400);
         assert_eq!(stripe_events_recorded(&db), recorded + 3, "nothing written");
+        // /metrics counts the webhook requests and the unpaid invoices.
+        let raw = {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", api.http_port))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let _ = write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        };
+        for line in [
+            "plan_invoicer_stripe_webhook_events_total{type=\"invoice.paid\",outcome=\"applied\"} 2",
+            "plan_invoicer_stripe_webhook_events_total{type=\"invoice.finalized\",outcome=\"duplicate\"} 1",
+            "plan_invoicer_stripe_webhook_events_total{type=\"unknown\",outcome=\"rejected\"} 4",
+            "plan_invoicer_unpaid_invoices 1",
+        ] {
+            assert!(raw.contains(line), "{line} in:\n{raw}");
+        }
         // Every delivery was signed as Stripe signs; CI checks them with Stripe's own library.
         if let Ok(path) = std::env::var("PLAN_INVOICER_WEBHOOK_SAMPLES") {
             let samples: Vec<Value> = db

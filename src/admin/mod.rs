@@ -361,6 +361,24 @@ pub fn status_of(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
         })
     });
     let last = crate::db::workers::last_pass_run(c)?;
+    let unpaid = crate::db::payments::unpaid(c)?;
+    // What the overdue policy (Zulip's bounds) would do now, or leaves to a person.
+    let overdue: Vec<jobs::overdue::Action> =
+        jobs::overdue::decide(c, &crate::domain::OverduePolicy::default())?
+            .into_iter()
+            .filter_map(|(d, a)| {
+                let name = match d {
+                    crate::domain::OverdueDecision::Nothing => return None,
+                    crate::domain::OverdueDecision::VoidOpenInvoices => "void_open_invoices",
+                    crate::domain::OverdueDecision::EndPlanAndVoid { .. } => "end_plan_and_void",
+                    crate::domain::OverdueDecision::LeaveToAPerson { .. } => "left_to_a_person",
+                };
+                Some(jobs::overdue::Action {
+                    action: Some(name),
+                    ..a
+                })
+            })
+            .collect();
     let doc = serde_json::json!({
         "now": now,
         "due": due,
@@ -370,6 +388,14 @@ pub fn status_of(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
         "unsent_invoices": { "count": unsent_count, "oldest": unsent },
         "oldest_overdue": oldest,
         "last_pass": last,
+        "overdue": overdue,
+        "unpaid_invoices": {
+            "count": unpaid.count,
+            "amount_cents": unpaid.amount_cents,
+            "oldest": unpaid.oldest.map(|(invoice_id, customer_id, event_time)| serde_json::json!({
+                "invoice_id": invoice_id, "customer_id": customer_id, "event_time": event_time,
+            })),
+        },
     });
     let text = render::render_status(&doc, last.as_ref());
     out(&doc, text)

@@ -116,6 +116,29 @@ pub(crate) fn render_status(doc: &serde_json::Value, last: Option<&PassRunRow>) 
             a["needs_attention"].as_str().unwrap_or("")
         ));
     }
+    let unpaid = &doc["unpaid_invoices"];
+    if unpaid["count"].as_i64().unwrap_or(0) > 0 {
+        text.push_str(&format!(
+            "\nunpaid invoices: {} for {} (oldest: invoice {} of customer {}, due {})",
+            unpaid["count"],
+            cents(unpaid["amount_cents"].as_i64().unwrap_or(0)),
+            unpaid["oldest"]["invoice_id"],
+            unpaid["oldest"]["customer_id"],
+            unpaid["oldest"]["event_time"].as_str().unwrap_or("")
+        ));
+    }
+    for a in list("overdue") {
+        text.push_str(&format!(
+            "\n  overdue: customer {} ({}): {} unpaid invoices{}",
+            a["customer_id"],
+            a["action"].as_str().unwrap_or(""),
+            a["invoices"].as_array().map_or(0, Vec::len),
+            a["seats"]
+                .as_i64()
+                .map(|s| format!(", {s} seats"))
+                .unwrap_or_default()
+        ));
+    }
     text
 }
 

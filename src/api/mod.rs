@@ -11,6 +11,8 @@ pub mod openapi;
 mod routes;
 mod webhook;
 
+pub use webhook::WebhookStats;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,8 @@ pub struct ApiState {
     pub allow_time_travel: bool,
     /// The secrets of `POST /v1/stripe/webhook` (none: the endpoint answers 404).
     pub webhook_secrets: crate::stripe::webhook::WebhookSecrets,
+    /// The webhook requests counted for `/metrics`.
+    pub webhook_stats: Arc<WebhookStats>,
 }
 
 impl ApiState {

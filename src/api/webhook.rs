@@ -16,6 +16,36 @@ use super::ApiState;
 use crate::billing::payments::{apply_invoice_event, InvoiceEvent};
 use crate::stripe::webhook::verify;
 
+/// Webhook requests counted by event type and outcome, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    family: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl WebhookStats {
+    pub fn record(&self, kind: &str, outcome: &str) {
+        self.family
+            .get_or_create(&vec![
+                ("type".to_string(), kind.to_string()),
+                ("outcome".to_string(), outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A handle on the same counts, for a registry built per scrape.
+    pub fn family(
+        &self,
+    ) -> prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    > {
+        self.family.clone()
+    }
+}
+
 /// Stripe's events carry the whole invoice, lines included: more room than other requests.
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -48,16 +78,26 @@ pub(super) async fn receive(
         state.clock.now().timestamp(),
     ) {
         warn!(error = %e, "Stripe webhook refused");
+        state.webhook_stats.record("unknown", "rejected");
         return Err(ApiError {
             param: Some("Stripe-Signature".into()),
             ..ApiError::invalid(format!("signature refused: {e}"))
         });
     }
-    let value: Value = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::invalid(format!("the event is not valid JSON: {e}")))?;
-    let event = event_of(&value)?;
+    let parsed = serde_json::from_slice::<Value>(&raw)
+        .map_err(|e| ApiError::invalid(format!("the event is not valid JSON: {e}")))
+        .and_then(|v| event_of(&v));
+    let event = match parsed {
+        Ok(e) => e,
+        Err(e) => {
+            state.webhook_stats.record("unknown", "rejected");
+            return Err(e);
+        }
+    };
     let now = state.clock.now();
     let outcome = state.run(|c| apply_invoice_event(c, &event, now)).await?;
+    // The type comes from a signed event: Stripe's own, closed list of names.
+    state.webhook_stats.record(&event.kind, outcome.name());
     info!(
         event.id = %event.id,
         event.kind = %event.kind,

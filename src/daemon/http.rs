@@ -43,6 +43,8 @@ pub struct Metrics {
     pub last_audit_unix: Gauge,
     pass_duration: Histogram,
     pub stripe: Mutex<Option<Arc<RequestStats>>>,
+    /// The API's webhook counts (when the API listens).
+    pub webhooks: Mutex<Option<Arc<crate::api::WebhookStats>>>,
 }
 
 impl Default for Metrics {
@@ -60,6 +62,7 @@ impl Default for Metrics {
             last_audit_unix: Gauge::default(),
             pass_duration: Histogram::new(BUCKETS),
             stripe: Mutex::new(None),
+            webhooks: Mutex::new(None),
         }
     }
 }
@@ -94,7 +97,7 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4). `plans` is (needing attention, started
     /// with a live lease, overdue), when the database answered.
-    pub fn render(&self, plans: Option<(usize, usize, usize)>) -> String {
+    pub fn render(&self, gauges: Option<DbGauges>) -> String {
         let mut r = Registry::default();
         for (name, help, counter) in [
             ("plan_invoicer_passes", "Invoicing passes run", &self.passes),
@@ -158,12 +161,35 @@ impl Metrics {
                 self.last_audit_unix.clone(),
             );
         }
+        let webhooks = self
+            .webhooks
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .map(|w| w.family())
+            .unwrap_or_default();
+        r.register(
+            "plan_invoicer_stripe_webhook_events",
+            "Stripe webhook requests by event type and outcome (applied, unchanged, ignored, duplicate; rejected: a bad signature or body, type unknown)",
+            webhooks,
+        );
         r.register(
             "plan_invoicer_database_up",
             "Whether the database answered this scrape",
-            ConstGauge::new(i64::from(plans.is_some())),
+            ConstGauge::new(i64::from(gauges.is_some())),
         );
-        if let Some((attention, started, overdue)) = plans {
+        if let Some(g) = gauges {
+            r.register(
+                "plan_invoicer_unpaid_invoices",
+                "Invoices open or uncollectible by Stripe's webhooks",
+                ConstGauge::new(g.unpaid_invoices),
+            );
+            r.register(
+                "plan_invoicer_unpaid_invoices_cents",
+                "What the unpaid invoices come to, in cents",
+                ConstGauge::new(g.unpaid_cents),
+            );
+            let (attention, started, overdue) = (g.attention, g.started, g.overdue);
             for (name, help, value) in [
                 (
                     "plan_invoicer_plans_needing_attention",
@@ -283,8 +309,18 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-/// The gauges about plans, counted in the database.
-pub fn plan_gauges(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Option<(usize, usize, usize)> {
+/// What the database says at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbGauges {
+    pub attention: usize,
+    pub started: usize,
+    pub overdue: usize,
+    pub unpaid_invoices: i64,
+    pub unpaid_cents: i64,
+}
+
+/// The gauges about plans and payments, counted in the database.
+pub fn plan_gauges(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Option<DbGauges> {
     let counts = db.run_within(std::time::Duration::from_secs(1), |c| {
         let mut count = |f: PlanFilter| {
             repo::count_plans(c, &f).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
@@ -301,7 +337,14 @@ pub fn plan_gauges(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Option<(usize
             due_at: Some(now - chrono::Duration::hours(1)),
             ..PlanFilter::default()
         })?;
-        Ok::<_, crate::db::DbError>((attention, started, overdue))
+        let unpaid = crate::db::payments::unpaid(c)?;
+        Ok::<_, crate::db::DbError>(DbGauges {
+            attention,
+            started,
+            overdue,
+            unpaid_invoices: unpaid.count,
+            unpaid_cents: unpaid.amount_cents,
+        })
     });
     counts.ok()
 }
@@ -361,7 +404,13 @@ mod tests {
         let m = Metrics::default();
         m.record_pass(&Err("x".into()), 1200, 1_700_000_000);
         m.record_audit(2, 1_700_000_000);
-        let text = m.render(Some((1, 2, 3)));
+        let text = m.render(Some(DbGauges {
+            attention: 1,
+            started: 2,
+            overdue: 3,
+            unpaid_invoices: 4,
+            unpaid_cents: 5000,
+        }));
         let (types, samples) = families(&text);
         let expected_types: BTreeSet<String> = [
             "plan_invoicer_passes_total counter",
@@ -380,6 +429,9 @@ mod tests {
             "plan_invoicer_plans_needing_attention gauge",
             "plan_invoicer_plans_started_with_live_lease gauge",
             "plan_invoicer_plans_overdue gauge",
+            "plan_invoicer_unpaid_invoices gauge",
+            "plan_invoicer_unpaid_invoices_cents gauge",
+            "plan_invoicer_stripe_webhook_events_total counter",
         ]
         .into_iter()
         .map(String::from)

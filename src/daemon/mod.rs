@@ -50,7 +50,11 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         *s = Some(gateway.stats.clone());
     }
     let http_task = start_http(&config, &db, &metrics, &clock).await?;
-    let api_task = start_api(&config, &db, &clock).await?;
+    let webhook_stats = Arc::new(crate::api::WebhookStats::default());
+    if let Ok(mut w) = metrics.webhooks.lock() {
+        *w = Some(webhook_stats.clone());
+    }
+    let api_task = start_api(&config, &db, &clock, &webhook_stats).await?;
 
     // One pass at a time: the channel holds at most one pending tick.
     let (tx, rx) = mpsc::channel::<Tick>(1);
@@ -147,6 +151,7 @@ async fn start_api(
     config: &ServeConfig,
     db: &Db,
     clock: &Arc<dyn Clock>,
+    webhook_stats: &Arc<crate::api::WebhookStats>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, AppError> {
     let Some(addr) = config.api_addr else {
         return Ok(None);
@@ -165,6 +170,7 @@ async fn start_api(
         clock: clock.clone(),
         allow_time_travel: config.allow_time_travel,
         webhook_secrets: config.webhook_secrets.clone(),
+        webhook_stats: webhook_stats.clone(),
     };
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = crate::api::serve(listener, state).await {

@@ -207,3 +207,30 @@ pub fn void_done(conn: &mut Conn, invoice_id: i64, now: Ts) -> Result<(), DbErro
         .execute(c))?;
     Ok(())
 }
+
+/// Invoices Stripe has not been paid for (open or uncollectible by the webhooks).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Unpaid {
+    pub count: i64,
+    pub amount_cents: i64,
+    /// The oldest one: `(local invoice id, customer id, due date)`.
+    pub oldest: Option<(i64, i64, Ts)>,
+}
+
+pub fn unpaid(conn: &mut Conn) -> Result<Unpaid, DbError> {
+    let unpaid = [
+        PaymentStatus::Open.name(),
+        PaymentStatus::Uncollectible.name(),
+    ];
+    let rows: Vec<(i64, i64, Ts, i64)> = with_conn!(conn, c => invoice::table
+        .inner_join(invoice_payment::table)
+        .filter(invoice_payment::status.eq_any(unpaid))
+        .order((invoice::event_time, invoice::id))
+        .select((invoice::id, invoice::customer_id, invoice::event_time, invoice::total_cents))
+        .load(c))?;
+    Ok(Unpaid {
+        count: rows.len() as i64,
+        amount_cents: rows.iter().map(|r| r.3).sum(),
+        oldest: rows.first().map(|r| (r.0, r.1, r.2)),
+    })
+}

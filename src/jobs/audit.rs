@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::db::models::InvoiceRecord;
 use crate::db::repo::{self, InvoiceFilter};
 use crate::db::Db;
+use crate::domain::PaymentStatus;
 use crate::domain::Ts;
 use crate::domain::{InvoiceId, InvoiceStatus, LineId};
 use crate::error::AppError;
@@ -50,6 +51,8 @@ pub enum FindingKind {
     Item,
     /// A local invoice is not sent and its retries stopped.
     Unsent,
+    /// The payment status the webhooks told differs from Stripe's invoice now.
+    PaymentStatus,
 }
 
 impl FindingKind {
@@ -65,6 +68,7 @@ impl FindingKind {
             FindingKind::ItemCount => "item_count",
             FindingKind::Item => "item",
             FindingKind::Unsent => "unsent",
+            FindingKind::PaymentStatus => "payment_status",
         }
     }
 }
@@ -295,8 +299,30 @@ fn local_side<'a>(
         ));
         return Ok(None);
     };
+    let remote_payment = match r.status() {
+        StripeInvoiceStatus::Open => Some(PaymentStatus::Open),
+        StripeInvoiceStatus::Paid => Some(PaymentStatus::Paid),
+        StripeInvoiceStatus::Void => Some(PaymentStatus::Void),
+        StripeInvoiceStatus::Uncollectible => Some(PaymentStatus::Uncollectible),
+        _ => None,
+    };
+    let local_payment = l.payment.as_ref().map(|p| p.status);
+    match (local_payment, remote_payment) {
+        (Some(local), Some(remote)) if local != remote => findings.push(finding(
+            FindingKind::PaymentStatus,
+            Some(inv.id),
+            Some(sid),
+            format!(
+                "local invoice {} is {local} by the webhooks, Stripe's {sid} is {remote} (run `sync-payments`)",
+                inv.id
+            ),
+        )),
+        _ => {}
+    }
     match r.status() {
         s if s.stands() => {}
+        // Voided or marked uncollectible, and known to be (the overdue policy, or a webhook).
+        _ if local_payment.is_some() && local_payment == remote_payment => {}
         StripeInvoiceStatus::Draft => findings.push(finding(
             FindingKind::DraftInStripe,
             Some(inv.id),

@@ -30,6 +30,10 @@ pub struct OverdueOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Action {
+    /// What the policy does (`status` lists it): end_plan_and_void, void_open_invoices or
+    /// left_to_a_person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
     pub customer_id: i64,
     pub plan_id: Option<i64>,
     pub seats: Option<i64>,
@@ -57,9 +61,12 @@ fn unpaid(s: Option<PaymentStatus>) -> bool {
     matches!(s, Some(PaymentStatus::Open | PaymentStatus::Uncollectible))
 }
 
-/// Every customer's decision, from the local records.
-fn decide(db: &Db, policy: &OverduePolicy) -> Result<Vec<(OverdueDecision, Action)>, AppError> {
-    db.run(|c| {
+/// Every customer's decision, from the local records (also `status`'s overdue list).
+pub fn decide(
+    c: &mut crate::db::Conn,
+    policy: &OverduePolicy,
+) -> Result<Vec<(OverdueDecision, Action)>, AppError> {
+    {
         let mut out = vec![];
         for cust in rows::cloud_customers_in_stripe(c)? {
             let live = repo::live_plan_of(c, cust.id)?;
@@ -81,6 +88,7 @@ fn decide(db: &Db, policy: &OverduePolicy) -> Result<Vec<(OverdueDecision, Actio
             };
             let decision = overdue_decision(&facts, policy);
             let action = Action {
+                action: None,
                 customer_id: cust.id,
                 plan_id: live_plan.map(|p| p.0),
                 seats: live_plan.map(|p| p.1),
@@ -93,7 +101,7 @@ fn decide(db: &Db, policy: &OverduePolicy) -> Result<Vec<(OverdueDecision, Actio
             out.push((decision, action));
         }
         Ok(out)
-    })
+    }
 }
 
 pub async fn overdue(
@@ -102,7 +110,7 @@ pub async fn overdue(
     opts: &OverdueOptions,
     now: Ts,
 ) -> Result<OverdueReport, AppError> {
-    let decisions = decide(db, &opts.policy)?;
+    let decisions = db.run(|c| decide(c, &opts.policy))?;
     let mut report = OverdueReport {
         dry_run: opts.dry_run,
         customers_checked: decisions.len(),

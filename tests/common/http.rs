@@ -76,6 +76,8 @@ pub struct Api {
     child: Child,
     pub log: std::path::PathBuf,
     pub port: u16,
+    /// The health and metrics address's port.
+    pub http_port: u16,
     pub write: String,
     pub read: String,
 }
@@ -108,6 +110,7 @@ impl Api {
         let n = std::process::id();
         let write = token(&format!("host-{n}-{}", free_port()), "write");
         let read = token(&format!("reader-{n}-{}", free_port()), "read");
+        let http_port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.env("DATABASE_URL", &db.url)
             .env("STRIPE_API_KEY", "sk_test_api")
@@ -119,7 +122,7 @@ impl Api {
                 "--schedule",
                 "0 0 0 1 1 *",
                 "--http-addr",
-                &format!("127.0.0.1:{}", free_port()),
+                &format!("127.0.0.1:{http_port}"),
                 "--api-addr",
                 &format!("127.0.0.1:{port}"),
             ]);
@@ -140,6 +143,7 @@ impl Api {
             child,
             log,
             port,
+            http_port,
             write,
             read,
         };
