@@ -404,6 +404,11 @@ mod tests {
         let m = Metrics::default();
         m.record_pass(&Err("x".into()), 1200, 1_700_000_000);
         m.record_audit(2, 1_700_000_000);
+        let webhooks = Arc::new(crate::api::WebhookStats::default());
+        webhooks.record("invoice.paid", "applied");
+        if let Ok(mut w) = m.webhooks.lock() {
+            *w = Some(webhooks);
+        }
         let text = m.render(Some(DbGauges {
             attention: 1,
             started: 2,
@@ -447,6 +452,10 @@ mod tests {
                 "plan_invoicer_stripe_requests_total{{outcome=\"{outcome}\"}}"
             ));
         }
+        expected_samples.insert(
+            "plan_invoicer_stripe_webhook_events_total{type=\"invoice.paid\",outcome=\"applied\"}"
+                .into(),
+        );
         for le in [
             "0.05", "0.1", "0.5", "1.0", "2.5", "5.0", "10.0", "30.0", "60.0", "300.0", "inf",
         ] {
