@@ -358,35 +358,20 @@ impl ServeConfig {
                 "invalid HTTP address {addr:?} (expected host:port such as 127.0.0.1:9187)"
             ))
         })?;
-        let api_addr = match args.api_addr.clone().or(file.api_addr) {
-            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
-                invalid(format!(
-                    "invalid API address {a:?} (expected host:port such as 127.0.0.1:8080)"
-                ))
-            })?),
-            None => None,
-        };
-        if api_addr.is_some() && api_addr == Some(http_addr) {
-            return Err(invalid(format!(
-                "the API address {http_addr} is also the health and metrics address: give each its own port"
-            )));
-        }
-        let audit_schedule = args.audit_schedule.clone().or(file.audit_schedule);
-        if let Some(s) = &audit_schedule {
-            validate_schedule(s)?;
-        }
-        let sync_payments_schedule = args
-            .sync_payments_schedule
-            .clone()
-            .or(file.sync_payments_schedule);
-        if let Some(s) = &sync_payments_schedule {
-            validate_schedule(s)?;
-        }
-        let overdue_schedule = args
-            .overdue_schedule
-            .clone()
-            .or(file.overdue_schedule.clone());
-        if let Some(s) = &overdue_schedule {
+        let api_addr = api_address(args.api_addr.clone().or(file.api_addr.clone()), http_addr)?;
+        let [audit_schedule, sync_payments_schedule, overdue_schedule] = [
+            args.audit_schedule.clone().or(file.audit_schedule.clone()),
+            args.sync_payments_schedule
+                .clone()
+                .or(file.sync_payments_schedule.clone()),
+            args.overdue_schedule
+                .clone()
+                .or(file.overdue_schedule.clone()),
+        ];
+        for s in [&audit_schedule, &sync_payments_schedule, &overdue_schedule]
+            .into_iter()
+            .flatten()
+        {
             validate_schedule(s)?;
         }
         let overdue_policy = overdue_policy(
@@ -419,6 +404,27 @@ impl ServeConfig {
             )?,
         })
     }
+}
+
+/// The API's address, when one is given: never the health and metrics address.
+fn api_address(
+    addr: Option<String>,
+    http_addr: SocketAddr,
+) -> Result<Option<SocketAddr>, AppError> {
+    let Some(a) = addr else {
+        return Ok(None);
+    };
+    let api: SocketAddr = a.parse().map_err(|_| {
+        invalid(format!(
+            "invalid API address {a:?} (expected host:port such as 127.0.0.1:8080)"
+        ))
+    })?;
+    if api == http_addr {
+        return Err(invalid(format!(
+            "the API address {http_addr} is also the health and metrics address: give each its own port"
+        )));
+    }
+    Ok(Some(api))
 }
 
 fn env_or(name: &str, file: Option<u64>, default: u64) -> Result<u64, AppError> {

@@ -614,7 +614,6 @@ fn seat_updates_during_a_pass_are_invoiced_once() {
 /// the same process answers again once the database is back.
 #[test]
 fn database_away_is_503_then_recovers() {
-    use diesel::{Connection, RunQueryDsl};
     let Some(db) = TestDb::new(Backend::Postgres) else {
         return;
     };
@@ -622,14 +621,7 @@ fn database_away_is_503_then_recovers() {
     let (_, plan) = customer_and_plan(&api);
     assert_eq!(api.get(&format!("/v1/plans/{plan}")).status, 200);
     let name = db.url.rsplit('/').next().unwrap_or_default().to_string();
-    let admin = |sql: &str| {
-        let mut conn =
-            diesel::PgConnection::establish(&format!("{}/postgres", common::pg_base_url()))
-                .unwrap_or_else(|e| panic!("{e}"));
-        diesel::sql_query(sql)
-            .execute(&mut conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    };
+    let admin = common::pg_admin;
     admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
     admin(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"

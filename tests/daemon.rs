@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Backend, TestDb};
-use diesel::{Connection, RunQueryDsl};
 use plan_invoicer::devtools::emulator::Faults;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
@@ -60,16 +59,7 @@ fn serve(db: &TestDb, port: u16, extra: &[&str]) -> Child {
         .unwrap_or_else(|e| panic!("spawn serve: {e}"))
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
+use common::wait_until;
 
 /// Plans with one invoice due now (on the wall clock, which `serve` runs on).
 fn setup_recent_plans(db: &TestDb, count: usize) {
@@ -589,14 +579,7 @@ fn serve_survives_the_database_going_away() {
     );
     assert_eq!(http_get(port, "/readyz").map(|(s, _)| s), Some(200));
     let name = db.url.rsplit('/').next().unwrap_or_default().to_string();
-    let admin = |sql: &str| {
-        let mut conn =
-            diesel::PgConnection::establish(&format!("{}/postgres", common::pg_base_url()))
-                .unwrap_or_else(|e| panic!("{e}"));
-        diesel::sql_query(sql)
-            .execute(&mut conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    };
+    let admin = common::pg_admin;
     admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
     admin(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"

@@ -5,7 +5,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::wait_until;
 
 use common::http::{request, Api};
 use common::{Backend, TestDb};
@@ -13,17 +15,6 @@ use plan_invoicer::stripe::webhook::sign;
 use serde_json::{json, Value};
 
 const SECRET: &str = "whsec_plan_invoicer_test";
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
 
 /// A signed POST to the webhook endpoint.
 fn deliver(api: &Api, body: &str, header: &str) -> common::http::Reply {

@@ -124,11 +124,7 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
             let id = ops::create_customer(c, &input, now)?;
             out(&Created { id }, format!("created customer {id}"))
         }
-        CustomerCmd::Show { id } => {
-            let customer = ops::customer(c, id)?;
-            let plans = repo::plan_ids_of_customer(c, id)?;
-            pretty(&CustomerView::new(&customer, plans))
-        }
+        CustomerCmd::Show { id } => customer_view(c, id),
         CustomerCmd::SetDiscount {
             id,
             monthly_discounted_price_cents,
@@ -143,17 +139,19 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
                 required_plan_tier.as_deref(),
                 now,
             )?;
-            let customer = ops::customer(c, id)?;
-            let plans = repo::plan_ids_of_customer(c, id)?;
-            pretty(&CustomerView::new(&customer, plans))
+            customer_view(c, id)
         }
         CustomerCmd::ReportUsage { id, seats } => {
             ops::report_usage(c, id, seats, now)?;
-            let customer = ops::customer(c, id)?;
-            let plans = repo::plan_ids_of_customer(c, id)?;
-            pretty(&CustomerView::new(&customer, plans))
+            customer_view(c, id)
         }
     }
+}
+
+fn customer_view(c: &mut Conn, id: i64) -> Result<Output, AppError> {
+    let customer = ops::customer(c, id)?;
+    let plans = repo::plan_ids_of_customer(c, id)?;
+    pretty(&CustomerView::new(&customer, plans))
 }
 
 fn plan_view(c: &mut Conn, id: i64) -> Result<PlanView, AppError> {

@@ -176,6 +176,36 @@ async fn write(
     }
 }
 
+/// A write named `name` of the command enum `T` (the CLI's subcommand), its body from the request
+/// and its id, when there is one, from `path`.
+#[allow(clippy::too_many_arguments)]
+async fn command_write<T: serde::de::DeserializeOwned>(
+    state: &ApiState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Body,
+    name: &str,
+    id: Option<i64>,
+    path: &str,
+    wrap: fn(T) -> Write,
+) -> Result<Response, ApiError> {
+    let (body, raw) = json_object(headers, body).await?;
+    let cmd = command::<T>(name, id, body)?;
+    write(state, caller, headers, fingerprint(path, &raw), wrap(cmd)).await
+}
+
+/// `action` when it is one of `known` (404 otherwise).
+fn known_action<'a>(known: &[&str], what: &str, action: &'a str) -> Result<&'a str, ApiError> {
+    if known.contains(&action) {
+        Ok(action)
+    } else {
+        Err(ApiError::not_found(format!(
+            "no {what} action {action:?}: one of {}",
+            known.join(", ")
+        )))
+    }
+}
+
 fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut().insert(
@@ -202,10 +232,18 @@ async fn create_customer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (body, raw) = json_object(&headers, body).await?;
-    let cmd = command::<CustomerCmd>("create", None, body)?;
-    let fp = fingerprint("/v1/customers", &raw);
-    write(&state, &caller, &headers, fp, Write::Customer(cmd)).await
+    let path = "/v1/customers";
+    command_write(
+        &state,
+        &caller,
+        &headers,
+        body,
+        "create",
+        None,
+        path,
+        Write::Customer,
+    )
+    .await
 }
 
 async fn show_customer(
@@ -228,17 +266,20 @@ async fn customer_action(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !CUSTOMER_ACTIONS.contains(&action.as_str()) {
-        return Err(ApiError::not_found(format!(
-            "no customer action {action:?}: one of {}",
-            CUSTOMER_ACTIONS.join(", ")
-        )));
-    }
+    let action = known_action(CUSTOMER_ACTIONS, "customer", &action)?;
     let id = path_id(&id, "customer")?;
-    let (body, raw) = json_object(&headers, body).await?;
-    let cmd = command::<CustomerCmd>(&action, Some(id), body)?;
-    let fp = fingerprint(&format!("/v1/customers/{id}/{action}"), &raw);
-    write(&state, &caller, &headers, fp, Write::Customer(cmd)).await
+    let path = format!("/v1/customers/{id}/{action}");
+    command_write(
+        &state,
+        &caller,
+        &headers,
+        body,
+        action,
+        Some(id),
+        &path,
+        Write::Customer,
+    )
+    .await
 }
 
 // ----- plans -----
@@ -249,10 +290,17 @@ async fn create_plan(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (body, raw) = json_object(&headers, body).await?;
-    let cmd = command::<PlanCmd>("create", None, body)?;
-    let fp = fingerprint("/v1/plans", &raw);
-    write(&state, &caller, &headers, fp, Write::Plan(cmd)).await
+    command_write(
+        &state,
+        &caller,
+        &headers,
+        body,
+        "create",
+        None,
+        "/v1/plans",
+        Write::Plan,
+    )
+    .await
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -349,17 +397,20 @@ async fn plan_action(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !PLAN_ACTIONS.contains(&action.as_str()) {
-        return Err(ApiError::not_found(format!(
-            "no plan action {action:?}: one of {}",
-            PLAN_ACTIONS.join(", ")
-        )));
-    }
+    let action = known_action(PLAN_ACTIONS, "plan", &action)?;
     let id = path_id(&id, "plan")?;
-    let (body, raw) = json_object(&headers, body).await?;
-    let cmd = command::<PlanCmd>(&action, Some(id), body)?;
-    let fp = fingerprint(&format!("/v1/plans/{id}/{action}"), &raw);
-    write(&state, &caller, &headers, fp, Write::Plan(cmd)).await
+    let path = format!("/v1/plans/{id}/{action}");
+    command_write(
+        &state,
+        &caller,
+        &headers,
+        body,
+        action,
+        Some(id),
+        &path,
+        Write::Plan,
+    )
+    .await
 }
 
 // ----- offers -----
@@ -370,10 +421,17 @@ async fn create_offer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (body, raw) = json_object(&headers, body).await?;
-    let cmd = command::<OfferCmd>("create", None, body)?;
-    let fp = fingerprint("/v1/offers", &raw);
-    write(&state, &caller, &headers, fp, Write::Offer(cmd)).await
+    command_write(
+        &state,
+        &caller,
+        &headers,
+        body,
+        "create",
+        None,
+        "/v1/offers",
+        Write::Offer,
+    )
+    .await
 }
 
 async fn accept_offer(
@@ -384,10 +442,18 @@ async fn accept_offer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id, "offer")?;
-    let (body, raw) = json_object(&headers, body).await?;
-    let cmd = command::<OfferCmd>("accept", Some(id), body)?;
-    let fp = fingerprint(&format!("/v1/offers/{id}/accept"), &raw);
-    write(&state, &caller, &headers, fp, Write::Offer(cmd)).await
+    let path = format!("/v1/offers/{id}/accept");
+    command_write(
+        &state,
+        &caller,
+        &headers,
+        body,
+        "accept",
+        Some(id),
+        &path,
+        Write::Offer,
+    )
+    .await
 }
 
 // ----- invoices, status -----

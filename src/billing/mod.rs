@@ -22,6 +22,23 @@ pub fn customer(conn: &mut Conn, id: i64) -> Result<Customer, AppError> {
         .ok_or_else(|| AppError::NotFound(format!("customer {id} does not exist")))
 }
 
+/// Ends a plan now, with nothing more to invoice: invoiced through its newest ledger entry, no
+/// next invoice date. Saves it and returns the status it had.
+pub fn end_now(
+    conn: &mut Conn,
+    p: &mut crate::domain::Plan,
+) -> Result<crate::domain::PlanStatus, AppError> {
+    let old = p.status;
+    p.status = crate::domain::PlanStatus::Ended;
+    p.invoiced_through = repo::ledger_of(conn, p.id)?
+        .last()
+        .map(|e| e.id)
+        .or(p.invoiced_through);
+    p.next_invoice_date = None;
+    repo::save_plan(conn, p)?;
+    Ok(old)
+}
+
 pub fn plan(conn: &mut Conn, id: i64) -> Result<PlanRecord, AppError> {
     repo::get_plan(conn, id)?.ok_or_else(|| AppError::NotFound(format!("plan {id} does not exist")))
 }

@@ -148,14 +148,7 @@ pub fn end_for_nonpayment(
         let mut p = record.plan;
         let ended = p.status.is_live();
         if ended {
-            let old = p.status;
-            p.status = crate::domain::PlanStatus::Ended;
-            p.invoiced_through = repo::ledger_of(c, p.id)?
-                .last()
-                .map(|e| e.id)
-                .or(p.invoiced_through);
-            p.next_invoice_date = None;
-            repo::save_plan(c, &p)?;
+            let old = super::end_now(c, &mut p)?;
             let mut e = NewEvent::about(EventKind::PlanDowngradedForNonpayment, &p, now);
             e.old_status = Some(old);
             e.new_status = Some(p.status);

@@ -195,23 +195,19 @@ pub(super) async fn overdue(
         r.left_to_a_person.len(),
         r.invoices_voided
     );
-    for a in &r.plans_ended {
-        text.push_str(&format!(
-            "\n{verb}: plan {} of customer {} ({} seats), invoices to void {:?}",
-            a.plan_id.unwrap_or_default(),
-            a.customer_id,
-            a.seats.unwrap_or_default(),
-            a.invoices
-        ));
-    }
-    for a in &r.left_to_a_person {
-        text.push_str(&format!(
-            "\nleft to a person: plan {} of customer {} ({} seats), unpaid invoices {:?}",
-            a.plan_id.unwrap_or_default(),
-            a.customer_id,
-            a.seats.unwrap_or_default(),
-            a.invoices
-        ));
+    for (what, list) in [
+        (verb, &r.plans_ended),
+        ("left to a person", &r.left_to_a_person),
+    ] {
+        for a in list {
+            text.push_str(&format!(
+                "\n{what}: plan {} of customer {} ({} seats), unpaid invoices {:?}",
+                a.plan_id.unwrap_or_default(),
+                a.customer_id,
+                a.seats.unwrap_or_default(),
+                a.invoices
+            ));
+        }
     }
     out(&r, text)
 }

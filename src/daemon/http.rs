@@ -179,40 +179,7 @@ impl Metrics {
             ConstGauge::new(i64::from(gauges.is_some())),
         );
         if let Some(g) = gauges {
-            r.register(
-                "plan_invoicer_unpaid_invoices",
-                "Invoices open or uncollectible by Stripe's webhooks",
-                ConstGauge::new(g.unpaid_invoices),
-            );
-            r.register(
-                "plan_invoicer_unpaid_invoices_cents",
-                "What the unpaid invoices come to, in cents",
-                ConstGauge::new(g.unpaid_cents),
-            );
-            let (attention, started, overdue) = (g.attention, g.started, g.overdue);
-            for (name, help, value) in [
-                (
-                    "plan_invoicer_plans_needing_attention",
-                    "Plans whose invoicing is blocked until someone acts",
-                    attention,
-                ),
-                (
-                    "plan_invoicer_plans_started_with_live_lease",
-                    "Plans claimed by a worker right now",
-                    started,
-                ),
-                (
-                    "plan_invoicer_plans_overdue",
-                    "Plans whose next invoice date is more than an hour past",
-                    overdue,
-                ),
-            ] {
-                r.register(
-                    name,
-                    help,
-                    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)),
-                );
-            }
+            register_db_gauges(&mut r, &g);
         }
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -306,6 +273,44 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".to_string()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    }
+}
+
+/// The gauges read from the database at scrape time (left out when it did not answer).
+fn register_db_gauges(r: &mut Registry, g: &DbGauges) {
+    r.register(
+        "plan_invoicer_unpaid_invoices",
+        "Invoices open or uncollectible by Stripe's webhooks",
+        ConstGauge::new(g.unpaid_invoices),
+    );
+    r.register(
+        "plan_invoicer_unpaid_invoices_cents",
+        "What the unpaid invoices come to, in cents",
+        ConstGauge::new(g.unpaid_cents),
+    );
+    let (attention, started, overdue) = (g.attention, g.started, g.overdue);
+    for (name, help, value) in [
+        (
+            "plan_invoicer_plans_needing_attention",
+            "Plans whose invoicing is blocked until someone acts",
+            attention,
+        ),
+        (
+            "plan_invoicer_plans_started_with_live_lease",
+            "Plans claimed by a worker right now",
+            started,
+        ),
+        (
+            "plan_invoicer_plans_overdue",
+            "Plans whose next invoice date is more than an hour past",
+            overdue,
+        ),
+    ] {
+        r.register(
+            name,
+            help,
+            ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)),
+        );
     }
 }
 

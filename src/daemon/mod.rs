@@ -71,39 +71,10 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         info!("plans are overdue: a catch-up pass runs now");
         let _ = tx.try_send(Tick::Startup);
     }
-    // The optional audit: its own schedule and task; it reads, it never writes.
-    let (audit_tx, audit_rx) = mpsc::channel::<()>(1);
-    // The optional payment sync and overdue policy: their own schedules and tasks.
-    let (sync_tx, sync_rx) = mpsc::channel::<()>(1);
-    let (overdue_tx, overdue_rx) = mpsc::channel::<()>(1);
-    let side = SideJobs {
-        audit: &audit_tx,
-        sync: &sync_tx,
-        overdue: &overdue_tx,
-    };
-    let mut scheduler = schedule(&config, &tx, &side, &metrics).await?;
-
+    // The optional audit, payment sync and overdue policy: their own schedules and tasks.
     let gateway = Arc::new(gateway);
-    let auditor = tokio::spawn(auditor(
-        audit_rx,
-        db.clone(),
-        gateway.clone(),
-        metrics.clone(),
-        clock.clone(),
-    ));
-    let syncer = tokio::spawn(payment_syncer(
-        sync_rx,
-        db.clone(),
-        gateway.clone(),
-        clock.clone(),
-    ));
-    let overdue_worker = tokio::spawn(overdue_runner(
-        overdue_rx,
-        db.clone(),
-        gateway.clone(),
-        clock.clone(),
-        config.overdue_policy,
-    ));
+    let (side, side_tasks) = start_side_jobs(&config, &db, &gateway, &metrics, &clock);
+    let mut scheduler = schedule(&config, &tx, &side, &metrics).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(tokio::sync::Notify::new());
     let passes = Passes {
@@ -123,12 +94,10 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     stop.store(true, Ordering::SeqCst);
     stopping.notify_one();
     let _ = tokio::time::timeout(Duration::from_secs(5), scheduler.shutdown()).await;
-    drop(audit_tx);
-    auditor.abort();
-    drop(sync_tx);
-    syncer.abort();
-    drop(overdue_tx);
-    overdue_worker.abort();
+    drop(side);
+    for t in side_tasks {
+        t.abort();
+    }
     drop(tx);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     match tokio::time::timeout(grace, worker).await {
@@ -206,7 +175,7 @@ async fn start_http(
 async fn schedule(
     config: &ServeConfig,
     tx: &mpsc::Sender<Tick>,
-    side: &SideJobs<'_>,
+    side: &SideJobs,
     metrics: &Arc<Metrics>,
 ) -> Result<JobScheduler, AppError> {
     let scheduler = JobScheduler::new()
@@ -230,9 +199,9 @@ async fn schedule(
         .await
         .map_err(|e| invalid(format!("cannot schedule the pass: {e}")))?;
     for (name, schedule, tx) in [
-        ("audit", &config.audit_schedule, side.audit),
-        ("sync-payments", &config.sync_payments_schedule, side.sync),
-        ("overdue", &config.overdue_schedule, side.overdue),
+        ("audit", &config.audit_schedule, &side.audit),
+        ("sync-payments", &config.sync_payments_schedule, &side.sync),
+        ("overdue", &config.overdue_schedule, &side.overdue),
     ] {
         let Some(schedule) = schedule else {
             continue;
@@ -283,10 +252,54 @@ async fn auditor(
 }
 
 /// The ticks of the jobs that run beside the passes, each on its own schedule.
-struct SideJobs<'a> {
-    audit: &'a mpsc::Sender<()>,
-    sync: &'a mpsc::Sender<()>,
-    overdue: &'a mpsc::Sender<()>,
+struct SideJobs {
+    audit: mpsc::Sender<()>,
+    sync: mpsc::Sender<()>,
+    overdue: mpsc::Sender<()>,
+}
+
+/// The tasks of the audit (it reads, it never writes), the payment sync and the overdue
+/// policy, each waiting for its ticks.
+fn start_side_jobs(
+    config: &ServeConfig,
+    db: &Db,
+    gateway: &Arc<StripeGateway>,
+    metrics: &Arc<Metrics>,
+    clock: &Arc<dyn Clock>,
+) -> (SideJobs, Vec<tokio::task::JoinHandle<()>>) {
+    let (audit, audit_rx) = mpsc::channel::<()>(1);
+    let (sync, sync_rx) = mpsc::channel::<()>(1);
+    let (overdue, overdue_rx) = mpsc::channel::<()>(1);
+    let tasks = vec![
+        tokio::spawn(auditor(
+            audit_rx,
+            db.clone(),
+            gateway.clone(),
+            metrics.clone(),
+            clock.clone(),
+        )),
+        tokio::spawn(payment_syncer(
+            sync_rx,
+            db.clone(),
+            gateway.clone(),
+            clock.clone(),
+        )),
+        tokio::spawn(overdue_runner(
+            overdue_rx,
+            db.clone(),
+            gateway.clone(),
+            clock.clone(),
+            config.overdue_policy,
+        )),
+    ];
+    (
+        SideJobs {
+            audit,
+            sync,
+            overdue,
+        },
+        tasks,
+    )
 }
 
 /// Runs the overdue policy per tick.

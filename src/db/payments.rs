@@ -64,28 +64,19 @@ pub struct NewPayment<'a> {
 
 pub fn save_payment(conn: &mut Conn, p: &NewPayment<'_>, now: Ts) -> Result<(), DbError> {
     with_conn!(conn, c => {
-        let n = diesel::update(invoice_payment::table.find(p.invoice_id))
-            .set((
-                invoice_payment::status.eq(p.status.name()),
-                invoice_payment::status_at.eq(p.status_at),
-                invoice_payment::attempt_count.eq(p.attempt_count),
-                invoice_payment::hosted_invoice_url.eq(p.hosted_invoice_url),
-                invoice_payment::updated_at.eq(now),
-            ))
-            .execute(c)?;
-        if n == 0 {
-            diesel::insert_into(invoice_payment::table)
-                .values((
-                    invoice_payment::invoice_id.eq(p.invoice_id),
-                    invoice_payment::status.eq(p.status.name()),
-                    invoice_payment::status_at.eq(p.status_at),
-                    invoice_payment::attempt_count.eq(p.attempt_count),
-                    invoice_payment::hosted_invoice_url.eq(p.hosted_invoice_url),
-                    invoice_payment::updated_at.eq(now),
-                ))
-                .execute(c)?;
-        }
-        Ok::<_, diesel::result::Error>(())
+        let values = (
+            invoice_payment::status.eq(p.status.name()),
+            invoice_payment::status_at.eq(p.status_at),
+            invoice_payment::attempt_count.eq(p.attempt_count),
+            invoice_payment::hosted_invoice_url.eq(p.hosted_invoice_url),
+            invoice_payment::updated_at.eq(now),
+        );
+        diesel::insert_into(invoice_payment::table)
+            .values((invoice_payment::invoice_id.eq(p.invoice_id), values))
+            .on_conflict(invoice_payment::invoice_id)
+            .do_update()
+            .set(values)
+            .execute(c)
     })?;
     Ok(())
 }

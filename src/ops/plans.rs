@@ -326,14 +326,7 @@ fn switch_free_trial_now(
 pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError> {
     conn.transaction(|c| {
         let (mut p, _) = live_plan(c, id, now)?;
-        let old = p.status;
-        p.status = PlanStatus::Ended;
-        p.invoiced_through = repo::ledger_of(c, p.id)?
-            .last()
-            .map(|e| e.id)
-            .or(p.invoiced_through);
-        p.next_invoice_date = None;
-        repo::save_plan(c, &p)?;
+        let old = crate::billing::end_now(c, &mut p)?;
         let mut e = event(EventKind::PlanEnded, &p, now);
         e.old_status = Some(old);
         e.new_status = Some(PlanStatus::Ended);

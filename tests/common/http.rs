@@ -110,7 +110,11 @@ impl Api {
         let n = std::process::id();
         let write = token(&format!("host-{n}-{}", free_port()), "write");
         let read = token(&format!("reader-{n}-{}", free_port()), "read");
-        let http_port = free_port();
+        // Any free port but the API's (which is not bound yet when the caller chose it).
+        let http_port = (0..100)
+            .map(|_| free_port())
+            .find(|p| *p != port)
+            .unwrap_or(port + 1);
         let mut cmd = Command::new(BIN);
         cmd.env("DATABASE_URL", &db.url)
             .env("STRIPE_API_KEY", "sk_test_api")

@@ -517,3 +517,25 @@ pub fn pass_with(
         ))
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Polls `f` every 50 ms until it holds or `timeout` has passed.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// Runs one statement on the PostgreSQL server's `postgres` database (taking a test database
+/// away and giving it back).
+pub fn pg_admin(sql: &str) {
+    let mut conn = PgConnection::establish(&format!("{}/postgres", pg_base_url()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
