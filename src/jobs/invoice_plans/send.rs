@@ -24,6 +24,7 @@ pub(super) async fn emit<G: PaymentGateway>(
 ) -> Result<usize, AppError> {
     let filter = InvoiceFilter {
         ids: Some(vec![invoice_id]),
+        without_payments: true,
         ..InvoiceFilter::default()
     };
     let Some(record) = held
