@@ -709,7 +709,7 @@ fn serve_audits_on_a_schedule() {
                 .unwrap_or(e)
         })
         .collect();
-    assert_eq!(alert_exprs.len(), 6, "six alert rules");
+    assert_eq!(alert_exprs.len(), 7, "seven alert rules");
     for (source, text) in exprs
         .iter()
         .map(|e| ("dashboard", e.as_str()))

@@ -16,13 +16,27 @@ use super::ApiState;
 use crate::billing::payments::{apply_invoice_event, InvoiceEvent};
 use crate::stripe::webhook::verify;
 
-/// Webhook requests counted by event type and outcome, for `/metrics`.
-#[derive(Debug, Default)]
+/// Webhook requests counted by event type and outcome, for `/metrics`. The rejected count is
+/// there from the start (at 0), so that an alert on it has a series to read.
+#[derive(Debug)]
 pub struct WebhookStats {
     family: prometheus_client::metrics::family::Family<
         Vec<(String, String)>,
         prometheus_client::metrics::counter::Counter,
     >,
+}
+
+impl Default for WebhookStats {
+    fn default() -> Self {
+        let stats = WebhookStats {
+            family: Default::default(),
+        };
+        drop(stats.family.get_or_create(&vec![
+            ("type".to_string(), "unknown".to_string()),
+            ("outcome".to_string(), "rejected".to_string()),
+        ]));
+        stats
+    }
 }
 
 impl WebhookStats {

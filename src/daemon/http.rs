@@ -43,8 +43,8 @@ pub struct Metrics {
     pub last_audit_unix: Gauge,
     pass_duration: Histogram,
     pub stripe: Mutex<Option<Arc<RequestStats>>>,
-    /// The API's webhook counts (when the API listens).
-    pub webhooks: Mutex<Option<Arc<crate::api::WebhookStats>>>,
+    /// The API's webhook counts (zero while the API does not listen).
+    pub webhooks: Arc<crate::api::WebhookStats>,
 }
 
 impl Default for Metrics {
@@ -62,7 +62,7 @@ impl Default for Metrics {
             last_audit_unix: Gauge::default(),
             pass_duration: Histogram::new(BUCKETS),
             stripe: Mutex::new(None),
-            webhooks: Mutex::new(None),
+            webhooks: Arc::default(),
         }
     }
 }
@@ -161,13 +161,7 @@ impl Metrics {
                 self.last_audit_unix.clone(),
             );
         }
-        let webhooks = self
-            .webhooks
-            .lock()
-            .ok()
-            .and_then(|w| w.clone())
-            .map(|w| w.family())
-            .unwrap_or_default();
+        let webhooks = self.webhooks.family();
         r.register(
             "plan_invoicer_stripe_webhook_events",
             "Stripe webhook requests by event type and outcome (applied, unchanged, ignored, duplicate; rejected: a bad signature or body, type unknown)",
@@ -409,11 +403,7 @@ mod tests {
         let m = Metrics::default();
         m.record_pass(&Err("x".into()), 1200, 1_700_000_000);
         m.record_audit(2, 1_700_000_000);
-        let webhooks = Arc::new(crate::api::WebhookStats::default());
-        webhooks.record("invoice.paid", "applied");
-        if let Ok(mut w) = m.webhooks.lock() {
-            *w = Some(webhooks);
-        }
+        m.webhooks.record("invoice.paid", "applied");
         let text = m.render(Some(DbGauges {
             attention: 1,
             started: 2,
@@ -457,10 +447,11 @@ mod tests {
                 "plan_invoicer_stripe_requests_total{{outcome=\"{outcome}\"}}"
             ));
         }
-        expected_samples.insert(
-            "plan_invoicer_stripe_webhook_events_total{type=\"invoice.paid\",outcome=\"applied\"}"
-                .into(),
-        );
+        for (kind, outcome) in [("invoice.paid", "applied"), ("unknown", "rejected")] {
+            expected_samples.insert(format!(
+                "plan_invoicer_stripe_webhook_events_total{{type=\"{kind}\",outcome=\"{outcome}\"}}"
+            ));
+        }
         for le in [
             "0.05", "0.1", "0.5", "1.0", "2.5", "5.0", "10.0", "30.0", "60.0", "300.0", "inf",
         ] {

@@ -50,11 +50,7 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         *s = Some(gateway.stats.clone());
     }
     let http_task = start_http(&config, &db, &metrics, &clock).await?;
-    let webhook_stats = Arc::new(crate::api::WebhookStats::default());
-    if let Ok(mut w) = metrics.webhooks.lock() {
-        *w = Some(webhook_stats.clone());
-    }
-    let api_task = start_api(&config, &db, &clock, &webhook_stats).await?;
+    let api_task = start_api(&config, &db, &clock, &metrics.webhooks).await?;
 
     // One pass at a time: the channel holds at most one pending tick.
     let (tx, rx) = mpsc::channel::<Tick>(1);
