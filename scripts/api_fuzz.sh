@@ -41,6 +41,10 @@ done
 
 "$PY/openapi-spec-validator" "$dir/openapi.json"
 status=0
+# schemathesis keeps a cache in its working directory: the temporary one, not the checkout.
+BIN=$(realpath "$BIN")
+PY=$(realpath "$PY")
+cd "$dir"
 "$PY/st" run "http://127.0.0.1:$api_port/v1/openapi.json" \
   -H "Authorization: Bearer $write" \
   --checks all --exclude-checks positive_data_acceptance --seed 20261204 --max-examples "$EXAMPLES" --generation-deterministic \
