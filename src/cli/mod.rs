@@ -196,8 +196,9 @@ pub struct ServeCmd {
     #[arg(long)]
     pub allow_time_travel: bool,
     /// Optional TOML file (keys: database_url, schedule, timezone, http_addr, api_addr, lease_seconds,
-    /// shutdown_grace_seconds, concurrency, audit_schedule, the stripe_max_… budget);
-    /// flags and environment win over it.
+    /// shutdown_grace_seconds, concurrency, audit_schedule, sync_payments_schedule,
+    /// overdue_schedule, overdue_invoices, overdue_seats, the stripe_max_… budget); flags and
+    /// environment win over it.
     #[arg(long, env = "PLAN_INVOICER_CONFIG")]
     pub config: Option<std::path::PathBuf>,
     /// Also run `audit` on this six-field cron schedule (off by default).
