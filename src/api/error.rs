@@ -77,6 +77,14 @@ impl ApiError {
         }
     }
 
+    /// The same error, about the request field `param`.
+    pub fn with_param(self, param: &str) -> ApiError {
+        ApiError {
+            param: Some(param.to_string()),
+            ..self
+        }
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,

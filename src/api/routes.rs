@@ -382,10 +382,7 @@ async fn plan_preview(
         q.at.as_deref()
             .map(crate::admin::parse_time)
             .transpose()
-            .map_err(|e| ApiError {
-                param: Some("at".into()),
-                ..ApiError::invalid(e)
-            })?;
+            .map_err(|e| ApiError::invalid(e).with_param("at"))?;
     let out = admin::plan(&state.db, PlanCmd::Preview { id, at }, state.clock.now())?;
     Ok(ok(&out.json))
 }
@@ -473,10 +470,10 @@ fn limit_of(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError {
-            param: Some("limit".into()),
-            ..ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT} (got {n})"))
-        }),
+        Some(n) => Err(
+            ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT} (got {n})"))
+                .with_param("limit"),
+        ),
     }
 }
 
@@ -513,19 +510,13 @@ async fn list_invoices(
         .as_deref()
         .map(InvoiceStatus::parse)
         .transpose()
-        .map_err(|e| ApiError {
-            param: Some("status".into()),
-            ..ApiError::invalid(e.to_string())
-        })?;
+        .map_err(|e| ApiError::invalid(e.to_string()).with_param("status"))?;
     let since = q
         .since
         .as_deref()
         .map(crate::admin::parse_time)
         .transpose()
-        .map_err(|e| ApiError {
-            param: Some("since".into()),
-            ..ApiError::invalid(e)
-        })?;
+        .map_err(|e| ApiError::invalid(e).with_param("since"))?;
     let filter = InvoiceFilter {
         plan_id: q.plan,
         customer_id: q.customer,
@@ -600,16 +591,12 @@ async fn ack_events(
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let consumer = ack.consumer.trim().to_string();
     if consumer.is_empty() || consumer.len() > 100 {
-        return Err(ApiError {
-            param: Some("consumer".into()),
-            ..ApiError::invalid("consumer must be 1 to 100 characters")
-        });
+        return Err(
+            ApiError::invalid("consumer must be 1 to 100 characters").with_param("consumer")
+        );
     }
     if ack.through < 0 {
-        return Err(ApiError {
-            param: Some("through".into()),
-            ..ApiError::invalid("through must not be negative")
-        });
+        return Err(ApiError::invalid("through must not be negative").with_param("through"));
     }
     let fp = fingerprint("/v1/events/ack", &raw);
     let w = Write::Ack {

@@ -93,10 +93,9 @@ pub(super) async fn receive(
     ) {
         warn!(error = %e, "Stripe webhook refused");
         state.webhook_stats.record("unknown", "rejected");
-        return Err(ApiError {
-            param: Some("Stripe-Signature".into()),
-            ..ApiError::invalid(format!("signature refused: {e}"))
-        });
+        return Err(
+            ApiError::invalid(format!("signature refused: {e}")).with_param("Stripe-Signature")
+        );
     }
     let parsed = serde_json::from_slice::<Value>(&raw)
         .map_err(|e| ApiError::invalid(format!("the event is not valid JSON: {e}")))

@@ -74,7 +74,7 @@ fn apply(
     {
         return Ok(Outcome::Ignored);
     }
-    let current = payments::payment_of(c, local)?;
+    let current = record.payment;
     let status_now = current.as_ref().map(|p| p.status);
     let next = PaymentStatus::after(status_now, kind);
     let attempts_before = current.as_ref().map_or(0, |p| p.attempt_count);

@@ -64,6 +64,14 @@ pub fn revoke_token(conn: &mut Conn, name: &str, now: Ts) -> Result<bool, DbErro
     Ok(n > 0)
 }
 
+/// Whether this process should purge the expired responses now: once per hour of `now`.
+fn purge_due(now: Ts) -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST_HOUR: AtomicI64 = AtomicI64::new(i64::MIN);
+    let hour = now.timestamp().div_euclid(3600);
+    LAST_HOUR.swap(hour, Ordering::Relaxed) != hour
+}
+
 /// A kept response: the hash of the request that made it, its status and body.
 #[derive(Debug, Clone, Queryable)]
 pub struct KeptResponse {
@@ -83,10 +91,21 @@ pub fn take_key(
     now: Ts,
 ) -> Result<Option<KeptResponse>, DbError> {
     let cutoff = now - chrono::Duration::hours(IDEMPOTENCY_HOURS);
+    // This key's expired response goes (the key is free again); the others' expired rows go
+    // now and then, not on every request, which would have every write contend for them.
     with_conn!(conn, c => diesel::delete(
-        api_idempotency::table.filter(api_idempotency::created_at.lt(cutoff)),
+        api_idempotency::table
+            .filter(api_idempotency::token_id.eq(token_id))
+            .filter(api_idempotency::key.eq(key))
+            .filter(api_idempotency::created_at.lt(cutoff)),
     )
     .execute(c))?;
+    if purge_due(now) {
+        with_conn!(conn, c => diesel::delete(
+            api_idempotency::table.filter(api_idempotency::created_at.lt(cutoff)),
+        )
+        .execute(c))?;
+    }
     // A savepoint: a unique violation (another request took the key and committed) must not
     // abort the caller's transaction on PostgreSQL.
     let inserted = conn.transaction(|conn| {

@@ -116,12 +116,21 @@ pub fn set_synced_through(conn: &mut Conn, through: i64, now: Ts) -> Result<(), 
 
 const SYNC: &str = "stripe_events";
 
-/// Cloud customers with a Stripe customer, in id order (the overdue policy's candidates).
-pub fn cloud_customers_in_stripe(conn: &mut Conn) -> Result<Vec<crate::domain::Customer>, DbError> {
+/// The overdue policy's candidates, in id order: Cloud customers with a Stripe customer and at
+/// least one unpaid invoice (every decision but "nothing" needs one), so that `status` and the
+/// policy read only the few customers behind, not the whole book.
+pub fn overdue_candidates(conn: &mut Conn) -> Result<Vec<crate::domain::Customer>, DbError> {
     use super::models::CustomerRow;
+    let unpaid = unpaid_names();
     let rows = with_conn!(conn, c => customer::table
         .filter(customer::stripe_customer_id.is_not_null())
         .filter(customer::kind.eq(crate::domain::CustomerKind::Cloud.name()))
+        .filter(customer::id.eq_any(
+            invoice::table
+                .inner_join(invoice_payment::table)
+                .filter(invoice_payment::status.eq_any(&unpaid))
+                .select(invoice::customer_id),
+        ))
         .order(customer::id)
         .load::<CustomerRow>(c))?;
     rows.into_iter().map(CustomerRow::into_domain).collect()
@@ -162,18 +171,20 @@ pub fn sent_invoices(conn: &mut Conn, customer_id: i64) -> Result<Vec<SentInvoic
 /// Asks for these invoices to be voided (inside the decision's transaction); an invoice asked
 /// for before keeps its first request.
 pub fn request_voids(conn: &mut Conn, ids: &[i64], now: Ts) -> Result<(), DbError> {
-    for id in ids {
-        let known = with_conn!(conn, c => invoice_void::table
-            .find(id)
-            .select(invoice_void::invoice_id)
-            .first::<i64>(c)
-            .optional())?;
-        if known.is_none() {
-            with_conn!(conn, c => diesel::insert_into(invoice_void::table)
-                .values((invoice_void::invoice_id.eq(id), invoice_void::requested_at.eq(now)))
-                .execute(c))?;
-        }
+    if ids.is_empty() {
+        return Ok(());
     }
+    with_conn!(conn, c => {
+        let rows: Vec<_> = ids
+            .iter()
+            .map(|id| (invoice_void::invoice_id.eq(*id), invoice_void::requested_at.eq(now)))
+            .collect();
+        diesel::insert_into(invoice_void::table)
+            .values(&rows)
+            .on_conflict(invoice_void::invoice_id)
+            .do_nothing()
+            .execute(c)
+    })?;
     Ok(())
 }
 
@@ -224,4 +235,13 @@ pub fn unpaid(conn: &mut Conn) -> Result<Unpaid, DbError> {
         amount_cents: rows.iter().map(|r| r.3).sum(),
         oldest: rows.first().map(|r| (r.0, r.1, r.2)),
     })
+}
+
+/// The names of the unpaid payment statuses, as stored.
+fn unpaid_names() -> Vec<&'static str> {
+    PaymentStatus::ALL
+        .iter()
+        .filter(|s| s.is_unpaid())
+        .map(|s| s.name())
+        .collect()
 }

@@ -293,3 +293,4 @@ diesel::table! {
 diesel::joinable!(invoice_payment -> invoice (invoice_id));
 diesel::joinable!(invoice_void -> invoice (invoice_id));
 diesel::allow_tables_to_appear_in_same_query!(invoice, invoice_payment, invoice_void);
+diesel::allow_tables_to_appear_in_same_query!(customer, invoice_payment);

@@ -70,7 +70,7 @@ pub enum OverdueDecision {
 /// Open and uncollectible invoices are unpaid; paid and void ones are not, and neither is an
 /// invoice whose payment nobody has heard of yet.
 fn unpaid(s: &Option<PaymentStatus>) -> bool {
-    matches!(s, Some(PaymentStatus::Open | PaymentStatus::Uncollectible))
+    s.is_some_and(PaymentStatus::is_unpaid)
 }
 
 pub fn overdue_decision(f: &OverdueFacts, policy: &OverduePolicy) -> OverdueDecision {

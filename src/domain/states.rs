@@ -142,6 +142,11 @@ impl PaymentStatus {
         allowed.then_some(target)
     }
 
+    /// Open and uncollectible invoices are unpaid (docs/RULES.md §5.1).
+    pub fn is_unpaid(self) -> bool {
+        matches!(self, PaymentStatus::Open | PaymentStatus::Uncollectible)
+    }
+
     /// The invoice events Stripe sends that this worker handles.
     pub fn handles(event: EventKind) -> bool {
         matches!(

@@ -44,6 +44,7 @@ pub struct Action {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OverdueReport {
     pub dry_run: bool,
+    /// Customers with an unpaid invoice (the only ones the policy can act on).
     pub customers_checked: usize,
     /// Plans ended for nonpayment (and their invoices to void).
     pub plans_ended: Vec<Action>,
@@ -57,10 +58,6 @@ pub struct OverdueReport {
     pub found_paid: usize,
 }
 
-fn unpaid(s: Option<PaymentStatus>) -> bool {
-    matches!(s, Some(PaymentStatus::Open | PaymentStatus::Uncollectible))
-}
-
 /// Every customer's decision, from the local records (also `status`'s overdue list).
 pub fn decide(
     c: &mut crate::db::Conn,
@@ -68,7 +65,7 @@ pub fn decide(
 ) -> Result<Vec<(OverdueDecision, Action)>, AppError> {
     {
         let mut out = vec![];
-        for cust in rows::cloud_customers_in_stripe(c)? {
+        for cust in rows::overdue_candidates(c)? {
             let live = repo::live_plan_of(c, cust.id)?;
             let live_plan = match &live {
                 Some(r) => {
@@ -94,7 +91,7 @@ pub fn decide(
                 seats: live_plan.map(|p| p.1),
                 invoices: sent
                     .iter()
-                    .filter(|i| unpaid(i.payment_status))
+                    .filter(|i| i.payment_status.is_some_and(PaymentStatus::is_unpaid))
                     .map(|i| i.id)
                     .collect(),
             };
