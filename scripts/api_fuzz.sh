@@ -30,7 +30,7 @@ write=$("$BIN" api-token create --name fuzz --scope write --json | python3 -c 'i
 emu_port=$(port); api_port=$(port); http_port=$(port)
 "$BIN" stripe-emulator --listen "127.0.0.1:$emu_port" > "$dir/emulator.log" 2>&1 &
 emu_pid=$!
-STRIPE_API_KEY=sk_test_fuzz STRIPE_API_BASE="http://127.0.0.1:$emu_port" \
+STRIPE_API_KEY=sk_test_fuzz STRIPE_API_BASE="http://127.0.0.1:$emu_port" STRIPE_WEBHOOK_SECRET=whsec_fuzz \
   "$BIN" serve --schedule "0 0 0 1 1 *" --http-addr "127.0.0.1:$http_port" \
   --api-addr "127.0.0.1:$api_port" > "$dir/serve.log" 2>&1 &
 serve_pid=$!

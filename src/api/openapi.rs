@@ -279,6 +279,20 @@ fn other_operations(s: &mut Schemas) -> Vec<Op> {
                 "Keep a consumer's cursor on the server.",
             )
         },
+        Op {
+            body: Some(json!({ "type": "object", "description": "A Stripe event, as Stripe sends it." })),
+            response: json!({
+                "type": "object",
+                "properties": { "received": { "type": "boolean" }, "outcome": { "type": "string" } },
+                "required": ["received", "outcome"]
+            }),
+            ..op(
+                "post",
+                "/v1/stripe/webhook",
+                "stripeWebhook",
+                "Stripe's invoice events, authenticated by the Stripe-Signature header, not a token (404 while no endpoint secret is set).",
+            )
+        },
     ]
 }
 
@@ -442,6 +456,14 @@ mod tests {
         ] {
             assert!(create["properties"][field].is_object(), "{field}: {create}");
         }
+    }
+
+    #[test]
+    fn the_webhook_is_documented_without_a_token() {
+        let doc = document();
+        let hook = &doc["paths"]["/v1/stripe/webhook"]["post"];
+        assert_eq!(hook["security"], json!([]), "{hook}");
+        assert!(hook["responses"]["200"].is_object());
     }
 
     #[test]
