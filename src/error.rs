@@ -12,6 +12,10 @@ pub enum AppError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// A value that must be unique is taken (an external reference, a live plan): the
+    /// caller's input, like `Invalid`, but the API answers 409.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Billing(#[from] BillingError),
     #[error(transparent)]
@@ -31,7 +35,10 @@ impl AppError {
     /// Exit code per `cli.md`: 2 for usage, input and configuration errors, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Invalid(_) | AppError::NotFound(_) | AppError::Billing(_) => 2,
+            AppError::Invalid(_)
+            | AppError::NotFound(_)
+            | AppError::Conflict(_)
+            | AppError::Billing(_) => 2,
             AppError::Db(
                 DbError::BadUrl(_)
                 | DbError::Missing(_)

@@ -173,6 +173,7 @@ pub enum PlanCmd {
         id: i64,
         /// The end date (RFC 3339).
         #[arg(long, value_parser = parse_time)]
+        #[serde(deserialize_with = "de_time")]
         date: Ts,
     },
     /// A never-started successor (fixed-price, or billed per license) from the plan's end date.
@@ -206,6 +207,7 @@ pub enum PlanCmd {
         id: i64,
         /// Preview at this instant instead of the next invoice date.
         #[arg(long, value_parser = parse_time)]
+        #[serde(default, deserialize_with = "de_opt_time")]
         at: Option<Ts>,
     },
 }
@@ -238,6 +240,7 @@ pub struct PlanCreate {
     pub invoice_billing: bool,
     /// The billing cycle anchor (default --now).
     #[arg(long, value_parser = parse_time)]
+    #[serde(default, deserialize_with = "de_opt_time")]
     pub anchor: Option<Ts>,
     /// The price per license in cents (default: from the tier and the customer's discount).
     #[arg(long, allow_negative_numbers = true)]
@@ -247,6 +250,7 @@ pub struct PlanCreate {
     pub fixed_price_cents: Option<i64>,
     /// The plan's end date (RFC 3339).
     #[arg(long, value_parser = parse_time)]
+    #[serde(default, deserialize_with = "de_opt_time")]
     pub end_date: Option<Ts>,
     /// Start in a free trial of this many days.
     #[arg(long, allow_negative_numbers = true)]
@@ -301,6 +305,7 @@ pub enum InvoicesCmd {
         customer: Option<i64>,
         /// Only invoices for due dates at or after this instant.
         #[arg(long, value_parser = parse_time)]
+        #[serde(default, deserialize_with = "de_opt_time")]
         since: Option<Ts>,
         /// Only invoices in this state: pending (written, not yet confirmed by Stripe) or sent.
         #[arg(long)]
@@ -308,10 +313,26 @@ pub enum InvoicesCmd {
     },
 }
 
+/// An instant from the outside (a flag, a JSON field, a query, a header): RFC 3339, inside the
+/// accepted years (docs/CLI.md, "Bounds").
 pub fn parse_time(s: &str) -> Result<Ts, String> {
-    DateTime::parse_from_rfc3339(s.trim())
+    let t = DateTime::parse_from_rfc3339(s.trim())
         .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2012-01-02T03:04:05Z ({e})"))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2012-01-02T03:04:05Z ({e})"))?;
+    crate::domain::bounds::instant("the time", t)
+}
+
+/// serde's side of [`parse_time`]: a JSON instant is read as the CLI reads the flag.
+fn de_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ts, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_time(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ts>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => parse_time(&s).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 fn cloud() -> String {

@@ -11,22 +11,30 @@ use crate::error::AppError;
 /// Seconds a client should wait before retrying while the database is away.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
+/// The kind of an error: `invalid_request_error` (400, 404, 405, 413, 415),
+/// `authentication_error` (401), `permission_error` (403), `idempotency_error` (400: a key
+/// reused with another request), `conflict_error` (409: a concurrent change or a value that
+/// must be unique), `service_unavailable` (503, with Retry-After), `api_error` (500: a bug,
+/// logged, never expected).
+///
+/// The variants carry no doc comments on purpose: the OpenAPI document then describes the
+/// type as one plain `enum` of strings, which every client generator parses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {
-    /// Bad input (400), unknown id (404), body too large (413), not JSON (415).
+    // Bad input (400), unknown id (404), wrong method (405), body too large (413), not JSON (415).
     InvalidRequestError,
-    /// No, a malformed, unknown, revoked or wrong token (401).
+    // No, a malformed, unknown, revoked or wrong token (401).
     AuthenticationError,
-    /// A read token on a write (403).
+    // A read token on a write (403).
     PermissionError,
-    /// An idempotency key reused with another request (400).
+    // An idempotency key reused with another request (400).
     IdempotencyError,
-    /// A conflicting concurrent change (409): retry.
+    // A conflicting concurrent change or a unique value taken (409).
     ConflictError,
-    /// The database (or another dependency) is unreachable (503, with Retry-After).
+    // The database (or another dependency) is unreachable (503, with Retry-After).
     ServiceUnavailable,
-    /// A bug: reported, never expected (500).
+    // A bug: reported, never expected (500).
     ApiError,
 }
 
@@ -39,11 +47,13 @@ pub struct ApiError {
 }
 
 /// The body of every error response.
+/// Every error response: `{"error": {"type", "message", "param"}}`.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     error: ErrorDetail,
 }
 
+/// One error.
 #[derive(Serialize, schemars::JsonSchema)]
 struct ErrorDetail {
     #[serde(rename = "type")]
@@ -130,7 +140,7 @@ impl From<AppError> for ApiError {
             AppError::NotFound(_) => ApiError::not_found(message),
             AppError::Invalid(_) | AppError::Billing(_) => ApiError::invalid(message),
             AppError::Db(db) => from_db(db, message),
-            AppError::Busy(_) | AppError::LeaseLost(_) => {
+            AppError::Busy(_) | AppError::LeaseLost(_) | AppError::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorType::ConflictError, message)
             }
             AppError::Gateway(_) => ApiError::new(
@@ -145,13 +155,16 @@ impl From<AppError> for ApiError {
 fn from_db(db: &DbError, message: String) -> ApiError {
     use diesel::result::{DatabaseErrorKind as K, Error as E};
     match db {
-        DbError::Connect(_) | DbError::Busy(_) | DbError::SchemaOutdated | DbError::Missing(_) => {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorType::ServiceUnavailable,
-                message,
-            )
-        }
+        _ if db.is_unavailable() => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::ServiceUnavailable,
+            message,
+        ),
+        DbError::Busy(_) | DbError::SchemaOutdated => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::ServiceUnavailable,
+            message,
+        ),
         DbError::Query(E::DatabaseError(K::SerializationFailure, _)) => ApiError::new(
             StatusCode::CONFLICT,
             ErrorType::ConflictError,
@@ -167,11 +180,6 @@ fn from_db(db: &DbError, message: String) -> ApiError {
                 format!("a concurrent change held the plan; retry it ({message})"),
             )
         }
-        DbError::Query(E::DatabaseError(K::ClosedConnection, _)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorType::ServiceUnavailable,
-            message,
-        ),
         // What the CLI refuses with exit code 2: a unique or check constraint (an external
         // reference taken, …) is the caller's input.
         _ if db.constraint().is_some() => {

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod openapi;
+mod door;
 mod routes;
 mod webhook;
 
@@ -41,6 +42,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PUBLIC_PATHS: &[&str] = &["/v1/openapi.json", "/v1/stripe/webhook"];
 /// The header that moves the API's clock, honoured only under `serve --allow-time-travel`.
 pub const NOW_HEADER: &str = "plan-invoicer-now";
+/// Under `serve --allow-time-travel` only: the request panics inside a database transaction
+/// before its handler runs (the tests' proof that a panic answers 500 and wedges nothing).
+pub const TEST_PANIC_HEADER: &str = "plan-invoicer-test-panic";
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -89,11 +93,13 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn unknown_route() -> ApiError {
+async fn unknown_route(body: Body) -> ApiError {
+    door::drain(body).await;
     ApiError::not_found("no such endpoint (docs/API.md lists them; GET /v1/openapi.json)")
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(body: Body) -> ApiError {
+    door::drain(body).await;
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorType::InvalidRequestError,
@@ -102,49 +108,59 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Authenticates the bearer token, checks its scope, logs the request line (naming the token,
-/// never showing it) and bounds the request's time.
-async fn authorize(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+/// never showing it) and bounds the request's time. Around the handler ([`door::guard`]): a
+/// panic answers 500, every error leaves in the JSON shape, and a connection whose request body
+/// was not read says `Connection: close`.
+async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let (mut req, body_read) = door::track_body(req);
     // The document is public; Stripe's webhooks authenticate with their signature.
     let caller = if PUBLIC_PATHS.contains(&path.as_str()) {
         None
     } else {
-        match caller_of(&state, req.headers()).await {
-            Ok(c) => {
-                if c.scope == Scope::Read && !matches!(method, Method::GET | Method::HEAD) {
-                    let response = ApiError::new(
+        let refused = match caller_of(&state, req.headers()).await {
+            Ok(c) if c.scope == Scope::Read && !matches!(method, Method::GET | Method::HEAD) => {
+                Err((
+                    ApiError::new(
                         StatusCode::FORBIDDEN,
                         ErrorType::PermissionError,
                         format!(
                             "token {} is read-only: this request needs a write token",
                             c.name
                         ),
-                    )
-                    .into_response();
-                    log(&method, &path, Some(&c), response.status(), started);
-                    return response;
-                }
+                    ),
+                    Some(c),
+                ))
+            }
+            Ok(c) => Ok(c),
+            Err(e) => Err((e, None)),
+        };
+        match refused {
+            Ok(c) => {
                 req.extensions_mut().insert(c.clone());
                 Some(c)
             }
-            Err(e) => {
-                let response = e.into_response();
-                log(&method, &path, None, response.status(), started);
+            Err((e, c)) => {
+                // Read (bounded) and drop the body, so that the connection stays usable.
+                door::drain(req.into_body()).await;
+                let response = door::finish(e.into_response(), &body_read);
+                log(&method, &path, c.as_ref(), response.status(), started);
                 return response;
             }
         }
     };
-    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorType::ServiceUnavailable,
-            "the request took too long",
-        )
-        .into_response(),
+    let test_panic = state.allow_time_travel && req.headers().contains_key(TEST_PANIC_HEADER);
+    let db = state.db.clone();
+    let handler = async move {
+        if test_panic {
+            door::panic_in_transaction(&db);
+        }
+        next.run(req).await
     };
+    let response = door::guard(handler, REQUEST_TIMEOUT, &method, &path).await;
+    let response = door::finish(response, &body_read);
     log(&method, &path, caller.as_ref(), response.status(), started);
     response
 }

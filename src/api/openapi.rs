@@ -322,6 +322,17 @@ fn query_parameters(schema: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The error schema, once, in `components`: the body with its `type` a reference to one plain
+/// `enum` of strings (a `oneOf` of constants defeats client generators).
+fn error_schemas() -> (Value, Value) {
+    let mut body = Schemas::new().response::<ErrorBody>();
+    let kind = Schemas::new().response::<super::error::ErrorType>();
+    if let Some(t) = body.pointer_mut("/properties/error/properties/type") {
+        *t = json!({ "$ref": "#/components/schemas/ErrorType" });
+    }
+    (body, kind)
+}
+
 fn error_responses(error: &Value, post: bool) -> Map<String, Value> {
     let mut out = Map::new();
     let mut codes = vec![
@@ -331,6 +342,7 @@ fn error_responses(error: &Value, post: bool) -> Map<String, Value> {
         ),
         ("401", "No valid token"),
         ("404", "No such id"),
+        ("500", "A bug: the request changed nothing and was logged"),
         (
             "503",
             "The database is unreachable: retry after Retry-After seconds",
@@ -358,7 +370,8 @@ fn error_responses(error: &Value, post: bool) -> Map<String, Value> {
 
 /// The whole document.
 pub fn document() -> Value {
-    let error = Schemas::new().response::<ErrorBody>();
+    let (error_body, error_type) = error_schemas();
+    let error = json!({ "$ref": "#/components/schemas/Error" });
     let mut paths = Map::new();
     for o in operations() {
         let mut parameters = vec![];
@@ -416,6 +429,7 @@ pub fn document() -> Value {
         "servers": [{ "url": "/" }],
         "security": [{ "bearer": [] }],
         "components": {
+            "schemas": { "Error": error_body, "ErrorType": error_type },
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer", "description": "A token from `plan-invoicer api-token create`." }
             }

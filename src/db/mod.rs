@@ -86,17 +86,52 @@ pub enum DbError {
     Busy(String),
 }
 
+/// What PostgreSQL and libpq say when a connection is lost or refused mid-way: an
+/// administrator's `pg_terminate_backend` or a shutdown (SQLSTATE class 57), a server that went
+/// away, a command that could not be sent. diesel names only some of these as
+/// `ClosedConnection`; the rest arrive as `Unknown` with one of these texts.
+const LOST_CONNECTION: &[&str] = &[
+    "terminating connection",
+    "the database system is",
+    "server closed the connection",
+    "no connection to the server",
+    "could not receive data",
+    "could not send data",
+    "connection to server",
+    "connection is closed",
+    "broken pipe",
+];
+
 impl DbError {
+    /// The database is away: unreachable, restarting, or the connection was lost. The one
+    /// classification of a lost connection, used by the API (503 with Retry-After), the pass
+    /// (a retry) and the readiness probe.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        match self {
+            DbError::Connect(_) | DbError::Missing(_) => true,
+            DbError::Query(E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _)) => {
+                true
+            }
+            DbError::Query(E::DatabaseError(_, info)) => {
+                let message = info.message().to_ascii_lowercase();
+                LOST_CONNECTION.iter().any(|m| message.contains(m))
+            }
+            DbError::Query(E::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+
     /// Transient failures a later attempt may not meet (serialization, deadlock, lost connection).
     pub fn is_retryable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
+        if self.is_unavailable() {
+            return true;
+        }
         match self {
-            DbError::Connect(_) | DbError::Busy(_) => true,
+            DbError::Busy(_) => true,
             DbError::Query(E::DatabaseError(kind, _)) => {
-                matches!(
-                    kind,
-                    K::SerializationFailure | K::ClosedConnection | K::Unknown
-                )
+                matches!(kind, K::SerializationFailure | K::Unknown)
             }
             _ => false,
         }

@@ -101,6 +101,15 @@ impl Pool {
         }
     }
 
+    /// Closes a connection and frees its place.
+    fn forget(&self, conn: Conn) {
+        drop(conn);
+        let mut slots = self.lock();
+        slots.open = slots.open.saturating_sub(1);
+        drop(slots);
+        self.returned.notify_one();
+    }
+
     fn give_back(&self, mut conn: Conn) {
         let keep = !conn.is_broken();
         let mut slots = self.lock();
@@ -111,6 +120,28 @@ impl Pool {
         }
         drop(slots);
         self.returned.notify_one();
+    }
+}
+
+/// A connection handed out for one closure. It goes back to the pool when the closure returns,
+/// and is closed — its transaction rolled back by the server, its place in the pool freed —
+/// when the closure panics: a panic inside a request or a pass can never keep a connection out
+/// of the pool, nor hand on one left in the middle of a transaction.
+struct Lease<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            self.pool.forget(conn);
+        } else {
+            self.pool.give_back(conn);
+        }
     }
 }
 
@@ -207,9 +238,26 @@ impl Db {
     ) -> Result<T, E> {
         blocking(|| match &self.source {
             Source::Pool(pool) => {
-                let mut conn = pool.checkout(wait).map_err(E::from)?;
-                let result = f(&mut conn);
-                pool.give_back(conn);
+                let mut lease = Lease {
+                    pool,
+                    conn: Some(pool.checkout(wait).map_err(E::from)?),
+                };
+                let result = match lease.conn.as_mut() {
+                    Some(conn) => f(conn),
+                    None => Err(E::from(DbError::Connect("no connection".into()))),
+                };
+                // A failed closure may have lost its connection (a terminated backend, a
+                // restart): one ping decides whether it goes back, so that the next caller
+                // does not meet the same dead connection.
+                if result.is_err() {
+                    if let Some(mut conn) = lease.conn.take() {
+                        if conn.ping().is_ok() {
+                            pool.give_back(conn);
+                        } else {
+                            pool.forget(conn);
+                        }
+                    }
+                }
                 result
             }
             Source::Dedicated(conn) => {
@@ -261,6 +309,19 @@ mod tests {
         // Nested use on SQLite would wait for the one connection: it times out instead.
         let nested = db.run(|_| db.run_within(Duration::from_millis(50), |c| c.ping()));
         assert!(nested.is_err());
+        // A closure that panics inside a transaction gives its connection's place back: the
+        // next caller gets a fresh connection with no transaction open.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.run(|c| {
+                c.transaction(|_| -> Result<(), DbError> { panic!("on purpose") })
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(pool.lock().open, 0, "the panicking closure's connection was closed");
+        db.run_within(Duration::from_millis(200), |c| {
+            c.transaction(|c| c.ping())
+        })
+        .unwrap_or_else(|e| panic!("the pool is usable after a panic: {e}"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -389,6 +389,16 @@ pub fn newest_ledger_time(conn: &mut Conn, plan_id: i64) -> Result<Option<Ts>, D
         .optional())?)
 }
 
+/// The due date of the plan's newest invoice: the instant up to which the plan is billed.
+pub fn newest_invoice_time(conn: &mut Conn, plan_id: i64) -> Result<Option<Ts>, DbError> {
+    Ok(with_conn!(conn, c => invoice::table
+        .filter(invoice::plan_id.eq(plan_id))
+        .order(invoice::event_time.desc())
+        .select(invoice::event_time)
+        .first::<Ts>(c)
+        .optional())?)
+}
+
 pub fn ledger_of(conn: &mut Conn, plan_id: i64) -> Result<Vec<LedgerEntry>, DbError> {
     let rows = with_conn!(conn, c => license_ledger::table
         .filter(license_ledger::plan_id.eq(plan_id))

@@ -32,7 +32,9 @@ pub fn plan_parameters(
     let price = price_per_license(tier, schedule, customer)?;
     let (period_end, next_invoice_date) = match free_trial_days.filter(|d| *d > 0) {
         Some(days) => {
-            let end = anchor + Duration::days(i64::from(days));
+            let end = anchor
+                .checked_add_signed(Duration::days(i64::from(days)))
+                .ok_or(BillingError::DateOutOfRange)?;
             (end, end)
         }
         None => (

@@ -1,6 +1,7 @@
 //! The pure billing core: no database, no HTTP, no clock. Every function takes the instant it
 //! acts at as a parameter.
 
+pub mod bounds;
 pub mod cycle;
 pub mod dates;
 pub mod ids;

@@ -62,18 +62,25 @@ pub fn parse_every(text: &str) -> Result<Duration, AppError> {
             "invalid --every {text:?}: expected a number and a unit, e.g. 1d, 1h, 30m"
         ))
     })?;
-    let step = match unit {
-        "w" => Duration::weeks(n),
-        "d" => Duration::days(n),
-        "h" => Duration::hours(n),
-        "m" => Duration::minutes(n),
-        "s" => Duration::seconds(n),
+    // The longest step is a century: beyond it no two steps fit in the accepted years.
+    const CENTURY_SECONDS: i64 = 100 * 366 * 86_400;
+    let seconds_per = match unit {
+        "w" => 7 * 86_400,
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
         _ => {
             return Err(invalid(format!(
                 "invalid --every {text:?}: the unit must be w, d, h, m or s"
             )))
         }
     };
+    let step = n
+        .checked_mul(seconds_per)
+        .filter(|s| *s <= CENTURY_SECONDS)
+        .map(Duration::seconds)
+        .ok_or_else(|| invalid(format!("invalid --every {text:?}: at most 100 years")))?;
     if step <= Duration::zero() {
         return Err(invalid(format!(
             "invalid --every {text:?}: must be positive"
@@ -189,5 +196,9 @@ mod tests {
         assert!(parse_every("0h").is_err());
         assert!(parse_every("1y").is_err());
         assert!(parse_every("d").is_err());
+        // Past the 64-bit limits of a duration: refused, never a panic.
+        assert!(parse_every("9223372036854775807w").is_err());
+        assert!(parse_every("99999999999999999999d").is_err());
+        assert!(parse_every("5300w").is_err());
     }
 }

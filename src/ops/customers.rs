@@ -7,7 +7,8 @@ use crate::domain::prices::{discount_display, list_price, price_per_license};
 use crate::domain::{Customer, CustomerKind, EventKind, PlanStatus, Tier};
 use crate::error::{invalid, AppError};
 
-use super::{customer, licenses_arg, non_negative, Ts};
+use super::{cents, customer, licenses_arg, text_arg, Ts};
+use crate::domain::bounds;
 
 #[derive(Debug, Clone, Default)]
 pub struct CustomerInput {
@@ -24,17 +25,25 @@ pub struct CustomerInput {
 }
 
 pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Result<i64, AppError> {
-    if input.name.trim().is_empty() {
-        return Err(invalid("--name must not be empty"));
-    }
+    let name = text_arg("--name", &input.name, bounds::MAX_NAME_CHARS)?;
+    let optional = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| text_arg(flag, v, bounds::MAX_TEXT_CHARS))
+            .transpose()
+    };
+    let email = optional("--email", &input.email)?;
+    let external_ref = optional("--external-ref", &input.external_ref)?;
+    let stripe_customer_id = optional("--stripe-customer-id", &input.stripe_customer_id)?;
     let kind = CustomerKind::parse(input.kind.as_deref().unwrap_or("cloud"))?;
-    let monthly = non_negative(
+    let monthly = cents(
         "--monthly-discounted-price-cents",
         input.monthly_discounted_price.unwrap_or(0),
+        bounds::MAX_PRICE_PER_LICENSE_CENTS,
     )?;
-    let annual = non_negative(
+    let annual = cents(
         "--annual-discounted-price-cents",
         input.annual_discounted_price.unwrap_or(0),
+        bounds::MAX_PRICE_PER_LICENSE_CENTS,
     )?;
     let tier = input
         .required_plan_tier
@@ -47,10 +56,10 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
         ));
     }
     let minimum = match input.minimum_licenses {
-        Some(m) if m <= 0 || m > i64::from(i32::MAX) => {
-            return Err(invalid("--minimum-licenses must be a positive number"))
-        }
-        m => m.map(|m| m as i32),
+        Some(m) if m <= 0 => return Err(invalid("--minimum-licenses must be a positive number")),
+        m => m
+            .map(|m| licenses_arg("--minimum-licenses", m))
+            .transpose()?,
     };
     // Self-hosted customers start with the $20/month flat discount unless they have a price discount.
     let flat_months = if kind == CustomerKind::SelfHosted && monthly == 0 && annual == 0 {
@@ -59,11 +68,11 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
         0
     };
     let new = NewCustomer {
-        external_ref: input.external_ref.clone(),
-        name: input.name.trim().to_string(),
-        email: input.email.clone(),
+        external_ref,
+        name,
+        email,
         kind: kind.name(),
-        stripe_customer_id: input.stripe_customer_id.clone(),
+        stripe_customer_id,
         monthly_discounted_price: monthly,
         annual_discounted_price: annual,
         minimum_licenses: minimum,
@@ -74,7 +83,7 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
     };
     conn.transaction(|c| repo::insert_customer(c, &new).map_err(AppError::from))
         .map_err(|e| match &e {
-            AppError::Db(d) if d.constraint().is_some() => invalid(format!(
+            AppError::Db(d) if d.constraint().is_some() => AppError::Conflict(format!(
                 "a customer with that external ref or Stripe customer id already exists ({})",
                 d.constraint().unwrap_or("")
             )),
@@ -117,6 +126,7 @@ pub fn set_discount(
                 "{flag} must be a positive number of cents (got {price})"
             )));
         }
+        cents(flag, price, bounds::MAX_PRICE_PER_LICENSE_CENTS)?;
     }
     let tier = tier.map(Tier::parse).transpose()?;
     conn.transaction(|c| {

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::billing::catch_up_cycles;
 use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
+use crate::domain::bounds;
 use crate::domain::EventKind;
 use crate::domain::{Customer, LedgerEntry, Plan};
 use crate::error::{invalid, AppError};
@@ -33,18 +34,24 @@ fn event(kind: EventKind, plan: &Plan, at: Ts) -> NewEvent {
     NewEvent::about(kind, plan, at)
 }
 
-fn non_negative(flag: &str, v: i64) -> Result<i64, AppError> {
-    if v < 0 {
-        return Err(invalid(format!("{flag} must not be negative (got {v})")));
-    }
-    Ok(v)
+/// A price in cents: `0..=max` (docs/CLI.md, "Bounds").
+fn cents(flag: &str, v: i64, max: i64) -> Result<i64, AppError> {
+    bounds::number(flag, v, max).map_err(AppError::Invalid)
 }
 
+/// A license, seat or minimum count: `0..=bounds::MAX_LICENSES`.
 fn licenses_arg(flag: &str, v: i64) -> Result<i32, AppError> {
-    if v < 0 {
-        return Err(invalid(format!("{flag} must not be negative (got {v})")));
-    }
-    i32::try_from(v).map_err(|_| invalid(format!("{flag} is too large (got {v})")))
+    bounds::licenses(flag, v).map_err(AppError::Invalid)
+}
+
+/// An instant given by the caller (an anchor, an end date, `--now`): inside the accepted years.
+pub fn instant_arg(flag: &str, t: Ts) -> Result<Ts, AppError> {
+    bounds::instant(flag, t).map_err(AppError::Invalid)
+}
+
+/// A text field, trimmed, without control characters, at most `max` characters.
+fn text_arg(flag: &str, v: &str, max: usize) -> Result<String, AppError> {
+    bounds::text(flag, v, max).map_err(AppError::Invalid)
 }
 
 fn clamp_i32(v: i64) -> Result<i32, AppError> {
@@ -69,11 +76,21 @@ fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppE
             p.status
         )));
     }
+    let show = |t: Ts| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     if let Some(newest) = repo::newest_ledger_time(conn, id)?.filter(|t| *t > now) {
         return Err(invalid(format!(
             "plan {id} has a ledger entry at {}, after --now {}: time only moves forward for a plan",
-            newest.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            show(newest),
+            show(now)
+        )));
+    }
+    // An invoice bills every change up to its date, so a change dated at or before it would
+    // be billed one invoice late (an annual plan's monthly invoice writes no ledger entry).
+    if let Some(billed) = repo::newest_invoice_time(conn, id)?.filter(|t| *t >= now) {
+        return Err(invalid(format!(
+            "plan {id} is invoiced through {}, at or after --now {}: time only moves forward for a plan",
+            show(billed),
+            show(now)
         )));
     }
     let c = customer(conn, p.customer_id)?;

@@ -7,7 +7,8 @@ use crate::domain::{BillingSchedule, OfferStatus, Tier};
 use crate::error::{invalid, AppError};
 
 use super::plans::{create_plan, PlanInput};
-use super::{customer, non_negative, Ts};
+use super::{cents, customer, text_arg, Ts};
+use crate::domain::bounds;
 
 pub fn create_offer(
     conn: &mut Conn,
@@ -24,10 +25,20 @@ pub fn create_offer(
     ) {
         return Err(invalid(format!("offers are for cloud_standard, cloud_plus, self_hosted_basic or self_hosted_business (got {tier})")));
     }
-    let fixed_price = non_negative("--fixed-price-cents", fixed_price)?;
+    let fixed_price = cents("--fixed-price-cents", fixed_price, bounds::MAX_FIXED_PRICE_CENTS)?;
+    let sent_invoice_id = sent_invoice_id
+        .map(|s| text_arg("--sent-invoice-id", s, bounds::MAX_TEXT_CHARS))
+        .transpose()?;
     conn.transaction(|c| {
         customer(c, customer_id)?;
-        repo::insert_offer(c, customer_id, tier, fixed_price, sent_invoice_id, now).map_err(|e| {
+        repo::insert_offer(
+            c,
+            customer_id,
+            tier,
+            fixed_price,
+            sent_invoice_id.as_deref(),
+            now,
+        ).map_err(|e| {
             match e.constraint() {
                 Some(_) => invalid(format!(
                     "customer {customer_id} already has a configured offer"

@@ -4,6 +4,7 @@ use crate::billing::on_schedule;
 use crate::db::claims;
 use crate::db::repo::{self, NewPlan};
 use crate::db::Conn;
+use crate::domain::bounds;
 use crate::domain::cycle::next_billing_cycle;
 use crate::domain::dates::{add_months, trunc_seconds};
 use crate::domain::prices::{
@@ -17,7 +18,7 @@ use crate::domain::{CollectionMethod, EventKind, LicenseManagement, ScheduleChan
 use crate::error::{invalid, AppError};
 
 use super::{
-    clamp_i32, current_after_cycle, customer, event, licenses_arg, live_plan, non_negative, plan,
+    clamp_i32, cents, current_after_cycle, customer, event, instant_arg, licenses_arg, live_plan, plan,
     require, Ts,
 };
 
@@ -62,10 +63,10 @@ impl PlanInput {
             input.licenses_at_next_renewal.unwrap_or(input.licenses),
         )?;
         let trial_days = match input.free_trial_days {
-            Some(d) if d < 0 => return Err(invalid("--free-trial-days must not be negative")),
             Some(d) => {
-                Some(u32::try_from(d).map_err(|_| invalid("--free-trial-days is too large"))?)
-                    .filter(|d| *d > 0)
+                let d = bounds::number("--free-trial-days", d, bounds::MAX_FREE_TRIAL_DAYS)
+                    .map_err(AppError::Invalid)?;
+                u32::try_from(d).ok().filter(|d| *d > 0)
             }
             None => None,
         };
@@ -87,14 +88,17 @@ impl PlanInput {
         }
         let fixed = input
             .fixed_price
-            .map(|p| non_negative("--fixed-price-cents", p))
+            .map(|p| cents("--fixed-price-cents", p, bounds::MAX_FIXED_PRICE_CENTS))
             .transpose()?;
         let explicit_price = input
             .price_per_license
-            .map(|p| non_negative("--price-per-license-cents", p))
+            .map(|p| cents("--price-per-license-cents", p, bounds::MAX_PRICE_PER_LICENSE_CENTS))
             .transpose()?;
-        let anchor = trunc_seconds(input.anchor.unwrap_or(now));
-        let end_date = input.end_date.map(trunc_seconds);
+        let anchor = trunc_seconds(instant_arg("--anchor", input.anchor.unwrap_or(now))?);
+        let end_date = input
+            .end_date
+            .map(|e| instant_arg("--end-date", e).map(trunc_seconds))
+            .transpose()?;
         if end_date.is_some_and(|e| e <= anchor) {
             return Err(invalid("--end-date must be after the plan's anchor"));
         }
@@ -338,7 +342,7 @@ pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError
 }
 
 pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan, AppError> {
-    let date = trunc_seconds(date);
+    let date = trunc_seconds(instant_arg("--date", date)?);
     conn.transaction(|c| {
         let (mut p, _) = live_plan(c, id, now)?;
         if p.status != PlanStatus::Active {
@@ -466,7 +470,7 @@ pub fn schedule_successor(
 ) -> Result<i64, AppError> {
     let fixed_price = successor
         .fixed_price
-        .map(|f| non_negative("--fixed-price-cents", f))
+        .map(|f| cents("--fixed-price-cents", f, bounds::MAX_FIXED_PRICE_CENTS))
         .transpose()?;
     let tier = successor.tier.as_deref().map(Tier::parse).transpose()?;
     let schedule = successor

@@ -1,0 +1,5 @@
+ALTER TABLE customer_plan DROP CONSTRAINT IF EXISTS customer_plan_billing_cycle_anchor_four_digit_year;
+ALTER TABLE customer_plan DROP CONSTRAINT IF EXISTS customer_plan_next_invoice_date_four_digit_year;
+ALTER TABLE customer_plan DROP CONSTRAINT IF EXISTS customer_plan_end_date_four_digit_year;
+ALTER TABLE license_ledger DROP CONSTRAINT IF EXISTS license_ledger_event_time_four_digit_year;
+ALTER TABLE invoice DROP CONSTRAINT IF EXISTS invoice_event_time_four_digit_year;

@@ -1,0 +1,6 @@
+DROP TRIGGER IF EXISTS customer_plan_times_fixed_width_insert;
+DROP TRIGGER IF EXISTS customer_plan_times_fixed_width_update;
+DROP TRIGGER IF EXISTS license_ledger_times_fixed_width_insert;
+DROP TRIGGER IF EXISTS license_ledger_times_fixed_width_update;
+DROP TRIGGER IF EXISTS invoice_times_fixed_width_insert;
+DROP TRIGGER IF EXISTS invoice_times_fixed_width_update;
