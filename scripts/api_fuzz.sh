@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Validates the API's OpenAPI document and fuzzes the running API with schemathesis: every
 # operation, every check (server errors, status codes, content types, response schemas, …),
-# a fixed seed and a bounded number of examples so that CI stays fast and repeatable.
+# a fixed seed and a bounded number of examples so that CI stays fast and repeatable. Then the
+# hostile classes schemathesis rarely reaches (scripts/api_hostile.py: integer limits, far
+# dates, control characters, broken encodings, with "no 5xx, the documented shape, the
+# connection still usable"), and a client generated from the document
+# (scripts/check_generated_client.py, openapi-python-client) parsing every kind of answer.
 #
 # Usage: BIN=target/debug/plan-invoicer PY=path/to/venv/bin scripts/api_fuzz.sh [EXAMPLES]
 # (the venv has schemathesis and openapi-spec-validator).
 set -euo pipefail
+scripts=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-target/debug/plan-invoicer}
 PY=${PY:-target/conformance-venv/bin}
 EXAMPLES=${1:-25}
@@ -21,7 +26,9 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 export DATABASE_URL="sqlite://$dir/fuzz.db"
 export RUST_LOG=warn
 "$BIN" migrate > /dev/null
-write=$("$BIN" api-token create --name fuzz --scope write --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+token() { "$BIN" api-token create --name "$1" --scope "$2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
+write=$(token fuzz write)
+read=$(token fuzz-reader read)
 # A customer with a plan and an offer, so that ids 1 exist and reads find something.
 "$BIN" customer create --name "Fuzz Co" > /dev/null
 "$BIN" plan create --customer 1 --tier cloud_standard --schedule monthly --licenses 10 --automanage-licenses > /dev/null
@@ -50,6 +57,8 @@ cd "$dir"
   --checks all --exclude-checks positive_data_acceptance --seed 20261204 --max-examples "$EXAMPLES" --generation-deterministic \
   --workers 2 --no-color --request-timeout 30 \
   --suppress-health-check all || status=$?
+"$PY/python" "$scripts/api_hostile.py" "http://127.0.0.1:$api_port" "$write" "$dir/openapi.json" || status=$?
+"$PY/python" "$scripts/check_generated_client.py" "http://127.0.0.1:$api_port" "$write" "$read" "$dir/openapi.json" "$dir" || status=$?
 if grep -q "panicked" "$dir/serve.log"; then
   echo "the server panicked:" >&2
   grep -A3 "panicked" "$dir/serve.log" >&2

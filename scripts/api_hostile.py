@@ -55,6 +55,7 @@ class Checker:
         self.conn = None
         self.passed = 0
         self.failed = []
+        self.statuses = {}
 
     def connect(self):
         if self.conn is not None:
@@ -83,6 +84,7 @@ class Checker:
 
     def check(self, what, method, path, body=None, headers=None):
         status, h, data = self.send(method, path, body, headers)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
         problem = None
         if status is None:
             problem = f"no answer ({data}): the connection was dropped"
@@ -187,7 +189,9 @@ def main():
                 kind = kind_of(p["schema"])
                 for v in hostile(kind):
                     text = json.dumps(v) if not isinstance(v, str) else v
-                    q = urllib.parse.urlencode({p["name"]: text})
+                    q = p["name"] + "=" + urllib.parse.quote(
+                        text.encode("utf-8", "surrogatepass"), safe=""
+                    )
                     c.check(f"query {p['name']}", m, f"{concrete}?{q}")
                 for raw in ["%FF", "%00", "%C0%AF"]:
                     c.check(f"query {p['name']}", m, f"{concrete}?{p['name']}={raw}")
@@ -217,6 +221,8 @@ def main():
         c.failed.append(f"a plain write after the run answered {status}: {data!r:.200}")
     else:
         c.passed += 1
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(c.statuses.items(), key=str))
+    print(f"answers by status: {counts}")
     print(f"hostile: {c.passed} passed, {len(c.failed)} failed")
     sys.exit(1 if c.failed else 0)
 

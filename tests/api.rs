@@ -770,3 +770,478 @@ fn every_action_works_through_http() {
         assert_eq!(down["status"], "ended", "{down}");
     }
 }
+
+/// Issue 23's classes of input, on both backends: numbers past the bounds and past the integer
+/// limits, instants outside the accepted years, control characters in text, a unique value
+/// taken, a path that is not UTF-8 — each a typed refusal naming its field, nothing written, and
+/// the CLI refusing the same with exit 2.
+#[test]
+fn hostile_inputs_are_refused_at_the_door() {
+    for db in backends() {
+        let api = Api::start(&db, true);
+        let (customer, plan) = customer_and_plan(&api);
+        let other = api.ok(
+            "/v1/customers",
+            None,
+            json!({ "name": "Other", "external_ref": "ref-1" }),
+        )["id"]
+            .as_i64()
+            .unwrap_or_default();
+        let plan_body = |field: &str, value: Value| {
+            let mut b = json!({ "customer": other, "tier": "cloud_standard",
+                                "schedule": "monthly", "licenses": 10 });
+            b[field] = value;
+            b
+        };
+        let (seats, end_date, discount) = (
+            format!("/v1/plans/{plan}/seats"),
+            format!("/v1/plans/{plan}/set_end_date"),
+            format!("/v1/customers/{customer}/set_discount"),
+        );
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "/v1/plans",
+                plan_body("free_trial_days", json!(2147483648i64)),
+                "free_trial_days",
+            ),
+            (
+                "/v1/plans",
+                plan_body("free_trial_days", json!(3651)),
+                "free_trial_days",
+            ),
+            (
+                "/v1/plans",
+                plan_body("licenses", json!(i64::MAX)),
+                "licenses",
+            ),
+            (
+                "/v1/plans",
+                plan_body("licenses", json!(1_000_001)),
+                "licenses",
+            ),
+            (
+                "/v1/plans",
+                plan_body("licenses", json!(i64::MIN)),
+                "licenses",
+            ),
+            (
+                "/v1/plans",
+                plan_body("price_per_license_cents", json!(i64::MAX)),
+                "price_per_license_cents",
+            ),
+            (
+                "/v1/plans",
+                plan_body("anchor", json!("9999-12-31T23:59:59Z")),
+                "anchor",
+            ),
+            (
+                "/v1/plans",
+                plan_body("anchor", json!("1969-12-31T23:59:59Z")),
+                "anchor",
+            ),
+            (
+                "/v1/plans",
+                plan_body("end_date", json!("2200-01-01T00:00:00Z")),
+                "end_date",
+            ),
+            ("/v1/customers", json!({ "name": "A\u{0}B" }), "name"),
+            ("/v1/customers", json!({ "name": "\u{1b}[31mred" }), "name"),
+            ("/v1/customers", json!({ "name": "  " }), "name"),
+            ("/v1/customers", json!({ "name": "x".repeat(201) }), "name"),
+            (
+                "/v1/customers",
+                json!({ "name": "A", "external_ref": "r\u{0}" }),
+                "external_ref",
+            ),
+            (
+                "/v1/customers",
+                json!({ "name": "A", "email": "a\nb@c" }),
+                "email",
+            ),
+            (
+                "/v1/customers",
+                json!({ "name": "A", "minimum_licenses": 2147483648i64 }),
+                "minimum_licenses",
+            ),
+            (&seats, json!({ "count": 2147483648i64 }), "count"),
+            (
+                &end_date,
+                json!({ "date": "+10000-01-01T00:00:00Z" }),
+                "date",
+            ),
+            (
+                &discount,
+                json!({ "monthly_discounted_price_cents": i64::MAX, "annual_discounted_price_cents": 1 }),
+                "monthly_discounted_price_cents",
+            ),
+            (
+                "/v1/offers",
+                json!({ "customer": other, "tier": "cloud_plus", "fixed_price_cents": i64::MAX }),
+                "fixed_price_cents",
+            ),
+        ];
+        let customers_before = api.get(&format!("/v1/customers/{other}")).body;
+        for (path, body, param) in &cases {
+            let r = api.post(path, Some(T0), body.clone());
+            assert_eq!(r.status, 400, "{path} {body}: {r:?}");
+            assert_eq!(
+                r.body["error"]["type"], "invalid_request_error",
+                "{path} {body}"
+            );
+            assert_eq!(r.body["error"]["param"], *param, "{path} {body}: {r:?}");
+        }
+        // Nothing was written: the customer still has no plan, no customer was added.
+        assert_eq!(
+            api.get(&format!("/v1/customers/{other}")).body,
+            customers_before
+        );
+        assert_eq!(api.get("/v1/customers/3").status, 404);
+
+        // A unique value taken is a conflict (409), naming the field.
+        let taken = api.post(
+            "/v1/customers",
+            None,
+            json!({ "name": "B", "external_ref": "ref-1" }),
+        );
+        assert_eq!(taken.status, 409, "{taken:?}");
+        assert_eq!(taken.body["error"]["type"], "conflict_error");
+        assert_eq!(taken.body["error"]["param"], "external_ref");
+
+        // Names are trimmed (leading and trailing white space, Unicode's too); tabs inside stay.
+        let trimmed = api.ok(
+            "/v1/customers",
+            None,
+            json!({ "name": " \u{2003}Tab\there " }),
+        )["id"]
+            .as_i64()
+            .unwrap_or_default();
+        assert_eq!(
+            api.get(&format!("/v1/customers/{trimmed}")).body["name"],
+            "Tab\there"
+        );
+
+        // A path id that is not UTF-8, and other undecodable segments: the documented JSON shape.
+        for path in [
+            "/v1/plans/%FF",
+            "/v1/plans/%C0%AF/ledger",
+            "/v1/customers/%00",
+        ] {
+            let r = api.call("GET", path, &api.read, None, &Value::Null);
+            assert!(r.status == 400 || r.status == 404, "{path}: {r:?}");
+            assert_eq!(
+                r.headers.get("content-type").map(String::as_str),
+                Some("application/json")
+            );
+            assert_eq!(r.body["error"]["type"], "invalid_request_error", "{path}");
+        }
+
+        // The time-travel header and the query's instants are bounded too.
+        let far = api.call(
+            "GET",
+            &format!("/v1/plans/{plan}/preview?at=9999-12-31T23:59:59Z"),
+            &api.read,
+            None,
+            &Value::Null,
+        );
+        assert_eq!(far.status, 400, "{far:?}");
+        assert_eq!(far.body["error"]["param"], "at");
+        let travel = api.post(
+            &format!("/v1/plans/{plan}/seats"),
+            Some("9999-12-31T23:59:59Z"),
+            json!({ "count": 12 }),
+        );
+        assert_eq!(travel.status, 400, "{travel:?}");
+
+        // The CLI refuses the same inputs with exit 2 and one line.
+        let c = other.to_string();
+        for args in [
+            vec![
+                "plan",
+                "create",
+                "--customer",
+                &c,
+                "--tier",
+                "cloud_standard",
+                "--schedule",
+                "monthly",
+                "--licenses",
+                "10",
+                "--free-trial-days",
+                "2147483648",
+            ],
+            vec![
+                "plan",
+                "create",
+                "--customer",
+                &c,
+                "--tier",
+                "cloud_standard",
+                "--schedule",
+                "monthly",
+                "--licenses",
+                "10",
+                "--anchor",
+                "9999-12-31T23:59:59Z",
+            ],
+            vec!["customer", "create", "--name", "A\u{1b}B"],
+            vec!["--now", "+10000-01-01T00:00:00Z", "status"],
+            vec![
+                "backfill",
+                "--from",
+                "2012-01-01T00:00:00Z",
+                "--to",
+                "2012-02-01T00:00:00Z",
+                "--every",
+                "9223372036854775807w",
+            ],
+        ] {
+            let line = db.refused(None, &args);
+            assert!(line.starts_with("error"), "{args:?}: {line}");
+        }
+        let dup = db.refused(
+            None,
+            &[
+                "customer",
+                "create",
+                "--name",
+                "C",
+                "--external-ref",
+                "ref-1",
+            ],
+        );
+        assert!(dup.contains("--external-ref is taken"), "{dup}");
+    }
+}
+
+/// A panic inside a request (a test-only hook, inside an open transaction) answers 500
+/// `api_error`, is logged, and wedges nothing: the next request, the readiness probe and the
+/// next pass all work, on SQLite's one connection as on PostgreSQL's pool.
+#[test]
+fn a_panicking_request_answers_500_and_wedges_nothing() {
+    for db in backends() {
+        // A pass every two seconds: the next one must run after the panic.
+        let api = Api::start_with(&db, true, &[("PLAN_INVOICER_SCHEDULE", "*/2 * * * * *")]);
+        for _ in 0..3 {
+            let r = request(
+                api.port,
+                "POST",
+                "/v1/customers",
+                &[
+                    ("Authorization", &format!("Bearer {}", api.write)),
+                    ("Content-Type", "application/json"),
+                    ("Plan-Invoicer-Test-Panic", "1"),
+                ],
+                br#"{"name": "Boom"}"#,
+            );
+            assert_eq!(r.status, 500, "{r:?}");
+            assert_eq!(r.body["error"]["type"], "api_error");
+            let after = api.post("/v1/customers", None, json!({ "name": "After" }));
+            assert_eq!(after.status, 200, "the next request works: {after:?}");
+        }
+        assert!(
+            api.get("/v1/customers/4").status == 404,
+            "the panicking requests wrote nothing"
+        );
+        let ready = request(api.http_port, "GET", "/readyz", &[], b"");
+        assert_eq!(ready.status, 200, "{ready:?}");
+        let passes = |api: &Api| {
+            let raw = std::process::Command::new("curl")
+                .args(["-s", &format!("http://127.0.0.1:{}/metrics", api.http_port)])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            raw.lines()
+                .find_map(|l| l.strip_prefix("plan_invoicer_passes_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let before = passes(&api);
+        assert!(
+            common::wait_until(Duration::from_secs(15), || passes(&api) > before),
+            "a pass ran after the panic"
+        );
+        let log = std::fs::read_to_string(&api.log).unwrap_or_default();
+        assert!(log.contains("api request panicked"), "the panic is logged");
+    }
+}
+
+/// A refusal before the body was read leaves the connection usable: the body is drained (401,
+/// 403, 404, 405) and the next request on the same connection is answered, or the answer says
+/// `Connection: close` (413).
+#[test]
+fn a_refused_request_leaves_the_connection_usable_or_says_close() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Some(db) = TestDb::new(Backend::Sqlite) else {
+        return;
+    };
+    let api = Api::start(&db, true);
+    let (_, plan) = customer_and_plan(&api);
+    let write = format!("Bearer {}", api.write);
+    let read = format!("Bearer {}", api.read);
+    let big = "x".repeat(70 * 1024);
+    let cases: Vec<(String, String, String, u16)> = vec![
+        (
+            "/v1/customers".into(),
+            "Bearer nope".into(),
+            r#"{"name":"A"}"#.into(),
+            401,
+        ),
+        (
+            "/v1/customers".into(),
+            read.clone(),
+            r#"{"name":"A"}"#.into(),
+            403,
+        ),
+        (
+            format!("/v1/plans/{plan}/nonsense"),
+            write.clone(),
+            r#"{"count":1}"#.into(),
+            404,
+        ),
+        (
+            "/v1/nowhere".into(),
+            write.clone(),
+            r#"{"count":1}"#.into(),
+            404,
+        ),
+        (
+            "/v1/invoices".into(),
+            write.clone(),
+            r#"{"count":1}"#.into(),
+            405,
+        ),
+        (
+            "/v1/customers".into(),
+            write.clone(),
+            format!(r#"{{"name":"{big}"}}"#),
+            413,
+        ),
+    ];
+    for (path, auth, body, expected) in cases {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", api.port))
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let first = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(first.as_bytes());
+        let mut reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
+        let mut status_line = String::new();
+        let _ = reader.read_line(&mut status_line);
+        assert!(
+            status_line.contains(&expected.to_string()),
+            "{path}: {status_line}"
+        );
+        let mut length = 0usize;
+        let mut close = false;
+        loop {
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let l = line.trim().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if l == "connection: close" {
+                close = true;
+            }
+        }
+        let mut answer = vec![0; length];
+        let _ = reader.read_exact(&mut answer);
+        let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        assert!(answer["error"]["type"].is_string(), "{path}: {answer}");
+        if close {
+            continue; // the client was told to open a new connection
+        }
+        let second =
+            format!("GET /v1/plans/{plan} HTTP/1.1\r\nHost: x\r\nAuthorization: {read}\r\n\r\n");
+        let sent = stream.write_all(second.as_bytes());
+        let mut next = String::new();
+        let _ = reader.read_line(&mut next);
+        assert!(
+            sent.is_ok() && next.contains("200"),
+            "{path} ({expected}): the next request on the connection failed: {next:?}"
+        );
+    }
+}
+
+/// PostgreSQL's backends killed under a stream of API writes: every answer is a 2xx or a 503
+/// with Retry-After (never a 500), and the API works again at once.
+#[test]
+fn terminated_backends_answer_503_never_500() {
+    let Some(db) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let api = Api::start(&db, true);
+    let (_, plan) = customer_and_plan(&api);
+    let name = db.url.rsplit('/').next().unwrap_or_default().to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u16, Value)>::new()));
+    let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, statuses, clock) = (stop.clone(), statuses.clone(), clock.clone());
+            let (port, token) = (api.port, api.write.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let k = clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    let at = (common::at("2012-01-03T00:00:00Z") + chrono::Duration::seconds(k))
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    let r = request(
+                        port,
+                        "POST",
+                        &format!("/v1/plans/{plan}/seats"),
+                        &[
+                            ("Authorization", &format!("Bearer {token}")),
+                            ("Content-Type", "application/json"),
+                            ("Plan-Invoicer-Now", &at),
+                        ],
+                        format!(r#"{{"count": {}}}"#, 10 + k % 5).as_bytes(),
+                    );
+                    if let Ok(mut s) = statuses.lock() {
+                        s.push((r.status, r.body));
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(150));
+        common::pg_admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        let _ = w.join();
+    }
+    let statuses = statuses.lock().map(|s| s.clone()).unwrap_or_default();
+    let bad: Vec<_> = statuses
+        .iter()
+        .filter(|(s, body)| {
+            !(*s == 200
+                || *s == 503
+                || (*s == 400
+                    && body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("time only moves forward")))
+                || *s == 409)
+        })
+        .collect();
+    assert!(
+        statuses.len() > 30,
+        "a stream of writes: {}",
+        statuses.len()
+    );
+    assert!(bad.is_empty(), "only 2xx and 503: {bad:?}");
+    let r = api.post(
+        &format!("/v1/plans/{plan}/seats"),
+        Some("2012-01-25T00:00:00Z"),
+        json!({ "count": 12 }),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}

@@ -589,7 +589,97 @@ fn every_guard_refuses_cleanly(db: &TestDb) {
     }
 }
 
+/// Time only moves forward past an invoice too (issue 23): an annual plan's monthly invoice
+/// bills the additions up to its date without a ledger entry, and a seat change dated at or
+/// before that invoice is refused (it would be billed one invoice late), nothing written.
+fn no_write_at_or_before_the_newest_invoice(db: &TestDb) {
+    let customer = db.id(None, &["customer", "create", "--name", "Annual Co"]);
+    let c = customer.to_string();
+    let plan = db.id(
+        Some("2012-01-02T03:04:05Z"),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "annual",
+            "--licenses",
+            "10",
+            "--automanage-licenses",
+        ],
+    );
+    let p = plan.to_string();
+    db.ok(
+        Some("2012-01-10T00:00:00Z"),
+        &["plan", "seats", &p, "--count", "15"],
+    );
+    let report = db.pass("2012-02-02T03:04:05Z");
+    assert_eq!(
+        report["invoices_sent"], 1,
+        "the monthly invoice of the addition: {report}"
+    );
+    let before = fingerprint(db);
+    for at in ["2012-01-20T00:00:00Z", "2012-02-02T03:04:05Z"] {
+        let e = db.refused(Some(at), &["plan", "seats", &p, "--count", "16"]);
+        assert!(
+            e.contains("is invoiced through 2012-02-02T03:04:05Z"),
+            "{at}: {e}"
+        );
+        assert!(e.contains("time only moves forward"), "{at}: {e}");
+        assert_eq!(fingerprint(db), before, "{at}: nothing written");
+    }
+    // A moment later the same change is taken, and billed in its own period.
+    db.ok(
+        Some("2012-02-02T03:04:06Z"),
+        &["plan", "seats", &p, "--count", "16"],
+    );
+}
+
+/// The database keeps instants in one fixed-width form: a year past 9999 cannot be stored, on
+/// SQLite (text compared as text: '+10000-…' would sort before '2012-…' and look due) as on
+/// PostgreSQL; a plan that would need one is refused at the door instead.
+fn instants_past_year_9999_cannot_be_stored(db: &TestDb) {
+    use diesel::RunQueryDsl;
+    let customer = db.id(None, &["customer", "create", "--name", "Far"]);
+    let plan = db.id(
+        Some("2012-01-02T03:04:05Z"),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &customer.to_string(),
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+        ],
+    );
+    let mut conn = common::connect(db);
+    let far = match db.backend {
+        common::Backend::Sqlite => "'+10000-01-31 23:59:59+00:00'",
+        common::Backend::Postgres => "'10000-01-31T23:59:59Z'",
+    };
+    for column in ["next_invoice_date", "end_date", "billing_cycle_anchor"] {
+        let sql = format!("UPDATE customer_plan SET {column} = {far} WHERE id = {plan}");
+        let refused = match &mut conn {
+            plan_invoicer::db::Conn::Sqlite(c) => diesel::sql_query(&sql).execute(c).is_err(),
+            plan_invoicer::db::Conn::Pg(c) => diesel::sql_query(&sql).execute(c).is_err(),
+        };
+        assert!(refused, "{column}: a year past 9999 was stored");
+    }
+    assert_eq!(db.plan(plan)["next_invoice_date"], "2012-02-02T03:04:05Z");
+    let due = db.ok(Some("2012-01-03T00:00:00Z"), &["plan", "list", "--due"]);
+    assert_eq!(due, serde_json::json!([]), "nothing is due before its date");
+}
+
 on_both_backends!(
+    no_write_at_or_before_the_newest_invoice,
+    instants_past_year_9999_cannot_be_stored,
     every_guard_refuses_cleanly,
     free_trial_switches_schedule_now,
     successor_at_an_end_date_before_the_boundary,

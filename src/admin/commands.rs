@@ -313,25 +313,33 @@ pub enum InvoicesCmd {
     },
 }
 
-/// An instant from the outside (a flag, a JSON field, a query, a header): RFC 3339, inside the
-/// accepted years (docs/CLI.md, "Bounds").
+/// An instant from the outside (a flag, a query, a header): RFC 3339, inside the accepted
+/// years (docs/CLI.md, "Bounds").
 pub fn parse_time(s: &str) -> Result<Ts, String> {
-    let t = DateTime::parse_from_rfc3339(s.trim())
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2012-01-02T03:04:05Z ({e})"))?;
-    crate::domain::bounds::instant("the time", t)
+    crate::domain::bounds::instant("the time", parse_rfc3339(s)?)
 }
 
-/// serde's side of [`parse_time`]: a JSON instant is read as the CLI reads the flag.
+/// RFC 3339 only: `2012-01-02T03:04:05Z`, any offset. The bounds are the operation's, which
+/// names the field.
+fn parse_rfc3339(s: &str) -> Result<Ts, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2012-01-02T03:04:05Z ({e})"))
+}
+
+/// serde's side of [`parse_rfc3339`]: a JSON instant is read as the CLI reads the flag
+/// (chrono's own serde format accepts more than RFC 3339).
 fn de_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ts, D::Error> {
     let s = String::deserialize(d)?;
-    parse_time(&s).map_err(serde::de::Error::custom)
+    parse_rfc3339(&s).map_err(serde::de::Error::custom)
 }
 
 fn de_opt_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ts>, D::Error> {
     match Option::<String>::deserialize(d)? {
         None => Ok(None),
-        Some(s) => parse_time(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(s) => parse_rfc3339(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 

@@ -140,7 +140,11 @@ impl From<AppError> for ApiError {
             AppError::NotFound(_) => ApiError::not_found(message),
             AppError::Invalid(_) | AppError::Billing(_) => ApiError::invalid(message),
             AppError::Db(db) => from_db(db, message),
-            AppError::Busy(_) | AppError::LeaseLost(_) | AppError::Conflict(_) => {
+            AppError::Conflict(_) => ApiError {
+                param: param_of(&message),
+                ..ApiError::new(StatusCode::CONFLICT, ErrorType::ConflictError, message)
+            },
+            AppError::Busy(_) | AppError::LeaseLost(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorType::ConflictError, message)
             }
             AppError::Gateway(_) => ApiError::new(

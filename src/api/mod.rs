@@ -6,9 +6,9 @@
 //! need a write token. Bodies are JSON objects of at most [`BODY_LIMIT`] bytes with no unknown
 //! fields; every error is `{"error": {"type", "message", "param"}}` ([`error`]).
 
+mod door;
 pub mod error;
 pub mod openapi;
-mod door;
 mod routes;
 mod webhook;
 

@@ -107,7 +107,27 @@ fn command<T: serde::de::DeserializeOwned>(
     }
     let mut doc = Map::new();
     doc.insert(name.into(), Value::Object(body));
-    serde_json::from_value(Value::Object(doc)).map_err(|e| ApiError::invalid(e.to_string()))
+    from_json(Value::Object(doc))
+}
+
+/// A JSON document into `T`; a refusal names the field it is about (the last segment of the
+/// path serde was at), or what serde's message names (`unknown field`, `missing field`).
+fn from_json<T: serde::de::DeserializeOwned>(doc: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let field = e.path().iter().next_back().and_then(|s| match s {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        });
+        let inner = e.into_inner().to_string();
+        let error = ApiError::invalid(match &field {
+            Some(f) if !inner.contains('`') => format!("{f}: {inner}"),
+            _ => inner,
+        });
+        match (field, &error.param) {
+            (Some(f), None) => error.with_param(&f),
+            _ => error,
+        }
+    })
 }
 
 /// Runs a write in one transaction. With an `Idempotency-Key`, the key is taken in the same
@@ -587,8 +607,7 @@ async fn ack_events(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (body, raw) = json_object(&headers, body).await?;
-    let ack: AckBody = serde_json::from_value(Value::Object(body))
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let ack: AckBody = from_json(Value::Object(body))?;
     let consumer = ack.consumer.trim().to_string();
     if consumer.is_empty() || consumer.len() > 100 {
         return Err(

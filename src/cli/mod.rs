@@ -157,7 +157,7 @@ pub enum Command {
         #[arg(long, value_parser = parse_time)]
         start_at: Option<Ts>,
     },
-    /// Time a pass over N fresh plans against the in-process Stripe emulator.
+    /// Time a pass over N fresh plans against the Stripe emulator (run as a process of its own, so the memory reported is the worker's).
     Bench {
         /// How many plans to create and invoice.
         #[arg(long, default_value_t = 1000)]

@@ -118,10 +118,11 @@ pub(super) async fn backfill(
     every: &str,
     tuning: &Tuning,
 ) -> Result<Output, AppError> {
+    // Input first: a bad step is refused before the database or the worker lock is touched.
+    jobs::backfill::parse_every(every)?;
     let url = ctx.url()?;
     let db = ctx.db()?;
     let _lock = worker_lock(&url)?;
-    jobs::backfill::parse_every(every)?;
     let gateway = Arc::new(gateway(tuning)?);
     refuse_future_with_live_key(&gateway, to, "--to")?;
     // Backfill steps are past instants; claims still last from the wall clock.

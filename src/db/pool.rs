@@ -312,16 +312,16 @@ mod tests {
         // A closure that panics inside a transaction gives its connection's place back: the
         // next caller gets a fresh connection with no transaction open.
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            db.run(|c| {
-                c.transaction(|_| -> Result<(), DbError> { panic!("on purpose") })
-            })
+            db.run(|c| c.transaction(|_| -> Result<(), DbError> { panic!("on purpose") }))
         }));
         assert!(panicked.is_err());
-        assert_eq!(pool.lock().open, 0, "the panicking closure's connection was closed");
-        db.run_within(Duration::from_millis(200), |c| {
-            c.transaction(|c| c.ping())
-        })
-        .unwrap_or_else(|e| panic!("the pool is usable after a panic: {e}"));
+        assert_eq!(
+            pool.lock().open,
+            0,
+            "the panicking closure's connection was closed"
+        );
+        db.run_within(Duration::from_millis(200), |c| c.transaction(|c| c.ping()))
+            .unwrap_or_else(|e| panic!("the pool is usable after a panic: {e}"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

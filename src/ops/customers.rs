@@ -83,10 +83,17 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
     };
     conn.transaction(|c| repo::insert_customer(c, &new).map_err(AppError::from))
         .map_err(|e| match &e {
-            AppError::Db(d) if d.constraint().is_some() => AppError::Conflict(format!(
-                "a customer with that external ref or Stripe customer id already exists ({})",
-                d.constraint().unwrap_or("")
-            )),
+            AppError::Db(d) if d.constraint().is_some() => {
+                let which = d.constraint().unwrap_or("");
+                let flag = if which.contains("stripe") {
+                    "--stripe-customer-id"
+                } else {
+                    "--external-ref"
+                };
+                AppError::Conflict(format!(
+                    "{flag} is taken: another customer already has it ({which})"
+                ))
+            }
             _ => e,
         })
 }

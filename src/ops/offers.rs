@@ -25,7 +25,11 @@ pub fn create_offer(
     ) {
         return Err(invalid(format!("offers are for cloud_standard, cloud_plus, self_hosted_basic or self_hosted_business (got {tier})")));
     }
-    let fixed_price = cents("--fixed-price-cents", fixed_price, bounds::MAX_FIXED_PRICE_CENTS)?;
+    let fixed_price = cents(
+        "--fixed-price-cents",
+        fixed_price,
+        bounds::MAX_FIXED_PRICE_CENTS,
+    )?;
     let sent_invoice_id = sent_invoice_id
         .map(|s| text_arg("--sent-invoice-id", s, bounds::MAX_TEXT_CHARS))
         .transpose()?;
@@ -38,13 +42,12 @@ pub fn create_offer(
             fixed_price,
             sent_invoice_id.as_deref(),
             now,
-        ).map_err(|e| {
-            match e.constraint() {
-                Some(_) => invalid(format!(
-                    "customer {customer_id} already has a configured offer"
-                )),
-                None => AppError::from(e),
-            }
+        )
+        .map_err(|e| match e.constraint() {
+            Some(_) => invalid(format!(
+                "customer {customer_id} already has a configured offer"
+            )),
+            None => AppError::from(e),
         })
     })
 }

@@ -18,8 +18,8 @@ use crate::domain::{CollectionMethod, EventKind, LicenseManagement, ScheduleChan
 use crate::error::{invalid, AppError};
 
 use super::{
-    clamp_i32, cents, current_after_cycle, customer, event, instant_arg, licenses_arg, live_plan, plan,
-    require, Ts,
+    cents, clamp_i32, current_after_cycle, customer, event, instant_arg, licenses_arg, live_plan,
+    plan, require, Ts,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -92,7 +92,13 @@ impl PlanInput {
             .transpose()?;
         let explicit_price = input
             .price_per_license
-            .map(|p| cents("--price-per-license-cents", p, bounds::MAX_PRICE_PER_LICENSE_CENTS))
+            .map(|p| {
+                cents(
+                    "--price-per-license-cents",
+                    p,
+                    bounds::MAX_PRICE_PER_LICENSE_CENTS,
+                )
+            })
             .transpose()?;
         let anchor = trunc_seconds(instant_arg("--anchor", input.anchor.unwrap_or(now))?);
         let end_date = input

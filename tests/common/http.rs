@@ -115,6 +115,11 @@ impl Api {
             .map(|_| free_port())
             .find(|p| *p != port)
             .unwrap_or(port + 1);
+        // A schedule given in `env` replaces the default (never within a test's time).
+        let schedule = env
+            .iter()
+            .find(|(k, _)| *k == "PLAN_INVOICER_SCHEDULE")
+            .map_or("0 0 0 1 1 *", |(_, v)| *v);
         let mut cmd = Command::new(BIN);
         cmd.env("DATABASE_URL", &db.url)
             .env("STRIPE_API_KEY", "sk_test_api")
@@ -124,7 +129,7 @@ impl Api {
             .args([
                 "serve",
                 "--schedule",
-                "0 0 0 1 1 *",
+                schedule,
                 "--http-addr",
                 &format!("127.0.0.1:{http_port}"),
                 "--api-addr",
