@@ -25,6 +25,10 @@ pub enum AppError {
     /// Another worker holds the single-worker lock (SQLite).
     #[error("{0}")]
     Busy(String),
+    /// Not the caller's fault: a panic caught in a pass, a broken invariant, a listener that
+    /// failed. Exit code 1, HTTP 500 `api_error`; logged with its context where it is caught.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// This worker's lease on the plan expired and another worker claimed it (fencing): the
     /// plan is left to that worker.
     #[error("plan {0}: the lease was taken over by another worker")]

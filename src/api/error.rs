@@ -147,6 +147,14 @@ impl From<AppError> for ApiError {
             AppError::Busy(_) | AppError::LeaseLost(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorType::ConflictError, message)
             }
+            AppError::Internal(_) => {
+                tracing::error!(error = %message, "internal error in an API request");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorType::ApiError,
+                    message,
+                )
+            }
             AppError::Gateway(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorType::ServiceUnavailable,

@@ -176,7 +176,7 @@ async fn schedule(
 ) -> Result<JobScheduler, AppError> {
     let scheduler = JobScheduler::new()
         .await
-        .map_err(|e| invalid(format!("cannot start the scheduler: {e}")))?;
+        .map_err(|e| AppError::Internal(format!("cannot start the scheduler: {e}")))?;
     let tick_tx = tx.clone();
     let tick_metrics = metrics.clone();
     let job = Job::new_async_tz(config.schedule.as_str(), config.timezone, move |_, _| {
@@ -193,7 +193,7 @@ async fn schedule(
     scheduler
         .add(job)
         .await
-        .map_err(|e| invalid(format!("cannot schedule the pass: {e}")))?;
+        .map_err(|e| AppError::Internal(format!("cannot schedule the pass: {e}")))?;
     for (name, schedule, tx) in [
         ("audit", &config.audit_schedule, &side.audit),
         ("sync-payments", &config.sync_payments_schedule, &side.sync),
@@ -213,13 +213,13 @@ async fn schedule(
         scheduler
             .add(job)
             .await
-            .map_err(|e| invalid(format!("cannot schedule {name}: {e}")))?;
+            .map_err(|e| AppError::Internal(format!("cannot schedule {name}: {e}")))?;
         info!(schedule = %schedule, job = name, "scheduled beside the passes");
     }
     scheduler
         .start()
         .await
-        .map_err(|e| invalid(format!("cannot start the scheduler: {e}")))?;
+        .map_err(|e| AppError::Internal(format!("cannot start the scheduler: {e}")))?;
     Ok(scheduler)
 }
 

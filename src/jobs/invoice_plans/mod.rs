@@ -188,8 +188,11 @@ impl Tally {
         let run = match done {
             Ok(run) => run,
             Err(e) => {
+                // A panic (or a cancelled task) in a customer's task: a bug, not bad input. Its
+                // database connection was closed by the pool; its claim lapses with its lease.
+                tracing::error!(error = %e, "a customer task of the pass failed");
                 self.error
-                    .get_or_insert(AppError::Invalid(format!("a plan task failed: {e}")));
+                    .get_or_insert(AppError::Internal(format!("a plan task failed: {e}")));
                 return;
             }
         };
