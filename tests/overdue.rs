@@ -22,6 +22,8 @@ struct Book {
     no_stripe: i64,
     no_plan_no_invoices: i64,
     no_plan_one_open: i64,
+    /// A former customer of 20 licenses with an open invoice: Zulip never touches it.
+    no_plan_large: i64,
     plan_no_invoices: i64,
     one_open: i64,
     two_open_small: i64,
@@ -70,6 +72,8 @@ fn book(db: &TestDb) -> Book {
     );
     let no_plan_one_open = customer(db, &t, &["--name", "no plan, one open"]);
     plan(db, &t, no_plan_one_open, "3");
+    let no_plan_large = customer(db, &t, &["--name", "no plan, one open, 20 licenses"]);
+    plan(db, &t, no_plan_large, "20");
     let plan_no_invoices = customer(
         db,
         &t,
@@ -108,22 +112,24 @@ fn book(db: &TestDb) -> Book {
         ],
     );
     db.pass(&p1);
-    // "no plan, one open": the plan ends at the end of its first invoiced cycle.
-    let ended = db.ok(None, &["customer", "show", &no_plan_one_open.to_string()])["plan_ids"][0]
-        .as_i64()
-        .unwrap_or_default();
-    db.ok(
-        Some(&at(now - chrono::Duration::days(66)
-            + chrono::Months::new(1)
-            + chrono::Duration::days(1))),
-        &[
-            "plan",
-            "schedule",
-            &ended.to_string(),
-            "--change",
-            "downgrade_at_end_of_cycle",
-        ],
-    );
+    // "no plan, …": the plans end at the end of their first invoiced cycle.
+    for former in [no_plan_one_open, no_plan_large] {
+        let ended = db.ok(None, &["customer", "show", &former.to_string()])["plan_ids"][0]
+            .as_i64()
+            .unwrap_or_default();
+        db.ok(
+            Some(&at(now - chrono::Duration::days(66)
+                + chrono::Months::new(1)
+                + chrono::Duration::days(1))),
+            &[
+                "plan",
+                "schedule",
+                &ended.to_string(),
+                "--change",
+                "downgrade_at_end_of_cycle",
+            ],
+        );
+    }
     db.pass(&p2);
     // The payments: "two paid" pays both of its invoices.
     for inv in db.invoices() {
@@ -139,6 +145,7 @@ fn book(db: &TestDb) -> Book {
         no_stripe,
         no_plan_no_invoices,
         no_plan_one_open,
+        no_plan_large,
         plan_no_invoices,
         one_open,
         two_open_small,
@@ -218,20 +225,41 @@ fn zulips_table_end_to_end() {
             overdue,
             vec![
                 (b.no_plan_one_open, "void_open_invoices".to_string()),
+                (b.no_plan_large, "left_to_a_person".to_string()),
                 (b.two_open_small, "end_plan_and_void".to_string()),
                 (b.two_open_large, "left_to_a_person".to_string()),
             ]
         );
-        // Unpaid: one of "no plan, one open", one of "one open", two each of the two-open cases.
+        let large: Vec<&Value> = status["overdue"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|x| x["customer_id"] == b.no_plan_large)
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(large[0]["plan_id"], Value::Null, "{large:?}");
+        assert_eq!(large[0]["seats"], 20);
+        assert!(
+            large[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("20 seats")),
+            "{large:?}"
+        );
+        // Unpaid: one of each "no plan, one open", one of "one open", two each of the two-open
+        // cases.
         assert_eq!(
-            status["unpaid_invoices"]["count"], 6,
+            status["unpaid_invoices"]["count"], 7,
             "{}",
             status["unpaid_invoices"]
         );
         let dry = db.ok(None, &["overdue", "--dry-run"]);
         assert_eq!(customers(&dry["plans_ended"]), vec![b.two_open_small]);
         assert_eq!(customers(&dry["invoices_only"]), vec![b.no_plan_one_open]);
-        assert_eq!(customers(&dry["left_to_a_person"]), vec![b.two_open_large]);
+        assert_eq!(
+            customers(&dry["left_to_a_person"]),
+            vec![b.no_plan_large, b.two_open_large]
+        );
         assert_eq!(db.invoices(), before, "a dry run writes nothing");
         assert_eq!(db.plan(b.small_plan)["status"], "active");
 
@@ -250,7 +278,7 @@ fn zulips_table_end_to_end() {
             }
         }
         // Everyone else is untouched.
-        for c in [b.one_open, b.two_open_large] {
+        for c in [b.one_open, b.two_open_large, b.no_plan_large] {
             assert!(invoices_of(&db, c)
                 .iter()
                 .all(|i| i["payment_status"] == "open"));

@@ -129,13 +129,17 @@ pub(crate) fn render_status(doc: &serde_json::Value, last: Option<&PassRunRow>) 
     }
     for a in list("overdue") {
         text.push_str(&format!(
-            "\n  overdue: customer {} ({}): {} unpaid invoices{}",
+            "\n  overdue: customer {} ({}): {} unpaid invoices{}{}",
             a["customer_id"],
             a["action"].as_str().unwrap_or(""),
             a["invoices"].as_array().map_or(0, Vec::len),
             a["seats"]
                 .as_i64()
                 .map(|s| format!(", {s} seats"))
+                .unwrap_or_default(),
+            a["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ));
     }

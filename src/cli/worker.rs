@@ -189,7 +189,7 @@ pub(super) async fn overdue(
     let r = jobs::overdue::overdue(&db, gateway.as_ref(), &opts, ctx.now).await?;
     let verb = if dry_run { "would end" } else { "ended" };
     let mut text = format!(
-        "overdue: {} customers checked; {verb} {} plans; {} customers without a plan with open invoices; {} plans left to a person; {} invoices voided",
+        "overdue: {} customers checked; {verb} {} plans; {} customers without a plan with open invoices; {} customers left to a person; {} invoices voided",
         r.customers_checked,
         r.plans_ended.len(),
         r.invoices_only.len(),
@@ -201,12 +201,18 @@ pub(super) async fn overdue(
         ("left to a person", &r.left_to_a_person),
     ] {
         for a in list {
+            let plan = a
+                .plan_id
+                .map_or_else(|| "no live plan".to_string(), |p| format!("plan {p}"));
             text.push_str(&format!(
-                "\n{what}: plan {} of customer {} ({} seats), unpaid invoices {:?}",
-                a.plan_id.unwrap_or_default(),
+                "\n{what}: customer {} ({plan}, {} seats), unpaid invoices {:?}{}",
                 a.customer_id,
                 a.seats.unwrap_or_default(),
-                a.invoices
+                a.invoices,
+                a.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
             ));
         }
     }

@@ -43,8 +43,11 @@ impl Default for OverduePolicy {
 pub struct OverdueFacts {
     pub kind: CustomerKind,
     pub has_stripe_customer: bool,
-    /// The live plan and the seats in use on it.
-    pub live_plan: Option<(i64, i64)>,
+    /// The customer's latest seat count (Zulip's `get_latest_seat_count`): the seats last
+    /// reported, else the licenses of its newest plan.
+    pub seats: i64,
+    /// The live plan, if any.
+    pub live_plan: Option<i64>,
     /// The payment status of the customer's invoices sent to Stripe, newest first (`None`:
     /// nothing heard yet).
     pub newest: Vec<Option<PaymentStatus>>,
@@ -60,9 +63,10 @@ pub enum OverdueDecision {
     EndPlanAndVoid {
         plan_id: i64,
     },
-    /// A plan with as many seats as the policy's bound or more: a person decides.
+    /// A customer with as many seats as the policy's bound or more, whom the policy would
+    /// otherwise end or void: a person decides (with or without a live plan).
     LeaveToAPerson {
-        plan_id: i64,
+        plan_id: Option<i64>,
         seats: i64,
     },
 }
@@ -73,24 +77,35 @@ fn unpaid(s: &Option<PaymentStatus>) -> bool {
     s.is_some_and(PaymentStatus::is_unpaid)
 }
 
+/// Zulip's `downgrade_small_realms_behind_on_payments_as_needed`, in its order: a customer at
+/// or above the seat bound is never touched, with or without a live plan ("for larger realms,
+/// we generally want to talk to the customer before downgrading or cancelling invoices");
+/// then a live plan ends only when the newest `invoices` invoices are all unpaid; without a
+/// live plan the open invoices are voided. What the policy leaves alone for its size is
+/// reported as [`OverdueDecision::LeaveToAPerson`] when it would otherwise have acted.
 pub fn overdue_decision(f: &OverdueFacts, policy: &OverduePolicy) -> OverdueDecision {
     if f.kind != CustomerKind::Cloud || !f.has_stripe_customer {
         return OverdueDecision::Nothing;
     }
-    match f.live_plan {
-        Some((plan_id, seats)) => {
+    let small = match f.live_plan {
+        Some(plan_id) => {
             let n = policy.invoices.max(1);
             if f.newest.len() < n || !f.newest.iter().take(n).all(unpaid) {
                 OverdueDecision::Nothing
-            } else if seats < policy.seats {
-                OverdueDecision::EndPlanAndVoid { plan_id }
             } else {
-                OverdueDecision::LeaveToAPerson { plan_id, seats }
+                OverdueDecision::EndPlanAndVoid { plan_id }
             }
         }
         None if f.newest.first().is_some_and(unpaid) => OverdueDecision::VoidOpenInvoices,
         None => OverdueDecision::Nothing,
+    };
+    if f.seats >= policy.seats && small != OverdueDecision::Nothing {
+        return OverdueDecision::LeaveToAPerson {
+            plan_id: f.live_plan,
+            seats: f.seats,
+        };
     }
+    small
 }
 
 #[cfg(test)]
@@ -103,7 +118,8 @@ mod tests {
         OverdueFacts {
             kind: CustomerKind::Cloud,
             has_stripe_customer: true,
-            live_plan: plan,
+            seats: plan.map_or(1, |p| p.1),
+            live_plan: plan.map(|p| p.0),
             newest: newest.iter().map(|s| Some(*s)).collect(),
         }
     }
@@ -150,10 +166,46 @@ mod tests {
         assert_eq!(
             overdue_decision(&facts(Some((1, 20)), &[Open, Open]), &p),
             LeaveToAPerson {
-                plan_id: 1,
+                plan_id: Some(1),
                 seats: 20
             },
             "two open invoices, 20 seats"
+        );
+        // The seat bound comes first: a former customer of 5 seats or more keeps its open
+        // invoices (Zulip skips it before looking at plans or invoices).
+        let former_large = OverdueFacts {
+            seats: 5,
+            ..facts(None, &[Open, Open])
+        };
+        assert_eq!(
+            overdue_decision(&former_large, &p),
+            LeaveToAPerson {
+                plan_id: None,
+                seats: 5
+            },
+            "no plan, open invoices, 5 seats"
+        );
+        let former_small = OverdueFacts {
+            seats: 4,
+            ..facts(None, &[Open])
+        };
+        assert_eq!(
+            overdue_decision(&former_small, &p),
+            VoidOpenInvoices,
+            "no plan, 4 seats"
+        );
+        assert_eq!(
+            overdue_decision(&facts(Some((1, 5)), &[Open, Open]), &p),
+            LeaveToAPerson {
+                plan_id: Some(1),
+                seats: 5
+            },
+            "exactly the bound"
+        );
+        assert_eq!(
+            overdue_decision(&facts(Some((1, 20)), &[Paid, Open]), &p),
+            Nothing,
+            "a large customer that is not behind is not listed"
         );
         let self_hosted = OverdueFacts {
             kind: CustomerKind::SelfHosted,

@@ -34,6 +34,9 @@ pub struct Action {
     /// left_to_a_person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'static str>,
+    /// Why the policy leaves the customer alone (left_to_a_person).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub customer_id: i64,
     pub plan_id: Option<i64>,
     pub seats: Option<i64>,
@@ -50,7 +53,7 @@ pub struct OverdueReport {
     pub plans_ended: Vec<Action>,
     /// Customers without a plan whose open invoices are voided.
     pub invoices_only: Vec<Action>,
-    /// Plans at or above the seat bound: a person decides.
+    /// Customers at or above the seat bound (with or without a live plan): a person decides.
     pub left_to_a_person: Vec<Action>,
     /// Invoices voided in Stripe by this run (including those a cut-short run had asked for).
     pub invoices_voided: usize,
@@ -66,29 +69,39 @@ pub fn decide(
     {
         let mut out = vec![];
         for cust in rows::overdue_candidates(c)? {
-            let live = repo::live_plan_of(c, cust.id)?;
-            let live_plan = match &live {
-                Some(r) => {
-                    let licenses = repo::ledger_of(c, r.plan.id)?
+            let live_plan = repo::live_plan_of(c, cust.id)?.map(|r| r.plan.id);
+            // The seats last reported, else the licenses of the customer's newest plan.
+            let seats = match cust.seat_count {
+                Some(s) => i64::from(s),
+                None => match repo::plan_ids_of_customer(c, cust.id)?.into_iter().max() {
+                    Some(newest) => repo::ledger_of(c, newest)?
                         .last()
-                        .map_or(0, |e| i64::from(e.licenses));
-                    Some((r.plan.id, cust.seat_count.map_or(licenses, i64::from)))
-                }
-                None => None,
+                        .map_or(0, |e| i64::from(e.licenses)),
+                    None => 0,
+                },
             };
             let sent = rows::sent_invoices(c, cust.id)?;
             let facts = OverdueFacts {
                 kind: cust.kind,
                 has_stripe_customer: cust.stripe_customer_id.is_some(),
+                seats,
                 live_plan,
                 newest: sent.iter().map(|i| i.payment_status).collect(),
             };
             let decision = overdue_decision(&facts, policy);
+            let reason = match decision {
+                OverdueDecision::LeaveToAPerson { seats, .. } => Some(format!(
+                    "{seats} seats, at or above the policy's {}: a person decides",
+                    policy.seats
+                )),
+                _ => None,
+            };
             let action = Action {
                 action: None,
+                reason,
                 customer_id: cust.id,
-                plan_id: live_plan.map(|p| p.0),
-                seats: live_plan.map(|p| p.1),
+                plan_id: live_plan,
+                seats: Some(seats),
                 invoices: sent
                     .iter()
                     .filter(|i| i.payment_status.is_some_and(PaymentStatus::is_unpaid))
