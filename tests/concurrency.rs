@@ -120,6 +120,11 @@ fn plans_touched_in_order(db: &TestDb) -> Vec<(String, i64)> {
         .filter_map(|r| {
             let key = r.idempotency_key.as_deref()?;
             let rest = key.strip_prefix("plan-invoicer:")?;
+            // `plan-invoicer:<installation>:invoice:…` (the installation's keys).
+            let rest = match rest.split_once(':') {
+                Some((inst, tail)) if inst.chars().all(|c| c.is_ascii_hexdigit()) => tail,
+                _ => rest,
+            };
             let invoice = if let Some(line) = rest.strip_prefix("invoice-line:") {
                 *invoice_of_line.get(&line.parse::<i64>().ok()?)?
             } else if let Some(inv) = rest.strip_prefix("invoice:") {

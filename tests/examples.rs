@@ -1200,6 +1200,11 @@ fn per_license_successor_after_complimentary_access(db: &TestDb) {
     db.ok(Some(NM), &["plan", "schedule", &p, "--change", "cancel"]);
     assert_eq!(db.plan(plan)["status"], "active");
     assert_eq!(db.plan(first)["status"], "ended");
+    assert_eq!(
+        db.plan(plan)["licenses_at_next_renewal"],
+        18,
+        "cancelled, the plan renews as if nothing had been scheduled"
+    );
     let next = schedule(NM);
     db.ok(
         Some("2012-06-02T03:30:00Z"),

@@ -677,7 +677,136 @@ fn instants_past_year_9999_cannot_be_stored(db: &TestDb) {
     assert_eq!(due, serde_json::json!([]), "nothing is due before its date");
 }
 
+/// A complimentary self-hosted plan (manual licenses) on `db`, ending at `end`: (customer, plan).
+fn complimentary(db: &TestDb, licenses: &str, end: &str, extra: &[&str]) -> (String, String) {
+    let c = db.id(
+        None,
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Host",
+            "--kind",
+            "self_hosted",
+        ],
+    );
+    let mut args = vec![
+        "plan",
+        "create",
+        "--customer",
+        "",
+        "--tier",
+        "self_hosted_legacy",
+        "--schedule",
+        "monthly",
+        "--licenses",
+        licenses,
+        "--end-date",
+        end,
+    ];
+    let c = c.to_string();
+    args[3] = &c;
+    args.extend_from_slice(extra);
+    let p = db.id(Some("2012-01-02T03:04:05Z"), &args);
+    (c, p.to_string())
+}
+
+/// Issue 24: a cancelled per-license successor is undone completely — the plan renews with what
+/// it would have without it: the count it had (manual licenses), or, after seats reported for
+/// the successor's tier, the plan's own tier's count for those seats (automatic). And a plan
+/// ended now (downgrade-now) takes its never-started successor with it.
+fn cancelled_and_ended_successors_leave_nothing_behind(db: &TestDb) {
+    let end = "2012-06-02T03:04:05Z";
+    let (_, p) = complimentary(db, "3", end, &["--licenses-at-next-renewal", "4"]);
+    let successor = |p: &str, now: &str| {
+        db.id(
+            Some(now),
+            &[
+                "plan",
+                "schedule-successor",
+                p,
+                "--tier",
+                "self_hosted_business",
+            ],
+        )
+    };
+    let id: i64 = p.parse().unwrap_or_default();
+    successor(&p, "2012-02-10T00:00:00Z");
+    assert_eq!(
+        db.plan(id)["licenses_at_next_renewal"],
+        25,
+        "the business tier's minimum"
+    );
+    db.ok(
+        Some("2012-02-11T00:00:00Z"),
+        &["plan", "schedule", &p, "--change", "cancel"],
+    );
+    assert_eq!(
+        db.plan(id)["licenses_at_next_renewal"],
+        4,
+        "the manual count is back"
+    );
+
+    // Automatic: 30 seats reported after the scheduling are counted for the plan's own tier.
+    let (c2, p2) = complimentary(db, "10", end, &["--automanage-licenses"]);
+    let id2: i64 = p2.parse().unwrap_or_default();
+    successor(&p2, "2012-02-10T00:00:00Z");
+    db.ok(
+        Some("2012-02-12T00:00:00Z"),
+        &["customer", "report-usage", &c2, "--seats", "30"],
+    );
+    db.ok(
+        Some("2012-02-12T00:00:00Z"),
+        &["plan", "seats", &p2, "--count", "3"],
+    );
+    assert_eq!(db.plan(id2)["licenses_at_next_renewal"], 25);
+    db.ok(
+        Some("2012-02-13T00:00:00Z"),
+        &["plan", "schedule", &p2, "--change", "cancel"],
+    );
+    assert_eq!(
+        db.plan(id2)["licenses_at_next_renewal"],
+        3,
+        "3 seats on the plan's own tier"
+    );
+
+    // Ended now, the plan ends its successor too: it never stays in the due list.
+    let next = successor(&p2, "2012-02-14T00:00:00Z");
+    db.ok(
+        Some("2012-02-14T00:00:00Z"),
+        &["plan", "downgrade-now", &p2],
+    );
+    assert_eq!(db.plan(next)["status"], "ended");
+    assert!(db.plan(next)["next_invoice_date"].is_null());
+    let due = db.ok(Some("2013-01-01T00:00:00Z"), &["plan", "list", "--due"]);
+    assert!(
+        due.as_array()
+            .is_none_or(|d| d.iter().all(|p| p["id"] != next)),
+        "{due}"
+    );
+    let events = db.ok(None, &["plan", "events", &next.to_string()]);
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "plan_ended")),
+        "{events}"
+    );
+}
+
+/// Issue 24: a complimentary plan whose end date falls between two monthly dates ends at its
+/// end date, not at the next monthly date.
+fn complimentary_plan_ends_at_its_end_date(db: &TestDb) {
+    let (_, p) = complimentary(db, "10", "2012-02-15T00:00:00Z", &[]);
+    let id: i64 = p.parse().unwrap_or_default();
+    db.pass("2012-02-15T00:00:00Z");
+    let plan = db.plan(id);
+    assert_eq!(plan["status"], "ended", "{plan}");
+    assert!(plan["next_invoice_date"].is_null(), "{plan}");
+}
+
 on_both_backends!(
+    cancelled_and_ended_successors_leave_nothing_behind,
+    complimentary_plan_ends_at_its_end_date,
     no_write_at_or_before_the_newest_invoice,
     instants_past_year_9999_cannot_be_stored,
     every_guard_refuses_cleanly,

@@ -521,3 +521,225 @@ fn partial_draft_is_completed_not_duplicated() {
         );
     }
 }
+
+/// A customer and a monthly plan of 10 seats at T0 on `db`, 12 seats from day 10, through the
+/// CLI; returns the customer's id.
+fn small_book(db: &TestDb, extra: &[&str]) -> i64 {
+    let mut args = vec!["customer", "create", "--name", "Acme"];
+    args.extend_from_slice(extra);
+    let c = db.id(None, &args);
+    let plan = db.id(
+        Some("2012-01-02T03:04:05Z"),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c.to_string(),
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+            "--automanage-licenses",
+        ],
+    );
+    db.ok(
+        Some("2012-01-12T00:00:00Z"),
+        &["plan", "seats", &plan.to_string(), "--count", "12"],
+    );
+    c
+}
+
+/// Issue 24: two databases on one Stripe account. Both number their first customer and invoice
+/// 1; with keys made of local ids alone the second was refused ("Keys for idempotent requests
+/// can only be used with the same parameters"). Each installation's keys and metadata now name
+/// it: both invoice correctly, and neither's audit or sync-payments reports or applies the
+/// other's objects, even on a Stripe customer they share.
+#[test]
+fn two_installations_share_one_stripe_account() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(a) = TestDb::new(backend) else {
+            continue;
+        };
+        let Some(mut b) = TestDb::new(backend) else {
+            continue;
+        };
+        b.stripe = a.stripe.clone();
+        b.stripe_base = a.stripe_base.clone();
+        let (ia, ib) = (
+            a.ok(None, &["status"])["installation"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            b.ok(None, &["status"])["installation"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+        assert_eq!(ia.len(), 16, "{ia}");
+        assert_ne!(ia, ib, "every database has its own installation");
+        small_book(&a, &[]);
+        small_book(&b, &[]);
+        for db in [&a, &b] {
+            let report = db.ok(Some("2012-02-02T03:04:05Z"), &["run-once"]);
+            assert_eq!(report["invoices_sent"], 1, "{report}");
+            assert_eq!(report["needs_attention"], serde_json::json!([]), "{report}");
+        }
+        // Two customers and two invoices in Stripe, each tagged with its installation.
+        let remote = a.stripe.invoices();
+        assert_eq!(remote.len(), 2);
+        let mut tags: Vec<String> = remote
+            .iter()
+            .map(|i| {
+                i["metadata"]["plan_invoicer_installation"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        tags.sort();
+        let mut expected = vec![ia.clone(), ib.clone()];
+        expected.sort();
+        assert_eq!(tags, expected);
+        assert!(a
+            .stripe
+            .customers()
+            .iter()
+            .all(|c| c["metadata"]["plan_invoicer_installation"].is_string()));
+        assert!(a
+            .stripe
+            .items()
+            .iter()
+            .all(|i| i["metadata"]["plan_invoicer_installation"].is_string()));
+        assert!(
+            a.stripe.requests().iter().all(|r| r.status < 400),
+            "no request was refused"
+        );
+        assert!(a
+            .stripe
+            .requests()
+            .iter()
+            .filter_map(|r| r.idempotency_key.as_deref())
+            .filter(|k| !k.starts_with("plan-invoicer:product:"))
+            .all(|k| k.starts_with(&format!("plan-invoicer:{ia}:"))
+                || k.starts_with(&format!("plan-invoicer:{ib}:"))));
+
+        // A third database sharing A's Stripe customer: A's audit leaves C's invoice out.
+        let Some(mut c) = TestDb::new(backend) else {
+            continue;
+        };
+        c.stripe = a.stripe.clone();
+        c.stripe_base = a.stripe_base.clone();
+        let shared = a.ok(None, &["customer", "show", "1"])["stripe_customer_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        small_book(&c, &["--stripe-customer-id", &shared]);
+        c.ok(Some("2012-02-02T03:04:05Z"), &["run-once"]);
+        for db in [&a, &c] {
+            let audit = db.ok(None, &["audit"]);
+            assert_eq!(audit["findings"], serde_json::json!([]), "{audit}");
+            assert_eq!(audit["foreign_stripe_invoices"], 1, "{audit}");
+        }
+        // Payments: C's invoice paid; A's sync applies nothing of it, C's applies it.
+        let c_invoice = c.invoices()[0]["stripe_invoice_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(a.stripe.pay(&c_invoice));
+        let synced = a.ok(None, &["sync-payments"]);
+        assert!(synced["foreign"].as_u64().unwrap_or(0) >= 1, "{synced}");
+        assert!(a.invoices().iter().all(|i| i["payment_status"] != "paid"));
+        c.ok(None, &["sync-payments"]);
+        assert_eq!(c.invoices()[0]["payment_status"], "paid");
+    }
+}
+
+/// Issue 24: an upgrade never sends a request twice. A database of the release before
+/// installations (every key made of local ids alone) is left with a half-sent invoice; the
+/// migration to installations records what existed, and the resumed invoice finishes under the
+/// keys it started with, while what is made after the upgrade carries the installation.
+#[test]
+fn an_invoice_half_sent_before_the_upgrade_finishes_under_its_old_keys() {
+    use diesel::RunQueryDsl;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend) else {
+            continue;
+        };
+        let sql = |statements: &[&str]| {
+            let mut conn = connect(&db);
+            for s in statements {
+                let r = match &mut conn {
+                    Conn::Sqlite(c) => diesel::sql_query(*s).execute(c),
+                    Conn::Pg(c) => diesel::sql_query(*s).execute(c),
+                };
+                r.unwrap_or_else(|e| panic!("{s}: {e}"));
+            }
+        };
+        // The release before: no installation in any key.
+        sql(&["UPDATE installation SET legacy_customers_through = 9223372036854775807, legacy_invoices_through = 9223372036854775807"]);
+        small_book(&db, &[]);
+        db.stripe.set_faults(Faults {
+            fail_endpoints: vec!["/v1/invoices/{invoice}/finalize".into()],
+            ..Faults::default()
+        });
+        let (code, _, _) = db.run(Some("2012-02-02T03:04:05Z"), &["run-once"]);
+        assert_ne!(code, 0, "finalize failed: the invoice is half sent");
+        assert_eq!(db.stripe.invoices().len(), 1);
+        assert_eq!(db.invoices()[0]["status"], "pending");
+        // The upgrade: the installation migration runs on this database as it was.
+        sql(&[
+            "DROP TABLE successor_renewal",
+            "DROP TABLE installation",
+            "DELETE FROM __diesel_schema_migrations WHERE version = '20261205100000'",
+        ]);
+        db.ok(None, &["migrate"]);
+        let installation = db.ok(None, &["status"])["installation"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        db.stripe.set_faults(Faults::default());
+        let report = db.pass("2012-02-03T00:00:00Z");
+        assert_eq!(report["needs_attention"], serde_json::json!([]), "{report}");
+        assert_eq!(db.invoices()[0]["status"], "sent");
+        assert_eq!(db.stripe.invoices().len(), 1, "one Stripe invoice");
+        let finalized: Vec<String> = db
+            .stripe
+            .requests()
+            .iter()
+            .filter(|r| r.status < 300)
+            .filter_map(|r| r.idempotency_key.clone())
+            .filter(|k| k.ends_with(":finalize"))
+            .collect();
+        assert_eq!(
+            finalized,
+            ["plan-invoicer:invoice:1:finalize"],
+            "the old key"
+        );
+        assert!(
+            db.stripe
+                .requests()
+                .iter()
+                .all(|r| !(400..500).contains(&r.status)),
+            "nothing refused (only the faults' 500s)"
+        );
+        // What comes after the upgrade is the installation's.
+        small_book(&db, &[]);
+        db.pass("2012-03-02T03:04:05Z");
+        let keys: Vec<String> = db
+            .stripe
+            .requests()
+            .iter()
+            .filter_map(|r| r.idempotency_key.clone())
+            .filter(|k| k.contains(":customer:2") || k.contains(":invoice:3"))
+            .collect();
+        assert!(!keys.is_empty());
+        assert!(
+            keys.iter()
+                .all(|k| k.starts_with(&format!("plan-invoicer:{installation}:"))),
+            "{keys:?}"
+        );
+        db.ok(None, &["audit"]);
+    }
+}

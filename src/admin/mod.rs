@@ -383,6 +383,7 @@ pub fn status_of(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
         "leased": leased,
         "needs_attention": attention,
         "retrying": retrying,
+        "installation": crate::db::installation::installation(c)?.id(),
         "unsent_invoices": { "count": unsent_count, "oldest": unsent },
         "oldest_overdue": oldest,
         "last_pass": last,

@@ -76,7 +76,8 @@ pub(crate) fn render_status(doc: &serde_json::Value, last: Option<&PassRunRow>) 
     let count = |key: &str| list(key).len();
     let ts = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
     let mut text = format!(
-        "due plans: {}\nleased plans: {}\nplans needing attention: {}\nplans waiting to retry: {}\nunsent invoices: {}\noldest overdue plan: {}\nlast pass: {}",
+        "installation: {}\ndue plans: {}\nleased plans: {}\nplans needing attention: {}\nplans waiting to retry: {}\nunsent invoices: {}\noldest overdue plan: {}\nlast pass: {}",
+        doc["installation"].as_str().unwrap_or("-"),
         count("due"),
         count("leased"),
         count("needs_attention"),

@@ -150,6 +150,9 @@ fn event_of(v: &Value) -> Result<InvoiceEvent, ApiError> {
             .then(|| object["metadata"]["plan_invoicer_invoice_id"].as_str())
             .flatten()
             .and_then(|s| s.parse().ok()),
+        installation: object["metadata"][crate::stripe::INSTALLATION_METADATA]
+            .as_str()
+            .map(|s| s.chars().take(64).collect()),
         attempt_count: object["attempt_count"]
             .as_i64()
             .and_then(|n| i32::try_from(n).ok()),

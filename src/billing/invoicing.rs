@@ -67,7 +67,20 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts, checks: Checks) -> Resu
         }
     }
     if p.status != PlanStatus::SwitchPlanTierNow {
-        super::apply_end_of_cycle(c, &mut p, &customer, t, now)?;
+        let mut step = super::apply_end_of_cycle(c, &mut p, &customer, t, now)?;
+        // A complimentary plan bills nothing: every boundary up to its due date is crossed in
+        // this step, its end date included (its renewal at the monthly date before it, then
+        // its end), so that it ends at its end date and not at the next monthly date.
+        let mut crossed = 0;
+        while p.tier.is_complimentary()
+            && step.changed
+            && step.new_plan_id.is_none()
+            && p.status.is_live()
+            && crossed < 36
+        {
+            step = super::apply_end_of_cycle(c, &mut p, &customer, t, now)?;
+            crossed += 1;
+        }
     }
     let entries = repo::ledger_of(c, p.id)?;
     let draft = invoice_lines(&p, &customer, &entries, t)?;
@@ -88,8 +101,16 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts, checks: Checks) -> Resu
     p.invoiced_through = draft.invoiced_through;
     p.next_invoice_date = match p.status {
         PlanStatus::Ended => None,
-        // docs/RULES.md §3: computed from the due date being processed, never from a later instant.
-        _ => Some(next_invoice_date_after(p.billing_cycle_anchor, t)?),
+        // docs/RULES.md §3: computed from the due date being processed, never from a later instant;
+        // a complimentary plan is next looked at no later than its end date, so that it ends then
+        // (it has nothing to invoice at the monthly dates in between).
+        _ => {
+            let next = next_invoice_date_after(p.billing_cycle_anchor, t)?;
+            Some(match p.end_date {
+                Some(end) if p.tier.is_complimentary() && t < end && end < next => end,
+                _ => next,
+            })
+        }
     };
     p.stale_audit_log_data_email_sent = false;
     repo::save_plan(c, &p)?;

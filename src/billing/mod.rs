@@ -23,12 +23,27 @@ pub fn customer(conn: &mut Conn, id: i64) -> Result<Customer, AppError> {
 }
 
 /// Ends a plan now, with nothing more to invoice: invoiced through its newest ledger entry, no
-/// next invoice date. Saves it and returns the status it had.
+/// next invoice date. A never-started successor it had scheduled ends with it (it would never
+/// start, and would block a later successor). Saves it and returns the status it had.
 pub fn end_now(
     conn: &mut Conn,
     p: &mut crate::domain::Plan,
+    now: crate::domain::Ts,
 ) -> Result<crate::domain::PlanStatus, AppError> {
+    use crate::domain::{EventKind, PlanStatus};
     let old = p.status;
+    if old == PlanStatus::SwitchPlanTierAtPlanEnd {
+        if let Some(mut next) = repo::successor_of(conn, p)?.map(|r| r.plan) {
+            next.status = PlanStatus::Ended;
+            next.next_invoice_date = None;
+            repo::save_plan(conn, &next)?;
+            let mut e = repo::NewEvent::about(EventKind::PlanEnded, &next, now);
+            e.old_status = Some(PlanStatus::NeverStarted);
+            e.new_status = Some(PlanStatus::Ended);
+            e.message = Some(format!("never started: plan {} ended before it", p.id));
+            repo::insert_event(conn, &e, now)?;
+        }
+    }
     p.status = crate::domain::PlanStatus::Ended;
     p.invoiced_through = repo::ledger_of(conn, p.id)?
         .last()

@@ -21,6 +21,8 @@ pub enum Outcome {
     Duplicate,
     /// Another event type, or an invoice that is not ours: recorded, nothing else.
     Ignored,
+    /// An invoice of another installation on the same Stripe account: recorded, nothing else.
+    Foreign,
 }
 
 impl Outcome {
@@ -30,6 +32,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Duplicate => "duplicate",
             Outcome::Ignored => "ignored",
+            Outcome::Foreign => "foreign",
         }
     }
 }
@@ -61,6 +64,11 @@ fn apply(
     let (Some(kind), Some(local)) = (kind, e.local_invoice_id) else {
         return Ok(Outcome::Ignored);
     };
+    // Another database billing through the same Stripe account made this invoice: its local
+    // id means nothing here.
+    if !crate::db::installation::installation(c)?.owns(e.installation.as_deref()) {
+        return Ok(Outcome::Foreign);
+    }
     let filter = InvoiceFilter {
         ids: Some(vec![InvoiceId(local)]),
         ..InvoiceFilter::default()
@@ -148,7 +156,7 @@ pub fn end_for_nonpayment(
         let mut p = record.plan;
         let ended = p.status.is_live();
         if ended {
-            let old = super::end_now(c, &mut p)?;
+            let old = super::end_now(c, &mut p, now)?;
             let mut e = NewEvent::about(EventKind::PlanDowngradedForNonpayment, &p, now);
             e.old_status = Some(old);
             e.new_status = Some(p.status);

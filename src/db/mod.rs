@@ -8,11 +8,13 @@
 
 pub mod api;
 pub mod claims;
+pub mod installation;
 pub mod lock;
 pub mod models;
 pub mod payments;
 pub mod pool;
 pub mod repo;
+pub mod successors;
 pub mod workers;
 
 pub use pool::Db;

@@ -294,3 +294,24 @@ diesel::joinable!(invoice_payment -> invoice (invoice_id));
 diesel::joinable!(invoice_void -> invoice (invoice_id));
 diesel::allow_tables_to_appear_in_same_query!(invoice, invoice_payment, invoice_void);
 diesel::allow_tables_to_appear_in_same_query!(customer, invoice_payment);
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    installation (singleton) {
+        singleton -> Integer,
+        installation_id -> Text,
+        legacy_customers_through -> BigInt,
+        legacy_invoices_through -> BigInt,
+        created_at -> TsSql,
+    }
+}
+
+diesel::table! {
+    successor_renewal (plan_id) {
+        plan_id -> BigInt,
+        ledger_entry_id -> BigInt,
+        licenses_at_next_renewal -> Nullable<Integer>,
+    }
+}

@@ -17,6 +17,8 @@ pub struct InvoiceEvent {
     pub stripe_invoice_id: Option<String>,
     /// `metadata.plan_invoicer_invoice_id` of the invoice object.
     pub local_invoice_id: Option<i64>,
+    /// `metadata.plan_invoicer_installation` of the invoice object: which database made it.
+    pub installation: Option<String>,
     pub attempt_count: Option<i32>,
     pub hosted_invoice_url: Option<String>,
 }

@@ -94,6 +94,9 @@ pub struct AuditReport {
     pub customers_checked: usize,
     pub local_invoices_checked: usize,
     pub stripe_invoices_checked: usize,
+    /// Stripe invoices of another installation on the same account (a Stripe customer shared
+    /// by two databases): left out of the comparison.
+    pub foreign_stripe_invoices: usize,
     pub findings: Vec<Finding>,
     pub duration_ms: u64,
 }
@@ -125,9 +128,12 @@ pub async fn audit<G: PaymentGateway>(
         customers_checked: 0,
         local_invoices_checked: 0,
         stripe_invoices_checked: 0,
+        foreign_stripe_invoices: 0,
         findings: vec![],
         duration_ms: 0,
     };
+    let installation = db.run(crate::db::installation::installation)?;
+    gateway.set_installation(&installation);
     let total = db.run(|c| repo::count_customers_in_stripe(c, opts.customer))?;
     let mut after = 0;
     loop {
@@ -143,7 +149,12 @@ pub async fn audit<G: PaymentGateway>(
                 ..InvoiceFilter::default()
             };
             let local = db.run(|c| repo::list_invoices(c, &filter))?;
-            let remote = gateway.invoices_of(&stripe_customer).await?;
+            let (remote, foreign): (Vec<StripeInvoice>, Vec<StripeInvoice>) = gateway
+                .invoices_of(&stripe_customer)
+                .await?
+                .into_iter()
+                .partition(|r| installation.owns_metadata(r.metadata.as_ref()));
+            report.foreign_stripe_invoices += foreign.len();
             report.local_invoices_checked += local.len();
             report.stripe_invoices_checked += remote.len();
             let found = compare_customer(db, gateway, customer_id, &local, &remote).await?;

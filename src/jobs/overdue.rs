@@ -168,6 +168,8 @@ pub async fn overdue(
             "invoices are waiting to be voided: STRIPE_API_KEY is needed",
         ));
     };
+    let installation = db.run_async(crate::db::installation::installation).await?;
+    crate::stripe::PaymentGateway::set_installation(gateway, &installation);
     for (id, stripe_id) in pending {
         match gateway.void_invoice(&stripe_id, InvoiceId(id)).await? {
             StripeInvoiceStatus::Void => {

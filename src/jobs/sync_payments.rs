@@ -28,6 +28,8 @@ pub struct SyncReport {
     pub unchanged: usize,
     pub duplicate: usize,
     pub ignored: usize,
+    /// Events about invoices of another installation on the same Stripe account.
+    pub foreign: usize,
     /// The newest event's creation time: where the next run starts (less the overlap).
     pub synced_through: Option<Ts>,
 }
@@ -58,6 +60,7 @@ pub async fn sync_payments(
             Outcome::Unchanged => report.unchanged += 1,
             Outcome::Duplicate => report.duplicate += 1,
             Outcome::Ignored => report.ignored += 1,
+            Outcome::Foreign => report.foreign += 1,
         }
         newest = newest.max(Some(e.created));
     }

@@ -3,6 +3,7 @@
 use crate::billing::on_schedule;
 use crate::db::claims;
 use crate::db::repo::{self, NewPlan};
+use crate::db::successors;
 use crate::db::Conn;
 use crate::domain::bounds;
 use crate::domain::cycle::next_billing_cycle;
@@ -275,6 +276,7 @@ pub fn schedule_change(
                         next.next_invoice_date = None;
                         repo::save_plan(c, &next)?;
                     }
+                    restore_renewal(c, &p, &cust, &last)?;
                     PlanStatus::Active
                 }
                 _ => return Err(invalid(format!("plan {} has no scheduled change to cancel (status {old})", p.id))),
@@ -336,7 +338,7 @@ fn switch_free_trial_now(
 pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError> {
     conn.transaction(|c| {
         let (mut p, _) = live_plan(c, id, now)?;
-        let old = crate::billing::end_now(c, &mut p)?;
+        let old = crate::billing::end_now(c, &mut p, now)?;
         let mut e = event(EventKind::PlanEnded, &p, now);
         e.old_status = Some(old);
         e.new_status = Some(PlanStatus::Ended);
@@ -531,10 +533,17 @@ pub fn schedule_successor(
             None => AppError::from(e),
         })?;
         if fixed_price.is_none() {
-            // The successor starts with the billable count of its own tier.
+            // The successor starts with the billable count of its own tier; what the plan
+            // renewed with before is kept, for a cancellation to put back.
             if let Some(last) = repo::ledger_of(c, p.id)?.last() {
                 let seats = cust.seat_count.map_or(i64::from(last.licenses), i64::from);
                 let next = billable_licenses(&cust, tier, seats);
+                successors::keep_successor_renewal(
+                    c,
+                    p.id,
+                    last.id,
+                    last.licenses_at_next_renewal,
+                )?;
                 repo::set_licenses_at_next_renewal(c, last.id, clamp_i32(next)?)?;
             }
         }
@@ -553,6 +562,34 @@ pub fn schedule_successor(
         repo::insert_event(c, &e, now)?;
         Ok(new_id)
     })
+}
+
+/// A per-license successor cancelled: the plan renews as if it had never been scheduled. The
+/// newest ledger entry gets back the licenses at next renewal it had, when it is still the
+/// entry the successor changed; when seats were reported since (automatic license management,
+/// counted for the successor's tier), the count is that of the plan's own tier for the seats in
+/// use; a manual plan's later choice (`renewal-licenses`) stays.
+fn restore_renewal(
+    c: &mut Conn,
+    p: &Plan,
+    cust: &Customer,
+    last: &LedgerEntry,
+) -> Result<(), AppError> {
+    let Some((entry_id, before)) = successors::take_successor_renewal(c, p.id)? else {
+        return Ok(()); // a fixed-price successor changed nothing
+    };
+    let restored = if last.id == entry_id {
+        before
+    } else if p.automanage_licenses {
+        let seats = cust.seat_count.map_or(i64::from(last.licenses), i64::from);
+        Some(clamp_i32(billable_licenses(cust, p.tier, seats))?)
+    } else {
+        None
+    };
+    if let Some(n) = restored {
+        repo::set_licenses_at_next_renewal(c, last.id, n)?;
+    }
+    Ok(())
 }
 
 /// Where a successor of `p` starts: its end date, which must be its next cycle boundary

@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::budget::{endpoint_of, Breaker, Budget, Limits};
 use super::transport::{Transport, TransportError};
 use super::{
-    keys, ApiKey, Finalized, GatewayError, NewInvoice, NewLine, PaymentGateway, RemoteInvoice,
-    StripeInvoice, StripeInvoiceStatus, StripeItem,
+    keys, ApiKey, Finalized, GatewayError, Installation, NewInvoice, NewLine, PaymentGateway,
+    RemoteInvoice, Scope, StripeInvoice, StripeInvoiceStatus, StripeItem,
 };
 use crate::domain::{Customer, CustomerId, InvoiceEvent, InvoiceId, LineId, Tier};
 use rand::Rng;
@@ -75,6 +75,9 @@ pub struct StripeGateway {
     config: StripeConfig,
     budget: Budget,
     breaker: Breaker,
+    /// The database's installation, set by the job that opened it ([`PaymentGateway::set_installation`]):
+    /// every key and every created object's metadata names it.
+    installation: std::sync::RwLock<Option<Installation>>,
     /// Requests by outcome, for metrics.
     pub stats: std::sync::Arc<RequestStats>,
 }
@@ -128,7 +131,21 @@ impl StripeGateway {
             budget: Budget::new(config.limits),
             breaker: Breaker::new(config.breaker_threshold),
             config,
+            installation: std::sync::RwLock::new(None),
             stats: Default::default(),
+        })
+    }
+
+    /// The installation the keys are made for; a job that did not set one cannot write.
+    fn installation(&self) -> Result<Installation, GatewayError> {
+        let guard = match self.installation.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        guard.clone().ok_or_else(|| {
+            GatewayError::Fatal(
+                "no installation set: the job must read it from the database first".into(),
+            )
         })
     }
 
@@ -314,6 +331,18 @@ impl PaymentGateway for StripeGateway {
         self.budget.set_workers(workers);
     }
 
+    fn set_installation(&self, installation: &Installation) {
+        let mut guard = match self.installation.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Some(installation.clone());
+    }
+
+    fn invoice_scope(&self, id: InvoiceId) -> Result<Scope, GatewayError> {
+        Ok(self.installation()?.invoice(id))
+    }
+
     async fn create_customer(&self, customer: &Customer) -> Result<String, GatewayError> {
         let mut metadata = HashMap::new();
         metadata.insert(
@@ -323,6 +352,8 @@ impl PaymentGateway for StripeGateway {
         if let Some(r) = &customer.external_ref {
             metadata.insert("external_ref".to_string(), r.clone());
         }
+        let scope = self.installation()?.customer(CustomerId(customer.id));
+        scope.tag(&mut metadata);
         let mut req = CreateCustomer::new()
             .name(customer.name.clone())
             .metadata(metadata);
@@ -330,13 +361,14 @@ impl PaymentGateway for StripeGateway {
             req = req.email(email.clone());
         }
         let obj: Object = self
-            .send(&req, Some(keys::customer(CustomerId(customer.id))))
+            .send(&req, Some(keys::customer(&scope, CustomerId(customer.id))))
             .await?;
         Ok(obj.id)
     }
 
     async fn create_invoice(&self, inv: &NewInvoice<'_>) -> Result<String, GatewayError> {
-        let metadata: HashMap<String, String> = [
+        let scope = self.invoice_scope(inv.local_id)?;
+        let mut metadata: HashMap<String, String> = [
             ("plan_invoicer_invoice_id", inv.local_id.to_string()),
             ("plan_id", inv.plan_id.to_string()),
             ("period_start", inv.period_start.timestamp().to_string()),
@@ -345,6 +377,7 @@ impl PaymentGateway for StripeGateway {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        scope.tag(&mut metadata);
         let mut req = CreateInvoice::new()
             .customer(inv.stripe_customer)
             // Off until every item is in: Stripe finalizes an auto-advancing draft about an
@@ -365,7 +398,9 @@ impl PaymentGateway for StripeGateway {
             req.collection_method(InvoiceCollectionMethod::SendInvoice)
                 .days_until_due(inv.days_until_due.unwrap_or(15))
         };
-        let obj: Object = self.send(&req, Some(keys::invoice(inv.local_id))).await?;
+        let obj: Object = self
+            .send(&req, Some(keys::invoice(&scope, inv.local_id)))
+            .await?;
         Ok(obj.id)
     }
 
@@ -395,7 +430,10 @@ impl PaymentGateway for StripeGateway {
     ) -> Result<HashMap<LineId, String>, GatewayError> {
         let mut params = Vec::with_capacity(lines.len());
         for line in lines {
-            params.push(add_lines_param(line)?);
+            params.push(add_lines_param(
+                line,
+                &self.invoice_scope(line.invoice_id)?,
+            )?);
         }
         let req = AddLinesInvoice::new(stripe_invoice, params);
         let answer: LinesAnswer = self.send(&req, Some(key.to_string())).await?;
@@ -429,7 +467,10 @@ impl PaymentGateway for StripeGateway {
         local_id: InvoiceId,
     ) -> Result<Finalized, GatewayError> {
         let req = FinalizeInvoiceInvoice::new(stripe_invoice).auto_advance(true);
-        let inv: InvoiceObject = self.send(&req, Some(keys::finalize(local_id))).await?;
+        let scope = self.invoice_scope(local_id)?;
+        let inv: InvoiceObject = self
+            .send(&req, Some(keys::finalize(&scope, local_id)))
+            .await?;
         Ok(Finalized { total: inv.total })
     }
 
@@ -438,11 +479,14 @@ impl PaymentGateway for StripeGateway {
         stripe_customer: &str,
         local_id: InvoiceId,
     ) -> Result<Option<RemoteInvoice>, GatewayError> {
+        let installation = self.installation()?;
         let found = self
             .invoices_of(stripe_customer)
             .await?
             .into_iter()
-            .find(|o| o.local_id() == Some(local_id));
+            .find(|o| {
+                o.local_id() == Some(local_id) && installation.owns_metadata(o.metadata.as_ref())
+            });
         Ok(found.map(|o| RemoteInvoice {
             status: o.status(),
             total: o.total.unwrap_or_default(),
@@ -515,12 +559,16 @@ impl PaymentGateway for StripeGateway {
 
 /// One line as `add_lines` sends it: per-seat lines priced inline on the tier's product, the
 /// others as an amount. Discounts never apply (they are lines of their own).
-fn add_lines_param(line: &NewLine<'_>) -> Result<AddLinesInvoiceLines, GatewayError> {
+fn add_lines_param(
+    line: &NewLine<'_>,
+    scope: &Scope,
+) -> Result<AddLinesInvoiceLines, GatewayError> {
     let mut metadata = HashMap::new();
     metadata.insert(
         "plan_invoicer_line_id".to_string(),
         line.local_id.to_string(),
     );
+    scope.tag(&mut metadata);
     if let Some(entry) = line.ledger_entry_id {
         metadata.insert("ledger_entry_id".to_string(), entry.to_string());
     }
@@ -655,6 +703,11 @@ impl EventObject {
                         .ok()
                 })
                 .flatten(),
+            installation: o
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get(super::INSTALLATION_METADATA))
+                .cloned(),
             attempt_count: o.attempt_count.and_then(|n| i32::try_from(n).ok()),
             hosted_invoice_url: o.hosted_invoice_url,
         })
@@ -681,8 +734,9 @@ impl StripeGateway {
         local_id: InvoiceId,
     ) -> Result<StripeInvoiceStatus, GatewayError> {
         let req = VoidInvoiceInvoice::new(stripe_invoice);
+        let scope = self.invoice_scope(local_id)?;
         match self
-            .send::<_, InvoiceObject>(&req, Some(keys::void(local_id)))
+            .send::<_, InvoiceObject>(&req, Some(keys::void(&scope, local_id)))
             .await
         {
             Ok(inv) => Ok(RemoteInvoice::from(inv).status),

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 
-use crate::domain::{Customer, InvoiceId, LedgerEntryId, LineId, PlanId, Tier, Ts};
+use crate::domain::{Customer, CustomerId, InvoiceId, LedgerEntryId, LineId, PlanId, Tier, Ts};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -92,6 +92,8 @@ pub struct NewInvoice<'a> {
 /// One line of an invoice for Stripe's `add_lines` (docs/RULES.md §5).
 #[derive(Debug, Clone)]
 pub struct NewLine<'a> {
+    /// The local invoice the line belongs to (its keys' and metadata's installation scope).
+    pub invoice_id: InvoiceId,
     pub local_id: LineId,
     pub description: &'a str,
     /// A per-seat line's quantity and unit price, or `None` to send `amount` alone.
@@ -239,6 +241,13 @@ pub trait PaymentGateway: Send + Sync {
     }
     /// A pass starts: try Stripe again even if the previous pass found it unreachable.
     fn begin_pass(&self) {}
+    /// The database's installation: every key and created object's metadata names it. A job
+    /// sets it once it has read it from the database, before any write.
+    fn set_installation(&self, _installation: &Installation) {}
+    /// The keys and metadata scope of a local invoice (for the keys the caller makes: lines).
+    fn invoice_scope(&self, _id: InvoiceId) -> Result<Scope, GatewayError> {
+        Ok(Scope::Legacy)
+    }
     /// The fleet has `workers` live workers: take that share of the account's budget.
     fn set_workers(&self, _workers: u32) {}
 }
@@ -312,23 +321,119 @@ pub struct StripePeriod {
     pub end: i64,
 }
 
+/// The metadata key that names the installation an object was made by.
+pub const INSTALLATION_METADATA: &str = "plan_invoicer_installation";
+
+/// This database's installation (docs/RULES.md §5, "Keys and installations"): a random id made
+/// by the first `migrate` and kept in the database, put into every idempotency key and into the
+/// metadata of every customer, invoice and item the worker creates, so that two databases
+/// billing through one Stripe account (two products, two test databases on one test key, a
+/// database rebuilt from an import) never share a key. Stripe scopes keys to the account.
+///
+/// Customers and invoices that existed when the installation was made (a database migrated
+/// from a version without installations) keep the keys they were first sent with: an invoice
+/// half sent before the upgrade finishes under the keys it started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    id: String,
+    legacy_customers_through: i64,
+    legacy_invoices_through: i64,
+}
+
+/// The keys and metadata one object is sent under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Made before installations existed: `plan-invoicer:…` keys, no installation metadata.
+    Legacy,
+    /// `plan-invoicer:<installation>:…` keys and `plan_invoicer_installation` metadata.
+    Installation(String),
+}
+
+impl Installation {
+    /// `id` must be 1 to 32 ASCII letters or digits (it goes into keys and metadata).
+    pub fn new(
+        id: &str,
+        legacy_customers_through: i64,
+        legacy_invoices_through: i64,
+    ) -> Option<Installation> {
+        let ok = !id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric());
+        ok.then(|| Installation {
+            id: id.to_string(),
+            legacy_customers_through,
+            legacy_invoices_through,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn customer(&self, id: CustomerId) -> Scope {
+        self.scope(id.0 <= self.legacy_customers_through)
+    }
+
+    pub fn invoice(&self, id: InvoiceId) -> Scope {
+        self.scope(id.0 <= self.legacy_invoices_through)
+    }
+
+    fn scope(&self, legacy: bool) -> Scope {
+        if legacy {
+            Scope::Legacy
+        } else {
+            Scope::Installation(self.id.clone())
+        }
+    }
+
+    /// Whether an object or event whose metadata names `tag` as its installation is this
+    /// installation's: its own id, or no tag at all (made before installations existed).
+    pub fn owns(&self, tag: Option<&str>) -> bool {
+        tag.is_none_or(|t| t == self.id)
+    }
+
+    /// [`Installation::owns`] over an object's metadata.
+    pub fn owns_metadata(&self, metadata: Option<&HashMap<String, String>>) -> bool {
+        self.owns(
+            metadata
+                .and_then(|m| m.get(INSTALLATION_METADATA))
+                .map(String::as_str),
+        )
+    }
+}
+
+impl Scope {
+    fn prefix(&self) -> String {
+        match self {
+            Scope::Legacy => "plan-invoicer".to_string(),
+            Scope::Installation(id) => format!("plan-invoicer:{id}"),
+        }
+    }
+
+    /// Adds the installation's metadata (nothing for a legacy object).
+    pub fn tag(&self, metadata: &mut HashMap<String, String>) {
+        if let Scope::Installation(id) = self {
+            metadata.insert(INSTALLATION_METADATA.to_string(), id.clone());
+        }
+    }
+}
+
 /// The idempotency keys (docs/RULES.md §5).
 pub mod keys {
+    use super::Scope;
     use crate::domain::{CustomerId, InvoiceId, LineId, Tier};
 
-    pub fn customer(id: CustomerId) -> String {
-        format!("plan-invoicer:customer:{id}")
+    pub fn customer(s: &Scope, id: CustomerId) -> String {
+        format!("{}:customer:{id}", s.prefix())
     }
-    pub fn invoice(id: InvoiceId) -> String {
-        format!("plan-invoicer:invoice:{id}")
+    pub fn invoice(s: &Scope, id: InvoiceId) -> String {
+        format!("{}:invoice:{id}", s.prefix())
     }
     /// Chunk `chunk` of all of an invoice's lines (the first attempt at them).
-    pub fn lines(id: InvoiceId, chunk: usize) -> String {
-        format!("plan-invoicer:invoice:{id}:lines:{chunk}")
+    pub fn lines(s: &Scope, id: InvoiceId, chunk: usize) -> String {
+        format!("{}:invoice:{id}:lines:{chunk}", s.prefix())
     }
     /// The lines of a resumed invoice that Stripe does not hold yet: named by the lines
     /// themselves, so the same rest gets the same key and another rest another key.
-    pub fn rest_of_lines(id: InvoiceId, lines: &[LineId]) -> String {
+    pub fn rest_of_lines(s: &Scope, id: InvoiceId, lines: &[LineId]) -> String {
         // FNV-1a: stable across builds and Rust versions, unlike `std`'s hasher.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for line in lines {
@@ -337,10 +442,13 @@ pub mod keys {
             }
         }
         format!(
-            "plan-invoicer:invoice:{id}:lines:rest-{}-{h:016x}",
+            "{}:invoice:{id}:lines:rest-{}-{h:016x}",
+            s.prefix(),
             lines.len()
         )
     }
+    /// Products are the account's catalog, one per tier with an id of our choosing, shared by
+    /// every installation on the account: no installation in their key or metadata.
     pub fn product(tier: Tier) -> String {
         format!("plan-invoicer:product:{}", tier.name())
     }
@@ -349,12 +457,12 @@ pub mod keys {
     pub fn product_id(tier: Tier) -> String {
         format!("plan_invoicer_{}", tier.name())
     }
-    pub fn finalize(id: InvoiceId) -> String {
-        format!("plan-invoicer:invoice:{id}:finalize")
+    pub fn finalize(s: &Scope, id: InvoiceId) -> String {
+        format!("{}:invoice:{id}:finalize", s.prefix())
     }
     /// The overdue policy's void of an invoice.
-    pub fn void(id: InvoiceId) -> String {
-        format!("plan-invoicer:invoice:{id}:void")
+    pub fn void(s: &Scope, id: InvoiceId) -> String {
+        format!("{}:invoice:{id}:void", s.prefix())
     }
 }
 
@@ -373,20 +481,27 @@ mod tests {
     #[test]
     fn keys_follow_the_spec() {
         use crate::domain::{CustomerId, InvoiceId, LineId};
-        assert_eq!(keys::customer(CustomerId(7)), "plan-invoicer:customer:7");
-        assert_eq!(keys::invoice(InvoiceId(3)), "plan-invoicer:invoice:3");
+        let legacy = Scope::Legacy;
         assert_eq!(
-            keys::lines(InvoiceId(3), 0),
+            keys::customer(&legacy, CustomerId(7)),
+            "plan-invoicer:customer:7"
+        );
+        assert_eq!(
+            keys::invoice(&legacy, InvoiceId(3)),
+            "plan-invoicer:invoice:3"
+        );
+        assert_eq!(
+            keys::lines(&legacy, InvoiceId(3), 0),
             "plan-invoicer:invoice:3:lines:0"
         );
-        let rest = keys::rest_of_lines(InvoiceId(3), &[LineId(12), LineId(14)]);
+        let rest = keys::rest_of_lines(&legacy, InvoiceId(3), &[LineId(12), LineId(14)]);
         assert_eq!(
             rest,
-            keys::rest_of_lines(InvoiceId(3), &[LineId(12), LineId(14)])
+            keys::rest_of_lines(&legacy, InvoiceId(3), &[LineId(12), LineId(14)])
         );
         assert_ne!(
             rest,
-            keys::rest_of_lines(InvoiceId(3), &[LineId(12), LineId(13)])
+            keys::rest_of_lines(&legacy, InvoiceId(3), &[LineId(12), LineId(13)])
         );
         assert!(rest.starts_with("plan-invoicer:invoice:3:lines:rest-2-") && rest.len() < 255);
         assert_eq!(
@@ -394,8 +509,43 @@ mod tests {
             "plan-invoicer:product:cloud_standard"
         );
         assert_eq!(
-            keys::finalize(InvoiceId(3)),
+            keys::finalize(&legacy, InvoiceId(3)),
             "plan-invoicer:invoice:3:finalize"
         );
+    }
+
+    #[test]
+    fn an_installation_scopes_every_key_but_its_legacy_objects() {
+        use crate::domain::{CustomerId, InvoiceId};
+        let i = Installation::new("0123456789abcdef", 2, 5).unwrap_or_else(|| panic!("an id"));
+        assert_eq!(i.customer(CustomerId(2)), Scope::Legacy);
+        assert_eq!(
+            keys::customer(&i.customer(CustomerId(3)), CustomerId(3)),
+            "plan-invoicer:0123456789abcdef:customer:3"
+        );
+        assert_eq!(i.invoice(InvoiceId(5)), Scope::Legacy);
+        let s = i.invoice(InvoiceId(6));
+        assert_eq!(
+            keys::void(&s, InvoiceId(6)),
+            "plan-invoicer:0123456789abcdef:invoice:6:void"
+        );
+        let mut m = HashMap::new();
+        s.tag(&mut m);
+        assert_eq!(
+            m.get(INSTALLATION_METADATA).map(String::as_str),
+            Some("0123456789abcdef")
+        );
+        assert!(i.owns_metadata(Some(&m)));
+        assert!(
+            i.owns(None),
+            "an object without a tag was made before installations"
+        );
+        assert!(!i.owns(Some("fedcba9876543210")));
+        let mut legacy = HashMap::new();
+        Scope::Legacy.tag(&mut legacy);
+        assert!(legacy.is_empty());
+        assert!(Installation::new("", 0, 0).is_none());
+        assert!(Installation::new("a:b", 0, 0).is_none());
+        assert!(Installation::new(&"a".repeat(33), 0, 0).is_none());
     }
 }

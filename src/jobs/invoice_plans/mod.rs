@@ -262,6 +262,11 @@ async fn pass<G: PaymentGateway + 'static>(
         let due = db.run_async(|c| repo::count_due_plans(c, now)).await?;
         p.total(u64::try_from(due).unwrap_or(0));
     }
+    if let Some(g) = &gateway {
+        // Every key and every object the pass creates names this database's installation.
+        let installation = db.run_async(crate::db::installation::installation).await?;
+        g.set_installation(&installation);
+    }
     let mut tasks: JoinSet<CustomerRun> = JoinSet::new();
     let mut after = PlanId(0);
     let mut fleet = gateway.as_ref().map(|g| {

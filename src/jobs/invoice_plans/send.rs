@@ -149,14 +149,20 @@ async fn send_lines<G: PaymentGateway>(
     };
     let whole = missing.len() == record.lines.len();
     for (k, chunk) in missing.chunks(ADD_LINES_MAX).enumerate() {
+        let scope = g.invoice_scope(inv.id)?;
         let key = if whole {
-            keys::lines(inv.id, k)
+            keys::lines(&scope, inv.id, k)
         } else {
-            keys::rest_of_lines(inv.id, &chunk.iter().map(|l| l.id).collect::<Vec<_>>())
+            keys::rest_of_lines(
+                &scope,
+                inv.id,
+                &chunk.iter().map(|l| l.id).collect::<Vec<_>>(),
+            )
         };
         let lines: Vec<NewLine<'_>> = chunk
             .iter()
             .map(|l| NewLine {
+                invoice_id: inv.id,
                 local_id: l.id,
                 description: &l.description,
                 per_seat: product

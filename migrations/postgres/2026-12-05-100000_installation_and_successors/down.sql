@@ -1,0 +1,2 @@
+DROP TABLE successor_renewal;
+DROP TABLE installation;
