@@ -736,6 +736,35 @@ fn every_action_works_through_http() {
             discounted["annual_discounted_price_cents"], 10000,
             "{discounted}"
         );
+        // The support knobs (issue 24), with the CLI's guards and the refused field named.
+        let exempt = api.ok(
+            &format!("/v1/customers/{customer}/set_exempt"),
+            None,
+            json!({ "exempt": true }),
+        );
+        assert_eq!(exempt["exempt_from_license_number_check"], true, "{exempt}");
+        let live = api.post(
+            &format!("/v1/customers/{customer}/set_minimum_licenses"),
+            None,
+            json!({ "count": 30 }),
+        );
+        assert_eq!(live.status, 400, "{live:?}");
+        assert!(live.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already has a live plan")));
+        let neither = api.post(
+            &format!("/v1/customers/{customer}/set_required_plan_tier"),
+            None,
+            json!({}),
+        );
+        assert_eq!(neither.status, 400, "{neither:?}");
+        assert_eq!(neither.body["error"]["param"], "tier");
+        let enterprise = api.post(
+            &format!("/v1/customers/{customer}/set_required_plan_tier"),
+            None,
+            json!({ "tier": "self_hosted_enterprise" }),
+        );
+        assert_eq!(enterprise.body["error"]["param"], "tier", "{enterprise:?}");
         // The same reads through the CLI: one source of truth.
         assert_eq!(
             api.get(&format!("/v1/plans/{new_plan}")).body,

@@ -515,12 +515,47 @@ fn every_guard_refuses_cleanly(db: &TestDb) {
             "unknown license management",
         ),
         (
-            "customer set-discount 1 --monthly-discounted-price-cents 0 --annual-discounted-price-cents 6000",
-            "must be a positive number",
+            "customer set-discount 1 --monthly-discounted-price-cents 600 --annual-discounted-price-cents -1",
+            "must not be negative",
+        ),
+        // Zulip's InvalidTierError: self-hosted Enterprise is refused by every command.
+        (
+            "plan create --customer 5 --tier self_hosted_enterprise --schedule monthly --licenses 10",
+            "is not offered",
         ),
         (
-            "customer set-discount 1 --monthly-discounted-price-cents 600 --annual-discounted-price-cents -1",
-            "must be a positive number",
+            "offer create --customer 5 --tier self_hosted_enterprise --fixed-price-cents 100",
+            "is not offered",
+        ),
+        ("plan upgrade-tier 1 --tier self_hosted_enterprise", "is not offered"),
+        (
+            "plan schedule-successor 2 --tier self_hosted_enterprise",
+            "is not offered",
+        ),
+        (
+            "customer set-required-plan-tier 1 --tier self_hosted_enterprise",
+            "is not offered",
+        ),
+        (
+            "customer create --name E --required-plan-tier 105",
+            "is not offered",
+        ),
+        // Zulip's support actions.
+        (
+            "customer set-required-plan-tier 1 --tier self_hosted_basic",
+            "not a tier a cloud customer can buy",
+        ),
+        ("customer set-minimum-licenses 5 --count 20", "has no discount"),
+        ("customer set-minimum-licenses 5 --count 0", "must be a positive number"),
+        ("customer set-exempt 5 maybe", "invalid value"),
+        // Paying by invoice means buying licenses: no automatic license management.
+        (
+            "plan create --customer 5 --tier cloud_standard --schedule monthly --licenses 10 --automanage-licenses --invoice-billing",
+            "not supported when paying by invoice",
+        ),
+        (
+            "plan set-billing-mode 2 send_invoice",
+            "not supported when paying by invoice",
         ),
         (
             "customer set-discount 4 --monthly-discounted-price-cents 600 --annual-discounted-price-cents 6000",
@@ -541,12 +576,41 @@ fn every_guard_refuses_cleanly(db: &TestDb) {
         ),
     ];
     let before = fingerprint(db);
+    let customers = db.ok(None, &["customer", "show", "5"]);
     for (command, expected) in cases {
         let args: Vec<&str> = command.split_whitespace().collect();
         let e = db.refused(Some("2012-01-10T00:00:00Z"), &args);
         assert!(e.contains(expected), "{command}: {e}");
         assert_eq!(fingerprint(db), before, "{command} wrote something");
+        assert_eq!(
+            db.ok(None, &["customer", "show", "5"]),
+            customers,
+            "{command}"
+        );
     }
+    // Zulip's do_update_plan: a plan being downgraded does not renew, so its renewal count
+    // cannot change.
+    db.ok(
+        Some("2012-01-10T00:00:00Z"),
+        &[
+            "plan",
+            "schedule",
+            "1",
+            "--change",
+            "downgrade_at_end_of_cycle",
+        ],
+    );
+    let before = fingerprint(db);
+    let e = db.refused(
+        Some("2012-01-10T00:00:00Z"),
+        &["plan", "renewal-licenses", "1", "--licenses", "13"],
+    );
+    assert!(e.contains("being downgraded"), "{e}");
+    assert_eq!(fingerprint(db), before);
+    db.ok(
+        Some("2012-01-10T00:00:00Z"),
+        &["plan", "schedule", "1", "--change", "cancel"],
+    );
     // A successor needs the end date at the plan's next boundary (here: after it).
     db.ok(
         Some("2012-01-10T00:00:00Z"),
@@ -804,7 +868,111 @@ fn complimentary_plan_ends_at_its_end_date(db: &TestDb) {
     assert!(plan["next_invoice_date"].is_null(), "{plan}");
 }
 
+/// Issue 24: the support knobs as Zulip's support tools have them — a discount removed with both
+/// prices 0 (the live plan back at list prices), the required tier removed only without a
+/// discount, a minimum number of licenses for the next plan, the license-check exemption.
+fn support_knobs_work_as_zulips(db: &TestDb) {
+    let c = db
+        .id(None, &["customer", "create", "--name", "Knobs"])
+        .to_string();
+    let discount = |m: &str, a: &str| {
+        db.ok(
+            Some(T0),
+            &[
+                "customer",
+                "set-discount",
+                &c,
+                "--monthly-discounted-price-cents",
+                m,
+                "--annual-discounted-price-cents",
+                a,
+                "--required-plan-tier",
+                "cloud_standard",
+            ],
+        )
+    };
+    discount("600", "6000");
+    // A minimum for the next plan: 12 licenses at least.
+    let shown = db.ok(
+        None,
+        &["customer", "set-minimum-licenses", &c, "--count", "12"],
+    );
+    assert_eq!(shown["minimum_licenses"], 12, "{shown}");
+    let short = db.refused(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+        ],
+    );
+    assert!(short.contains("at least 12 licenses"), "{short}");
+    let plan = db.id(
+        Some(T0),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &c,
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "12",
+        ],
+    );
+    assert_eq!(db.plan(plan)["price_per_license_cents"], 600);
+    // With a live plan, the minimum is Zulip's to refuse.
+    let e = db.refused(None, &["customer", "set-minimum-licenses", &c, "--none"]);
+    assert!(e.contains("already has a live plan"), "{e}");
+    // Removing the required tier needs the discount at 0 first.
+    let e = db.refused(None, &["customer", "set-required-plan-tier", &c, "--none"]);
+    assert!(e.contains("has a discount"), "{e}");
+    // Both prices 0: the discount is gone, the live plan repriced at list price.
+    discount("0", "0");
+    let p = db.plan(plan);
+    assert_eq!(p["price_per_license_cents"], 800, "{p}");
+    assert!(p["discount"].is_null(), "{p}");
+    let shown = db.ok(None, &["customer", "set-required-plan-tier", &c, "--none"]);
+    assert!(shown["required_plan_tier"].is_null(), "{shown}");
+    // The exemption: licenses below the seats in use are then allowed.
+    db.ok(Some(T0), &["customer", "report-usage", &c, "--seats", "15"]);
+    let e = db.refused(
+        Some("2012-01-05T00:00:00Z"),
+        &[
+            "plan",
+            "renewal-licenses",
+            &plan.to_string(),
+            "--licenses",
+            "13",
+        ],
+    );
+    assert!(e.contains("15 seats in use"), "{e}");
+    let shown = db.ok(None, &["customer", "set-exempt", &c, "true"]);
+    assert_eq!(shown["exempt_from_license_number_check"], true, "{shown}");
+    db.ok(
+        Some("2012-01-05T00:00:00Z"),
+        &[
+            "plan",
+            "renewal-licenses",
+            &plan.to_string(),
+            "--licenses",
+            "13",
+        ],
+    );
+    db.ok(None, &["customer", "set-exempt", &c, "false"]);
+}
+
 on_both_backends!(
+    support_knobs_work_as_zulips,
     cancelled_and_ended_successors_leave_nothing_behind,
     complimentary_plan_ends_at_its_end_date,
     no_write_at_or_before_the_newest_invoice,

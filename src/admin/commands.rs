@@ -32,6 +32,44 @@ pub enum CustomerCmd {
         #[arg(long)]
         required_plan_tier: Option<String>,
     },
+    /// The customer's minimum licenses for the next plan it buys (needs a discount and no live
+    /// plan, as Zulip's support action).
+    SetMinimumLicenses {
+        /// The customer's id.
+        id: i64,
+        /// At least this many licenses on the customer's next plan.
+        #[arg(
+            long,
+            allow_negative_numbers = true,
+            conflicts_with = "none",
+            required_unless_present = "none"
+        )]
+        count: Option<i64>,
+        /// Remove the customer's own minimum (the tier's minimum applies).
+        #[serde(default)]
+        #[arg(long)]
+        none: bool,
+    },
+    /// The tier the customer's discounted prices belong to (one it can buy).
+    SetRequiredPlanTier {
+        /// The customer's id.
+        id: i64,
+        /// cloud_standard or cloud_plus (Cloud); self_hosted_basic or self_hosted_business.
+        #[arg(long, conflicts_with = "none", required_unless_present = "none")]
+        tier: Option<String>,
+        /// Remove the required tier (only once the discount is 0).
+        #[serde(default)]
+        #[arg(long)]
+        none: bool,
+    },
+    /// Whether the customer's licenses may be set below its seats in use and its minimum.
+    SetExempt {
+        /// The customer's id.
+        id: i64,
+        /// true or false.
+        #[arg(action = clap::ArgAction::Set)]
+        exempt: bool,
+    },
     /// Record a usage upload from the host (self-hosted freshness) and optionally a seat count.
     ReportUsage {
         /// The customer's id.

@@ -141,10 +141,34 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
             )?;
             customer_view(c, id)
         }
+        CustomerCmd::SetMinimumLicenses { id, count, none } => {
+            ops::set_minimum_licenses(c, id, one_of("count", count, none)?, now)?;
+            customer_view(c, id)
+        }
+        CustomerCmd::SetRequiredPlanTier { id, tier, none } => {
+            let tier = one_of("tier", tier, none)?;
+            ops::set_required_plan_tier(c, id, tier.as_deref(), now)?;
+            customer_view(c, id)
+        }
+        CustomerCmd::SetExempt { id, exempt } => {
+            ops::set_exempt(c, id, exempt, now)?;
+            customer_view(c, id)
+        }
         CustomerCmd::ReportUsage { id, seats } => {
             ops::report_usage(c, id, seats, now)?;
             customer_view(c, id)
         }
+    }
+}
+
+/// A value or `--none`, exactly one of them (clap checks it for the CLI; this for the API).
+fn one_of<T>(field: &str, value: Option<T>, none: bool) -> Result<Option<T>, AppError> {
+    match (value, none) {
+        (Some(_), true) => Err(crate::error::invalid(format!(
+            "give either --{field} or --none, not both"
+        ))),
+        (None, false) => Err(crate::error::invalid(format!("give --{field} or --none"))),
+        (v, _) => Ok(v),
     }
 }
 

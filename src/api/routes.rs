@@ -36,7 +36,13 @@ pub const PLAN_ACTIONS: &[&str] = &[
     "schedule_successor",
 ];
 /// The customer commands of `POST /v1/customers/{id}/{action}`.
-pub const CUSTOMER_ACTIONS: &[&str] = &["set_discount", "report_usage"];
+pub const CUSTOMER_ACTIONS: &[&str] = &[
+    "set_discount",
+    "report_usage",
+    "set_minimum_licenses",
+    "set_required_plan_tier",
+    "set_exempt",
+];
 
 /// Lists: at most this many items a page, [`DEFAULT_LIMIT`] unless asked.
 const MAX_LIMIT: i64 = 100;

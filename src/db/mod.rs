@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod claims;
+pub mod customer_settings;
 pub mod installation;
 pub mod lock;
 pub mod models;

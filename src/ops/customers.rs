@@ -7,7 +7,7 @@ use crate::domain::prices::{discount_display, list_price, price_per_license};
 use crate::domain::{Customer, CustomerKind, EventKind, PlanStatus, Tier};
 use crate::error::{invalid, AppError};
 
-use super::{cents, customer, licenses_arg, text_arg, Ts};
+use super::{cents, customer, licenses_arg, text_arg, tier_arg, Ts};
 use crate::domain::bounds;
 
 #[derive(Debug, Clone, Default)]
@@ -48,7 +48,7 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
     let tier = input
         .required_plan_tier
         .as_deref()
-        .map(Tier::parse)
+        .map(|t| tier_arg("--required-plan-tier", t))
         .transpose()?;
     if (monthly > 0 || annual > 0) && tier.is_none() {
         return Err(invalid(
@@ -128,14 +128,12 @@ pub fn set_discount(
         ("--monthly-discounted-price-cents", monthly),
         ("--annual-discounted-price-cents", annual),
     ] {
-        if price <= 0 {
-            return Err(invalid(format!(
-                "{flag} must be a positive number of cents (got {price})"
-            )));
-        }
+        // 0: that schedule at list price; both 0 remove the discount (Zulip's support form).
         cents(flag, price, bounds::MAX_PRICE_PER_LICENSE_CENTS)?;
     }
-    let tier = tier.map(Tier::parse).transpose()?;
+    let tier = tier
+        .map(|t| tier_arg("--required-plan-tier", t))
+        .transpose()?;
     conn.transaction(|c| {
         let cust = customer(c, id)?;
         // The live plan is repriced below: its row is locked first, then read again.

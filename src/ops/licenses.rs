@@ -132,6 +132,13 @@ pub fn renewal_licenses(
     conn.transaction(|c| {
         let entry = match manual_plan(c, id, now) {
             Ok((p, cust, last)) => {
+                // Zulip's `do_update_plan`: a plan being downgraded does not renew at all.
+                if p.status == PlanStatus::DowngradeAtEndOfCycle {
+                    return Err(invalid(format!(
+                        "plan {} is being downgraded at the end of its cycle: it does not renew, so its licenses at next renewal cannot change (cancel the downgrade first)",
+                        p.id
+                    )));
+                }
                 if last.licenses_at_next_renewal == Some(licenses) {
                     return Err(invalid(format!(
                         "plan {} is already scheduled to renew with {licenses} licenses",

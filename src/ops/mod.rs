@@ -6,6 +6,7 @@ mod customers;
 mod licenses;
 mod offers;
 mod plans;
+mod support;
 mod tiers;
 
 use chrono::{DateTime, Utc};
@@ -26,6 +27,7 @@ pub use plans::{
     create_plan, downgrade_now, schedule_change, schedule_successor, set_billing_mode,
     set_end_date, set_license_management, PlanInput, Successor,
 };
+pub use support::{set_exempt, set_minimum_licenses, set_required_plan_tier};
 pub use tiers::upgrade_tier;
 
 type Ts = DateTime<Utc>;
@@ -47,6 +49,18 @@ fn licenses_arg(flag: &str, v: i64) -> Result<i32, AppError> {
 /// An instant given by the caller (an anchor, an end date, `--now`): inside the accepted years.
 pub fn instant_arg(flag: &str, t: Ts) -> Result<Ts, AppError> {
     bounds::instant(flag, t).map_err(AppError::Invalid)
+}
+
+/// A tier a command takes: a known name or number, and one that is offered —
+/// `self_hosted_enterprise` is refused everywhere, as Zulip's `InvalidTierError` refuses it.
+fn tier_arg(flag: &str, text: &str) -> Result<crate::domain::Tier, AppError> {
+    let tier = crate::domain::Tier::parse(text)?;
+    if tier == crate::domain::Tier::SelfHostedEnterprise {
+        return Err(invalid(format!(
+            "{flag} {tier} is not offered: self-hosted Enterprise is sold by contract, not by these commands"
+        )));
+    }
+    Ok(tier)
 }
 
 /// A text field, trimmed, without control characters, at most `max` characters.

@@ -7,7 +7,7 @@ use crate::domain::{BillingSchedule, OfferStatus, Tier};
 use crate::error::{invalid, AppError};
 
 use super::plans::{create_plan, PlanInput};
-use super::{cents, customer, text_arg, Ts};
+use super::{cents, customer, text_arg, tier_arg, Ts};
 use crate::domain::bounds;
 
 pub fn create_offer(
@@ -18,7 +18,7 @@ pub fn create_offer(
     sent_invoice_id: Option<&str>,
     now: Ts,
 ) -> Result<i64, AppError> {
-    let tier = Tier::parse(tier)?;
+    let tier = tier_arg("--tier", tier)?;
     if !matches!(
         tier,
         Tier::CloudStandard | Tier::CloudPlus | Tier::SelfHostedBasic | Tier::SelfHostedBusiness

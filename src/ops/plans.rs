@@ -20,7 +20,7 @@ use crate::error::{invalid, AppError};
 
 use super::{
     cents, clamp_i32, current_after_cycle, customer, event, instant_arg, licenses_arg, live_plan,
-    plan, require, Ts,
+    plan, require, tier_arg, Ts,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -40,6 +40,10 @@ pub struct PlanInput {
     pub first_invoice_by_worker: bool,
 }
 
+/// Zulip's refusal: a customer paying by emailed invoice buys its licenses itself.
+const AUTOMATIC_BY_INVOICE: &str =
+    "automatic license management is not supported when paying by invoice: use manual license management (or card billing)";
+
 /// A [`PlanInput`] whose flags were each checked on their own and against each other.
 struct CheckedPlan {
     tier: Tier,
@@ -56,7 +60,7 @@ struct CheckedPlan {
 impl PlanInput {
     fn check(&self, now: Ts) -> Result<CheckedPlan, AppError> {
         let input = self;
-        let tier = Tier::parse(&input.tier)?;
+        let tier = tier_arg("--tier", &input.tier)?;
         let schedule = BillingSchedule::parse(&input.schedule)?;
         let licenses = licenses_arg("--licenses", input.licenses)?;
         let next_licenses = licenses_arg(
@@ -71,6 +75,9 @@ impl PlanInput {
             }
             None => None,
         };
+        if input.invoice_billing && input.automanage_licenses && input.fixed_price.is_none() {
+            return Err(invalid(AUTOMATIC_BY_INVOICE));
+        }
         if trial_days.is_some() && input.invoice_billing {
             return Err(invalid("invoice-billed free trials are not supported: a free trial needs card billing (drop --invoice-billing)"));
         }
@@ -410,6 +417,9 @@ pub fn set_billing_mode(
                 "plan {id} is in a free trial: a free trial needs card billing"
             )));
         }
+        if !card && p.automanage_licenses && p.fixed_price.is_none() {
+            return Err(invalid(format!("plan {id}: {AUTOMATIC_BY_INVOICE}")));
+        }
         p.charge_automatically = card;
         repo::save_plan(c, &p)?;
         settings_changed(c, &p, format!("billing mode {mode}"), now)?;
@@ -438,6 +448,9 @@ pub fn set_license_management(
             return Err(invalid(format!(
                 "plan {id} has a fixed price: its licenses are always managed automatically"
             )));
+        }
+        if automatic && !p.charge_automatically {
+            return Err(invalid(format!("plan {id}: {AUTOMATIC_BY_INVOICE}")));
         }
         p.automanage_licenses = automatic;
         repo::save_plan(c, &p)?;
@@ -480,7 +493,11 @@ pub fn schedule_successor(
         .fixed_price
         .map(|f| cents("--fixed-price-cents", f, bounds::MAX_FIXED_PRICE_CENTS))
         .transpose()?;
-    let tier = successor.tier.as_deref().map(Tier::parse).transpose()?;
+    let tier = successor
+        .tier
+        .as_deref()
+        .map(|t| tier_arg("--tier", t))
+        .transpose()?;
     let schedule = successor
         .schedule
         .as_deref()

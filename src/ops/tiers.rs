@@ -6,17 +6,17 @@ use crate::domain::cycle::{early_termination_credit, is_upgrade};
 use crate::domain::prices::{
     discount_display, list_price, min_licenses_for_plan, price_per_license,
 };
-use crate::domain::{EventKind, InvoicingStatus, Plan, PlanStatus, Tier};
+use crate::domain::{EventKind, InvoicingStatus, Plan, PlanStatus};
 use crate::error::{invalid, AppError};
 
-use super::{clamp_i32, current_after_cycle, event, plan, require, Ts};
+use super::{clamp_i32, current_after_cycle, event, plan, require, tier_arg, Ts};
 
 /// Ends an active plan at `now` and starts the same plan on a higher tier, anchored at `now`
 /// (same schedule, billing mode and license management; the licenses carried over, at least the
 /// new tier's minimum). The unused part of the old period is credited on the new plan's first
 /// invoice, which the next pass sends at once (docs/RULES.md §4.5). Returns the new plan.
 pub fn upgrade_tier(conn: &mut Conn, id: i64, tier: &str, now: Ts) -> Result<Plan, AppError> {
-    let tier = Tier::parse(tier)?;
+    let tier = tier_arg("--tier", tier)?;
     conn.transaction(|c| {
         let (mut old, cust, last) = current_after_cycle(c, id, now)?;
         require(
