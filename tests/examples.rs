@@ -1156,6 +1156,127 @@ fn tier_upgraded_now_with_a_credit(db: &TestDb) {
     );
 }
 
+/// Issue 24 (Zulip's `do_change_plan_to_new_tier`, `switch_plan_tier`,
+/// `get_amount_to_credit_for_plan_tier_change`), with our own numbers. An automatic monthly
+/// Standard plan of 20 licenses at T0 grows to 24 on Jan 12 and shrinks to 12 seats on Jan 20,
+/// then moves to Plus on Jan 22 03:04:05:
+/// - the old plan ends at the switch and its final invoice bills the 4 added licenses up to
+///   the switch: 800 × 875045 s / 2678400 s = 261.36 → 261, × 4 = 1044;
+/// - the new plan starts with the seats in use now (12; Plus's minimum is 10), not the old
+///   peak of 24: 12 × 1200 = 14400;
+/// - the credit is the newest renewal's 20 licenses × 800 × 950400 / 2678400 unused =
+///   5677.42, rounded **up** to 5678 (half up would give 5677): 8722 due.
+fn tier_upgrade_bills_what_the_old_plan_owes(db: &TestDb) {
+    let cust = customer(db);
+    let old = standard_plan(db, cust, "monthly", "20", &["--automanage-licenses"]);
+    seats(db, old, "2012-01-12T00:00:00Z", 24);
+    seats(db, old, "2012-01-20T00:00:00Z", 12);
+    let switch = "2012-01-22T03:04:05Z";
+    let new = db.ok(
+        Some(switch),
+        &[
+            "plan",
+            "upgrade-tier",
+            &old.to_string(),
+            "--tier",
+            "cloud_plus",
+        ],
+    );
+    let new_id = new["id"].as_i64().unwrap_or(0);
+    assert_eq!(new["licenses"], 12, "{new}");
+    let ended = db.plan(old);
+    assert_eq!(
+        (ended["status"].as_str(), ended["end_date"].as_str()),
+        (Some("ended"), Some(switch))
+    );
+    let report = db.pass(switch);
+    let inv = invoices_of(&report);
+    assert_eq!(inv.len(), 2, "{report}");
+    assert_eq!(
+        inv[0]["plan_id"].as_i64(),
+        Some(old),
+        "the old plan's bill first"
+    );
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(STD_ADD, 4, 261, 1044, "2012-01-12T00:00:00Z", switch)]
+    );
+    assert_eq!(inv[1]["plan_id"].as_i64(), Some(new_id));
+    assert_eq!(
+        lines(&inv[1]),
+        vec![
+            line(
+                "Zulip Cloud Plus - renewal",
+                12,
+                1200,
+                14400,
+                switch,
+                "2012-02-22T03:04:05Z"
+            ),
+            line(
+                "Credit from early termination of active plan",
+                1,
+                -5678,
+                -5678,
+                switch,
+                "2012-02-22T03:04:05Z"
+            ),
+        ]
+    );
+    assert_eq!(inv[1]["total_cents"], 8722);
+    assert!(db.plan(old)["next_invoice_date"].is_null());
+}
+
+/// Issue 24: an upgrade after a cycle boundary whose renewal the pass has not billed yet. A
+/// manual monthly plan of 10 licenses moves to Plus on Feb 5: the old plan's final invoice
+/// bills the Feb 2 renewal (10 × 800), and the credit is that renewal's unused part, 26 of
+/// February's 29 days: 8000 × 26/29 = 7172.41 → 7173; the new plan 10 × 1200 − 7173 = 4827.
+fn tier_upgrade_after_an_unbilled_boundary(db: &TestDb) {
+    let cust = customer(db);
+    let old = standard_plan(db, cust, "monthly", "10", &[]);
+    let switch = "2012-02-05T03:04:05Z";
+    let new = db.ok(
+        Some(switch),
+        &[
+            "plan",
+            "upgrade-tier",
+            &old.to_string(),
+            "--tier",
+            "cloud_plus",
+        ],
+    );
+    let new_id = new["id"].as_i64().unwrap_or(0);
+    let inv = invoices_of(&db.pass(switch));
+    assert_eq!(inv.len(), 2, "{inv:?}");
+    assert_eq!(
+        lines(&inv[0]),
+        vec![line(STD_RENEWAL, 10, 800, 8000, NM, switch)]
+    );
+    assert_eq!(inv[1]["plan_id"].as_i64(), Some(new_id));
+    assert_eq!(
+        lines(&inv[1]),
+        vec![
+            line(
+                "Zulip Cloud Plus - renewal",
+                10,
+                1200,
+                12000,
+                switch,
+                "2012-03-05T03:04:05Z"
+            ),
+            line(
+                "Credit from early termination of active plan",
+                1,
+                -7173,
+                -7173,
+                switch,
+                "2012-03-05T03:04:05Z"
+            ),
+        ]
+    );
+    assert_eq!(inv[1]["total_cents"], 4827);
+}
+
 /// A per-license plan scheduled for when complimentary access ends (Zulip's
 /// `upgrade_when_complimentary_access_plan_ends`): 18 seats, Business annual at 8000. The
 /// successor renews with Business's minimum of 25, and the self-hosted customer's flat
@@ -1236,6 +1357,8 @@ fn per_license_successor_after_complimentary_access(db: &TestDb) {
 on_both_backends!(
     per_license_successor_after_complimentary_access,
     tier_upgraded_now_with_a_credit,
+    tier_upgrade_bills_what_the_old_plan_owes,
+    tier_upgrade_after_an_unbilled_boundary,
     discount_given_mid_period,
     billing_mode_and_license_management_changes,
     usage_checked_once_per_pass,

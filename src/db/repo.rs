@@ -389,6 +389,17 @@ pub fn newest_ledger_time(conn: &mut Conn, plan_id: i64) -> Result<Option<Ts>, D
         .optional())?)
 }
 
+/// What a ledger entry's renewal line billed (`None`: no invoice line bills it — a period paid
+/// at checkout).
+pub fn renewal_billed(conn: &mut Conn, entry_id: i64) -> Result<Option<i64>, DbError> {
+    Ok(with_conn!(conn, c => invoice_line::table
+        .filter(invoice_line::ledger_entry_id.eq(entry_id))
+        .filter(invoice_line::kind.eq("renewal"))
+        .select(invoice_line::amount_cents)
+        .first::<i64>(c)
+        .optional())?)
+}
+
 /// The due date of the plan's newest invoice: the instant up to which the plan is billed.
 pub fn newest_invoice_time(conn: &mut Conn, plan_id: i64) -> Result<Option<Ts>, DbError> {
     Ok(with_conn!(conn, c => invoice::table

@@ -4,10 +4,9 @@
 
 use chrono::Duration;
 
-use super::dates::renewal_or_end_date;
 use super::dates::{add_months, months_per_period, start_of_next_billing_cycle, trunc_seconds};
 use super::model::Ts;
-use super::prices::{min_licenses_for_plan, price_per_license, prorate};
+use super::prices::{min_licenses_for_plan, price_per_license};
 use super::{
     BillingError, BillingSchedule, Customer, CustomerKind, LedgerEntry, Plan, PlanStatus, Tier,
 };
@@ -293,43 +292,39 @@ pub fn is_upgrade(old: Tier, new: Tier) -> bool {
     self_hosted(old) == self_hosted(new) && new.code() > old.code() && new.is_paid()
 }
 
-/// The credit for the unused part of the current period when a plan is replaced at `now`
-/// (Zulip's early-termination credit, docs/RULES.md §4.5): price per license × the licenses
-/// billed for the period × what is left of it, rounded like every proration. Nothing when the
-/// current period has not been billed (its renewal is past `invoiced_through`).
-pub fn early_termination_credit(
+/// Zulip's `get_amount_to_credit_for_plan_tier_change` (docs/RULES.md §4.5): the credit for the
+/// unused part of the current period when a plan changes tier at `switch`. The newest renewal
+/// entry's licenses × the price per license × the unused fraction of that renewal's period
+/// (from the renewal to the next cycle boundary after `switch`), **rounded up** to the cent.
+/// Licenses added during the period are not credited. Exact integer arithmetic on
+/// microseconds, where Zulip divides floats.
+///
+/// `renewal_billed`: what the renewal's own invoice line billed (`None`: it was paid at
+/// checkout, at the plan's price). The credit is never more than that part of it — Zulip's
+/// amount, unless the price per license went up during the period (a discount removed), when
+/// Zulip would credit money that was never charged.
+pub fn tier_change_credit(
     plan: &Plan,
     entries: &[LedgerEntry],
-    now: Ts,
+    switch: Ts,
+    renewal_billed: Option<i64>,
 ) -> Result<i64, BillingError> {
-    let (Some(price), Some(through)) = (plan.price_per_license, plan.invoiced_through) else {
+    let (Some(price), Some(renewal)) = (plan.price_per_license, last_renewal(entries)) else {
         return Ok(0);
     };
-    let Some(renewal) = entries
-        .iter()
-        .filter(|e| e.is_renewal && e.event_time <= now)
-        .max_by_key(|e| (e.event_time, e.id))
-    else {
-        return Ok(0);
-    };
-    if renewal.id > through {
+    let next =
+        start_of_next_billing_cycle(plan.billing_cycle_anchor, plan.billing_schedule, switch)?;
+    let micros = |d: chrono::TimeDelta| d.num_microseconds().ok_or(BillingError::DateOutOfRange);
+    let period = micros(next - renewal.event_time)?;
+    if period <= 0 {
         return Ok(0);
     }
-    let licenses = entries
-        .iter()
-        .filter(|e| e.id <= through)
-        .max_by_key(|e| e.id)
-        .map_or(0, |e| i64::from(e.licenses));
-    let end = renewal_or_end_date(
-        plan.billing_cycle_anchor,
-        plan.billing_schedule,
-        plan.end_date,
-        renewal.event_time,
-    )?;
-    let period = (end - renewal.event_time).num_seconds();
-    let remaining = (end - now).num_seconds().clamp(0, period.max(0));
-    let billed = price
-        .checked_mul(licenses)
+    let unused = micros(next - switch)?.clamp(0, period);
+    let amount = price
+        .checked_mul(i64::from(renewal.licenses))
         .ok_or(BillingError::AmountOverflow)?;
-    prorate(billed, remaining, period)
+    let amount = renewal_billed.map_or(amount, |billed| amount.min(billed.max(0)));
+    let numerator = i128::from(amount) * i128::from(unused);
+    let credit = (numerator + i128::from(period) - 1) / i128::from(period);
+    i64::try_from(credit).map_err(|_| BillingError::AmountOverflow)
 }

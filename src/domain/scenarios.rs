@@ -379,24 +379,35 @@ proptest! {
     }
 }
 
-/// An immediate tier upgrade credits the unused part of the billed period (Zulip's test: a
+/// Zulip's `get_amount_to_credit_for_plan_tier_change`: the newest renewal's licenses × the price
+/// × the unused fraction of its period, rounded up; additions are not credited (Zulip's test: a
 /// monthly Standard plan of 9 licenses at 800 upgraded at its anchor gets 7200 back).
 #[test]
-fn early_termination_credit_is_the_unused_part_of_the_billed_period() {
-    use super::cycle::{early_termination_credit, is_upgrade};
+fn tier_change_credit_is_zulips() {
+    use super::cycle::{is_upgrade, tier_change_credit};
     let p = plan(BillingSchedule::Monthly);
-    let entries = [entry(1, true, t0(), 9, 9)];
-    let credit = |at| early_termination_credit(&p, &entries, at).unwrap_or(-1);
-    assert_eq!(credit(t0()), 7200);
+    let renewal = [entry(1, true, t0(), 9, 9)];
+    let credit =
+        |entries: &[LedgerEntry], at| tier_change_credit(&p, entries, at, None).unwrap_or(-1);
+    assert_eq!(credit(&renewal, t0()), 7200);
     // Halfway through a 31-day January: half of it, to the cent.
-    assert_eq!(credit(t0() + Duration::seconds(31 * 86400 / 2)), 3600);
-    assert_eq!(credit(t0() + Duration::days(31)), 0);
-    // Additions billed later count; an unbilled period earns nothing.
-    let unbilled = Plan {
-        invoiced_through: None,
-        ..p.clone()
-    };
-    assert_eq!(early_termination_credit(&unbilled, &entries, t0()), Ok(0));
+    assert_eq!(
+        credit(&renewal, t0() + Duration::seconds(31 * 86400 / 2)),
+        3600
+    );
+    // 1,000,000 s of 2,678,400 unused: 7200 × 0.37336… = 2688.17 is rounded up, not half up.
+    assert_eq!(
+        credit(&renewal, t0() + Duration::seconds(2_678_400 - 1_000_000)),
+        2689
+    );
+    // One second used: 7199.997… → 7200.
+    assert_eq!(credit(&renewal, t0() + Duration::seconds(1)), 7200);
+    // Licenses added on day 10 are not credited: 9 × 800 × 21/31 = 4877.4… → 4878.
+    let added = [entry(1, true, t0(), 9, 9), entry(2, false, day(10), 12, 12)];
+    assert_eq!(credit(&added, day(10)), 4878);
+    // Never more than the renewal's own line billed (the price went up since: 9 × 500).
+    assert_eq!(tier_change_credit(&p, &renewal, t0(), Some(4500)), Ok(4500));
+    assert_eq!(tier_change_credit(&p, &renewal, t0(), Some(9000)), Ok(7200));
     assert!(is_upgrade(Tier::CloudStandard, Tier::CloudPlus));
     assert!(!is_upgrade(Tier::CloudPlus, Tier::CloudStandard));
     assert!(!is_upgrade(Tier::CloudStandard, Tier::SelfHostedBusiness));
@@ -404,10 +415,11 @@ fn early_termination_credit_is_the_unused_part_of_the_billed_period() {
 }
 
 proptest! {
-    /// A tier upgrade's credit never exceeds what was billed for the period, never goes up as
-    /// the period passes, and is the whole billed amount at the period's start.
+    /// A tier upgrade's credit never exceeds what the period's renewal billed, never goes up as
+    /// the period passes, and is the whole renewal at the period's start; additions never
+    /// change it.
     #[test]
-    fn credits_never_exceed_what_was_billed(
+    fn credits_never_exceed_what_the_renewal_billed(
         annual in any::<bool>(),
         price in 1i64..20_000,
         licenses in 1i32..500,
@@ -415,39 +427,32 @@ proptest! {
         a in 0i64..1_000_000_000,
         b in 0i64..1_000_000_000,
     ) {
-        use super::cycle::early_termination_credit;
+        use super::cycle::tier_change_credit;
         let schedule = if annual { BillingSchedule::Annual } else { BillingSchedule::Monthly };
         let p = Plan {
             price_per_license: Some(price),
-            invoiced_through: Some(2),
             ..plan(schedule)
         };
-        // A renewal at the anchor and an addition ten days in, both billed.
         let entries = [
             entry(1, true, t0(), licenses, licenses),
             entry(2, false, day(10), licenses + added, licenses + added),
         ];
         let end = start_of_next_billing_cycle(t0(), schedule, t0()).unwrap_or_default();
         let period = (end - t0()).num_seconds();
-        let added_at = (day(10) - t0()).num_seconds();
-        // Instants at or after the newest entry (an operation never acts before it).
-        let span = period - added_at;
-        let (x, y) = (added_at + a % span, added_at + b % span);
+        let (x, y) = (a % period, b % period);
         let (early, late) = (x.min(y), x.max(y));
-        let credit = |s: i64| early_termination_credit(&p, &entries, t0() + Duration::seconds(s)).unwrap_or(-1);
-        // What was billed for the period: the renewal in full, the addition from its day on.
-        let billed = price * i64::from(licenses)
-            + super::prices::prorate(price * i64::from(added), span, period).unwrap_or(0);
+        let credit = |s: i64| tier_change_credit(&p, &entries, t0() + Duration::seconds(s), None).unwrap_or(-1);
+        let billed = price * i64::from(licenses);
         prop_assert!(credit(early) >= credit(late));
         prop_assert!(credit(late) >= 0);
         prop_assert!(credit(early) <= billed, "credit {} > billed {}", credit(early), billed);
-        // With nothing added, the whole period's price comes back at its start.
-        let renewal_only = Plan { invoiced_through: Some(1), ..p.clone() };
+        prop_assert_eq!(credit(0), billed);
         prop_assert_eq!(
-            early_termination_credit(&renewal_only, &entries[..1], t0()),
-            Ok(price * i64::from(licenses))
+            tier_change_credit(&p, &entries[..1], t0() + Duration::seconds(late), None),
+            Ok(credit(late))
         );
     }
+
 }
 
 /// One event of a random history.
@@ -470,7 +475,7 @@ proptest! {
         ]), 1..20),
         upgrade_after in 0i64..3_000_000,
     ) {
-        use super::cycle::early_termination_credit;
+        use super::cycle::tier_change_credit;
         let customer = cloud();
         let mut p = plan(BillingSchedule::Monthly);
         let mut entries = vec![entry(1, true, t0(), 10, 10)];
@@ -522,10 +527,41 @@ proptest! {
         // The upgrade, at or after the newest entry: the credit stays within the period's bill.
         let newest = entries.iter().map(|e| e.event_time).max().unwrap_or_default();
         let now = newest.max(due - Duration::days(31)) + Duration::seconds(upgrade_after);
-        let credit = early_termination_credit(&p, &entries, now).unwrap_or(-1);
-        let period_start = entries.iter().filter(|e| e.is_renewal && e.event_time <= now).map(|e| e.event_time).max().unwrap_or_default();
-        let billed: i64 = lines.iter().filter(|l| l.period_end > period_start && l.period_start >= period_start).map(|l| l.amount).sum();
+        let renewal = entries.iter().filter(|e| e.is_renewal).max_by_key(|e| e.id).cloned().unwrap_or_else(|| entry(1, true, t0(), 10, 10));
+        let renewal_line = lines.iter().find(|l| l.kind == LineKind::Renewal && l.period_start == renewal.event_time).map(|l| l.amount);
+        let credit = tier_change_credit(&p, &entries, now, renewal_line).unwrap_or(-1);
+        // What the period's renewal billed (the first period was paid at checkout, at 800).
+        let billed = renewal_line.unwrap_or(800 * i64::from(renewal.licenses));
         prop_assert!(credit >= 0);
         prop_assert!(credit <= billed, "credit {credit} > billed {billed}");
+        // The upgrade ends the plan at `now`, and its final invoice bills what it still owes:
+        // an addition made just before (unbilled) is billed once, prorated up to the switch, and
+        // no entry is billed twice over the whole history.
+        let mut entries = entries;
+        let ended = Plan { status: PlanStatus::Ended, end_date: Some(now), ..p.clone() };
+        // The renewals the pass had not reached yet come first, as the catch-up writes them.
+        let step = |at| dates::start_of_next_billing_cycle(ended.billing_cycle_anchor, ended.billing_schedule, at);
+        let last_renewal = entries.iter().filter(|e| e.is_renewal).map(|e| e.event_time).max().unwrap_or_default();
+        let mut boundary = step(last_renewal).unwrap_or(now + Duration::days(1));
+        while boundary <= now {
+            let renewed = entries.last().map_or(10, |e| e.licenses_at_next_renewal.unwrap_or(e.licenses));
+            let id = entries.len() as i64 + 1;
+            entries.push(entry(id, true, boundary, renewed, renewed));
+            boundary = step(boundary).unwrap_or(now + Duration::days(1));
+        }
+        let last = entries.last().cloned().unwrap_or_else(|| entry(1, true, t0(), 10, 10));
+        let id = entries.len() as i64 + 1;
+        entries.push(entry(id, false, now, last.licenses + 3, last.licenses + 3));
+        let final_lines = invoice_lines(&ended, &customer, &entries, now).unwrap_or_default();
+        let mut billed_entries = std::collections::HashSet::new();
+        for l in lines.iter().chain(final_lines.lines.iter()) {
+            if l.kind == LineKind::Addition {
+                prop_assert!(billed_entries.insert(l.ledger_entry_id), "entry billed twice: {l:?}");
+            }
+        }
+        prop_assert!(
+            final_lines.lines.iter().any(|l| l.ledger_entry_id == Some(id) && l.period_end == now && l.quantity == 3),
+            "the unbilled addition is billed up to the switch: {:?}", final_lines.lines
+        );
     }
 }
