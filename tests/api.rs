@@ -386,9 +386,9 @@ fn the_events_feed_is_ordered_and_keeps_cursors() {
         }
         for p in &plans {
             api.ok(
-                &format!("/v1/plans/{p}/set_billing_mode"),
+                &format!("/v1/plans/{p}/set_license_management"),
                 Some("2012-01-05T00:00:00Z"),
-                json!({ "mode": "send_invoice" }),
+                json!({ "mode": "manual" }),
             );
         }
         let mut seen = vec![];

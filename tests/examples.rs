@@ -1003,6 +1003,16 @@ fn billing_mode_and_license_management_changes(db: &TestDb) {
     let cust = customer(db);
     let plan = standard_plan(db, cust, "monthly", "10", &["--automanage-licenses"]);
     let p = plan.to_string();
+    // Paying by invoice means buying licenses (Zulip): manual license management first.
+    let e = db.refused(
+        Some("2012-01-09T00:00:00Z"),
+        &["plan", "set-billing-mode", &p, "send_invoice"],
+    );
+    assert!(e.contains("not supported when paying by invoice"), "{e}");
+    db.ok(
+        Some("2012-01-09T00:00:00Z"),
+        &["plan", "set-license-management", &p, "manual"],
+    );
     let shown = db.ok(
         Some("2012-01-10T00:00:00Z"),
         &["plan", "set-billing-mode", &p, "send_invoice"],
@@ -1026,11 +1036,12 @@ fn billing_mode_and_license_management_changes(db: &TestDb) {
         "{events}"
     );
 
-    // Manual from now on: 12 seats in use against 10 licenses blocks the next renewal.
-    db.ok(
+    let e = db.refused(
         Some("2012-02-10T00:00:00Z"),
-        &["plan", "set-license-management", &p, "manual"],
+        &["plan", "set-license-management", &p, "automatic"],
     );
+    assert!(e.contains("not supported when paying by invoice"), "{e}");
+    // Manual: 12 seats in use against 10 licenses blocks the next renewal.
     db.ok(
         Some("2012-02-11T00:00:00Z"),
         &[

@@ -132,8 +132,10 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
         p.first_invoice_by_worker = true
     })?;
     let ion = customer(c, "Ion (self-hosted)", "self_hosted", t0)?;
+    // Paying by invoice: licenses bought, not following the seats.
     plan(c, ion, "self_hosted_business", "annual", 30, t0, |p| {
-        p.invoice_billing = true
+        p.invoice_billing = true;
+        p.automanage_licenses = false;
     })?;
     let juno_input = CustomerInput {
         name: "Juno Nonprofit".into(),
