@@ -743,33 +743,16 @@ fn instants_past_year_9999_cannot_be_stored(db: &TestDb) {
 
 /// A complimentary self-hosted plan (manual licenses) on `db`, ending at `end`: (customer, plan).
 fn complimentary(db: &TestDb, licenses: &str, end: &str, extra: &[&str]) -> (String, String) {
-    let c = db.id(
-        None,
-        &[
-            "customer",
-            "create",
-            "--name",
-            "Host",
-            "--kind",
-            "self_hosted",
-        ],
+    let c = db
+        .id(
+            None,
+            &common::words("customer create --name Host --kind self_hosted"),
+        )
+        .to_string();
+    let line = format!(
+        "plan create --customer {c} --tier self_hosted_legacy --schedule monthly --licenses {licenses} --end-date {end}"
     );
-    let mut args = vec![
-        "plan",
-        "create",
-        "--customer",
-        "",
-        "--tier",
-        "self_hosted_legacy",
-        "--schedule",
-        "monthly",
-        "--licenses",
-        licenses,
-        "--end-date",
-        end,
-    ];
-    let c = c.to_string();
-    args[3] = &c;
+    let mut args = common::words(&line);
     args.extend_from_slice(extra);
     let p = db.id(Some("2012-01-02T03:04:05Z"), &args);
     (c, p.to_string())
@@ -898,37 +881,10 @@ fn support_knobs_work_as_zulips(db: &TestDb) {
         &["customer", "set-minimum-licenses", &c, "--count", "12"],
     );
     assert_eq!(shown["minimum_licenses"], 12, "{shown}");
-    let short = db.refused(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &c,
-            "--tier",
-            "cloud_standard",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "10",
-        ],
-    );
+    let create = format!("plan create --customer {c} --tier cloud_standard --schedule monthly");
+    let short = db.refused(Some(T0), &common::words(&format!("{create} --licenses 10")));
     assert!(short.contains("at least 12 licenses"), "{short}");
-    let plan = db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            &c,
-            "--tier",
-            "cloud_standard",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "12",
-        ],
-    );
+    let plan = db.id(Some(T0), &common::words(&format!("{create} --licenses 12")));
     assert_eq!(db.plan(plan)["price_per_license_cents"], 600);
     // With a live plan, the minimum is Zulip's to refuse.
     let e = db.refused(None, &["customer", "set-minimum-licenses", &c, "--none"]);

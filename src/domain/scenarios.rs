@@ -537,7 +537,6 @@ proptest! {
         // The upgrade ends the plan at `now`, and its final invoice bills what it still owes:
         // an addition made just before (unbilled) is billed once, prorated up to the switch, and
         // no entry is billed twice over the whole history.
-        let mut entries = entries;
         let ended = Plan { status: PlanStatus::Ended, end_date: Some(now), ..p.clone() };
         // The renewals the pass had not reached yet come first, as the catch-up writes them.
         let step = |at| dates::start_of_next_billing_cycle(ended.billing_cycle_anchor, ended.billing_schedule, at);

@@ -323,6 +323,12 @@ impl Drop for TestDb {
 }
 
 /// An RFC 3339 instant.
+/// A command line written as one string (`"plan create --customer 1 …"`), split on spaces:
+/// for arguments without spaces.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 pub fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
     plan_invoicer::cli::parse_time(s).expect("an RFC 3339 time")
 }
