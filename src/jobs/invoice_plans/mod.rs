@@ -356,25 +356,33 @@ async fn pass<G: PaymentGateway + 'static>(
         report.stripe_unreachable = true;
     }
     if !sample.is_empty() {
-        let filter = InvoiceFilter {
-            ids: Some(sample.clone()),
-            ..InvoiceFilter::default()
-        };
-        let mut views: Vec<InvoiceView> = db
-            .run(|c| repo::list_invoices(c, &filter))?
-            .iter()
-            .map(InvoiceView::from)
-            .collect();
-        // In the order they were sent.
-        views.sort_by_key(|v| sample.iter().position(|id| *id == v.id));
-        if opts.dry_run {
-            // Nothing was sent: say what would be.
-            for v in &mut views {
-                v.status = WOULD_SEND;
-                v.sent_at = None;
-            }
-        }
-        report.invoices = views;
+        report.invoices = sample_views(db, &sample, opts.dry_run)?;
     }
     Ok(report)
+}
+
+/// The report's invoices, in the order they were sent (in a dry run: what would be sent).
+fn sample_views(
+    db: &Db,
+    sample: &[InvoiceId],
+    dry_run: bool,
+) -> Result<Vec<InvoiceView>, AppError> {
+    let filter = InvoiceFilter {
+        ids: Some(sample.to_vec()),
+        ..InvoiceFilter::default()
+    };
+    let mut views: Vec<InvoiceView> = db
+        .run(|c| repo::list_invoices(c, &filter))?
+        .iter()
+        .map(InvoiceView::from)
+        .collect();
+    views.sort_by_key(|v| sample.iter().position(|id| *id == v.id));
+    if dry_run {
+        // Nothing was sent: say what would be.
+        for v in &mut views {
+            v.status = WOULD_SEND;
+            v.sent_at = None;
+        }
+    }
+    Ok(views)
 }
