@@ -425,15 +425,13 @@ impl PaymentGateway for StripeGateway {
     async fn add_lines(
         &self,
         stripe_invoice: &str,
+        scope: &Scope,
         key: &str,
         lines: &[NewLine<'_>],
     ) -> Result<HashMap<LineId, String>, GatewayError> {
         let mut params = Vec::with_capacity(lines.len());
         for line in lines {
-            params.push(add_lines_param(
-                line,
-                &self.invoice_scope(line.invoice_id)?,
-            )?);
+            params.push(add_lines_param(line, scope)?);
         }
         let req = AddLinesInvoice::new(stripe_invoice, params);
         let answer: LinesAnswer = self.send(&req, Some(key.to_string())).await?;

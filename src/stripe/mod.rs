@@ -92,8 +92,6 @@ pub struct NewInvoice<'a> {
 /// One line of an invoice for Stripe's `add_lines` (docs/RULES.md §5).
 #[derive(Debug, Clone)]
 pub struct NewLine<'a> {
-    /// The local invoice the line belongs to (its keys' and metadata's installation scope).
-    pub invoice_id: InvoiceId,
     pub local_id: LineId,
     pub description: &'a str,
     /// A per-seat line's quantity and unit price, or `None` to send `amount` alone.
@@ -194,10 +192,11 @@ pub trait PaymentGateway: Send + Sync {
         tier: Tier,
     ) -> impl Future<Output = Result<String, GatewayError>> + Send;
     /// Adds `lines` (at most [`ADD_LINES_MAX`]) to a draft in one request under `key`, all or
-    /// none. Returns the invoice item id of every line, by local line id.
+    /// none; `scope` is the invoice's (the items' installation metadata). Returns the invoice item id of every line, by local line id.
     fn add_lines(
         &self,
         stripe_invoice: &str,
+        scope: &Scope,
         key: &str,
         lines: &[NewLine<'_>],
     ) -> impl Future<Output = Result<HashMap<LineId, String>, GatewayError>> + Send;

@@ -148,8 +148,8 @@ async fn send_lines<G: PaymentGateway>(
         false => None,
     };
     let whole = missing.len() == record.lines.len();
+    let scope = g.invoice_scope(inv.id)?;
     for (k, chunk) in missing.chunks(ADD_LINES_MAX).enumerate() {
-        let scope = g.invoice_scope(inv.id)?;
         let key = if whole {
             keys::lines(&scope, inv.id, k)
         } else {
@@ -162,7 +162,6 @@ async fn send_lines<G: PaymentGateway>(
         let lines: Vec<NewLine<'_>> = chunk
             .iter()
             .map(|l| NewLine {
-                invoice_id: inv.id,
                 local_id: l.id,
                 description: &l.description,
                 per_seat: product
@@ -179,7 +178,7 @@ async fn send_lines<G: PaymentGateway>(
                 ledger_entry_id: l.ledger_entry_id.map(LedgerEntryId),
             })
             .collect();
-        let ids = g.add_lines(stripe_invoice, &key, &lines).await?;
+        let ids = g.add_lines(stripe_invoice, &scope, &key, &lines).await?;
         let ids: Vec<(LineId, String)> = ids.into_iter().collect();
         held.write(|c| store_item_ids(c, &ids)).await?;
     }
