@@ -142,16 +142,16 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
             customer_view(c, id)
         }
         CustomerCmd::SetMinimumLicenses { id, count, none } => {
-            ops::set_minimum_licenses(c, id, one_of("count", count, none)?, now)?;
+            ops::set_minimum_licenses(c, id, one_of("count", count, none)?)?;
             customer_view(c, id)
         }
         CustomerCmd::SetRequiredPlanTier { id, tier, none } => {
             let tier = one_of("tier", tier, none)?;
-            ops::set_required_plan_tier(c, id, tier.as_deref(), now)?;
+            ops::set_required_plan_tier(c, id, tier.as_deref())?;
             customer_view(c, id)
         }
         CustomerCmd::SetExempt { id, exempt } => {
-            ops::set_exempt(c, id, exempt, now)?;
+            ops::set_exempt(c, id, exempt)?;
             customer_view(c, id)
         }
         CustomerCmd::ReportUsage { id, seats } => {

@@ -8,7 +8,7 @@ use crate::db::Conn;
 use crate::domain::{Customer, CustomerKind, Tier};
 use crate::error::{invalid, AppError};
 
-use super::{customer, licenses_arg, tier_arg, Ts};
+use super::{customer, licenses_arg, tier_arg};
 
 /// A customer's minimum licenses (`None`: the tier's own minimum). Zulip sets it only for a
 /// customer with a discount and no live plan (a complimentary plan without a scheduled
@@ -17,7 +17,6 @@ pub fn set_minimum_licenses(
     conn: &mut Conn,
     id: i64,
     count: Option<i64>,
-    _now: Ts,
 ) -> Result<Customer, AppError> {
     let minimum = match count {
         Some(n) if n <= 0 => {
@@ -60,7 +59,6 @@ pub fn set_required_plan_tier(
     conn: &mut Conn,
     id: i64,
     tier: Option<&str>,
-    _now: Ts,
 ) -> Result<Customer, AppError> {
     let tier = tier.map(|t| tier_arg("--tier", t)).transpose()?;
     conn.transaction(|c| {
@@ -85,7 +83,7 @@ pub fn set_required_plan_tier(
 }
 
 /// Whether licenses may be set below the seats in use (and the minimum) for this customer.
-pub fn set_exempt(conn: &mut Conn, id: i64, exempt: bool, _now: Ts) -> Result<Customer, AppError> {
+pub fn set_exempt(conn: &mut Conn, id: i64, exempt: bool) -> Result<Customer, AppError> {
     conn.transaction(|c| {
         customer(c, id)?;
         settings::set_exempt(c, id, exempt)?;
