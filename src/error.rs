@@ -1,21 +1,22 @@
 //! The library's error type for operations and passes, and how each maps to an exit code.
 
 use crate::db::DbError;
-use crate::domain::{BillingError, PlanId};
+use crate::domain::{BillingError, PlanId, Refusal};
 use crate::stripe::GatewayError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppError {
-    /// Bad input: a flag, an id, a state the operation does not accept.
+    /// Bad input: a field's value, an id, a state the operation does not accept. The refusal
+    /// names its field; this type's `Display` is the CLI's spelling of it.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Refusal),
     #[error("{0}")]
     NotFound(String),
     /// A value that must be unique is taken (an external reference, a live plan): the
     /// caller's input, like `Invalid`, but the API answers 409.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Refusal),
     #[error(transparent)]
     Billing(#[from] BillingError),
     #[error(transparent)]
@@ -65,6 +66,23 @@ impl AppError {
     }
 }
 
+/// A refusal of the input as a whole (a plan's state, a combination of fields).
 pub fn invalid(msg: impl Into<String>) -> AppError {
-    AppError::Invalid(msg.into())
+    AppError::Invalid(Refusal::new(msg))
+}
+
+/// A refusal of one field: `message` is about `field` (see [`Refusal::of`]).
+pub fn refuse(field: &'static str, message: impl Into<String>) -> AppError {
+    AppError::Invalid(Refusal::of(field, message))
+}
+
+/// A value of `field` that must be unique is taken.
+pub fn conflict(field: &'static str, message: impl Into<String>) -> AppError {
+    AppError::Conflict(Refusal::of(field, message))
+}
+
+impl From<Refusal> for AppError {
+    fn from(r: Refusal) -> AppError {
+        AppError::Invalid(r)
+    }
 }

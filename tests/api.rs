@@ -193,14 +193,46 @@ fn errors_are_typed_and_refused_requests_write_nothing() {
         );
         assert_eq!(negative.status, 400);
         assert_eq!(negative.body["error"]["param"], "count");
+        // One refusal, its field spelled by each surface: `--count` on the command line,
+        // `count` over HTTP (as `param` and in the message).
         let cli = db.refused(None, &["plan", "seats", &plan.to_string(), "--count", "-1"]);
+        assert_eq!(cli, "error: --count must not be negative (got -1)");
         assert_eq!(
-            cli,
-            format!(
-                "error: {}",
-                negative.body["error"]["message"].as_str().unwrap_or("")
-            ),
+            negative.body["error"]["message"],
+            "count must not be negative (got -1)"
         );
+        // A refusal about a field named in the middle of a CLI sentence ("after --now") used
+        // to come back with the wrong param; it names the field it refuses.
+        let past = api.post(
+            &format!("/v1/plans/{plan}/set_end_date"),
+            None,
+            json!({ "date": "2001-01-01T00:00:00Z" }),
+        );
+        assert_eq!(
+            (past.status, past.body["error"]["param"].clone()),
+            (400, json!("date")),
+            "{:?}",
+            past.body
+        );
+        assert!(
+            !past.body["error"]["message"]
+                .as_str()
+                .unwrap_or("--")
+                .contains("--"),
+            "{:?}",
+            past.body
+        );
+        let cli = db.refused(
+            None,
+            &[
+                "plan",
+                "set-end-date",
+                &plan.to_string(),
+                "--date",
+                "2001-01-01T00:00:00Z",
+            ],
+        );
+        assert!(cli.starts_with("error: --date must be"), "{cli}");
         let unknown = api.post(
             &format!("/v1/plans/{plan}/seats"),
             None,

@@ -48,7 +48,7 @@ fn bad_inputs_are_refused_without_writes(db: &TestDb) {
         "--price-per-license-cents",
         "5"
     ]))
-    .contains("either"));
+    .contains("not both"));
     assert!(
         refused(create(&["--free-trial-days", "30", "--invoice-billing"])).contains("free trial")
     );
@@ -170,4 +170,24 @@ fn second_sqlite_worker_is_refused() {
 fn cli_definition_is_consistent() {
     use clap::CommandFactory;
     plan_invoicer::cli::Cli::command().debug_assert();
+}
+
+/// Not the caller's fault, not reported as bad input: a listener that cannot be opened (the
+/// address is taken) ends `serve` with exit 1 and an "internal error" line, where a bad address
+/// is the caller's input (exit 2).
+#[test]
+fn a_listener_that_cannot_open_is_an_internal_error() {
+    let Some(db) = TestDb::new(Backend::Sqlite) else {
+        return;
+    };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = taken
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
+    let (code, _, stderr) = db.run(None, &["serve", "--http-addr", &addr]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("internal error: cannot listen on"), "{stderr}");
+    let (code, _, stderr) = db.run(None, &["serve", "--http-addr", "nowhere"]);
+    assert_eq!(code, 2, "{stderr}");
 }

@@ -10,9 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use common::{at, connect, Backend, TestDb};
+use common::{at, base_plan, connect, Backend, TestDb};
 use plan_invoicer::db::Conn;
 use plan_invoicer::devtools::emulator::{Faults, RateLimits};
+use plan_invoicer::domain::{BillingSchedule, Tier};
 use plan_invoicer::jobs::{PassOptions, PassReport};
 use plan_invoicer::ops::{self, CustomerInput, PlanInput};
 use serde_json::Value;
@@ -30,22 +31,23 @@ fn book(conn: &mut Conn, n: usize) {
         let kind = if i % 4 == 3 { "self_hosted" } else { "cloud" };
         let input = CustomerInput {
             name: format!("c{i}"),
-            kind: Some(kind.into()),
+            kind: plan_invoicer::domain::CustomerKind::parse(kind)
+                .unwrap_or_else(|e| panic!("{e}")),
             ..CustomerInput::default()
         };
         let c = ops::create_customer(conn, &input, t0).unwrap_or_else(|e| panic!("{e}"));
         let mut plan = PlanInput {
             customer_id: c,
-            tier: "cloud_standard".into(),
-            schedule: "monthly".into(),
+            tier: Tier::CloudStandard,
+            schedule: BillingSchedule::Monthly,
             licenses: 5 + (i % 7) as i64,
             automanage_licenses: true,
-            ..PlanInput::default()
+            ..base_plan()
         };
         match i % 4 {
-            1 => plan.schedule = "annual".into(),
+            1 => plan.schedule = BillingSchedule::Annual,
             3 => {
-                plan.tier = "self_hosted_basic".into();
+                plan.tier = Tier::SelfHostedBasic;
                 plan.automanage_licenses = false;
                 plan.invoice_billing = true;
                 plan.licenses = 10 + (i % 5) as i64;

@@ -6,9 +6,10 @@
 mod common;
 
 use chrono::Duration;
-use common::{at, connect, gateway, Backend, TestDb};
+use common::{at, base_plan, connect, gateway, Backend, TestDb};
 use plan_invoicer::db::Conn;
 use plan_invoicer::devtools::emulator::{Emulator, Faults};
+use plan_invoicer::domain::{BillingSchedule, Tier};
 use plan_invoicer::jobs::{run_pass, PassOptions, PassReport};
 use plan_invoicer::ops::{self, CustomerInput, PlanInput};
 use serde_json::Value;
@@ -20,7 +21,8 @@ fn setup(conn: &mut Conn) {
     let customer = |conn: &mut Conn, name: &str, kind: &str| {
         let input = CustomerInput {
             name: name.into(),
-            kind: Some(kind.into()),
+            kind: plan_invoicer::domain::CustomerKind::parse(kind)
+                .unwrap_or_else(|e| panic!("{e}")),
             ..CustomerInput::default()
         };
         ops::create_customer(conn, &input, t0).unwrap_or_else(|e| panic!("{e}"))
@@ -33,11 +35,11 @@ fn setup(conn: &mut Conn) {
         conn,
         PlanInput {
             customer_id: a,
-            tier: "cloud_standard".into(),
-            schedule: "annual".into(),
+            tier: Tier::CloudStandard,
+            schedule: BillingSchedule::Annual,
             licenses: 6,
             automanage_licenses: true,
-            ..PlanInput::default()
+            ..base_plan()
         },
     );
     for (day, seats) in [(100, 9), (200, 6), (300, 7)] {
@@ -50,17 +52,18 @@ fn setup(conn: &mut Conn) {
         conn,
         PlanInput {
             customer_id: s,
-            tier: "self_hosted_basic".into(),
-            schedule: "monthly".into(),
+            tier: Tier::SelfHostedBasic,
+            schedule: BillingSchedule::Monthly,
             licenses: 10,
             invoice_billing: true,
-            ..PlanInput::default()
+            ..base_plan()
         },
     );
     let f = customer(conn, "Fixed", "cloud");
-    let offer = ops::create_offer(conn, f, "cloud_plus", 170000, None, t0)
+    let offer = ops::create_offer(conn, f, Tier::CloudPlus, 170000, None, t0)
         .unwrap_or_else(|e| panic!("{e}"));
-    ops::accept_offer(conn, offer, "monthly", Some(12), t0).unwrap_or_else(|e| panic!("{e}"));
+    ops::accept_offer(conn, offer, BillingSchedule::Monthly, Some(12), t0)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 const HORIZON: &str = "2013-01-10T00:00:00Z";
@@ -291,10 +294,10 @@ fn stripe_refusal_parks_only_that_plan() {
     let ghost = ops::create_customer(&mut conn, &input, t0).unwrap_or_else(|e| panic!("{e}"));
     let input = PlanInput {
         customer_id: ghost,
-        tier: "cloud_standard".into(),
-        schedule: "monthly".into(),
+        tier: Tier::CloudStandard,
+        schedule: BillingSchedule::Monthly,
         licenses: 3,
-        ..PlanInput::default()
+        ..base_plan()
     };
     ops::create_plan(&mut conn, &input, t0).unwrap_or_else(|e| panic!("{e}"));
     let report = pass(&db, &mut conn, "2012-02-03T00:00:00Z", 3);

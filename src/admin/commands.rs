@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-use crate::domain::Ts;
+use crate::domain::{
+    BillingSchedule, CollectionMethod, CustomerKind, InvoiceStatus, LicenseManagement, PlanStatus,
+    ScheduleChange, Tier, Ts,
+};
 
 #[derive(Debug, Subcommand, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -29,8 +32,8 @@ pub enum CustomerCmd {
         #[arg(long, allow_negative_numbers = true)]
         annual_discounted_price_cents: i64,
         /// The tier the prices belong to (default: the customer's, else its plan's).
-        #[arg(long)]
-        required_plan_tier: Option<String>,
+        #[arg(long, value_parser = Tier::parse)]
+        required_plan_tier: Option<Tier>,
     },
     /// The customer's minimum licenses for the next plan it buys (needs a discount and no live
     /// plan, as Zulip's support action).
@@ -55,8 +58,13 @@ pub enum CustomerCmd {
         /// The customer's id.
         id: i64,
         /// cloud_standard or cloud_plus (Cloud); self_hosted_basic or self_hosted_business.
-        #[arg(long, conflicts_with = "none", required_unless_present = "none")]
-        tier: Option<String>,
+        #[arg(
+            long,
+            conflicts_with = "none",
+            required_unless_present = "none",
+            value_parser = Tier::parse
+        )]
+        tier: Option<Tier>,
         /// Remove the required tier (only once the discount is 0).
         #[serde(default)]
         #[arg(long)]
@@ -96,9 +104,9 @@ pub struct CustomerCreate {
     #[arg(long)]
     pub stripe_customer_id: Option<String>,
     /// cloud or self_hosted (self-hosted customers start with the new-customer flat discount).
-    #[arg(long, default_value = "cloud")]
-    #[serde(default = "cloud")]
-    pub kind: String,
+    #[arg(long, default_value = "cloud", value_parser = CustomerKind::parse)]
+    #[serde(default)]
+    pub kind: CustomerKind,
     /// A negotiated monthly price per license, in cents.
     #[arg(long, allow_negative_numbers = true)]
     pub monthly_discounted_price_cents: Option<i64>,
@@ -106,8 +114,8 @@ pub struct CustomerCreate {
     #[arg(long, allow_negative_numbers = true)]
     pub annual_discounted_price_cents: Option<i64>,
     /// The tier the discounted prices belong to.
-    #[arg(long)]
-    pub required_plan_tier: Option<String>,
+    #[arg(long, value_parser = Tier::parse)]
+    pub required_plan_tier: Option<Tier>,
     /// At least this many licenses on every plan of the customer.
     #[arg(long, allow_negative_numbers = true)]
     pub minimum_licenses: Option<i64>,
@@ -133,8 +141,8 @@ pub enum PlanCmd {
         #[arg(long)]
         customer: Option<i64>,
         /// Only plans in this status (name or number).
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, value_parser = PlanStatus::parse)]
+        status: Option<PlanStatus>,
         /// Only plans due at --now.
         #[serde(default)]
         #[arg(long)]
@@ -175,8 +183,8 @@ pub enum PlanCmd {
         id: i64,
         /// downgrade_at_end_of_cycle | switch_to_annual | switch_to_monthly |
         /// downgrade_at_end_of_free_trial | cancel
-        #[arg(long)]
-        change: String,
+        #[arg(long, value_parser = ScheduleChange::parse)]
+        change: ScheduleChange,
     },
     /// End the plan at --now (licenses added in the final period are not billed).
     DowngradeNow {
@@ -188,22 +196,24 @@ pub enum PlanCmd {
         /// The plan's id.
         id: i64,
         /// charge_automatically (the card on file) or send_invoice (emailed, due in 15 days).
-        mode: String,
+        #[arg(value_parser = CollectionMethod::parse)]
+        mode: CollectionMethod,
     },
     /// Change who keeps the plan's license count, from now on.
     SetLicenseManagement {
         /// The plan's id.
         id: i64,
         /// automatic (seat reports) or manual (bought licenses).
-        mode: String,
+        #[arg(value_parser = LicenseManagement::parse)]
+        mode: LicenseManagement,
     },
     /// Move an active plan to a higher tier now, with a credit for the unused part of its period.
     UpgradeTier {
         /// The plan's id.
         id: i64,
         /// The new tier (higher, of the same kind: cloud_plus over cloud_standard, …).
-        #[arg(long)]
-        tier: String,
+        #[arg(long, value_parser = Tier::parse)]
+        tier: Tier,
     },
     /// Set the plan's end date.
     SetEndDate {
@@ -223,11 +233,11 @@ pub enum PlanCmd {
         fixed_price_cents: Option<i64>,
         /// The successor's tier (default: the plan's; required without a fixed price when the
         /// plan is complimentary).
-        #[arg(long)]
-        tier: Option<String>,
+        #[arg(long, value_parser = Tier::parse)]
+        tier: Option<Tier>,
         /// annual or monthly (default: the plan's schedule).
-        #[arg(long)]
-        schedule: Option<String>,
+        #[arg(long, value_parser = BillingSchedule::parse)]
+        schedule: Option<BillingSchedule>,
         /// Per-license successors: licenses follow the seat count.
         #[serde(default)]
         #[arg(long)]
@@ -257,11 +267,11 @@ pub struct PlanCreate {
     #[arg(long)]
     pub customer: i64,
     /// The tier (name or number): cloud_standard, cloud_plus, self_hosted_business, …
-    #[arg(long)]
-    pub tier: String,
+    #[arg(long, value_parser = Tier::parse)]
+    pub tier: Tier,
     /// annual or monthly.
-    #[arg(long)]
-    pub schedule: String,
+    #[arg(long, value_parser = BillingSchedule::parse)]
+    pub schedule: BillingSchedule,
     /// Licenses for the first period.
     #[arg(long, allow_negative_numbers = true)]
     pub licenses: i64,
@@ -308,8 +318,8 @@ pub enum OfferCmd {
         #[arg(long)]
         customer: i64,
         /// The offered tier.
-        #[arg(long)]
-        tier: String,
+        #[arg(long, value_parser = Tier::parse)]
+        tier: Tier,
         /// The price for each period, in cents.
         #[arg(long, allow_negative_numbers = true)]
         fixed_price_cents: i64,
@@ -322,8 +332,8 @@ pub enum OfferCmd {
         /// The offer's id.
         id: i64,
         /// annual or monthly.
-        #[arg(long)]
-        schedule: String,
+        #[arg(long, value_parser = BillingSchedule::parse)]
+        schedule: BillingSchedule,
         /// Licenses for the first period.
         #[arg(long, allow_negative_numbers = true)]
         licenses: Option<i64>,
@@ -346,15 +356,84 @@ pub enum InvoicesCmd {
         #[serde(default, deserialize_with = "de_opt_time")]
         since: Option<Ts>,
         /// Only invoices in this state: pending (written, not yet confirmed by Stripe) or sent.
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, value_parser = InvoiceStatus::parse)]
+        status: Option<InvoiceStatus>,
     },
+}
+
+/// What the API answers to an action: the document the CLI prints for the same command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The plan (`plan show`'s document).
+    Plan,
+    /// The ledger entry written.
+    Ledger,
+    /// The seat report's entry and the plan's status.
+    Seats,
+    /// `{"id"}` of the object created.
+    Created,
+    /// The customer (`customer show`'s document).
+    Customer,
+}
+
+/// A command the API runs as `POST /v1/{plans|customers}/{id}/{name}`: the CLI's subcommand in
+/// snake_case, and what it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Action {
+    pub name: &'static str,
+    pub reply: Reply,
+}
+
+const fn action(name: &'static str, reply: Reply) -> Action {
+    Action { name, reply }
+}
+
+/// The commands of [`PlanCmd`] that change one plan. The other subcommands have routes of their
+/// own ([`PLAN_ROUTED`]); a test keeps the two lists and the enum in step.
+pub const PLAN_ACTIONS: &[Action] = &[
+    action("seats", Reply::Seats),
+    action("buy_licenses", Reply::Ledger),
+    action("renewal_licenses", Reply::Ledger),
+    action("schedule", Reply::Plan),
+    action("downgrade_now", Reply::Plan),
+    action("set_billing_mode", Reply::Plan),
+    action("set_license_management", Reply::Plan),
+    action("upgrade_tier", Reply::Plan),
+    action("set_end_date", Reply::Plan),
+    action("schedule_successor", Reply::Created),
+];
+/// The plan subcommands with routes of their own (creation and reads).
+#[cfg(test)]
+const PLAN_ROUTED: &[&str] = &["create", "show", "list", "ledger", "events", "preview"];
+
+/// The commands of [`CustomerCmd`] that change one customer.
+pub const CUSTOMER_ACTIONS: &[Action] = &[
+    action("set_discount", Reply::Customer),
+    action("report_usage", Reply::Customer),
+    action("set_minimum_licenses", Reply::Customer),
+    action("set_required_plan_tier", Reply::Customer),
+    action("set_exempt", Reply::Customer),
+];
+/// The customer subcommands with routes of their own.
+#[cfg(test)]
+const CUSTOMER_ROUTED: &[&str] = &["create", "show"];
+
+/// The action of `actions` named `name`.
+pub fn find_action(actions: &[Action], name: &str) -> Option<Action> {
+    actions.iter().copied().find(|a| a.name == name)
 }
 
 /// An instant from the outside (a flag, a query, a header): RFC 3339, inside the accepted
 /// years (docs/CLI.md, "Bounds").
 pub fn parse_time(s: &str) -> Result<Ts, String> {
-    crate::domain::bounds::instant("the time", parse_rfc3339(s)?)
+    // clap (or the caller) names the flag; the message is about the value.
+    crate::domain::bounds::instant("time", parse_rfc3339(s)?).map_err(|_| {
+        format!(
+            "{s:?} must lie between {}-01-01T00:00:00Z and {}-01-01T00:00:00Z",
+            crate::domain::bounds::EARLIEST_YEAR,
+            crate::domain::bounds::END_YEAR
+        )
+    })
 }
 
 /// RFC 3339 only: `2012-01-02T03:04:05Z`, any offset. The bounds are the operation's, which
@@ -381,6 +460,36 @@ fn de_opt_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ts>, D::
     }
 }
 
-fn cloud() -> String {
-    "cloud".to_string()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The subcommands clap derives from the enum, in the API's spelling.
+    fn subcommands<T: clap::Subcommand>() -> Vec<String> {
+        let mut names: Vec<String> = T::augment_subcommands(clap::Command::new("x"))
+            .get_subcommands()
+            .map(|c| c.get_name().replace('-', "_"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn listed(actions: &[Action], routed: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = actions
+            .iter()
+            .map(|a| a.name.to_string())
+            .chain(routed.iter().map(|r| r.to_string()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn every_subcommand_is_an_action_or_has_a_route_of_its_own() {
+        assert_eq!(subcommands::<PlanCmd>(), listed(PLAN_ACTIONS, PLAN_ROUTED));
+        assert_eq!(
+            subcommands::<CustomerCmd>(),
+            listed(CUSTOMER_ACTIONS, CUSTOMER_ROUTED)
+        );
+    }
 }

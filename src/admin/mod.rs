@@ -4,20 +4,24 @@
 
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db};
-use crate::domain::{
-    CollectionMethod, InvoiceStatus, LicenseManagement, PlanStatus, ScheduleChange, Ts,
-};
-use crate::error::{invalid, AppError};
+use crate::domain::refusal::{spell, Spelling};
+use crate::domain::Ts;
+use crate::error::{refuse, AppError};
 use crate::jobs;
 use crate::ops;
-use crate::views::{Accepted, Created, CustomerView, InvoiceView, LedgerView, PlanView, SeatsView};
+use crate::views::{
+    Accepted, Created, CustomerView, InvoiceView, LastPass, LedgerView, OldestDue, OverdueAction,
+    PlanState, PlanView, SeatsView, StatusView, UnpaidInvoice, UnpaidInvoices, UnsentInvoice,
+    UnsentInvoices,
+};
 
 mod commands;
 mod render;
 pub mod tokens;
 
 pub use commands::{
-    parse_time, CustomerCmd, CustomerCreate, InvoicesCmd, OfferCmd, PlanCmd, PlanCreate,
+    find_action, parse_time, Action, CustomerCmd, CustomerCreate, InvoicesCmd, OfferCmd, PlanCmd,
+    PlanCreate, Reply, CUSTOMER_ACTIONS, PLAN_ACTIONS,
 };
 pub(crate) use render::render_invoice;
 pub use render::Output;
@@ -53,7 +57,7 @@ pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts) -> Result<Output, AppErro
             let id = ops::create_offer(
                 c,
                 customer,
-                &tier,
+                tier,
                 fixed_price_cents,
                 sent_invoice_id.as_deref(),
                 now,
@@ -65,7 +69,7 @@ pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts) -> Result<Output, AppErro
             schedule,
             licenses,
         } => {
-            let plan_id = ops::accept_offer(c, id, &schedule, licenses, now)?;
+            let plan_id = ops::accept_offer(c, id, schedule, licenses, now)?;
             out(
                 &Accepted { plan_id },
                 format!("offer {id} accepted: plan {plan_id}"),
@@ -86,7 +90,7 @@ pub fn invoices(db: &Db, cmd: InvoicesCmd) -> Result<Output, AppError> {
         plan_id: plan,
         customer_id: customer,
         since,
-        status: status.as_deref().map(InvoiceStatus::parse).transpose()?,
+        status,
         ..InvoiceFilter::default()
     };
     let views: Vec<InvoiceView> = db
@@ -114,7 +118,7 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
                 email: a.email,
                 external_ref: a.external_ref,
                 stripe_customer_id: a.stripe_customer_id,
-                kind: Some(a.kind),
+                kind: a.kind,
                 monthly_discounted_price: a.monthly_discounted_price_cents,
                 annual_discounted_price: a.annual_discounted_price_cents,
                 required_plan_tier: a.required_plan_tier,
@@ -136,7 +140,7 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
                 id,
                 monthly_discounted_price_cents,
                 annual_discounted_price_cents,
-                required_plan_tier.as_deref(),
+                required_plan_tier,
                 now,
             )?;
             customer_view(c, id)
@@ -147,7 +151,7 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
         }
         CustomerCmd::SetRequiredPlanTier { id, tier, none } => {
             let tier = one_of("tier", tier, none)?;
-            ops::set_required_plan_tier(c, id, tier.as_deref())?;
+            ops::set_required_plan_tier(c, id, tier)?;
             customer_view(c, id)
         }
         CustomerCmd::SetExempt { id, exempt } => {
@@ -162,12 +166,14 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
 }
 
 /// A value or `--none`, exactly one of them (clap checks it for the CLI; this for the API).
-fn one_of<T>(field: &str, value: Option<T>, none: bool) -> Result<Option<T>, AppError> {
+fn one_of<T>(field: &'static str, value: Option<T>, none: bool) -> Result<Option<T>, AppError> {
+    let none_flag = spell("none", Spelling::Cli);
     match (value, none) {
-        (Some(_), true) => Err(crate::error::invalid(format!(
-            "give either --{field} or --none, not both"
-        ))),
-        (None, false) => Err(crate::error::invalid(format!("give --{field} or --none"))),
+        (Some(_), true) => Err(refuse(
+            field,
+            format!("give either {{field}} or {none_flag}, not both"),
+        )),
+        (None, false) => Err(refuse(field, format!("give {{field}} or {none_flag}"))),
         (v, _) => Ok(v),
     }
 }
@@ -211,7 +217,6 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
             status,
             due,
         } => {
-            let status = status.as_deref().map(PlanStatus::parse).transpose()?;
             let filter = PlanFilter {
                 customer_id: customer,
                 status,
@@ -270,7 +275,9 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
             ops::plan(c, id)?;
             pretty(&repo::events_of_plan(c, id)?)
         }
-        PlanCmd::Preview { .. } => Err(invalid("a preview runs on a connection of its own")),
+        PlanCmd::Preview { .. } => Err(AppError::Internal(
+            "a preview runs on a connection of its own, not through plan_cmd".into(),
+        )),
     }
 }
 
@@ -278,19 +285,19 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
 fn plan_change(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         PlanCmd::Schedule { id, change } => {
-            let p = ops::schedule_change(c, id, ScheduleChange::parse(&change)?, now)?;
+            let p = ops::schedule_change(c, id, change, now)?;
             pretty(&plan_view(c, p.id)?)
         }
         PlanCmd::SetBillingMode { id, mode } => {
-            ops::set_billing_mode(c, id, CollectionMethod::parse(&mode)?, now)?;
+            ops::set_billing_mode(c, id, mode, now)?;
             pretty(&plan_view(c, id)?)
         }
         PlanCmd::SetLicenseManagement { id, mode } => {
-            ops::set_license_management(c, id, LicenseManagement::parse(&mode)?, now)?;
+            ops::set_license_management(c, id, mode, now)?;
             pretty(&plan_view(c, id)?)
         }
         PlanCmd::UpgradeTier { id, tier } => {
-            let new = ops::upgrade_tier(c, id, &tier, now)?;
+            let new = ops::upgrade_tier(c, id, tier, now)?;
             pretty(&plan_view(c, new.id)?)
         }
         PlanCmd::DowngradeNow { id } => {
@@ -320,106 +327,87 @@ fn plan_change(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> 
                 format!("scheduled successor plan {new_id}"),
             )
         }
-        _ => Err(invalid("not a change of a plan")),
+        _ => Err(AppError::Internal(
+            "plan_change got a command that does not change a plan".into(),
+        )),
     }
 }
 
 pub fn status_of(c: &mut Conn, now: Ts) -> Result<Output, AppError> {
-    let mut view = |f: PlanFilter| -> Result<Vec<serde_json::Value>, AppError> {
-        let mut out = vec![];
-        for r in repo::list_plans(c, &f)? {
-            out.push(serde_json::json!({
-                "plan_id": r.plan.id,
-                "customer_id": r.plan.customer_id,
-                "status": r.plan.status.name(),
-                "invoicing_status": r.plan.invoicing_status.name(),
-                "next_invoice_date": r.plan.next_invoice_date,
-                "lease_owner": r.lease_owner,
-                "lease_expires_at": r.lease_expires_at,
-                "needs_attention": r.plan.needs_attention,
-                "next_retry_at": r.next_retry_at,
-                "error_count": r.error_count,
-                "last_error": r.last_error,
-            }));
-        }
-        Ok(out)
+    let view = status_view(c, now)?;
+    let text = render::render_status(&view);
+    out(&view, text)
+}
+
+/// `status`'s document at `now`.
+pub fn status_view(c: &mut Conn, now: Ts) -> Result<StatusView, AppError> {
+    let mut plans = |f: PlanFilter| -> Result<Vec<PlanState>, AppError> {
+        Ok(repo::list_plans(c, &f)?
+            .iter()
+            .map(PlanState::from)
+            .collect())
     };
-    let due = view(PlanFilter {
+    let due = plans(PlanFilter {
         due_at: Some(now),
         ..PlanFilter::default()
     })?;
-    let leased = view(PlanFilter {
+    let leased = plans(PlanFilter {
         leased: true,
         ..PlanFilter::default()
     })?;
-    let attention = view(PlanFilter {
+    let needs_attention = plans(PlanFilter {
         needs_attention: true,
         ..PlanFilter::default()
     })?;
-    let retrying = view(PlanFilter {
+    let retrying = plans(PlanFilter {
         retrying: true,
         ..PlanFilter::default()
     })?;
     let (unsent_count, unsent) = repo::unsent_invoices(c, 20)?;
-    let unsent: Vec<serde_json::Value> = unsent
-        .iter()
-        .map(|i| {
-            serde_json::json!({
-                "invoice_id": i.id,
-                "plan_id": i.plan_id,
-                "customer_id": i.customer_id,
-                "event_time": i.event_time,
-                "created_at": i.created_at,
-                "total_cents": i.total_cents,
-                "stripe_invoice_id": i.stripe_invoice_id,
+    let oldest_overdue = repo::oldest_due_plan(c, now)?.map(|r| OldestDue {
+        plan_id: r.plan.id,
+        customer_id: r.plan.customer_id,
+        next_invoice_date: r.plan.next_invoice_date,
+    });
+    let unpaid = crate::db::payments::unpaid(c)?;
+    // What the overdue policy (Zulip's bounds) would do now, or leaves to a person.
+    let overdue = jobs::overdue::decide(c, &crate::domain::OverduePolicy::default())?
+        .into_iter()
+        .filter_map(|(d, a)| {
+            Some(OverdueAction {
+                action: OverdueAction::name_of(&d)?,
+                reason: a.reason,
+                customer_id: a.customer_id,
+                plan_id: a.plan_id,
+                seats: a.seats,
+                invoices: a.invoices,
             })
         })
         .collect();
-    let oldest = repo::oldest_due_plan(c, now)?.map(|r| {
-        serde_json::json!({
-            "plan_id": r.plan.id,
-            "customer_id": r.plan.customer_id,
-            "next_invoice_date": r.plan.next_invoice_date,
-        })
-    });
-    let last = crate::db::workers::last_pass_run(c)?;
-    let unpaid = crate::db::payments::unpaid(c)?;
-    // What the overdue policy (Zulip's bounds) would do now, or leaves to a person.
-    let overdue: Vec<jobs::overdue::Action> =
-        jobs::overdue::decide(c, &crate::domain::OverduePolicy::default())?
-            .into_iter()
-            .filter_map(|(d, a)| {
-                let name = match d {
-                    crate::domain::OverdueDecision::Nothing => return None,
-                    crate::domain::OverdueDecision::VoidOpenInvoices => "void_open_invoices",
-                    crate::domain::OverdueDecision::EndPlanAndVoid { .. } => "end_plan_and_void",
-                    crate::domain::OverdueDecision::LeaveToAPerson { .. } => "left_to_a_person",
-                };
-                Some(jobs::overdue::Action {
-                    action: Some(name),
-                    ..a
-                })
-            })
-            .collect();
-    let doc = serde_json::json!({
-        "now": now,
-        "due": due,
-        "leased": leased,
-        "needs_attention": attention,
-        "retrying": retrying,
-        "installation": crate::db::installation::installation(c)?.id(),
-        "unsent_invoices": { "count": unsent_count, "oldest": unsent },
-        "oldest_overdue": oldest,
-        "last_pass": last,
-        "overdue": overdue,
-        "unpaid_invoices": {
-            "count": unpaid.count,
-            "amount_cents": unpaid.amount_cents,
-            "oldest": unpaid.oldest.map(|(invoice_id, customer_id, event_time)| serde_json::json!({
-                "invoice_id": invoice_id, "customer_id": customer_id, "event_time": event_time,
-            })),
+    Ok(StatusView {
+        now,
+        due,
+        leased,
+        needs_attention,
+        retrying,
+        installation: crate::db::installation::installation(c)?.id().to_string(),
+        unsent_invoices: UnsentInvoices {
+            count: unsent_count,
+            oldest: unsent.iter().map(UnsentInvoice::from).collect(),
         },
-    });
-    let text = render::render_status(&doc, last.as_ref());
-    out(&doc, text)
+        oldest_overdue,
+        last_pass: crate::db::workers::last_pass_run(c)?.map(LastPass::from),
+        overdue,
+        unpaid_invoices: UnpaidInvoices {
+            count: unpaid.count,
+            amount_cents: unpaid.amount_cents,
+            oldest: unpaid
+                .oldest
+                .map(|(invoice_id, customer_id, event_time)| UnpaidInvoice {
+                    invoice_id,
+                    customer_id,
+                    event_time,
+                }),
+        },
+    })
 }

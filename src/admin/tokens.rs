@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use crate::db::api::{self as rows, TokenRow};
 use crate::db::Conn;
 use crate::domain::Ts;
-use crate::error::{invalid, AppError};
+use crate::error::{conflict, invalid, refuse, AppError};
 
 use super::render::{out, Output};
 
@@ -75,7 +75,7 @@ pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts) -> Result<Output, AppError> 
             let scope = Scope::parse(&scope)?;
             let name = name.trim();
             if name.is_empty() || name.len() > 100 {
-                return Err(invalid("--name must be 1 to 100 characters"));
+                return Err(refuse("name", "must be 1 to 100 characters"));
             }
             let mut secret = [0u8; 32];
             rand::rng().fill_bytes(&mut secret);
@@ -83,7 +83,7 @@ pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts) -> Result<Output, AppError> 
             let id = rows::insert_token(c, name, scope.name(), &sha256_hex(&secret), now).map_err(
                 |e| {
                     if e.is_unique_violation() {
-                        invalid(format!("a token named {name:?} exists already"))
+                        conflict("name", format!("a token named {name:?} exists already"))
                     } else {
                         e.into()
                     }

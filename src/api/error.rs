@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::db::DbError;
+use crate::domain::refusal::{Refusal, Spelling};
 use crate::error::AppError;
 
 /// Seconds a client should wait before retrying while the database is away.
@@ -74,16 +75,21 @@ impl ApiError {
         }
     }
 
+    /// A refusal of the request as a whole; [`ApiError::with_param`] names its field.
     pub fn invalid(message: impl Into<String>) -> ApiError {
-        let message = message.into();
-        let param = param_of(&message);
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::InvalidRequestError,
+            message,
+        )
+    }
+
+    /// A refusal from an operation, with the field it names (its `param`) spelled as the
+    /// API spells fields.
+    fn refused(status: StatusCode, kind: ErrorType, r: &Refusal) -> ApiError {
         ApiError {
-            param,
-            ..ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorType::InvalidRequestError,
-                message,
-            )
+            param: r.field().map(str::to_string),
+            ..ApiError::new(status, kind, r.render(Spelling::Wire))
         }
     }
 
@@ -112,38 +118,19 @@ impl ApiError {
     }
 }
 
-/// The parameter an error message names: a CLI flag (`--licenses` → `licenses`) or a serde
-/// field (`unknown field `foo``, `missing field `count``).
-fn param_of(message: &str) -> Option<String> {
-    if let Some(i) = message.find("--") {
-        let name: String = message[i + 2..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect();
-        if !name.is_empty() {
-            return Some(name.replace('-', "_"));
-        }
-    }
-    for marker in ["unknown field `", "missing field `"] {
-        if let Some(i) = message.find(marker) {
-            let rest = &message[i + marker.len()..];
-            return rest.split('`').next().map(str::to_string);
-        }
-    }
-    None
-}
-
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> ApiError {
         let message = e.to_string();
         match &e {
             AppError::NotFound(_) => ApiError::not_found(message),
-            AppError::Invalid(_) | AppError::Billing(_) => ApiError::invalid(message),
+            AppError::Invalid(r) => {
+                ApiError::refused(StatusCode::BAD_REQUEST, ErrorType::InvalidRequestError, r)
+            }
+            AppError::Billing(_) => ApiError::invalid(message),
             AppError::Db(db) => from_db(db, message),
-            AppError::Conflict(_) => ApiError {
-                param: param_of(&message),
-                ..ApiError::new(StatusCode::CONFLICT, ErrorType::ConflictError, message)
-            },
+            AppError::Conflict(r) => {
+                ApiError::refused(StatusCode::CONFLICT, ErrorType::ConflictError, r)
+            }
             AppError::Busy(_) | AppError::LeaseLost(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorType::ConflictError, message)
             }
@@ -233,25 +220,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_param_comes_from_the_flag_or_the_field() {
-        assert_eq!(
-            param_of("--licenses must not be negative (got -1)").as_deref(),
-            Some("licenses")
-        );
-        assert_eq!(
-            param_of("--price-per-license-cents is odd").as_deref(),
-            Some("price_per_license_cents")
-        );
-        assert_eq!(
-            param_of("unknown field `cont`, expected `count`").as_deref(),
-            Some("cont")
-        );
-        assert_eq!(param_of("plan 9 does not exist"), None);
+    fn a_refusal_gives_its_field_as_param_and_internal_errors_are_500() {
+        let e = ApiError::from(crate::error::refuse(
+            "date",
+            "must be after the plan's anchor",
+        ));
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.param.as_deref(), Some("date"));
+        assert_eq!(e.message, "date must be after the plan's anchor");
+        let taken = ApiError::from(crate::error::conflict("external_ref", "is taken"));
+        assert_eq!(taken.status, StatusCode::CONFLICT);
+        assert_eq!(taken.param.as_deref(), Some("external_ref"));
+        let whole = ApiError::from(crate::error::invalid("plan 9 is not live (status ended)"));
+        assert_eq!(whole.param, None);
+        let bug = ApiError::from(AppError::Internal("plan 3 lost its successor".into()));
+        assert_eq!(bug.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(bug.kind, ErrorType::ApiError);
     }
 
     #[test]
     fn statuses_follow_the_cli_exit_codes() {
-        let e: ApiError = AppError::Invalid("bad".into()).into();
+        let e: ApiError = crate::error::invalid("bad").into();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         let e: ApiError = AppError::NotFound("plan 9 does not exist".into()).into();
         assert_eq!(e.status, StatusCode::NOT_FOUND);

@@ -158,8 +158,9 @@ pub fn apply_end_of_cycle(
             }
         }
         EndOfCycle::StartSuccessor { at, licenses } => {
-            let mut next = successor
-                .ok_or_else(|| AppError::Invalid(format!("plan {} lost its successor", plan.id)))?;
+            let mut next = successor.ok_or_else(|| {
+                AppError::Internal(format!("plan {} lost its successor", plan.id))
+            })?;
             plan.status = PlanStatus::Ended;
             repo::save_plan(conn, plan)?;
             next.status = PlanStatus::Active;

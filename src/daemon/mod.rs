@@ -123,7 +123,7 @@ async fn start_api(
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| invalid(format!("cannot listen on {addr} (API): {e}")))?;
+        .map_err(|e| AppError::Internal(format!("cannot listen on {addr} (API): {e}")))?;
     info!(
         api_addr = %addr,
         time_travel = config.allow_time_travel,
@@ -153,7 +153,7 @@ async fn start_http(
 ) -> Result<tokio::task::JoinHandle<()>, AppError> {
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
-        .map_err(|e| invalid(format!("cannot listen on {}: {e}", config.http_addr)))?;
+        .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", config.http_addr)))?;
     let app = http::router(HttpState {
         metrics: metrics.clone(),
         db: db.clone(),

@@ -9,6 +9,7 @@ use chrono::{Duration, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::db::{Conn, Db, DbUrl};
+use crate::domain::{BillingSchedule, Tier};
 use crate::error::{invalid, AppError};
 use crate::jobs::{run_pass, PassOptions};
 use crate::ops::{self, CustomerInput, PlanInput};
@@ -138,12 +139,13 @@ pub async fn run(
         };
         let customer_id = ops::create_customer(&mut conn, &input, t0)?;
         let plan = PlanInput {
-            customer_id,
-            tier: "cloud_standard".into(),
-            schedule: "monthly".into(),
-            licenses: 10,
             automanage_licenses: true,
-            ..PlanInput::default()
+            ..PlanInput::new(
+                customer_id,
+                Tier::CloudStandard,
+                BillingSchedule::Monthly,
+                10,
+            )
         };
         let plan_id = ops::create_plan(&mut conn, &plan, t0)?;
         ops::report_seats(&mut conn, plan_id, 12, t0 + Duration::days(10))?;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db, DbUrl};
 use crate::devtools::emulator::Emulator;
-use crate::domain::{ScheduleChange, Ts};
+use crate::domain::{BillingSchedule, CustomerKind, ScheduleChange, Tier, Ts};
 use crate::error::{invalid, AppError};
 use crate::jobs::{run_pass, PassOptions};
 use crate::ops::{self, CustomerInput, PlanInput};
@@ -48,7 +48,7 @@ fn customer(c: &mut Conn, name: &str, kind: &str, now: Ts) -> Result<i64, AppErr
     let input = CustomerInput {
         name: name.into(),
         email: None,
-        kind: Some(kind.into()),
+        kind: CustomerKind::parse(kind)?,
         ..CustomerInput::default()
     };
     ops::create_customer(c, &input, now)
@@ -64,12 +64,13 @@ fn plan(
     tweak: impl FnOnce(&mut PlanInput),
 ) -> Result<i64, AppError> {
     let mut input = PlanInput {
-        customer_id,
-        tier: tier.into(),
-        schedule: schedule.into(),
-        licenses,
         automanage_licenses: true,
-        ..PlanInput::default()
+        ..PlanInput::new(
+            customer_id,
+            Tier::parse(tier)?,
+            BillingSchedule::parse(schedule)?,
+            licenses,
+        )
     };
     tweak(&mut input);
     ops::create_plan(c, &input, now)
@@ -125,8 +126,8 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
     let fjord = customer(c, "Fjord Shipping", "cloud", t0)?;
     let fjord_plan = plan(c, fjord, "cloud_plus", "monthly", 20, t0, |_| {})?;
     let gamma = customer(c, "Gamma Negotiated", "cloud", t0)?;
-    let offer = ops::create_offer(c, gamma, "cloud_standard", 120_000, None, t0)?;
-    ops::accept_offer(c, offer, "monthly", Some(40), t0)?;
+    let offer = ops::create_offer(c, gamma, Tier::CloudStandard, 120_000, None, t0)?;
+    ops::accept_offer(c, offer, BillingSchedule::Monthly, Some(40), t0)?;
     let helix = customer(c, "Helix (self-hosted)", "self_hosted", t0)?;
     plan(c, helix, "self_hosted_basic", "monthly", 10, t0, |p| {
         p.first_invoice_by_worker = true
@@ -140,7 +141,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(String, DemoSummary), AppError
     let juno_input = CustomerInput {
         name: "Juno Nonprofit".into(),
         annual_discounted_price: Some(4000),
-        required_plan_tier: Some("cloud_standard".into()),
+        required_plan_tier: Some(Tier::CloudStandard),
         ..CustomerInput::default()
     };
     let juno = ops::create_customer(c, &juno_input, t0)?;

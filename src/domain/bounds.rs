@@ -6,12 +6,13 @@
 //! over, and an instant accepted here plus 36 annual cycles plus the longest free trial is still
 //! a four-digit year (RFC 3339 can write it, and SQLite's text timestamps sort by it).
 //!
-//! Pure: each check returns a message naming the CLI flag (`--licenses`), which the API turns
-//! into its `param`.
+//! Pure: each check returns a [`Refusal`] of the field it was given (`licenses`), which the CLI
+//! shows as `--licenses` and the API as its `param`.
 
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::model::Ts;
+use super::refusal::Refusal;
 
 /// The most licenses (or seats, or minimum licenses) a plan or customer may have.
 pub const MAX_LICENSES: i64 = 1_000_000;
@@ -45,50 +46,62 @@ pub fn end() -> Ts {
 }
 
 /// `t` when it lies in [2000-01-01, 2200-01-01); otherwise a one-line refusal naming `flag`.
-pub fn instant(flag: &str, t: Ts) -> Result<Ts, String> {
+pub fn instant(field: &'static str, t: Ts) -> Result<Ts, Refusal> {
     if t < earliest() || t >= end() {
-        return Err(format!(
-            "{flag} must lie between {EARLIEST_YEAR}-01-01T00:00:00Z and {END_YEAR}-01-01T00:00:00Z (got {})",
+        return Err(Refusal::of(field, format!("must lie between {EARLIEST_YEAR}-01-01T00:00:00Z and {END_YEAR}-01-01T00:00:00Z (got {})",
             t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-        ));
+        )));
     }
     Ok(t)
 }
 
 /// A whole number in `0..=max`.
-pub fn number(flag: &str, v: i64, max: i64) -> Result<i64, String> {
+pub fn number(field: &'static str, v: i64, max: i64) -> Result<i64, Refusal> {
     if v < 0 {
-        return Err(format!("{flag} must not be negative (got {v})"));
+        return Err(Refusal::of(
+            field,
+            format!("must not be negative (got {v})"),
+        ));
     }
     if v > max {
-        return Err(format!("{flag} must be at most {max} (got {v})"));
+        return Err(Refusal::of(
+            field,
+            format!("must be at most {max} (got {v})"),
+        ));
     }
     Ok(v)
 }
 
 /// A license, seat or minimum-license count: `0..=MAX_LICENSES`.
-pub fn licenses(flag: &str, v: i64) -> Result<i32, String> {
-    let v = number(flag, v, MAX_LICENSES)?;
-    i32::try_from(v).map_err(|_| format!("{flag} must be at most {MAX_LICENSES} (got {v})"))
+pub fn licenses(field: &'static str, v: i64) -> Result<i32, Refusal> {
+    let v = number(field, v, MAX_LICENSES)?;
+    i32::try_from(v)
+        .map_err(|_| Refusal::of(field, format!("must be at most {MAX_LICENSES} (got {v})")))
 }
 
 /// Text as it is stored: leading and trailing white space (Unicode's) removed, then refused
 /// when empty, longer than `max` characters, or holding a control character other than tab
 /// (NUL, escape, line breaks …: PostgreSQL cannot store NUL, and none belongs in a name).
-pub fn text(flag: &str, v: &str, max: usize) -> Result<String, String> {
+pub fn text(field: &'static str, v: &str, max: usize) -> Result<String, Refusal> {
     let v = v.trim();
     if v.is_empty() {
-        return Err(format!("{flag} must not be empty"));
+        return Err(Refusal::of(field, "must not be empty"));
     }
     if let Some(c) = v.chars().find(|c| c.is_control() && *c != '\t') {
-        return Err(format!(
-            "{flag} must not contain control characters (found U+{:04X})",
-            u32::from(c)
+        return Err(Refusal::of(
+            field,
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                u32::from(c)
+            ),
         ));
     }
     let n = v.chars().count();
     if n > max {
-        return Err(format!("{flag} must be at most {max} characters (got {n})"));
+        return Err(Refusal::of(
+            field,
+            format!("must be at most {max} characters (got {n})"),
+        ));
     }
     Ok(v.to_string())
 }
@@ -105,15 +118,16 @@ mod tests {
 
     #[test]
     fn instants_are_bounded_on_both_sides() {
-        assert!(instant("--now", at("2000-01-01T00:00:00Z")).is_ok());
-        assert!(instant("--now", at("2199-12-31T23:59:59Z")).is_ok());
-        assert!(instant("--now", at("1999-12-31T23:59:59Z")).is_err());
-        let e = instant("--anchor", at("9999-12-31T23:59:59Z"))
+        assert!(instant("now", at("2000-01-01T00:00:00Z")).is_ok());
+        assert!(instant("now", at("2199-12-31T23:59:59Z")).is_ok());
+        assert!(instant("now", at("1999-12-31T23:59:59Z")).is_err());
+        let e = instant("anchor", at("9999-12-31T23:59:59Z"))
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.starts_with("--anchor must lie between"), "{e}");
-        assert!(instant("--now", DateTime::<Utc>::MAX_UTC).is_err());
-        assert!(instant("--now", DateTime::<Utc>::MIN_UTC).is_err());
+        assert!(instant("now", DateTime::<Utc>::MAX_UTC).is_err());
+        assert!(instant("now", DateTime::<Utc>::MIN_UTC).is_err());
     }
 
     #[test]
@@ -126,11 +140,11 @@ mod tests {
             i64::from(i32::MAX) + 1,
             i64::MAX,
         ] {
-            assert!(licenses("--licenses", v).is_err(), "{v}");
+            assert!(licenses("licenses", v).is_err(), "{v}");
         }
-        assert_eq!(licenses("--licenses", MAX_LICENSES), Ok(1_000_000));
-        assert_eq!(licenses("--licenses", 0), Ok(0));
-        assert!(number("--fixed-price-cents", i64::MAX, MAX_FIXED_PRICE_CENTS).is_err());
+        assert_eq!(licenses("licenses", MAX_LICENSES), Ok(1_000_000));
+        assert_eq!(licenses("licenses", 0), Ok(0));
+        assert!(number("fixed_price_cents", i64::MAX, MAX_FIXED_PRICE_CENTS).is_err());
     }
 
     #[test]
@@ -144,8 +158,8 @@ mod tests {
 
     #[test]
     fn text_is_trimmed_and_control_characters_refused() {
-        assert_eq!(text("--name", "  Acme \u{2003}", 200), Ok("Acme".into()));
-        assert_eq!(text("--name", "A\tB", 200), Ok("A\tB".into()));
+        assert_eq!(text("name", "  Acme \u{2003}", 200), Ok("Acme".into()));
+        assert_eq!(text("name", "A\tB", 200), Ok("A\tB".into()));
         for bad in [
             "A\u{0}B",
             "A\u{1b}[31m",
@@ -153,11 +167,14 @@ mod tests {
             "A\u{7f}",
             "A\u{85}B",
         ] {
-            let e = text("--name", bad, 200).err().unwrap_or_default();
+            let e = text("name", bad, 200)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(e.contains("control characters"), "{bad:?}: {e}");
         }
-        assert!(text("--name", " \u{3000} ", 200).is_err());
-        assert!(text("--name", &"é".repeat(201), 200).is_err());
-        assert!(text("--name", &"é".repeat(200), 200).is_ok());
+        assert!(text("name", " \u{3000} ", 200).is_err());
+        assert!(text("name", &"é".repeat(201), 200).is_err());
+        assert!(text("name", &"é".repeat(200), 200).is_ok());
     }
 }

@@ -9,6 +9,7 @@ pub mod lines;
 pub mod model;
 pub mod payments;
 pub mod prices;
+pub mod refusal;
 pub mod states;
 pub mod types;
 
@@ -20,6 +21,7 @@ pub use ids::{CustomerId, InvoiceId, LedgerEntryId, LineId, PlanId};
 pub use lines::{invoice_lines, InvoiceDraft, LineDraft, LineKind};
 pub use model::{Customer, LedgerEntry, Plan, Ts};
 pub use payments::{overdue_decision, InvoiceEvent, OverdueDecision, OverdueFacts, OverduePolicy};
+pub use refusal::Refusal;
 pub use states::{
     CollectionMethod, EventKind, InvoiceStatus, InvoiceTerms, LicenseManagement, PaymentStatus,
     ScheduleChange, DAYS_UNTIL_DUE,

@@ -55,6 +55,31 @@ macro_rules! coded_enum {
             type Err = BillingError;
             fn from_str(s: &str) -> Result<Self, Self::Err> { Self::parse(s) }
         }
+
+        /// JSON takes the name only (the integer is the CLI's shorthand): what the schema says.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                match text.as_ref() {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(serde::de::Error::custom(format!(
+                        concat!("unknown ", $what, " {:?}: expected {}"),
+                        other,
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        /// A string, one of the names.
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "enum": [$($text),+] })
+            }
+        }
     };
 }
 
@@ -163,10 +188,18 @@ impl Tier {
 }
 
 /// Who owns a customer: a Cloud organization or a self-hosted server (docs/RULES.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum CustomerKind {
+    #[default]
     Cloud,
     SelfHosted,
+}
+
+impl fmt::Display for CustomerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl CustomerKind {

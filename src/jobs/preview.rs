@@ -43,9 +43,10 @@ pub fn preview(db: &Db, plan_id: i64, at: Option<Ts>) -> Result<Preview, AppErro
         conn.rolled_back(|c| {
             let p = billing::plan(c, plan_id)?.plan;
             let Some(at) = at.or(p.next_invoice_date) else {
-                return Err(crate::error::invalid(format!(
-                    "plan {plan_id} has no next invoice date: there is nothing to preview (give --at)"
-                )));
+                return Err(crate::error::refuse(
+                    "at",
+                    format!("plan {plan_id} has no next invoice date: there is nothing to preview (give {{field}})"),
+                ));
             };
             let events = |c: &mut Conn| -> Result<Vec<crate::db::models::PlanEventRow>, AppError> {
                 let mut all = vec![];

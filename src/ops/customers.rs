@@ -5,7 +5,7 @@ use crate::db::repo::{self, NewCustomer, NewEvent};
 use crate::db::Conn;
 use crate::domain::prices::{discount_display, list_price, price_per_license};
 use crate::domain::{Customer, CustomerKind, EventKind, PlanStatus, Tier};
-use crate::error::{invalid, AppError};
+use crate::error::{conflict, invalid, refuse, AppError};
 
 use super::{cents, customer, licenses_arg, text_arg, tier_arg, Ts};
 use crate::domain::bounds;
@@ -16,50 +16,48 @@ pub struct CustomerInput {
     pub email: Option<String>,
     pub external_ref: Option<String>,
     pub stripe_customer_id: Option<String>,
-    pub kind: Option<String>,
+    pub kind: CustomerKind,
     pub monthly_discounted_price: Option<i64>,
     pub annual_discounted_price: Option<i64>,
-    pub required_plan_tier: Option<String>,
+    pub required_plan_tier: Option<Tier>,
     pub minimum_licenses: Option<i64>,
     pub exempt_from_license_number_check: bool,
 }
 
 pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Result<i64, AppError> {
-    let name = text_arg("--name", &input.name, bounds::MAX_NAME_CHARS)?;
-    let optional = |flag: &str, v: &Option<String>| {
+    let name = text_arg("name", &input.name, bounds::MAX_NAME_CHARS)?;
+    let optional = |field: &'static str, v: &Option<String>| {
         v.as_deref()
-            .map(|v| text_arg(flag, v, bounds::MAX_TEXT_CHARS))
+            .map(|v| text_arg(field, v, bounds::MAX_TEXT_CHARS))
             .transpose()
     };
-    let email = optional("--email", &input.email)?;
-    let external_ref = optional("--external-ref", &input.external_ref)?;
-    let stripe_customer_id = optional("--stripe-customer-id", &input.stripe_customer_id)?;
-    let kind = CustomerKind::parse(input.kind.as_deref().unwrap_or("cloud"))?;
+    let email = optional("email", &input.email)?;
+    let external_ref = optional("external_ref", &input.external_ref)?;
+    let stripe_customer_id = optional("stripe_customer_id", &input.stripe_customer_id)?;
+    let kind = input.kind;
     let monthly = cents(
-        "--monthly-discounted-price-cents",
+        "monthly_discounted_price_cents",
         input.monthly_discounted_price.unwrap_or(0),
         bounds::MAX_PRICE_PER_LICENSE_CENTS,
     )?;
     let annual = cents(
-        "--annual-discounted-price-cents",
+        "annual_discounted_price_cents",
         input.annual_discounted_price.unwrap_or(0),
         bounds::MAX_PRICE_PER_LICENSE_CENTS,
     )?;
     let tier = input
         .required_plan_tier
-        .as_deref()
-        .map(|t| tier_arg("--required-plan-tier", t))
+        .map(|t| tier_arg("required_plan_tier", t))
         .transpose()?;
     if (monthly > 0 || annual > 0) && tier.is_none() {
-        return Err(invalid(
-            "a discounted price needs --required-plan-tier (discounts apply to one tier)",
+        return Err(refuse(
+            "required_plan_tier",
+            "a discounted price needs {field} (discounts apply to one tier)",
         ));
     }
     let minimum = match input.minimum_licenses {
-        Some(m) if m <= 0 => return Err(invalid("--minimum-licenses must be a positive number")),
-        m => m
-            .map(|m| licenses_arg("--minimum-licenses", m))
-            .transpose()?,
+        Some(m) if m <= 0 => return Err(refuse("minimum_licenses", "must be a positive number")),
+        m => m.map(|m| licenses_arg("minimum_licenses", m)).transpose()?,
     };
     // Self-hosted customers start with the $20/month flat discount unless they have a price discount.
     let flat_months = if kind == CustomerKind::SelfHosted && monthly == 0 && annual == 0 {
@@ -85,14 +83,15 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
         .map_err(|e| match &e {
             AppError::Db(d) if d.constraint().is_some() => {
                 let which = d.constraint().unwrap_or("");
-                let flag = if which.contains("stripe") {
-                    "--stripe-customer-id"
+                let field = if which.contains("stripe") {
+                    "stripe_customer_id"
                 } else {
-                    "--external-ref"
+                    "external_ref"
                 };
-                AppError::Conflict(format!(
-                    "{flag} is taken: another customer already has it ({which})"
-                ))
+                conflict(
+                    field,
+                    format!("is taken: another customer already has it ({which})"),
+                )
             }
             _ => e,
         })
@@ -100,7 +99,7 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
 
 /// Records what the host reported: a usage upload (self-hosted freshness) and/or a seat count.
 pub fn report_usage(conn: &mut Conn, id: i64, seats: Option<i64>, now: Ts) -> Result<(), AppError> {
-    let seats = seats.map(|s| licenses_arg("--seats", s)).transpose()?;
+    let seats = seats.map(|s| licenses_arg("seats", s)).transpose()?;
     conn.transaction(|c| {
         customer(c, id)?;
         repo::set_usage(c, id, Some(now), seats)?;
@@ -121,18 +120,18 @@ pub fn set_discount(
     id: i64,
     monthly: i64,
     annual: i64,
-    tier: Option<&str>,
+    tier: Option<Tier>,
     now: Ts,
 ) -> Result<Customer, AppError> {
-    for (flag, price) in [
-        ("--monthly-discounted-price-cents", monthly),
-        ("--annual-discounted-price-cents", annual),
+    for (field, price) in [
+        ("monthly_discounted_price_cents", monthly),
+        ("annual_discounted_price_cents", annual),
     ] {
         // 0: that schedule at list price; both 0 remove the discount (Zulip's support form).
-        cents(flag, price, bounds::MAX_PRICE_PER_LICENSE_CENTS)?;
+        cents(field, price, bounds::MAX_PRICE_PER_LICENSE_CENTS)?;
     }
     let tier = tier
-        .map(|t| tier_arg("--required-plan-tier", t))
+        .map(|t| tier_arg("required_plan_tier", t))
         .transpose()?;
     conn.transaction(|c| {
         let cust = customer(c, id)?;
@@ -145,9 +144,10 @@ pub fn set_discount(
             .or(cust.required_plan_tier)
             .or(live.as_ref().map(|p| p.tier))
         else {
-            return Err(invalid(format!(
-                "customer {id} has no plan and no required tier: give --required-plan-tier"
-            )));
+            return Err(refuse(
+                "required_plan_tier",
+                format!("customer {id} has no plan and no required tier: give {{field}}"),
+            ));
         };
         repo::set_discount(c, id, monthly, annual, tier)?;
         let cust = customer(c, id)?;

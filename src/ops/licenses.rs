@@ -7,7 +7,7 @@ use crate::db::Conn;
 use crate::domain::cycle::{next_billing_cycle, validate_renewal};
 use crate::domain::prices::{billable_licenses, min_licenses_for_plan};
 use crate::domain::{BillingError, Customer, LedgerEntry, Plan, PlanStatus};
-use crate::error::{invalid, AppError};
+use crate::error::{invalid, refuse, AppError};
 
 use super::{clamp_i32, current_after_cycle, licenses_arg, live_plan, Ts};
 
@@ -19,7 +19,7 @@ pub fn report_seats(
     seats: i64,
     now: Ts,
 ) -> Result<Option<LedgerEntry>, AppError> {
-    let seats = licenses_arg("--count", seats)?;
+    let seats = licenses_arg("count", seats)?;
     conn.transaction(|c| {
         let (mut p, cust) = live_plan(c, id, now)?;
         if !p.automanage_licenses {
@@ -67,13 +67,16 @@ fn check_license_request(cust: &Customer, p: &Plan, requested: i32) -> Result<()
     let minimum = min_licenses_for_plan(cust, p.tier);
     let seats = i64::from(cust.seat_count.unwrap_or(0));
     if i64::from(requested) < minimum {
-        return Err(invalid(format!(
-            "at least {minimum} licenses are required for {} (got {requested})",
-            p.name()
-        )));
+        return Err(refuse(
+            "licenses",
+            format!(
+                "at least {minimum} licenses are required for {} (got {requested})",
+                p.name()
+            ),
+        ));
     }
     if i64::from(requested) < seats {
-        return Err(invalid(format!(
+        return Err(refuse("licenses", format!(
             "customer {} has {seats} seats in use: at least {seats} licenses are required (got {requested})",
             cust.id
         )));
@@ -102,14 +105,14 @@ pub fn buy_licenses(
     licenses: i64,
     now: Ts,
 ) -> Result<LedgerEntry, AppError> {
-    let licenses = licenses_arg("--licenses", licenses)?;
+    let licenses = licenses_arg("licenses", licenses)?;
     conn.transaction(|c| {
         let (p, cust, last) = manual_plan(c, id, now)?;
         if p.is_free_trial() {
             return Err(invalid("cannot buy more licenses during a free trial; change the licenses at next renewal instead"));
         }
         if licenses <= last.licenses {
-            return Err(invalid(format!(
+            return Err(refuse("licenses", format!(
                 "licenses can only go up within a period: plan {} has {} licenses, {licenses} requested",
                 p.id, last.licenses
             )));
@@ -128,7 +131,7 @@ pub fn renewal_licenses(
     licenses: i64,
     now: Ts,
 ) -> Result<LedgerEntry, AppError> {
-    let licenses = licenses_arg("--licenses", licenses)?;
+    let licenses = licenses_arg("licenses", licenses)?;
     conn.transaction(|c| {
         let entry = match manual_plan(c, id, now) {
             Ok((p, cust, last)) => {
@@ -140,7 +143,7 @@ pub fn renewal_licenses(
                     )));
                 }
                 if last.licenses_at_next_renewal == Some(licenses) {
-                    return Err(invalid(format!(
+                    return Err(refuse("licenses", format!(
                         "plan {} is already scheduled to renew with {licenses} licenses",
                         p.id
                     )));

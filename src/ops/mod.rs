@@ -16,8 +16,8 @@ use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
 use crate::domain::bounds;
 use crate::domain::EventKind;
-use crate::domain::{Customer, LedgerEntry, Plan};
-use crate::error::{invalid, AppError};
+use crate::domain::{Customer, LedgerEntry, Plan, Tier};
+use crate::error::{invalid, refuse, AppError};
 
 pub use crate::billing::{customer, plan};
 pub use customers::{create_customer, report_usage, set_discount, CustomerInput};
@@ -37,35 +37,34 @@ fn event(kind: EventKind, plan: &Plan, at: Ts) -> NewEvent {
 }
 
 /// A price in cents: `0..=max` (docs/CLI.md, "Bounds").
-fn cents(flag: &str, v: i64, max: i64) -> Result<i64, AppError> {
-    bounds::number(flag, v, max).map_err(AppError::Invalid)
+fn cents(field: &'static str, v: i64, max: i64) -> Result<i64, AppError> {
+    Ok(bounds::number(field, v, max)?)
 }
 
 /// A license, seat or minimum count: `0..=bounds::MAX_LICENSES`.
-fn licenses_arg(flag: &str, v: i64) -> Result<i32, AppError> {
-    bounds::licenses(flag, v).map_err(AppError::Invalid)
+fn licenses_arg(field: &'static str, v: i64) -> Result<i32, AppError> {
+    Ok(bounds::licenses(field, v)?)
 }
 
 /// An instant given by the caller (an anchor, an end date, `--now`): inside the accepted years.
-pub fn instant_arg(flag: &str, t: Ts) -> Result<Ts, AppError> {
-    bounds::instant(flag, t).map_err(AppError::Invalid)
+pub fn instant_arg(field: &'static str, t: Ts) -> Result<Ts, AppError> {
+    Ok(bounds::instant(field, t)?)
 }
 
 /// A tier a command takes: a known name or number, and one that is offered —
 /// `self_hosted_enterprise` is refused everywhere, as Zulip's `InvalidTierError` refuses it.
-fn tier_arg(flag: &str, text: &str) -> Result<crate::domain::Tier, AppError> {
-    let tier = crate::domain::Tier::parse(text)?;
-    if tier == crate::domain::Tier::SelfHostedEnterprise {
-        return Err(invalid(format!(
-            "{flag} {tier} is not offered: self-hosted Enterprise is sold by contract, not by these commands"
+fn tier_arg(field: &'static str, tier: Tier) -> Result<Tier, AppError> {
+    if tier == Tier::SelfHostedEnterprise {
+        return Err(refuse(field, format!(
+            "{tier} is not offered: self-hosted Enterprise is sold by contract, not by these commands"
         )));
     }
     Ok(tier)
 }
 
 /// A text field, trimmed, without control characters, at most `max` characters.
-fn text_arg(flag: &str, v: &str, max: usize) -> Result<String, AppError> {
-    bounds::text(flag, v, max).map_err(AppError::Invalid)
+fn text_arg(field: &'static str, v: &str, max: usize) -> Result<String, AppError> {
+    Ok(bounds::text(field, v, max)?)
 }
 
 fn clamp_i32(v: i64) -> Result<i32, AppError> {
@@ -93,7 +92,7 @@ fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppE
     let show = |t: Ts| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     if let Some(newest) = repo::newest_ledger_time(conn, id)?.filter(|t| *t > now) {
         return Err(invalid(format!(
-            "plan {id} has a ledger entry at {}, after --now {}: time only moves forward for a plan",
+            "plan {id} has a ledger entry at {}, after the change at {}: time only moves forward for a plan",
             show(newest),
             show(now)
         )));
@@ -102,7 +101,7 @@ fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppE
     // be billed one invoice late (an annual plan's monthly invoice writes no ledger entry).
     if let Some(billed) = repo::newest_invoice_time(conn, id)?.filter(|t| *t >= now) {
         return Err(invalid(format!(
-            "plan {id} is invoiced through {}, at or after --now {}: time only moves forward for a plan",
+            "plan {id} is invoiced through {}, at or after the change at {}: time only moves forward for a plan",
             show(billed),
             show(now)
         )));

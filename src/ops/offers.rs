@@ -4,7 +4,7 @@ use crate::db::repo::{self};
 use crate::db::Conn;
 use crate::domain::prices::min_licenses_for_plan;
 use crate::domain::{BillingSchedule, OfferStatus, Tier};
-use crate::error::{invalid, AppError};
+use crate::error::{invalid, refuse, AppError};
 
 use super::plans::{create_plan, PlanInput};
 use super::{cents, customer, text_arg, tier_arg, Ts};
@@ -13,25 +13,25 @@ use crate::domain::bounds;
 pub fn create_offer(
     conn: &mut Conn,
     customer_id: i64,
-    tier: &str,
+    tier: Tier,
     fixed_price: i64,
     sent_invoice_id: Option<&str>,
     now: Ts,
 ) -> Result<i64, AppError> {
-    let tier = tier_arg("--tier", tier)?;
+    let tier = tier_arg("tier", tier)?;
     if !matches!(
         tier,
         Tier::CloudStandard | Tier::CloudPlus | Tier::SelfHostedBasic | Tier::SelfHostedBusiness
     ) {
-        return Err(invalid(format!("offers are for cloud_standard, cloud_plus, self_hosted_basic or self_hosted_business (got {tier})")));
+        return Err(refuse("tier", format!("offers are for cloud_standard, cloud_plus, self_hosted_basic or self_hosted_business (got {tier})")));
     }
     let fixed_price = cents(
-        "--fixed-price-cents",
+        "fixed_price_cents",
         fixed_price,
         bounds::MAX_FIXED_PRICE_CENTS,
     )?;
     let sent_invoice_id = sent_invoice_id
-        .map(|s| text_arg("--sent-invoice-id", s, bounds::MAX_TEXT_CHARS))
+        .map(|s| text_arg("sent_invoice_id", s, bounds::MAX_TEXT_CHARS))
         .transpose()?;
     conn.transaction(|c| {
         customer(c, customer_id)?;
@@ -55,11 +55,10 @@ pub fn create_offer(
 pub fn accept_offer(
     conn: &mut Conn,
     id: i64,
-    schedule: &str,
+    schedule: BillingSchedule,
     licenses: Option<i64>,
     now: Ts,
 ) -> Result<i64, AppError> {
-    let schedule_parsed = BillingSchedule::parse(schedule)?;
     conn.transaction(|c| {
         let offer = repo::get_offer(c, id)?
             .ok_or_else(|| AppError::NotFound(format!("offer {id} does not exist")))?;
@@ -73,14 +72,10 @@ pub fn accept_offer(
                 .max(min_licenses_for_plan(&cust, offer.tier)),
         };
         let input = PlanInput {
-            customer_id: cust.id,
-            tier: offer.tier.code().to_string(),
-            schedule: schedule_parsed.code().to_string(),
-            licenses,
             automanage_licenses: true,
             invoice_billing: offer.sent_invoice_id.is_some(),
             fixed_price: Some(offer.fixed_price),
-            ..PlanInput::default()
+            ..PlanInput::new(cust.id, offer.tier, schedule, licenses)
         };
         let plan_id = create_plan(c, &input, now)?;
         repo::set_offer_status(c, id, OfferStatus::Processed)?;

@@ -16,18 +16,18 @@ use crate::domain::{
     Tier,
 };
 use crate::domain::{CollectionMethod, EventKind, LicenseManagement, ScheduleChange};
-use crate::error::{invalid, AppError};
+use crate::error::{invalid, refuse, AppError};
 
 use super::{
     cents, clamp_i32, current_after_cycle, customer, event, instant_arg, licenses_arg, live_plan,
     plan, require, tier_arg, Ts,
 };
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PlanInput {
     pub customer_id: i64,
-    pub tier: String,
-    pub schedule: String,
+    pub tier: Tier,
+    pub schedule: BillingSchedule,
     pub licenses: i64,
     pub licenses_at_next_renewal: Option<i64>,
     pub automanage_licenses: bool,
@@ -38,6 +38,33 @@ pub struct PlanInput {
     pub end_date: Option<Ts>,
     pub free_trial_days: Option<i64>,
     pub first_invoice_by_worker: bool,
+}
+
+impl PlanInput {
+    /// A plan of `tier` billed per license on `schedule`, its first period paid at checkout:
+    /// the other fields at their defaults (the CLI's without the flags).
+    pub fn new(
+        customer_id: i64,
+        tier: Tier,
+        schedule: BillingSchedule,
+        licenses: i64,
+    ) -> PlanInput {
+        PlanInput {
+            customer_id,
+            tier,
+            schedule,
+            licenses,
+            licenses_at_next_renewal: None,
+            automanage_licenses: false,
+            invoice_billing: false,
+            anchor: None,
+            price_per_license: None,
+            fixed_price: None,
+            end_date: None,
+            free_trial_days: None,
+            first_invoice_by_worker: false,
+        }
+    }
 }
 
 /// Zulip's refusal: a customer paying by emailed invoice buys its licenses itself.
@@ -60,61 +87,65 @@ struct CheckedPlan {
 impl PlanInput {
     fn check(&self, now: Ts) -> Result<CheckedPlan, AppError> {
         let input = self;
-        let tier = tier_arg("--tier", &input.tier)?;
-        let schedule = BillingSchedule::parse(&input.schedule)?;
-        let licenses = licenses_arg("--licenses", input.licenses)?;
+        let tier = tier_arg("tier", input.tier)?;
+        let schedule = input.schedule;
+        let licenses = licenses_arg("licenses", input.licenses)?;
         let next_licenses = licenses_arg(
-            "--licenses-at-next-renewal",
+            "licenses_at_next_renewal",
             input.licenses_at_next_renewal.unwrap_or(input.licenses),
         )?;
         let trial_days = match input.free_trial_days {
             Some(d) => {
-                let d = bounds::number("--free-trial-days", d, bounds::MAX_FREE_TRIAL_DAYS)
-                    .map_err(AppError::Invalid)?;
+                let d = bounds::number("free_trial_days", d, bounds::MAX_FREE_TRIAL_DAYS)?;
                 u32::try_from(d).ok().filter(|d| *d > 0)
             }
             None => None,
         };
         if input.invoice_billing && input.automanage_licenses && input.fixed_price.is_none() {
-            return Err(invalid(AUTOMATIC_BY_INVOICE));
+            return Err(refuse("automanage_licenses", AUTOMATIC_BY_INVOICE));
         }
         if trial_days.is_some() && input.invoice_billing {
-            return Err(invalid("invoice-billed free trials are not supported: a free trial needs card billing (drop --invoice-billing)"));
+            return Err(refuse("invoice_billing", "invoice-billed free trials are not supported: a free trial needs card billing (drop {field})"));
         }
         if trial_days.is_some() && input.fixed_price.is_some() {
-            return Err(invalid("fixed-price plans have no free trial"));
+            return Err(refuse(
+                "free_trial_days",
+                "fixed-price plans have no free trial (drop {field})",
+            ));
         }
         if trial_days.is_some() && input.first_invoice_by_worker {
-            return Err(invalid(
-                "a free trial is billed when it ends: drop --first-invoice-by-worker",
+            return Err(refuse(
+                "first_invoice_by_worker",
+                "a free trial is billed when it ends: drop {field}",
             ));
         }
         if let (Some(_), Some(_)) = (input.fixed_price, input.price_per_license) {
-            return Err(invalid(
-                "give either --fixed-price-cents or --price-per-license-cents, not both",
+            return Err(refuse(
+                "price_per_license_cents",
+                "a plan has a fixed price or a price per license, not both: drop {field}",
             ));
         }
         let fixed = input
             .fixed_price
-            .map(|p| cents("--fixed-price-cents", p, bounds::MAX_FIXED_PRICE_CENTS))
+            .map(|p| cents("fixed_price_cents", p, bounds::MAX_FIXED_PRICE_CENTS))
             .transpose()?;
         let explicit_price = input
             .price_per_license
             .map(|p| {
                 cents(
-                    "--price-per-license-cents",
+                    "price_per_license_cents",
                     p,
                     bounds::MAX_PRICE_PER_LICENSE_CENTS,
                 )
             })
             .transpose()?;
-        let anchor = trunc_seconds(instant_arg("--anchor", input.anchor.unwrap_or(now))?);
+        let anchor = trunc_seconds(instant_arg("anchor", input.anchor.unwrap_or(now))?);
         let end_date = input
             .end_date
-            .map(|e| instant_arg("--end-date", e).map(trunc_seconds))
+            .map(|e| instant_arg("end_date", e).map(trunc_seconds))
             .transpose()?;
         if end_date.is_some_and(|e| e <= anchor) {
-            return Err(invalid("--end-date must be after the plan's anchor"));
+            return Err(refuse("end_date", "must be after the plan's anchor"));
         }
         Ok(CheckedPlan {
             tier,
@@ -154,10 +185,13 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
         if !cust.exempt_from_license_number_check {
             let minimum = min_licenses_for_plan(&cust, tier);
             if i64::from(licenses) < minimum {
-                return Err(invalid(format!(
-                    "at least {minimum} licenses are required for {} (got {licenses})",
-                    tier.plan_name()
-                )));
+                return Err(refuse(
+                    "licenses",
+                    format!(
+                        "at least {minimum} licenses are required for {} (got {licenses})",
+                        tier.plan_name()
+                    ),
+                ));
             }
         }
         let (price, discount, automanage, end_date) = match fixed {
@@ -357,7 +391,7 @@ pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError
 }
 
 pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan, AppError> {
-    let date = trunc_seconds(instant_arg("--date", date)?);
+    let date = trunc_seconds(instant_arg("date", date)?);
     conn.transaction(|c| {
         let (mut p, _) = live_plan(c, id, now)?;
         if p.status != PlanStatus::Active {
@@ -367,13 +401,16 @@ pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan,
             )));
         }
         if date <= p.billing_cycle_anchor {
-            return Err(invalid("--date must be after the plan's anchor"));
+            return Err(refuse("date", "must be after the plan's anchor"));
         }
         if date <= now {
-            return Err(invalid(format!(
-                "--date must be in the future (after --now {})",
-                now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-            )));
+            return Err(refuse(
+                "date",
+                format!(
+                    "must be in the future (after {})",
+                    now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
+            ));
         }
         if p.end_date.is_some_and(|old| date > old) {
             p.reminder_to_review_plan_email_sent = false;
@@ -405,7 +442,10 @@ pub fn set_billing_mode(
         let (mut p, _) = live_plan(c, id, now)?;
         let card = mode == CollectionMethod::ChargeAutomatically;
         if p.charge_automatically == card {
-            return Err(invalid(format!("plan {id} is already billed {mode}")));
+            return Err(refuse(
+                "mode",
+                format!("plan {id} is already billed {mode}"),
+            ));
         }
         if !card
             && matches!(
@@ -440,9 +480,10 @@ pub fn set_license_management(
         let (mut p, _) = live_plan(c, id, now)?;
         let automatic = mode == LicenseManagement::Automatic;
         if p.automanage_licenses == automatic {
-            return Err(invalid(format!(
-                "plan {id} already has {mode} license management"
-            )));
+            return Err(refuse(
+                "mode",
+                format!("plan {id} already has {mode} license management"),
+            ));
         }
         if p.fixed_price.is_some() {
             return Err(invalid(format!(
@@ -472,8 +513,8 @@ fn settings_changed(c: &mut Conn, p: &Plan, message: String, now: Ts) -> Result<
 pub struct Successor {
     /// A fixed price for the successor's year; `None`: billed per license.
     pub fixed_price: Option<i64>,
-    pub tier: Option<String>,
-    pub schedule: Option<String>,
+    pub tier: Option<Tier>,
+    pub schedule: Option<BillingSchedule>,
     /// Per-license successors only.
     pub automanage_licenses: bool,
 }
@@ -491,21 +532,14 @@ pub fn schedule_successor(
 ) -> Result<i64, AppError> {
     let fixed_price = successor
         .fixed_price
-        .map(|f| cents("--fixed-price-cents", f, bounds::MAX_FIXED_PRICE_CENTS))
+        .map(|f| cents("fixed_price_cents", f, bounds::MAX_FIXED_PRICE_CENTS))
         .transpose()?;
-    let tier = successor
-        .tier
-        .as_deref()
-        .map(|t| tier_arg("--tier", t))
-        .transpose()?;
-    let schedule = successor
-        .schedule
-        .as_deref()
-        .map(BillingSchedule::parse)
-        .transpose()?;
+    let tier = successor.tier.map(|t| tier_arg("tier", t)).transpose()?;
+    let schedule = successor.schedule;
     if fixed_price.is_some() && successor.automanage_licenses {
-        return Err(invalid(
-            "a fixed-price successor always manages licenses automatically: drop --automanage-licenses",
+        return Err(refuse(
+            "automanage_licenses",
+            "a fixed-price successor always manages licenses automatically: drop {field}",
         ));
     }
     conn.transaction(|c| {
@@ -513,9 +547,10 @@ pub fn schedule_successor(
         let end = successor_start(c, &p)?;
         let tier = tier.unwrap_or(p.tier);
         if !tier.is_paid() {
-            return Err(invalid(format!(
-                "a successor plan needs a paid tier (got {tier})"
-            )));
+            return Err(refuse(
+                "tier",
+                format!("a successor plan needs a paid tier (got {tier})"),
+            ));
         }
         let schedule = schedule.unwrap_or(p.billing_schedule);
         let (price, discount, automanage, end_date) = match fixed_price {

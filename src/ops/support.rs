@@ -6,7 +6,7 @@ use crate::db::customer_settings as settings;
 use crate::db::repo;
 use crate::db::Conn;
 use crate::domain::{Customer, CustomerKind, Tier};
-use crate::error::{invalid, AppError};
+use crate::error::{invalid, refuse, AppError};
 
 use super::{customer, licenses_arg, tier_arg};
 
@@ -20,9 +20,9 @@ pub fn set_minimum_licenses(
 ) -> Result<Customer, AppError> {
     let minimum = match count {
         Some(n) if n <= 0 => {
-            return Err(invalid("--count must be a positive number (or --none)"));
+            return Err(refuse("count", "must be a positive number (or none)"));
         }
-        Some(n) => Some(licenses_arg("--count", n)?),
+        Some(n) => Some(licenses_arg("count", n)?),
         None => None,
     };
     conn.transaction(|c| {
@@ -58,15 +58,15 @@ pub fn set_minimum_licenses(
 pub fn set_required_plan_tier(
     conn: &mut Conn,
     id: i64,
-    tier: Option<&str>,
+    tier: Option<Tier>,
 ) -> Result<Customer, AppError> {
-    let tier = tier.map(|t| tier_arg("--tier", t)).transpose()?;
+    let tier = tier.map(|t| tier_arg("tier", t)).transpose()?;
     conn.transaction(|c| {
         let cust = customer(c, id)?;
         match tier {
             Some(t) if !billable_for(cust.kind, t) => {
-                return Err(invalid(format!(
-                    "--tier {t} is not a tier a {} customer can buy (cloud: cloud_standard, cloud_plus; self-hosted: self_hosted_basic, self_hosted_business)",
+                return Err(refuse("tier", format!(
+                    "{t} is not a tier a {} customer can buy (cloud: cloud_standard, cloud_plus; self-hosted: self_hosted_basic, self_hosted_business)",
                     cust.kind.name()
                 )));
             }

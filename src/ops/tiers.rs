@@ -9,7 +9,7 @@ use crate::domain::prices::{
     discount_display, list_price, min_licenses_for_plan, price_per_license,
 };
 use crate::domain::{Customer, EventKind, InvoicingStatus, LedgerEntry, Plan, PlanStatus, Tier};
-use crate::error::{invalid, AppError};
+use crate::error::{refuse, AppError};
 
 use super::{clamp_i32, current_after_cycle, event, plan, require, tier_arg, Ts};
 
@@ -19,8 +19,8 @@ use super::{clamp_i32, current_after_cycle, event, plan, require, tier_arg, Ts};
 /// invoice: the same plan on the higher tier, anchored at `now` (same schedule, billing mode and
 /// license management), with the licenses of Zulip's `switch_plan_tier`, and the credit of
 /// `get_amount_to_credit_for_plan_tier_change` as a line. Returns the new plan.
-pub fn upgrade_tier(conn: &mut Conn, id: i64, tier: &str, now: Ts) -> Result<Plan, AppError> {
-    let tier = tier_arg("--tier", tier)?;
+pub fn upgrade_tier(conn: &mut Conn, id: i64, tier: Tier, now: Ts) -> Result<Plan, AppError> {
+    let tier = tier_arg("tier", tier)?;
     conn.transaction(|c| {
         let (mut old, cust, last) = current_after_cycle(c, id, now)?;
         require(
@@ -34,10 +34,10 @@ pub fn upgrade_tier(conn: &mut Conn, id: i64, tier: &str, now: Ts) -> Result<Pla
             "a fixed-price plan cannot change tier",
         )?;
         if tier == old.tier {
-            return Err(invalid(format!("plan {} is already on {tier}", old.id)));
+            return Err(refuse("tier", format!("plan {} is already on {tier}", old.id)));
         }
         if !is_upgrade(old.tier, tier) {
-            return Err(invalid(format!(
+            return Err(refuse("tier", format!(
                 "{tier} is not an upgrade of {}: only a higher tier of the same kind can start now",
                 old.tier
             )));

@@ -545,3 +545,9 @@ pub fn pg_admin(sql: &str) {
         .execute(&mut conn)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
+
+/// A plan input to fill in with struct update syntax: a monthly Cloud Standard plan of no one.
+pub fn base_plan() -> plan_invoicer::ops::PlanInput {
+    use plan_invoicer::domain::{BillingSchedule, Tier};
+    plan_invoicer::ops::PlanInput::new(0, Tier::CloudStandard, BillingSchedule::Monthly, 0)
+}
