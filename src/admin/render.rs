@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use crate::db::models::PassRunRow;
+use crate::domain::Ts;
 use crate::error::{invalid, AppError};
 use crate::jobs::preview::Preview;
-use crate::views::InvoiceView;
+use crate::views::{InvoiceView, StatusView};
 
 /// What a command printed: a JSON document, and its human rendering.
 pub struct Output {
@@ -70,30 +70,29 @@ pub(crate) fn render_preview(p: &Preview) -> String {
     s
 }
 
-/// `status` as text, from its JSON document.
-pub(crate) fn render_status(doc: &serde_json::Value, last: Option<&PassRunRow>) -> String {
-    let list = |key: &str| doc[key].as_array().map(Vec::as_slice).unwrap_or_default();
-    let count = |key: &str| list(key).len();
-    let ts = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+/// `status` as text.
+pub(crate) fn render_status(v: &StatusView) -> String {
+    let ts = |t: Option<Ts>| {
+        t.map_or("-".to_string(), |t| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        })
+    };
     let mut text = format!(
         "installation: {}\ndue plans: {}\nleased plans: {}\nplans needing attention: {}\nplans waiting to retry: {}\nunsent invoices: {}\noldest overdue plan: {}\nlast pass: {}",
-        doc["installation"].as_str().unwrap_or("-"),
-        count("due"),
-        count("leased"),
-        count("needs_attention"),
-        count("retrying"),
-        doc["unsent_invoices"]["count"],
-        match &doc["oldest_overdue"] {
-            serde_json::Value::Null => "none".to_string(),
-            o => format!(
+        v.installation,
+        v.due.len(),
+        v.leased.len(),
+        v.needs_attention.len(),
+        v.retrying.len(),
+        v.unsent_invoices.count,
+        v.oldest_overdue.as_ref().map_or("none".to_string(), |o| format!(
             "plan {} due since {}",
-            o["plan_id"],
-            ts(&o["next_invoice_date"])
-        ),
-        },
-        last.map_or("never".to_string(), |p| format!(
+            o.plan_id,
+            ts(o.next_invoice_date)
+        )),
+        v.last_pass.as_ref().map_or("never".to_string(), |p| format!(
             "as of {} ({} considered, {} invoiced, {} invoices, {} need attention, {} failed)",
-            p.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            ts(Some(p.now)),
             p.plans_considered,
             p.plans_invoiced,
             p.invoices,
@@ -101,45 +100,42 @@ pub(crate) fn render_status(doc: &serde_json::Value, last: Option<&PassRunRow>) 
             p.failures
         ))
     );
-    for r in list("retrying") {
+    for r in &v.retrying {
         text.push_str(&format!(
             "\n  retry: plan {} at {} after {} error(s): {}",
-            r["plan_id"],
-            ts(&r["next_retry_at"]),
-            r["error_count"],
-            r["last_error"].as_str().unwrap_or("")
+            r.plan_id,
+            ts(r.next_retry_at),
+            r.error_count,
+            r.last_error.as_deref().unwrap_or("")
         ));
     }
-    for a in list("needs_attention") {
+    for a in &v.needs_attention {
         text.push_str(&format!(
             "\n  attention: plan {}: {}",
-            a["plan_id"],
-            a["needs_attention"].as_str().unwrap_or("")
+            a.plan_id,
+            a.needs_attention.as_deref().unwrap_or("")
         ));
     }
-    let unpaid = &doc["unpaid_invoices"];
-    if unpaid["count"].as_i64().unwrap_or(0) > 0 {
+    let unpaid = &v.unpaid_invoices;
+    if let (true, Some(oldest)) = (unpaid.count > 0, &unpaid.oldest) {
         text.push_str(&format!(
             "\nunpaid invoices: {} for {} (oldest: invoice {} of customer {}, due {})",
-            unpaid["count"],
-            cents(unpaid["amount_cents"].as_i64().unwrap_or(0)),
-            unpaid["oldest"]["invoice_id"],
-            unpaid["oldest"]["customer_id"],
-            unpaid["oldest"]["event_time"].as_str().unwrap_or("")
+            unpaid.count,
+            cents(unpaid.amount_cents),
+            oldest.invoice_id,
+            oldest.customer_id,
+            ts(Some(oldest.event_time))
         ));
     }
-    for a in list("overdue") {
+    for a in &v.overdue {
         text.push_str(&format!(
             "\n  overdue: customer {} ({}): {} unpaid invoices{}{}",
-            a["customer_id"],
-            a["action"].as_str().unwrap_or(""),
-            a["invoices"].as_array().map_or(0, Vec::len),
-            a["seats"]
-                .as_i64()
-                .map(|s| format!(", {s} seats"))
-                .unwrap_or_default(),
-            a["reason"]
-                .as_str()
+            a.customer_id,
+            a.action,
+            a.invoices.len(),
+            a.seats.map(|s| format!(", {s} seats")).unwrap_or_default(),
+            a.reason
+                .as_deref()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ));

@@ -9,14 +9,15 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use super::error::ErrorBody;
-use super::routes::{
+use super::wire::{
     AckBody, EventsPage, EventsQuery, InvoiceQuery, InvoicesPage, PlanQuery, PreviewQuery,
-    CUSTOMER_ACTIONS, PLAN_ACTIONS,
 };
-use crate::admin::{CustomerCmd, OfferCmd, PlanCmd};
+use crate::admin::{CustomerCmd, OfferCmd, PlanCmd, Reply, CUSTOMER_ACTIONS, PLAN_ACTIONS};
 use crate::db::models::PlanEventRow;
 use crate::jobs::preview::Preview;
-use crate::views::{Accepted, Created, CustomerView, LedgerView, PlanView, SeatsView};
+use crate::views::{
+    Accepted, Created, CustomerView, LedgerView, PlanView, SeatsView, StatusView,
+};
 
 /// One operation: method, path, what it does, and its parts.
 struct Op {
@@ -122,9 +123,11 @@ fn customer_operations(s: &mut Schemas) -> Vec<Op> {
         },
     ];
     for action in CUSTOMER_ACTIONS {
+        let response = reply(s, action.reply);
+        let action = action.name;
         ops.push(Op {
             body: Some(s.command::<CustomerCmd>(action)),
-            response: s.response::<CustomerView>(),
+            response,
             ..op(
                 "post",
                 &format!("/v1/customers/{{id}}/{action}"),
@@ -197,12 +200,8 @@ fn plan_operations(s: &mut Schemas) -> Vec<Op> {
         },
     ];
     for action in PLAN_ACTIONS {
-        let response = match *action {
-            "seats" => s.response::<SeatsView>(),
-            "buy_licenses" | "renewal_licenses" => s.response::<LedgerView>(),
-            "schedule_successor" => s.response::<Created>(),
-            _ => s.response::<PlanView>(),
-        };
+        let response = reply(s, action.reply);
+        let action = action.name;
         ops.push(Op {
             body: Some(s.command::<PlanCmd>(action)),
             response,
@@ -215,6 +214,17 @@ fn plan_operations(s: &mut Schemas) -> Vec<Op> {
         });
     }
     ops
+}
+
+/// The schema of what an action answers.
+fn reply(s: &mut Schemas, reply: Reply) -> Value {
+    match reply {
+        Reply::Plan => s.response::<PlanView>(),
+        Reply::Ledger => s.response::<LedgerView>(),
+        Reply::Seats => s.response::<SeatsView>(),
+        Reply::Created => s.response::<Created>(),
+        Reply::Customer => s.response::<CustomerView>(),
+    }
 }
 
 fn other_operations(s: &mut Schemas) -> Vec<Op> {
@@ -249,12 +259,15 @@ fn other_operations(s: &mut Schemas) -> Vec<Op> {
                 "Local invoices with their lines, a page at a time (`invoices list`).",
             )
         },
-        op(
-            "get",
-            "/v1/status",
-            "status",
-            "Due, leased, retrying and failing plans, unsent invoices, the last pass (`status`).",
-        ),
+        Op {
+            response: s.response::<StatusView>(),
+            ..op(
+                "get",
+                "/v1/status",
+                "status",
+                "Due, leased, retrying and failing plans, unsent and unpaid invoices, the overdue policy's next actions, the last pass (`status`).",
+            )
+        },
         Op {
             query: Some(s.request::<EventsQuery>()),
             response: s.response::<EventsPage>(),

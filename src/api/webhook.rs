@@ -8,12 +8,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use tracing::{info, warn};
 
 use super::error::{ApiError, ErrorType};
 use super::ApiState;
-use crate::billing::payments::{apply_invoice_event, InvoiceEvent};
+use crate::billing::payments::apply_invoice_event;
+use crate::stripe::events::StripeEvent;
 use crate::stripe::webhook::verify;
 
 /// Webhook requests counted by event type and outcome, for `/metrics`. The rejected count is
@@ -97,9 +97,7 @@ pub(super) async fn receive(
             ApiError::invalid(format!("signature refused: {e}")).with_param("Stripe-Signature")
         );
     }
-    let parsed = serde_json::from_slice::<Value>(&raw)
-        .map_err(|e| ApiError::invalid(format!("the event is not valid JSON: {e}")))
-        .and_then(|v| event_of(&v));
+    let parsed = StripeEvent::parse(&raw).map_err(|e| ApiError::invalid(e.to_string()));
     let event = match parsed {
         Ok(e) => e,
         Err(e) => {
@@ -124,38 +122,4 @@ pub(super) async fn receive(
         serde_json::json!({ "received": true, "outcome": outcome.name() }).to_string(),
     )
         .into_response())
-}
-
-/// The fields of a Stripe event this worker reads.
-fn event_of(v: &Value) -> Result<InvoiceEvent, ApiError> {
-    let id = v["id"]
-        .as_str()
-        .filter(|s| !s.is_empty() && s.len() <= 255)
-        .ok_or_else(|| ApiError::invalid("the event has no id"))?;
-    let kind = v["type"]
-        .as_str()
-        .ok_or_else(|| ApiError::invalid("the event has no type"))?;
-    let created = v["created"]
-        .as_i64()
-        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .ok_or_else(|| ApiError::invalid("the event has no creation time"))?;
-    let object = &v["data"]["object"];
-    let is_invoice = object["object"] == "invoice";
-    Ok(InvoiceEvent {
-        id: id.to_string(),
-        kind: kind.chars().take(100).collect(),
-        created,
-        stripe_invoice_id: object["id"].as_str().map(str::to_string),
-        local_invoice_id: is_invoice
-            .then(|| object["metadata"]["plan_invoicer_invoice_id"].as_str())
-            .flatten()
-            .and_then(|s| s.parse().ok()),
-        installation: object["metadata"][crate::stripe::INSTALLATION_METADATA]
-            .as_str()
-            .map(|s| s.chars().take(64).collect()),
-        attempt_count: object["attempt_count"]
-            .as_i64()
-            .and_then(|n| i32::try_from(n).ok()),
-        hosted_invoice_url: object["hosted_invoice_url"].as_str().map(str::to_string),
-    })
 }

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::budget::{endpoint_of, Breaker, Budget, Limits};
+use super::events::{self, INVOICE_EVENT_TYPES};
+use super::metadata;
 use super::transport::{Transport, TransportError};
 use super::{
     keys, ApiKey, Finalized, GatewayError, Installation, NewInvoice, NewLine, PaymentGateway,
@@ -345,12 +347,9 @@ impl PaymentGateway for StripeGateway {
 
     async fn create_customer(&self, customer: &Customer) -> Result<String, GatewayError> {
         let mut metadata = HashMap::new();
-        metadata.insert(
-            "plan_invoicer_customer_id".to_string(),
-            customer.id.to_string(),
-        );
+        metadata.insert(metadata::CUSTOMER_ID.to_string(), customer.id.to_string());
         if let Some(r) = &customer.external_ref {
-            metadata.insert("external_ref".to_string(), r.clone());
+            metadata.insert(metadata::EXTERNAL_REF.to_string(), r.clone());
         }
         let scope = self.installation()?.customer(CustomerId(customer.id));
         scope.tag(&mut metadata);
@@ -369,10 +368,13 @@ impl PaymentGateway for StripeGateway {
     async fn create_invoice(&self, inv: &NewInvoice<'_>) -> Result<String, GatewayError> {
         let scope = self.invoice_scope(inv.local_id)?;
         let mut metadata: HashMap<String, String> = [
-            ("plan_invoicer_invoice_id", inv.local_id.to_string()),
-            ("plan_id", inv.plan_id.to_string()),
-            ("period_start", inv.period_start.timestamp().to_string()),
-            ("period_end", inv.period_end.timestamp().to_string()),
+            (metadata::INVOICE_ID, inv.local_id.to_string()),
+            (metadata::PLAN_ID, inv.plan_id.to_string()),
+            (
+                metadata::PERIOD_START,
+                inv.period_start.timestamp().to_string(),
+            ),
+            (metadata::PERIOD_END, inv.period_end.timestamp().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -407,7 +409,7 @@ impl PaymentGateway for StripeGateway {
     async fn create_product(&self, tier: Tier) -> Result<String, GatewayError> {
         let id = keys::product_id(tier);
         let metadata: HashMap<String, String> =
-            [("plan_invoicer_tier".to_string(), tier.name().to_string())].into();
+            [(metadata::TIER.to_string(), tier.name().to_string())].into();
         let req = CreateProduct::new(tier.plan_name())
             .id(id.clone())
             .metadata(metadata);
@@ -562,13 +564,10 @@ fn add_lines_param(
     scope: &Scope,
 ) -> Result<AddLinesInvoiceLines, GatewayError> {
     let mut metadata = HashMap::new();
-    metadata.insert(
-        "plan_invoicer_line_id".to_string(),
-        line.local_id.to_string(),
-    );
+    metadata.insert(metadata::LINE_ID.to_string(), line.local_id.to_string());
     scope.tag(&mut metadata);
     if let Some(entry) = line.ledger_entry_id {
-        metadata.insert("ledger_entry_id".to_string(), entry.to_string());
+        metadata.insert(metadata::LEDGER_ENTRY_ID.to_string(), entry.to_string());
     }
     let mut p = AddLinesInvoiceLines::new();
     p.description = Some(line.description.to_string());
@@ -625,12 +624,7 @@ struct ItemDetails {
 
 impl LineObject {
     fn line_id(&self) -> Option<LineId> {
-        self.metadata
-            .as_ref()?
-            .get("plan_invoicer_line_id")?
-            .parse()
-            .ok()
-            .map(LineId)
+        metadata::read(self.metadata.as_ref(), metadata::LINE_ID).map(LineId)
     }
 
     fn invoice_item(self) -> Option<String> {
@@ -655,72 +649,9 @@ struct ItemPage {
 
 #[derive(miniserde::Deserialize)]
 struct EventPage {
-    data: Vec<EventObject>,
+    data: Vec<events::StripeEvent>,
     has_more: bool,
 }
-
-/// The part of a Stripe event this worker reads (the same fields the webhook handler reads).
-#[derive(miniserde::Deserialize)]
-struct EventObject {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    created: i64,
-    data: EventData,
-}
-
-#[derive(miniserde::Deserialize)]
-struct EventData {
-    object: EventInvoice,
-}
-
-#[derive(miniserde::Deserialize)]
-struct EventInvoice {
-    id: Option<String>,
-    object: Option<String>,
-    metadata: Option<HashMap<String, String>>,
-    attempt_count: Option<i64>,
-    hosted_invoice_url: Option<String>,
-}
-
-impl EventObject {
-    fn into_event(self) -> Option<InvoiceEvent> {
-        let o = self.data.object;
-        let is_invoice = o.object.as_deref() == Some("invoice");
-        Some(InvoiceEvent {
-            id: self.id,
-            kind: self.kind,
-            created: chrono::DateTime::from_timestamp(self.created, 0)?,
-            stripe_invoice_id: o.id,
-            local_invoice_id: is_invoice
-                .then(|| {
-                    o.metadata
-                        .as_ref()?
-                        .get("plan_invoicer_invoice_id")?
-                        .parse()
-                        .ok()
-                })
-                .flatten(),
-            installation: o
-                .metadata
-                .as_ref()
-                .and_then(|m| m.get(super::INSTALLATION_METADATA))
-                .cloned(),
-            attempt_count: o.attempt_count.and_then(|n| i32::try_from(n).ok()),
-            hosted_invoice_url: o.hosted_invoice_url,
-        })
-    }
-}
-
-/// The invoice events the worker reads back from Stripe (`sync-payments`).
-pub const INVOICE_EVENT_TYPES: &[&str] = &[
-    "invoice.finalized",
-    "invoice.paid",
-    "invoice.payment_failed",
-    "invoice.payment_action_required",
-    "invoice.voided",
-    "invoice.marked_uncollectible",
-];
 
 impl StripeGateway {
     /// Voids an open or uncollectible invoice (the overdue policy), under a key made of the
@@ -766,8 +697,8 @@ impl StripeGateway {
             }
             let page: EventPage = self.send(&req, None).await?;
             let more = page.has_more;
-            after = page.data.last().map(|e| e.id.clone());
-            out.extend(page.data.into_iter().filter_map(EventObject::into_event));
+            after = page.data.last().map(|e| e.id().to_string());
+            out.extend(page.data.into_iter().filter_map(|e| e.into_event().ok()));
             if !more || after.is_none() {
                 out.reverse();
                 return Ok(out);

@@ -8,6 +8,8 @@
 
 pub mod budget;
 pub mod client;
+pub mod events;
+pub mod metadata;
 pub mod transport;
 pub mod webhook;
 
@@ -268,11 +270,7 @@ impl StripeInvoice {
     }
 
     pub fn local_id(&self) -> Option<InvoiceId> {
-        self.metadata
-            .as_ref()
-            .and_then(|m| m.get("plan_invoicer_invoice_id"))
-            .and_then(|v| v.parse().ok())
-            .map(InvoiceId)
+        metadata::read(self.metadata.as_ref(), metadata::INVOICE_ID).map(InvoiceId)
     }
 }
 
@@ -306,11 +304,7 @@ impl StripeItem {
 
     /// The local line this item says it carries.
     pub fn line_id(&self) -> Option<LineId> {
-        self.metadata
-            .as_ref()
-            .and_then(|m| m.get("plan_invoicer_line_id"))
-            .and_then(|v| v.parse().ok())
-            .map(LineId)
+        metadata::read(self.metadata.as_ref(), metadata::LINE_ID).map(LineId)
     }
 }
 
@@ -321,7 +315,7 @@ pub struct StripePeriod {
 }
 
 /// The metadata key that names the installation an object was made by.
-pub const INSTALLATION_METADATA: &str = "plan_invoicer_installation";
+pub const INSTALLATION_METADATA: &str = metadata::INSTALLATION;
 
 /// This database's installation (docs/RULES.md §5, "Keys and installations"): a random id made
 /// by the first `migrate` and kept in the database, put into every idempotency key and into the

@@ -1,4 +1,11 @@
-//! The JSON shapes of `cli.md` (plans, customers, ledger entries, invoices).
+//! The JSON shapes of `cli.md` (plans, customers, ledger entries, invoices, status).
+
+mod status;
+
+pub use status::{
+    LastPass, OldestDue, OverdueAction, PlanState, StatusView, UnpaidInvoice, UnpaidInvoices,
+    UnsentInvoice, UnsentInvoices,
+};
 
 use serde::Serialize;
 

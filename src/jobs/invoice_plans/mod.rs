@@ -8,6 +8,7 @@
 //! database connection is held across a Stripe call.
 
 mod customer;
+mod fence;
 mod fleet;
 mod report;
 mod send;

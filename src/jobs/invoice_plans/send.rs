@@ -15,7 +15,7 @@ use crate::stripe::{
     StripeInvoiceStatus, ADD_LINES_MAX,
 };
 
-use super::customer::Held;
+use super::fence::Held;
 
 pub(super) async fn emit<G: PaymentGateway>(
     held: &Held<'_>,
