@@ -187,7 +187,10 @@ fn a_listener_that_cannot_open_is_an_internal_error() {
         .to_string();
     let (code, _, stderr) = db.run(None, &["serve", "--http-addr", &addr]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("internal error: cannot listen on"), "{stderr}");
+    assert!(
+        stderr.contains("internal error: cannot listen on"),
+        "{stderr}"
+    );
     let (code, _, stderr) = db.run(None, &["serve", "--http-addr", "nowhere"]);
     assert_eq!(code, 2, "{stderr}");
 }

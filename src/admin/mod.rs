@@ -10,7 +10,7 @@ use crate::error::{refuse, AppError};
 use crate::jobs;
 use crate::ops;
 use crate::views::{
-    Accepted, Created, CustomerView, InvoiceView, LastPass, LedgerView, OldestDue, OverdueAction,
+    overdue_action_name, Accepted, Created, CustomerView, InvoiceView, LedgerView, OldestDue,
     PlanState, PlanView, SeatsView, StatusView, UnpaidInvoice, UnpaidInvoices, UnsentInvoice,
     UnsentInvoices,
 };
@@ -374,13 +374,9 @@ pub fn status_view(c: &mut Conn, now: Ts) -> Result<StatusView, AppError> {
     let overdue = jobs::overdue::decide(c, &crate::domain::OverduePolicy::default())?
         .into_iter()
         .filter_map(|(d, a)| {
-            Some(OverdueAction {
-                action: OverdueAction::name_of(&d)?,
-                reason: a.reason,
-                customer_id: a.customer_id,
-                plan_id: a.plan_id,
-                seats: a.seats,
-                invoices: a.invoices,
+            Some(jobs::overdue::Action {
+                action: Some(overdue_action_name(&d)?),
+                ..a
             })
         })
         .collect();
@@ -396,7 +392,7 @@ pub fn status_view(c: &mut Conn, now: Ts) -> Result<StatusView, AppError> {
             oldest: unsent.iter().map(UnsentInvoice::from).collect(),
         },
         oldest_overdue,
-        last_pass: crate::db::workers::last_pass_run(c)?.map(LastPass::from),
+        last_pass: crate::db::workers::last_pass_run(c)?,
         overdue,
         unpaid_invoices: UnpaidInvoices {
             count: unpaid.count,

@@ -131,7 +131,7 @@ pub(crate) fn render_status(v: &StatusView) -> String {
         text.push_str(&format!(
             "\n  overdue: customer {} ({}): {} unpaid invoices{}{}",
             a.customer_id,
-            a.action,
+            a.action.unwrap_or("-"),
             a.invoices.len(),
             a.seats.map(|s| format!(", {s} seats")).unwrap_or_default(),
             a.reason

@@ -15,9 +15,7 @@ use super::wire::{
 use crate::admin::{CustomerCmd, OfferCmd, PlanCmd, Reply, CUSTOMER_ACTIONS, PLAN_ACTIONS};
 use crate::db::models::PlanEventRow;
 use crate::jobs::preview::Preview;
-use crate::views::{
-    Accepted, Created, CustomerView, LedgerView, PlanView, SeatsView, StatusView,
-};
+use crate::views::{Accepted, Created, CustomerView, LedgerView, PlanView, SeatsView, StatusView};
 
 /// One operation: method, path, what it does, and its parts.
 struct Op {

@@ -280,7 +280,8 @@ pub struct PlanEventRow {
     pub consumed_at: Option<Ts>,
 }
 
-#[derive(Debug, Clone, Queryable, Serialize)]
+/// A pass as recorded (`status`'s `last_pass`).
+#[derive(Debug, Clone, Queryable, Serialize, schemars::JsonSchema)]
 pub struct PassRunRow {
     pub id: i64,
     pub worker: String,

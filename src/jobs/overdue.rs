@@ -28,7 +28,8 @@ pub struct OverdueOptions {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// What the overdue policy does about one customer (`overdue`'s report, `status`'s list).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Action {
     /// What the policy does (`status` lists it): end_plan_and_void, void_open_invoices or
     /// left_to_a_person.

@@ -3,7 +3,7 @@
 mod status;
 
 pub use status::{
-    LastPass, OldestDue, OverdueAction, PlanState, StatusView, UnpaidInvoice, UnpaidInvoices,
+    overdue_action_name, OldestDue, PlanState, StatusView, UnpaidInvoice, UnpaidInvoices,
     UnsentInvoice, UnsentInvoices,
 };
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::db::models::{InvoiceRow, PassRunRow, PlanRecord};
 use crate::domain::{OverdueDecision, Ts};
+use crate::jobs::overdue::Action as OverdueAction;
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatusView {
@@ -24,7 +25,7 @@ pub struct StatusView {
     /// The plan due the longest, if any is due.
     pub oldest_overdue: Option<OldestDue>,
     /// The last pass that finished.
-    pub last_pass: Option<LastPass>,
+    pub last_pass: Option<PassRunRow>,
     /// What the overdue policy would do now, customer by customer.
     pub overdue: Vec<OverdueAction>,
     pub unpaid_invoices: UnpaidInvoices,
@@ -104,62 +105,13 @@ pub struct OldestDue {
     pub next_invoice_date: Option<Ts>,
 }
 
-/// A finished pass, as recorded.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct LastPass {
-    pub id: i64,
-    pub worker: String,
-    pub now: Ts,
-    pub started_at: Ts,
-    pub finished_at: Option<Ts>,
-    pub plans_considered: i32,
-    pub plans_invoiced: i32,
-    pub invoices: i32,
-    pub needs_attention: i32,
-    pub failures: i32,
-}
-
-impl From<PassRunRow> for LastPass {
-    fn from(p: PassRunRow) -> LastPass {
-        LastPass {
-            id: p.id,
-            worker: p.worker,
-            now: p.now,
-            started_at: p.started_at,
-            finished_at: p.finished_at,
-            plans_considered: p.plans_considered,
-            plans_invoiced: p.plans_invoiced,
-            invoices: p.invoices,
-            needs_attention: p.needs_attention,
-            failures: p.failures,
-        }
-    }
-}
-
-/// What the overdue policy does about one customer.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct OverdueAction {
-    /// end_plan_and_void, void_open_invoices or left_to_a_person.
-    pub action: &'static str,
-    /// Why the policy leaves the customer alone (left_to_a_person).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub customer_id: i64,
-    pub plan_id: Option<i64>,
-    pub seats: Option<i64>,
-    /// The unpaid invoices to void (local ids).
-    pub invoices: Vec<i64>,
-}
-
-impl OverdueAction {
-    /// The action of a decision; `None` when the policy does nothing.
-    pub fn name_of(d: &OverdueDecision) -> Option<&'static str> {
-        match d {
-            OverdueDecision::Nothing => None,
-            OverdueDecision::VoidOpenInvoices => Some("void_open_invoices"),
-            OverdueDecision::EndPlanAndVoid { .. } => Some("end_plan_and_void"),
-            OverdueDecision::LeaveToAPerson { .. } => Some("left_to_a_person"),
-        }
+/// The name of an overdue decision in `status`'s list; `None` when the policy does nothing.
+pub fn overdue_action_name(d: &OverdueDecision) -> Option<&'static str> {
+    match d {
+        OverdueDecision::Nothing => None,
+        OverdueDecision::VoidOpenInvoices => Some("void_open_invoices"),
+        OverdueDecision::EndPlanAndVoid { .. } => Some("end_plan_and_void"),
+        OverdueDecision::LeaveToAPerson { .. } => Some("left_to_a_person"),
     }
 }
 
