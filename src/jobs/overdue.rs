@@ -28,22 +28,7 @@ pub struct OverdueOptions {
     pub dry_run: bool,
 }
 
-/// What the overdue policy does about one customer (`overdue`'s report, `status`'s list).
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct Action {
-    /// What the policy does (`status` lists it): end_plan_and_void, void_open_invoices or
-    /// left_to_a_person.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<&'static str>,
-    /// Why the policy leaves the customer alone (left_to_a_person).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub customer_id: i64,
-    pub plan_id: Option<i64>,
-    pub seats: Option<i64>,
-    /// The unpaid invoices to void (local ids).
-    pub invoices: Vec<i64>,
-}
+pub use crate::views::OverdueAction as Action;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OverdueReport {

@@ -3,8 +3,8 @@
 mod status;
 
 pub use status::{
-    overdue_action_name, OldestDue, PlanState, StatusView, UnpaidInvoice, UnpaidInvoices,
-    UnsentInvoice, UnsentInvoices,
+    overdue_action_name, OldestDue, OverdueAction, PlanState, StatusView, UnpaidInvoice,
+    UnpaidInvoices, UnsentInvoice, UnsentInvoices,
 };
 
 use serde::Serialize;

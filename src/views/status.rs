@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use crate::db::models::{InvoiceRow, PassRunRow, PlanRecord};
 use crate::domain::{OverdueDecision, Ts};
-use crate::jobs::overdue::Action as OverdueAction;
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatusView {
@@ -103,6 +102,23 @@ pub struct OldestDue {
     pub plan_id: i64,
     pub customer_id: i64,
     pub next_invoice_date: Option<Ts>,
+}
+
+/// What the overdue policy does about one customer (`overdue`'s report, `status`'s list).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct OverdueAction {
+    /// What the policy does (`status` lists it): end_plan_and_void, void_open_invoices or
+    /// left_to_a_person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// Why the policy leaves the customer alone (left_to_a_person).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub customer_id: i64,
+    pub plan_id: Option<i64>,
+    pub seats: Option<i64>,
+    /// The unpaid invoices to void (local ids).
+    pub invoices: Vec<i64>,
 }
 
 /// The name of an overdue decision in `status`'s list; `None` when the policy does nothing.
