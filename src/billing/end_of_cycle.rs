@@ -131,53 +131,77 @@ pub fn apply_end_of_cycle(
             at,
             schedule,
             licenses,
-        } => {
-            plan.status = PlanStatus::Ended;
-            repo::save_plan(conn, plan)?;
-            let new = NewPlan {
-                billing_cycle_anchor: at,
-                next_invoice_date: Some(at),
-                invoicing_status: InvoicingStatus::InitialInvoiceToBeSent,
-                ..on_schedule(plan, customer, schedule, now)?
-            };
-            let new_id = repo::insert_plan(conn, &new)?;
-            let entry = repo::insert_renewal(conn, new_id, at, licenses, Some(licenses))?;
-            let mut e = event(EventKind::BillingScheduleSwitched, plan, at);
-            e.old_status = Some(old_status);
-            e.new_status = Some(PlanStatus::Ended);
-            e.message = Some(format!(
-                "plan {} continues as {} plan {new_id}",
-                plan.id,
-                schedule.name()
-            ));
-            repo::insert_event(conn, &e, now)?;
-            CycleOutcome {
-                new_plan_id: Some(new_id),
-                last_entry: Some(entry),
-                ..CycleOutcome::default()
-            }
-        }
+        } => switch_schedule(conn, plan, customer, (at, schedule, licenses), now)?,
         EndOfCycle::StartSuccessor { at, licenses } => {
-            let mut next = successor.ok_or_else(|| {
+            let next = successor.ok_or_else(|| {
                 AppError::Internal(format!("plan {} lost its successor", plan.id))
             })?;
-            plan.status = PlanStatus::Ended;
-            repo::save_plan(conn, plan)?;
-            next.status = PlanStatus::Active;
-            repo::save_plan(conn, &next)?;
-            let entry = repo::insert_renewal(conn, next.id, at, licenses, Some(licenses))?;
             let mut e = ended_event(plan, at);
             e.new_tier = Some(next.tier);
             e.message = Some(format!("successor plan {} starts", next.id));
-            repo::insert_event(conn, &e, now)?;
-            CycleOutcome {
-                new_plan_id: Some(next.id),
-                last_entry: Some(entry),
-                ..CycleOutcome::default()
-            }
+            start_successor(conn, plan, next, (at, licenses), e, now)?
         }
     };
     Ok(CycleOutcome { changed, ..outcome })
+}
+
+/// A schedule switch at the end of the cycle: `plan` ends and the same plan on `schedule`
+/// starts at `at` with a renewal of `licenses`.
+fn switch_schedule(
+    conn: &mut Conn,
+    plan: &mut Plan,
+    customer: &Customer,
+    (at, schedule, licenses): (Ts, BillingSchedule, i32),
+    now: Ts,
+) -> Result<CycleOutcome, AppError> {
+    let old_status = plan.status;
+    plan.status = PlanStatus::Ended;
+    repo::save_plan(conn, plan)?;
+    let new = NewPlan {
+        billing_cycle_anchor: at,
+        next_invoice_date: Some(at),
+        invoicing_status: InvoicingStatus::InitialInvoiceToBeSent,
+        ..on_schedule(plan, customer, schedule, now)?
+    };
+    let new_id = repo::insert_plan(conn, &new)?;
+    let entry = repo::insert_renewal(conn, new_id, at, licenses, Some(licenses))?;
+    let mut e = event(EventKind::BillingScheduleSwitched, plan, at);
+    e.old_status = Some(old_status);
+    e.new_status = Some(PlanStatus::Ended);
+    e.message = Some(format!(
+        "plan {} continues as {} plan {new_id}",
+        plan.id,
+        schedule.name()
+    ));
+    repo::insert_event(conn, &e, now)?;
+    Ok(CycleOutcome {
+        new_plan_id: Some(new_id),
+        last_entry: Some(entry),
+        ..CycleOutcome::default()
+    })
+}
+
+/// A successor's start: `plan` ends (recorded by `ended`), `next` becomes active at `at` with a
+/// renewal of `licenses`.
+fn start_successor(
+    conn: &mut Conn,
+    plan: &mut Plan,
+    mut next: Plan,
+    (at, licenses): (Ts, i32),
+    ended: NewEvent,
+    now: Ts,
+) -> Result<CycleOutcome, AppError> {
+    plan.status = PlanStatus::Ended;
+    repo::save_plan(conn, plan)?;
+    next.status = PlanStatus::Active;
+    repo::save_plan(conn, &next)?;
+    let entry = repo::insert_renewal(conn, next.id, at, licenses, Some(licenses))?;
+    repo::insert_event(conn, &ended, now)?;
+    Ok(CycleOutcome {
+        new_plan_id: Some(next.id),
+        last_entry: Some(entry),
+        ..CycleOutcome::default()
+    })
 }
 
 /// The same plan (tier, license management, billing mode) on another schedule, priced for it

@@ -62,7 +62,7 @@ pub fn claim_next_due(
     scope: ClaimScope<'_>,
     lease: Lease<'_>,
 ) -> Result<Option<Claim>, DbError> {
-    let (owner, lease_now, lease_until) = (lease.owner, lease.now, lease.until);
+    let lease_now = lease.now;
     let started = InvoicingStatus::Started.code();
     let mut after_id = scope.after_id.0;
     let exclude_customers: Vec<i64> = scope.exclude_customers.iter().map(|c| c.0).collect();
@@ -151,36 +151,57 @@ pub fn claim_next_due(
             continue;
         }
         looked += 1;
-        let sibling_leased = customer_free
-            && with_conn!(conn, c => diesel::select(diesel::dsl::exists(
-                customer_plan::table
-                    .filter(customer_plan::customer_id.eq(cid))
-                    .filter(customer_plan::id.ne(id))
-                    .filter(customer_plan::lease_expires_at.ge(lease_now)),
-            ))
-            .get_result::<bool>(c))?;
-        if !customer_free || sibling_leased {
+        if !customer_free || sibling_leased(conn, CustomerId(cid), PlanId(id), lease_now)? {
             // Another worker is invoicing this customer; that worker takes this plan after
             // the one it holds.
             continue;
         }
-        let token = with_conn!(conn, c => diesel::update(customer_plan::table.find(id))
-            .set((
-                customer_plan::lease_owner.eq(owner),
-                customer_plan::lease_expires_at.eq(lease_until),
-                customer_plan::invoicing_status.eq(started),
-                customer_plan::claim_token.eq(customer_plan::claim_token + 1),
-            ))
-            .returning(customer_plan::claim_token)
-            .get_result::<i64>(c))?;
-        return Ok(Some(Claim {
-            plan_id: PlanId(id),
-            customer_id: CustomerId(cid),
-            owner: owner.to_string(),
-            token,
-        }));
+        return take_lease(conn, PlanId(id), CustomerId(cid), lease).map(Some);
     }
     Ok(None)
+}
+
+/// Whether another plan of the customer is under a live lease (its worker invoices the customer).
+/// Runs in the claim's transaction.
+fn sibling_leased(
+    conn: &mut Conn,
+    customer: CustomerId,
+    plan: PlanId,
+    lease_now: Ts,
+) -> Result<bool, DbError> {
+    Ok(with_conn!(conn, c => diesel::select(diesel::dsl::exists(
+        customer_plan::table
+            .filter(customer_plan::customer_id.eq(customer.0))
+            .filter(customer_plan::id.ne(plan.0))
+            .filter(customer_plan::lease_expires_at.ge(lease_now)),
+    ))
+    .get_result::<bool>(c))?)
+}
+
+/// Writes the lease on a chosen plan, marks it started and bumps its claim token (the fence).
+/// Runs in the claim's transaction.
+fn take_lease(
+    conn: &mut Conn,
+    plan: PlanId,
+    customer: CustomerId,
+    lease: Lease<'_>,
+) -> Result<Claim, DbError> {
+    let started = InvoicingStatus::Started.code();
+    let token = with_conn!(conn, c => diesel::update(customer_plan::table.find(plan.0))
+        .set((
+            customer_plan::lease_owner.eq(lease.owner),
+            customer_plan::lease_expires_at.eq(lease.until),
+            customer_plan::invoicing_status.eq(started),
+            customer_plan::claim_token.eq(customer_plan::claim_token + 1),
+        ))
+        .returning(customer_plan::claim_token)
+        .get_result::<i64>(c))?;
+    Ok(Claim {
+        plan_id: plan,
+        customer_id: customer,
+        owner: lease.owner.to_string(),
+        token,
+    })
 }
 
 /// Fencing: says whether `claim` still holds the plan, and keeps its lease at least half of

@@ -90,6 +90,56 @@ fn addition_unit_price(
     prorate(price, remaining, period)
 }
 
+fn missing_price(plan: &Plan) -> BillingError {
+    BillingError::MissingData(format!(
+        "plan {} has neither a fixed price nor a price per license",
+        plan.id
+    ))
+}
+
+/// The licenses of the ledger entry the plan is invoiced through (none before its first invoice).
+fn licenses_invoiced_through(
+    plan: &Plan,
+    sorted: &[&LedgerEntry],
+) -> Result<Option<i64>, BillingError> {
+    let Some(id) = plan.invoiced_through else {
+        return Ok(None);
+    };
+    let entry = sorted.iter().find(|e| e.id == id).ok_or_else(|| {
+        BillingError::MissingData(format!(
+            "plan {} is invoiced through ledger entry {id}, which is not its own",
+            plan.id
+        ))
+    })?;
+    Ok(Some(i64::from(entry.licenses)))
+}
+
+/// The renewal line of a renewal entry: licenses × price, or the fixed price for the period.
+fn renewal_line(plan: &Plan, e: &LedgerEntry, period_end: Ts) -> Result<LineDraft, BillingError> {
+    let licenses = i64::from(e.licenses);
+    let (quantity, unit, amount, amount_only) = match plan.fixed_price {
+        Some(fixed) => {
+            let amount = fixed_price_per_period(fixed, plan.billing_schedule);
+            (1, amount, amount, true)
+        }
+        None => {
+            let unit = plan.price_per_license.ok_or_else(|| missing_price(plan))?;
+            (licenses, unit, checked_mul(licenses, unit)?, false)
+        }
+    };
+    Ok(LineDraft {
+        kind: LineKind::Renewal,
+        description: format!("{} - renewal", plan.name()),
+        quantity,
+        unit_amount: unit,
+        amount,
+        amount_only,
+        period_start: e.event_time,
+        period_end,
+        ledger_entry_id: Some(e.id),
+    })
+}
+
 /// The lines of `invoice_plan(plan, t)` for a plan after its end-of-cycle updates. `entries` are
 /// the plan's ledger entries (any order, any time); those after `invoiced_through` with
 /// `event_time ≤ t` are scanned in id order.
@@ -108,31 +158,11 @@ pub fn invoice_lines(
     }
     let mut sorted: Vec<&LedgerEntry> = entries.iter().collect();
     sorted.sort_by_key(|e| e.id);
-    let mut base: Option<i64> = match plan.invoiced_through {
-        None => None,
-        Some(id) => Some(i64::from(
-            sorted
-                .iter()
-                .find(|e| e.id == id)
-                .ok_or_else(|| {
-                    BillingError::MissingData(format!(
-                        "plan {} is invoiced through ledger entry {id}, which is not its own",
-                        plan.id
-                    ))
-                })?
-                .licenses,
-        )),
-    };
+    let mut base = licenses_invoiced_through(plan, &sorted)?;
     let after = plan.invoiced_through.unwrap_or(i64::MIN);
     let name = plan.name();
     let schedule = plan.billing_schedule;
     let price = plan.price_per_license;
-    let missing_price = || {
-        BillingError::MissingData(format!(
-            "plan {} has neither a fixed price nor a price per license",
-            plan.id
-        ))
-    };
 
     // The pending addition line, and whether a renewal was scanned since it started (same-day additions around a renewal stay apart).
     let mut pending: Option<(LineDraft, bool)> = None;
@@ -149,27 +179,7 @@ pub fn invoice_lines(
         )?;
         let licenses = i64::from(e.licenses);
         if e.is_renewal {
-            let (quantity, unit, amount, amount_only) = match plan.fixed_price {
-                Some(fixed) => {
-                    let amount = fixed_price_per_period(fixed, schedule);
-                    (1, amount, amount, true)
-                }
-                None => {
-                    let unit = price.ok_or_else(missing_price)?;
-                    (licenses, unit, checked_mul(licenses, unit)?, false)
-                }
-            };
-            draft.lines.push(LineDraft {
-                kind: super::LineKind::Renewal,
-                description: format!("{name} - renewal"),
-                quantity,
-                unit_amount: unit,
-                amount,
-                amount_only,
-                period_start: e.event_time,
-                period_end,
-                ledger_entry_id: Some(e.id),
-            });
+            draft.lines.push(renewal_line(plan, e, period_end)?);
             renewal_period.get_or_insert((e.event_time, period_end));
             if let Some((_, sealed)) = pending.as_mut() {
                 *sealed = true;
@@ -195,8 +205,12 @@ pub fn invoice_lines(
                     if let Some((p, _)) = pending.take() {
                         draft.lines.push(p);
                     }
-                    let unit =
-                        addition_unit_price(plan, price.ok_or_else(missing_price)?, entries, e)?;
+                    let unit = addition_unit_price(
+                        plan,
+                        price.ok_or_else(|| missing_price(plan))?,
+                        entries,
+                        e,
+                    )?;
                     pending = Some((
                         LineDraft {
                             kind: LineKind::Addition,
@@ -221,52 +235,63 @@ pub fn invoice_lines(
         draft.lines.push(p);
     }
 
-    // The self-hosted new-customer discount (docs/RULES.md §2, "Flat discount"), on invoices with a renewal line.
-    if let Some((start, end)) = renewal_period {
-        if customer.kind == CustomerKind::SelfHosted
-            && plan.fixed_price.is_none()
-            && customer.flat_discounted_months > 0
-        {
-            let per_invoice = if schedule == BillingSchedule::Annual {
-                12
-            } else {
-                1
-            };
-            let months = customer.flat_discounted_months.min(per_invoice);
-            let amount = -checked_mul(customer.flat_discount, i64::from(months))?;
-            draft.lines.push(LineDraft {
-                kind: LineKind::FlatDiscount,
-                description: format!(
-                    "{}/month new customer discount",
-                    format_dollars(customer.flat_discount)
-                ),
-                quantity: 1,
-                unit_amount: amount,
-                amount,
-                amount_only: true,
-                period_start: start,
-                period_end: end,
-                ledger_entry_id: None,
-            });
-            draft.flat_months_used = months;
-        }
-        // The credit of a tier upgrade (docs/RULES.md §4.5), on the new plan's first renewal.
-        if plan.credit > 0 {
-            draft.lines.push(LineDraft {
-                kind: LineKind::Credit,
-                description: CREDIT_DESCRIPTION.to_string(),
-                quantity: 1,
-                unit_amount: -plan.credit,
-                amount: -plan.credit,
-                amount_only: true,
-                period_start: start,
-                period_end: end,
-                ledger_entry_id: None,
-            });
-            draft.credit_used = plan.credit;
-        }
+    if let Some(period) = renewal_period {
+        discount_and_credit_lines(plan, customer, period, &mut draft)?;
     }
     Ok(draft)
+}
+
+/// The lines that ride on an invoice with a renewal line, over the renewal's period: the
+/// self-hosted new-customer discount (docs/RULES.md §2, "Flat discount") and the credit of a tier
+/// upgrade (docs/RULES.md §4.5, on the new plan's first renewal).
+fn discount_and_credit_lines(
+    plan: &Plan,
+    customer: &Customer,
+    (start, end): (Ts, Ts),
+    draft: &mut InvoiceDraft,
+) -> Result<(), BillingError> {
+    if customer.kind == CustomerKind::SelfHosted
+        && plan.fixed_price.is_none()
+        && customer.flat_discounted_months > 0
+    {
+        let per_invoice = if plan.billing_schedule == BillingSchedule::Annual {
+            12
+        } else {
+            1
+        };
+        let months = customer.flat_discounted_months.min(per_invoice);
+        let amount = -checked_mul(customer.flat_discount, i64::from(months))?;
+        draft.lines.push(LineDraft {
+            kind: LineKind::FlatDiscount,
+            description: format!(
+                "{}/month new customer discount",
+                format_dollars(customer.flat_discount)
+            ),
+            quantity: 1,
+            unit_amount: amount,
+            amount,
+            amount_only: true,
+            period_start: start,
+            period_end: end,
+            ledger_entry_id: None,
+        });
+        draft.flat_months_used = months;
+    }
+    if plan.credit > 0 {
+        draft.lines.push(LineDraft {
+            kind: LineKind::Credit,
+            description: CREDIT_DESCRIPTION.to_string(),
+            quantity: 1,
+            unit_amount: -plan.credit,
+            amount: -plan.credit,
+            amount_only: true,
+            period_start: start,
+            period_end: end,
+            ledger_entry_id: None,
+        });
+        draft.credit_used = plan.credit;
+    }
+    Ok(())
 }
 
 fn checked_mul(a: i64, b: i64) -> Result<i64, BillingError> {
