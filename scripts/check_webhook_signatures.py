@@ -3,7 +3,7 @@
 Stripe signs them, with Stripe's own Python library (stripe.Webhook.construct_event), so that the
 scheme is Stripe's and not only our verifier checking our signer. A changed body must fail.
 
-Usage: check_webhook_signatures.py SAMPLES.json   (written by tests/payments.rs)
+Usage: check_webhook_signatures.py SAMPLES.json   (written by tests/it/payments.rs)
 """
 import json
 import sys

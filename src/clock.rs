@@ -25,3 +25,9 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// The wall-clock time, for records that say when they were written (the change history's
+/// `written_at`), never for billing decisions.
+pub fn wall_time() -> DateTime<Utc> {
+    SystemClock.now()
+}

@@ -5,6 +5,7 @@
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db};
 use crate::domain::refusal::{spell, Spelling};
+use crate::domain::change::Author;
 use crate::domain::Ts;
 use crate::error::{refuse, AppError};
 use crate::jobs;
@@ -15,7 +16,9 @@ use crate::views::{
     UnsentInvoices,
 };
 
+pub mod changes;
 mod commands;
+pub mod history;
 mod render;
 pub mod tokens;
 
@@ -28,25 +31,36 @@ pub use render::Output;
 pub(crate) use render::{out, pretty};
 pub use tokens::ApiTokenCmd;
 
-pub fn customer(db: &Db, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
-    db.run(|c| customer_cmd(c, cmd, now))
+pub fn customer(db: &Db, cmd: CustomerCmd, now: Ts, author: &Author) -> Result<Output, AppError> {
+    db.run(|c| customer_cmd(c, cmd, now, author))
 }
 
-pub fn plan(db: &Db, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+pub fn plan(db: &Db, cmd: PlanCmd, now: Ts, author: &Author) -> Result<Output, AppError> {
     if let PlanCmd::Preview { id, at } = cmd {
-        // A preview runs on a connection of its own, in a transaction that is rolled back.
-        let preview = jobs::preview::preview(db, id, at)?;
-        let text = render::render_preview(&preview);
-        return out(&preview, text);
+        return plan_preview(db, id, at);
     }
-    db.run(|c| plan_cmd(c, cmd, now))
+    db.run(|c| plan_cmd(c, cmd, now, author))
 }
 
-pub fn offer(db: &Db, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
-    db.run(|c| offer_cmd(c, cmd, now))
+/// `plan preview`: runs on a connection of its own, in a transaction that is rolled back.
+pub fn plan_preview(db: &Db, id: i64, at: Option<Ts>) -> Result<Output, AppError> {
+    let preview = jobs::preview::preview(db, id, at)?;
+    let text = render::render_preview(&preview);
+    out(&preview, text)
 }
 
-pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
+pub fn offer(db: &Db, cmd: OfferCmd, now: Ts, author: &Author) -> Result<Output, AppError> {
+    db.run(|c| offer_cmd(c, cmd, now, author))
+}
+
+/// Runs an offer command and records it in the change history (one transaction).
+pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts, author: &Author) -> Result<Output, AppError> {
+    history::recorded(c, author, now, history::offer_write(&cmd), |c| {
+        offer_run(c, cmd, now)
+    })
+}
+
+fn offer_run(c: &mut Conn, cmd: OfferCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         OfferCmd::Create {
             customer,
@@ -110,7 +124,30 @@ pub fn status(db: &Db, now: Ts) -> Result<Output, AppError> {
     db.run(|c| status_of(c, now))
 }
 
-pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
+/// Runs a customer command; a write is recorded in the change history (one transaction).
+pub fn customer_cmd(
+    c: &mut Conn,
+    cmd: CustomerCmd,
+    now: Ts,
+    author: &Author,
+) -> Result<Output, AppError> {
+    match history::customer_write(&cmd) {
+        Some(w) => history::recorded(c, author, now, w, |c| customer_run(c, cmd, now)),
+        None => customer_run(c, cmd, now),
+    }
+}
+
+/// Runs a customer command that reads (`show`); a write is an internal error here.
+pub fn customer_read(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
+    if history::customer_write(&cmd).is_some() {
+        return Err(AppError::Internal(
+            "a customer write must go through customer_cmd and the change history".into(),
+        ));
+    }
+    customer_run(c, cmd, now)
+}
+
+fn customer_run(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         CustomerCmd::Create(a) => {
             let input = ops::CustomerInput {
@@ -128,7 +165,7 @@ pub fn customer_cmd(c: &mut Conn, cmd: CustomerCmd, now: Ts) -> Result<Output, A
             let id = ops::create_customer(c, &input, now)?;
             out(&Created { id }, format!("created customer {id}"))
         }
-        CustomerCmd::Show { id } => customer_view(c, id),
+        CustomerCmd::Show { id } => customer_show(c, id),
         CustomerCmd::SetDiscount {
             id,
             monthly_discounted_price_cents,
@@ -184,13 +221,52 @@ fn customer_view(c: &mut Conn, id: i64) -> Result<Output, AppError> {
     pretty(&CustomerView::new(&customer, plans))
 }
 
+/// `customer show`: the customer's view and who made its last change.
+fn customer_show(c: &mut Conn, id: i64) -> Result<Output, AppError> {
+    let customer = ops::customer(c, id)?;
+    let plans = repo::plan_ids_of_customer(c, id)?;
+    let view = CustomerView {
+        last_change: changes::last_change(c, Some(id), None)?,
+        ..CustomerView::new(&customer, plans)
+    };
+    pretty(&view)
+}
+
 fn plan_view(c: &mut Conn, id: i64) -> Result<PlanView, AppError> {
     let record = ops::plan(c, id)?;
     let ledger = repo::ledger_of(c, id)?;
     Ok(PlanView::new(&record, &ledger))
 }
 
-pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+/// `plan show`: the plan's view and who made its last change.
+fn plan_show(c: &mut Conn, id: i64) -> Result<Output, AppError> {
+    let view = PlanView {
+        last_change: changes::last_change(c, None, Some(id))?,
+        ..plan_view(c, id)?
+    };
+    pretty(&view)
+}
+
+/// Runs a plan command; a write is recorded in the change history (one transaction).
+pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts, author: &Author) -> Result<Output, AppError> {
+    match history::plan_write(&cmd) {
+        Some(w) => history::recorded(c, author, now, w, |c| plan_run(c, cmd, now)),
+        None => plan_run(c, cmd, now),
+    }
+}
+
+/// Runs a plan command that reads (`show`, `list`, `ledger`, `events`); a write is an internal
+/// error here.
+pub fn plan_read(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
+    if history::plan_write(&cmd).is_some() {
+        return Err(AppError::Internal(
+            "a plan write must go through plan_cmd and the change history".into(),
+        ));
+    }
+    plan_run(c, cmd, now)
+}
+
+fn plan_run(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         PlanCmd::Create(a) => {
             let input = ops::PlanInput {
@@ -211,7 +287,7 @@ pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError>
             let id = ops::create_plan(c, &input, now)?;
             out(&Created { id }, format!("created plan {id}"))
         }
-        PlanCmd::Show { id } => pretty(&plan_view(c, id)?),
+        PlanCmd::Show { id } => plan_show(c, id),
         PlanCmd::List {
             customer,
             status,

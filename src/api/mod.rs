@@ -41,6 +41,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PUBLIC_PATHS: &[&str] = &["/v1/openapi.json", "/v1/stripe/webhook"];
 /// The header that moves the API's clock, honoured only under `serve --allow-time-travel`.
 pub const NOW_HEADER: &str = "plan-invoicer-now";
+/// Why a write is made: kept in the change history with it.
+pub const REASON_HEADER: &str = "plan-invoicer-reason";
+/// The host application's end user a write is made for: kept in the change history with it.
+pub const ON_BEHALF_OF_HEADER: &str = "plan-invoicer-on-behalf-of";
 /// Under `serve --allow-time-travel` only: the request panics inside a database transaction
 /// before its handler runs (the tests' proof that a panic answers 500 and wedges nothing).
 pub const TEST_PANIC_HEADER: &str = "plan-invoicer-test-panic";

@@ -82,7 +82,7 @@ async fn show_customer(
     let id = path_id(&id, "customer")?;
     let now = state.now(&headers)?;
     let out = state
-        .run(|c| admin::customer_cmd(c, CustomerCmd::Show { id }, now))
+        .run(|c| admin::customer_read(c, CustomerCmd::Show { id }, now))
         .await?;
     Ok(ok(&out.json))
 }
@@ -143,7 +143,7 @@ async fn list_plans(
         status: q.status,
         due: q.due,
     };
-    let out = state.run(|c| admin::plan_cmd(c, cmd, now)).await?;
+    let out = state.run(|c| admin::plan_read(c, cmd, now)).await?;
     Ok(ok(&out.json))
 }
 
@@ -156,7 +156,7 @@ async fn plan_read(
 ) -> Result<Response, ApiError> {
     let id = path_id(id, "plan")?;
     let now = state.now(headers)?;
-    let out = state.run(|c| admin::plan_cmd(c, cmd(id), now)).await?;
+    let out = state.run(|c| admin::plan_read(c, cmd(id), now)).await?;
     Ok(ok(&out.json))
 }
 
@@ -196,7 +196,7 @@ async fn plan_preview(
             .map(crate::admin::parse_time)
             .transpose()
             .map_err(|e| ApiError::invalid(e).with_param("at"))?;
-    let out = admin::plan(&state.db, PlanCmd::Preview { id, at }, state.clock.now())?;
+    let out = admin::plan_preview(&state.db, id, at)?;
     Ok(ok(&out.json))
 }
 

@@ -15,7 +15,9 @@ use crate::admin::tokens::{sha256_hex, Caller};
 use crate::admin::{self, CustomerCmd, OfferCmd, Output, PlanCmd};
 use crate::db::api as rows;
 use crate::db::Conn;
+use crate::domain::change::Author;
 use crate::domain::Ts;
+use super::{ON_BEHALF_OF_HEADER, REASON_HEADER};
 use crate::error::AppError;
 
 /// A write: which admin command, for the executor.
@@ -26,11 +28,11 @@ pub(super) enum Write {
     Ack { consumer: String, through: i64 },
 }
 
-fn execute(c: &mut Conn, w: Write, now: Ts) -> Result<Value, AppError> {
+fn execute(c: &mut Conn, w: Write, now: Ts, author: &Author) -> Result<Value, AppError> {
     let output: Output = match w {
-        Write::Customer(cmd) => admin::customer_cmd(c, cmd, now)?,
-        Write::Plan(cmd) => admin::plan_cmd(c, cmd, now)?,
-        Write::Offer(cmd) => admin::offer_cmd(c, cmd, now)?,
+        Write::Customer(cmd) => admin::customer_cmd(c, cmd, now, author)?,
+        Write::Plan(cmd) => admin::plan_cmd(c, cmd, now, author)?,
+        Write::Offer(cmd) => admin::offer_cmd(c, cmd, now, author)?,
         Write::Ack { consumer, through } => {
             let at = rows::ack(c, &consumer, through, now)?;
             return Ok(serde_json::json!({ "consumer": consumer, "acked_through": at }));
@@ -65,6 +67,7 @@ pub(super) async fn write(
             Some(k.to_string())
         }
     };
+    let author = author_of(caller, headers, key.clone())?;
     let request_hash = sha256_hex(&fingerprint);
     let token_id = caller.token_id;
     enum Outcome {
@@ -74,12 +77,12 @@ pub(super) async fn write(
     let outcome = state
         .run(|c| match &key {
             // As the CLI runs it: the operation's own transaction.
-            None => Ok(Outcome::Fresh(execute(c, w, now)?.to_string())),
+            None => Ok(Outcome::Fresh(execute(c, w, now, &author)?.to_string())),
             Some(k) => c.transaction(|c| {
                 if let Some(kept) = rows::take_key(c, token_id, k, &request_hash, now)? {
                     return Ok(Outcome::Kept(kept));
                 }
-                let body = execute(c, w, now)?.to_string();
+                let body = execute(c, w, now, &author)?.to_string();
                 rows::keep_response(c, token_id, k, 200, &body)?;
                 Ok(Outcome::Fresh(body))
             }),
@@ -103,6 +106,26 @@ pub(super) async fn write(
             Ok(r)
         }
     }
+}
+
+/// Who writes, for the change history: the token's name, and what the request says in
+/// `Plan-Invoicer-On-Behalf-Of` (the host application's end user) and `Plan-Invoicer-Reason`.
+fn author_of(caller: &Caller, headers: &HeaderMap, key: Option<String>) -> Result<Author, ApiError> {
+    let header = |name: &'static str| -> Result<Option<(&'static str, &str)>, ApiError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => std::str::from_utf8(v.as_bytes())
+                .map(|text| Some((name, text)))
+                .map_err(|_| ApiError::invalid(format!("{name} is not UTF-8 text")).with_param(name)),
+        }
+    };
+    Ok(Author::api(
+        &caller.name,
+        header(ON_BEHALF_OF_HEADER)?,
+        header(REASON_HEADER)?,
+        key,
+    )
+    .map_err(AppError::from)?)
 }
 
 /// A write named `name` of the command enum `T` (the CLI's subcommand), its body from the request

@@ -8,6 +8,7 @@ mod worker;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::admin::changes::ChangesCmd;
 use crate::admin::{self, ApiTokenCmd, CustomerCmd, InvoicesCmd, OfferCmd, PlanCmd};
 pub use crate::admin::{parse_time, Output};
 
@@ -40,6 +41,10 @@ pub struct Cli {
     /// line; off a terminal they are always printed. RUST_LOG overrides both.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Why: kept with every change this invocation writes, in the change history
+    /// (`changes list`). At most 1,000 characters, no control characters.
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub reason: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,6 +62,9 @@ pub enum Command {
     /// Fixed-price offers: create, accept.
     #[command(subcommand)]
     Offer(OfferCmd),
+    /// The change history: who changed what, when and why (list), and its chain checked (verify).
+    #[command(subcommand)]
+    Changes(ChangesCmd),
     /// The HTTP API's bearer tokens: create, list, revoke.
     #[command(subcommand)]
     ApiToken(ApiTokenCmd),
@@ -281,9 +289,10 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
     let ctx = worker::Context::new(&cli);
     match cli.command {
         Command::Migrate => worker::migrate(&ctx),
-        Command::Customer(cmd) => admin::customer(&ctx.db()?, cmd, ctx.now),
-        Command::Plan(cmd) => admin::plan(&ctx.db()?, cmd, ctx.now),
-        Command::Offer(cmd) => admin::offer(&ctx.db()?, cmd, ctx.now),
+        Command::Customer(cmd) => admin::customer(&ctx.db()?, cmd, ctx.now, &ctx.author()?),
+        Command::Plan(cmd) => admin::plan(&ctx.db()?, cmd, ctx.now, &ctx.author()?),
+        Command::Offer(cmd) => admin::offer(&ctx.db()?, cmd, ctx.now, &ctx.author()?),
+        Command::Changes(cmd) => admin::changes::run(&ctx.db()?, cmd),
         Command::ApiToken(cmd) => ctx.db()?.run(|c| admin::tokens::run(c, cmd, ctx.now)),
         Command::Invoices(cmd) => admin::invoices(&ctx.db()?, cmd),
         Command::Status => admin::status(&ctx.db()?, ctx.now),

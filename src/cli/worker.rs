@@ -15,6 +15,7 @@ use crate::progress::TerminalProgress;
 use crate::stripe::client::StripeGateway;
 
 use super::render::render_report;
+use crate::domain::change::Author;
 use super::{Cli, EmulatorCmd, ServeCmd};
 use crate::admin::{out, Output};
 
@@ -24,6 +25,8 @@ pub(super) struct Context {
     /// `--now` when given (time travel): leases then follow it too.
     travel: Option<Ts>,
     pub(super) now: Ts,
+    /// `--reason`, for the change history.
+    reason: Option<String>,
 }
 
 impl Context {
@@ -36,7 +39,16 @@ impl Context {
             database_url: cli.database_url.clone(),
             travel: cli.now,
             now: clock.now(),
+            reason: cli.reason.clone(),
         }
+    }
+
+    /// Who writes: `cli:<OS user>` (`$USER`, else `$LOGNAME`), with `--reason`.
+    pub(super) fn author(&self) -> Result<Author, AppError> {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".to_string());
+        Ok(Author::cli(&user, self.reason.as_deref())?)
     }
 
     fn url(&self) -> Result<DbUrl, AppError> {

@@ -7,6 +7,7 @@
 //! on [`Conn`] explicitly.
 
 pub mod api;
+pub mod changes;
 pub mod claims;
 pub mod customer_settings;
 pub mod installation;

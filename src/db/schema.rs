@@ -315,3 +315,36 @@ diesel::table! {
         licenses_at_next_renewal -> Nullable<Integer>,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    change_log (id) {
+        id -> BigInt,
+        at -> TsSql,
+        written_at -> TsSql,
+        actor -> Text,
+        on_behalf_of -> Nullable<Text>,
+        operation -> Text,
+        customer_id -> Nullable<BigInt>,
+        plan_id -> Nullable<BigInt>,
+        new_plan_id -> Nullable<BigInt>,
+        invoice_id -> Nullable<BigInt>,
+        objects -> Text,
+        before -> Text,
+        after -> Text,
+        reason -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    change_head (id) {
+        id -> Integer,
+        last_id -> BigInt,
+        hash -> Text,
+    }
+}

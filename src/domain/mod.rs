@@ -2,6 +2,7 @@
 //! acts at as a parameter.
 
 pub mod bounds;
+pub mod change;
 pub mod cycle;
 pub mod dates;
 pub mod ids;

@@ -1,6 +1,9 @@
 //! The JSON shapes of `cli.md` (plans, customers, ledger entries, invoices, status).
 
+mod changes;
 mod status;
+
+pub use changes::{ChangeView, LastChange};
 
 pub use status::{
     overdue_action_name, OldestDue, OverdueAction, PlanState, StatusView, UnpaidInvoice,
@@ -40,6 +43,9 @@ pub struct PlanView {
     pub error_count: i32,
     pub last_error: Option<String>,
     pub next_retry_at: Option<Ts>,
+    /// Who made the plan's newest change (`plan show`; absent in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<LastChange>,
 }
 
 impl PlanView {
@@ -75,6 +81,7 @@ impl PlanView {
             error_count: r.error_count,
             last_error: r.last_error.clone(),
             next_retry_at: r.next_retry_at,
+            last_change: None,
         }
     }
 }
@@ -118,6 +125,9 @@ pub struct CustomerView {
     pub last_usage_report_at: Option<Ts>,
     pub seat_count: Option<i32>,
     pub plan_ids: Vec<i64>,
+    /// Who made the customer's newest change (`customer show`; absent after a write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<LastChange>,
 }
 
 impl CustomerView {
@@ -139,6 +149,7 @@ impl CustomerView {
             last_usage_report_at: c.last_usage_report_at,
             seat_count: c.seat_count,
             plan_ids,
+            last_change: None,
         }
     }
 }

@@ -1,9 +1,8 @@
 //! `audit` (issue 10): Stripe compared with the local invoices, read-only; and `plan preview`
 //! (its equality with what the next pass sends is checked by every `TestDb::pass`).
 
-mod common;
-
-use common::TestDb;
+use crate::common;
+use crate::common::TestDb;
 use serde_json::Value;
 
 const T0: &str = "2012-01-02T03:04:05Z";

@@ -1,9 +1,8 @@
 //! The pass through the library: crash recovery (D5, D6), idempotent re-runs, and several
 //! workers at once on PostgreSQL (D9).
 
-mod common;
-
-use common::{at, connect, gateway, Backend, TestDb};
+use crate::common;
+use crate::common::{at, connect, gateway, Backend, TestDb};
 use plan_invoicer::db::claims;
 use plan_invoicer::devtools::emulator::Faults;
 use plan_invoicer::jobs::{run_pass, PassOptions};
@@ -154,13 +153,7 @@ fn concurrent_workers_on_postgres() {
     setup_plans(&db, 12);
     let children: Vec<_> = (0..4)
         .map(|_| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_plan-invoicer"))
-                .env("DATABASE_URL", &db.url)
-                .env("RUST_LOG", "warn")
-                .env("STRIPE_API_KEY", "sk_test_x")
-                .env("STRIPE_API_BASE", &db.stripe_base)
-                .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
-                .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
+            db.command()
                 .args(["--json", "--now", "2012-06-02T03:04:05Z", "run-once"])
                 .output()
         })

@@ -1,8 +1,6 @@
 //! Migrations run up, down and up again on both backends, and `migrate` is idempotent.
 
-mod common;
-
-use common::{Backend, TestDb};
+use crate::common::{Backend, TestDb};
 use plan_invoicer::db::{Conn, DbUrl};
 
 fn round_trip(backend: Backend) {

@@ -1,8 +1,6 @@
 //! Bad input gets a one-line error, exit 2, and no write — on both backends.
 
-mod common;
-
-use common::{Backend, TestDb};
+use crate::common::{Backend, TestDb};
 
 const T0: &str = "2012-01-02T03:04:05Z";
 

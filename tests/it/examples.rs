@@ -1,9 +1,7 @@
 //! The scenarios of `examples.md`, and a year of time travel per plan kind, through the real
 //! binary on SQLite and on PostgreSQL.
 
-mod common;
-
-use common::{line, lines, TestDb};
+use crate::common::{line, lines, TestDb};
 use serde_json::Value;
 
 const T0: &str = "2012-01-02T03:04:05Z";

@@ -2,12 +2,11 @@
 //! created with automatic advancement off and finalized with it on; a resumed invoice is read
 //! back first; a worker whose lease was taken over stops at its next write.
 
-mod common;
-
 use std::time::Duration as StdDuration;
 
+use crate::common;
+use crate::common::TestDb;
 use chrono::Duration;
-use common::TestDb;
 use plan_invoicer::devtools::emulator::Faults;
 use plan_invoicer::jobs::{PassOptions, PassReport};
 
@@ -52,13 +51,9 @@ fn killed_before_items_then_resumed_after_an_hour(db: &TestDb) {
         hang_for: StdDuration::from_secs(3),
         ..Faults::default()
     });
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plan-invoicer"))
-        .env("DATABASE_URL", &db.url)
+    let mut child = db
+        .command()
         .env("RUST_LOG", "off")
-        .env("STRIPE_API_KEY", "sk_test_x")
-        .env("STRIPE_API_BASE", &db.stripe_base)
-        .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
-        .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
         .args(["--json", "--now", DUE, "run-once"])
         .stdout(std::process::Stdio::null())
         .spawn()

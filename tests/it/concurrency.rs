@@ -3,14 +3,13 @@
 //! budget, transient answers retried, a circuit breaker when Stripe is unreachable, and
 //! workers killed at random moments leaving Stripe with exactly the local invoices.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration as StdDuration;
 
+use crate::common;
+use crate::common::{at, base_plan, connect, Backend, TestDb};
 use chrono::Duration;
-use common::{at, base_plan, connect, Backend, TestDb};
 use plan_invoicer::db::Conn;
 use plan_invoicer::devtools::emulator::{Faults, RateLimits};
 use plan_invoicer::domain::{BillingSchedule, Tier};
@@ -18,7 +17,6 @@ use plan_invoicer::jobs::{PassOptions, PassReport};
 use plan_invoicer::ops::{self, CustomerInput, PlanInput};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
 const T0: &str = "2012-01-02T03:04:05Z";
 
 /// `n` customers whose plans are due within the first months of 2012, of four kinds in turn:
@@ -201,14 +199,8 @@ fn concurrency_does_not_change_the_invoices_postgres() {
 }
 
 fn worker(db: &TestDb, now: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "warn")
-        .env("STRIPE_API_KEY", "sk_test_x")
-        .env("STRIPE_API_BASE", &db.stripe_base)
-        .env("STRIPE_RETRY_BASE_MS", "10")
-        .env_remove("PLAN_INVOICER_NOW")
-        .args(["--json", "--now", now])
+    let mut cmd = db.command();
+    cmd.args(["--json", "--now", now])
         .arg("run-once")
         .args(extra)
         .stdout(Stdio::piped())

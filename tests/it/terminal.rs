@@ -2,11 +2,10 @@
 //! INFO lines for `-v`, and end with the summary as the last thing on the screen. Run through a
 //! pseudo-terminal (`script`), 120 columns wide, as a person would run them.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Backend, TestDb};
+use crate::common;
+use crate::common::{Backend, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
 
@@ -16,15 +15,10 @@ fn in_terminal(db: &TestDb, args: &[&str]) -> String {
         .chain(args.iter().copied())
         .map(|a| format!("'{a}'"))
         .collect();
-    let out = Command::new("script")
+    let out = db
+        .environment(&mut Command::new("script"))
         .args(["-qfec", &quoted.join(" "), "/dev/null"])
-        .env("DATABASE_URL", &db.url)
         .env_remove("RUST_LOG")
-        .env_remove("PLAN_INVOICER_NOW")
-        .env("STRIPE_API_KEY", "sk_test_plan_invoicer")
-        .env("STRIPE_API_BASE", &db.stripe_base)
-        .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
-        .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
         .env("TERM", "xterm-256color")
         .env("COLUMNS", "120")
         .env("LINES", "40")
@@ -156,12 +150,10 @@ fn off_a_terminal_the_log_lines_stay() {
         return;
     };
     common::monthly_plans(&db, 1, "2012-01-02T03:04:05Z");
-    let out = Command::new(BIN)
+    let out = db
+        .command()
         .args(["--now", "2012-02-03T00:00:00Z", "run-once"])
-        .env("DATABASE_URL", &db.url)
         .env_remove("RUST_LOG")
-        .env("STRIPE_API_KEY", "sk_test_plan_invoicer")
-        .env("STRIPE_API_BASE", &db.stripe_base)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let err = String::from_utf8_lossy(&out.stderr);

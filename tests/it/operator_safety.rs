@@ -2,25 +2,17 @@
 //! key refusing to bill the future, the catch-up bound, dry runs that claim no send, and a
 //! `status` that shows work waiting for a retry.
 
-mod common;
-
-use std::process::Command;
-
-use common::TestDb;
+use crate::common;
+use crate::common::TestDb;
 use plan_invoicer::devtools::emulator::Faults;
 use serde_json::Value;
 
 const T0: &str = "2012-01-02T03:04:05Z";
 
 fn run_with(db: &TestDb, key: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_plan-invoicer"))
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "warn")
-        .env_remove("PLAN_INVOICER_NOW")
-        .env_remove("STRIPE_API_KEY_FILE")
+    let out = db
+        .command()
         .env("STRIPE_API_KEY", key)
-        .env("STRIPE_API_BASE", &db.stripe_base)
-        .env("STRIPE_RETRY_BASE_MS", "10")
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));

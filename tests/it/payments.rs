@@ -3,14 +3,13 @@
 //! which was down while the pass ran (redelivery); redelivered, reordered and foreign events;
 //! refused signatures with nothing written.
 
-mod common;
-
 use std::time::Duration;
 
-use common::wait_until;
+use crate::common;
+use crate::common::wait_until;
 
-use common::http::{request, Api};
-use common::{Backend, TestDb};
+use crate::common::http::{request, Api};
+use crate::common::{Backend, TestDb};
 use plan_invoicer::stripe::webhook::sign;
 use serde_json::{json, Value};
 

@@ -4,12 +4,9 @@
 //! nothing; and a run killed while a void hangs in Stripe, then run again: every invoice voided
 //! once, every plan ended once.
 
-mod common;
-
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb};
+use crate::common::{Backend, TestDb};
 use plan_invoicer::devtools::emulator::Faults;
 use serde_json::Value;
 
@@ -339,12 +336,8 @@ fn a_killed_run_is_finished_by_the_next() {
             hang_for: Duration::from_secs(60),
             ..Faults::default()
         });
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plan-invoicer"))
-            .env("DATABASE_URL", &db.url)
-            .env("STRIPE_API_KEY", "sk_test_overdue")
-            .env("STRIPE_API_BASE", &db.stripe_base)
-            .env("RUST_LOG", "warn")
-            .env_remove("PLAN_INVOICER_NOW")
+        let mut child = db
+            .command()
             .arg("overdue")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -2,12 +2,11 @@
 //! emulator, driven as a host application would (curl-like requests, bearer tokens), compared
 //! with the CLI running the same commands.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::http::{request, Api};
-use common::{Backend, TestDb};
+use crate::common;
+use crate::common::http::{request, Api};
+use crate::common::{Backend, TestDb};
 use serde_json::{json, Value};
 
 const T0: &str = "2012-01-02T03:04:05Z";

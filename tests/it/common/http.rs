@@ -11,8 +11,6 @@ use serde_json::Value;
 
 use super::TestDb;
 
-const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
-
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -120,12 +118,9 @@ impl Api {
             .iter()
             .find(|(k, _)| *k == "PLAN_INVOICER_SCHEDULE")
             .map_or("0 0 0 1 1 *", |(_, v)| *v);
-        let mut cmd = Command::new(BIN);
-        cmd.env("DATABASE_URL", &db.url)
-            .env("STRIPE_API_KEY", "sk_test_api")
-            .env("STRIPE_API_BASE", &db.stripe_base)
+        let mut cmd = db.command();
+        cmd.env("STRIPE_API_KEY", "sk_test_api")
             .env("RUST_LOG", "info")
-            .env_remove("PLAN_INVOICER_NOW")
             .args([
                 "serve",
                 "--schedule",

@@ -2,14 +2,13 @@
 //! SQLite and the Stripe emulator (passes, endpoints, a clean stop on SIGTERM in the middle of a
 //! pass), start-up validation, `backfill`, `demo`, and the deploy files.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb};
+use crate::common;
+use crate::common::{Backend, TestDb};
 use plan_invoicer::devtools::emulator::Faults;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plan-invoicer");
@@ -37,14 +36,9 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 fn serve(db: &TestDb, port: u16, extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .env("DATABASE_URL", &db.url)
+    db.command()
         .env("STRIPE_API_KEY", "sk_test_daemon")
-        .env("STRIPE_API_BASE", &db.stripe_base)
-        .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
-        .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
         .env("RUST_LOG", "info")
-        .env_remove("PLAN_INVOICER_NOW")
         .args([
             "serve",
             "--schedule",
@@ -59,7 +53,7 @@ fn serve(db: &TestDb, port: u16, extra: &[&str]) -> Child {
         .unwrap_or_else(|e| panic!("spawn serve: {e}"))
 }
 
-use common::wait_until;
+use crate::common::wait_until;
 
 /// Plans with one invoice due now (on the wall clock, which `serve` runs on).
 fn setup_recent_plans(db: &TestDb, count: usize) {
@@ -210,12 +204,8 @@ fn refused_at_startup(args: &[&str], env: &[(&str, &str)], expect: &str) {
     let Some(db) = TestDb::new(Backend::Sqlite) else {
         return;
     };
-    let mut cmd = Command::new(BIN);
-    cmd.env("DATABASE_URL", &db.url)
-        .env("STRIPE_API_KEY", "sk_test_x")
-        .env_remove("PLAN_INVOICER_NOW")
-        .arg("serve")
-        .args(args);
+    let mut cmd = db.command();
+    cmd.arg("serve").args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -268,10 +258,9 @@ fn run_once_without_a_key_is_refused() {
         return;
     };
     setup_plans(&db, 1);
-    let out = Command::new(BIN)
-        .env("DATABASE_URL", &db.url)
+    let out = db
+        .command()
         .env_remove("STRIPE_API_KEY")
-        .env_remove("STRIPE_API_KEY_FILE")
         .args(["--now", "2012-03-01T00:00:00Z", "run-once"])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -283,8 +272,8 @@ fn run_once_without_a_key_is_refused() {
         "no plan was touched"
     );
     // --dry-run needs no key.
-    let dry = Command::new(BIN)
-        .env("DATABASE_URL", &db.url)
+    let dry = db
+        .command()
         .env_remove("STRIPE_API_KEY")
         .args([
             "--json",
@@ -308,11 +297,10 @@ fn key_file_and_no_key_in_logs() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let key_path = dir.path().join("key");
     std::fs::write(&key_path, "sk_test_supersecret123\n").unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(BIN)
-        .env("DATABASE_URL", &db.url)
+    let out = db
+        .command()
         .env_remove("STRIPE_API_KEY")
         .env("STRIPE_API_KEY_FILE", &key_path)
-        .env("STRIPE_API_BASE", &db.stripe_base)
         .env("RUST_LOG", "trace")
         .args([
             "--now",
@@ -516,13 +504,8 @@ fn backfill_stops_between_steps_on_ctrl_c() {
         latency: Duration::from_millis(100),
         ..Faults::default()
     });
-    let child = Command::new(BIN)
-        .env("DATABASE_URL", &db.url)
-        .env("STRIPE_API_KEY", "sk_test_x")
-        .env("STRIPE_API_BASE", &db.stripe_base)
-        .env("STRIPE_MAX_REQUESTS_PER_SECOND", "1000")
-        .env("STRIPE_MAX_REQUESTS_PER_SECOND_PER_ENDPOINT", "1000")
-        .env("RUST_LOG", "warn")
+    let child = db
+        .command()
         .args([
             "--json",
             "backfill",

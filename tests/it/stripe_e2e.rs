@@ -3,10 +3,9 @@
 //! forgot its idempotency keys finds what exists instead of creating it again; 429s are retried;
 //! the emulator behaves like Stripe on idempotency and unknown parameters.
 
-mod common;
-
+use crate::common;
+use crate::common::{at, base_plan, connect, gateway, Backend, TestDb};
 use chrono::Duration;
-use common::{at, base_plan, connect, gateway, Backend, TestDb};
 use plan_invoicer::db::Conn;
 use plan_invoicer::devtools::emulator::{Emulator, Faults};
 use plan_invoicer::domain::{BillingSchedule, Tier};

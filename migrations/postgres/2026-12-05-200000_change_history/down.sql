@@ -1,0 +1,3 @@
+DROP TABLE change_head;
+DROP TABLE change_log;
+DROP FUNCTION change_log_refuse();

@@ -1,0 +1,239 @@
+//! Every admin write through one door: [`recorded`] runs the command and appends its change
+//! (author, operation, objects, the fields before and after) in the same transaction, so a write
+//! that rolls back leaves no history and one that commits always does. The jobs record their
+//! own steps with [`record`].
+
+use serde_json::{json, Value};
+
+use super::commands::{CustomerCmd, OfferCmd, PlanCmd};
+use super::render::Output;
+use crate::db::changes;
+use crate::db::{repo, Conn};
+use crate::domain::change::{diff, Author, Change};
+use crate::domain::Ts;
+use crate::error::AppError;
+use crate::views::{CustomerView, PlanView};
+
+/// What a write is about, known before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Customer(i64),
+    Plan(i64),
+    Offer(i64),
+    /// A new customer (its id comes from the command's answer).
+    NewCustomer,
+    /// A new plan of this customer.
+    NewPlan(i64),
+    /// A new offer to this customer.
+    NewOffer(i64),
+}
+
+/// A write command's operation name (`customer.set_discount`) and subject; `None` for reads.
+pub fn customer_write(cmd: &CustomerCmd) -> Option<(&'static str, Subject)> {
+    use CustomerCmd::*;
+    Some(match cmd {
+        Create(_) => ("customer.create", Subject::NewCustomer),
+        Show { .. } => return None,
+        SetDiscount { id, .. } => ("customer.set_discount", Subject::Customer(*id)),
+        SetMinimumLicenses { id, .. } => ("customer.set_minimum_licenses", Subject::Customer(*id)),
+        SetRequiredPlanTier { id, .. } => {
+            ("customer.set_required_plan_tier", Subject::Customer(*id))
+        }
+        SetExempt { id, .. } => ("customer.set_exempt", Subject::Customer(*id)),
+        ReportUsage { id, .. } => ("customer.report_usage", Subject::Customer(*id)),
+    })
+}
+
+/// See [`customer_write`].
+pub fn plan_write(cmd: &PlanCmd) -> Option<(&'static str, Subject)> {
+    use PlanCmd::*;
+    Some(match cmd {
+        Create(a) => ("plan.create", Subject::NewPlan(a.customer)),
+        Show { .. } | List { .. } | Ledger { .. } | Events { .. } | Preview { .. } => return None,
+        Seats { id, .. } => ("plan.seats", Subject::Plan(*id)),
+        BuyLicenses { id, .. } => ("plan.buy_licenses", Subject::Plan(*id)),
+        RenewalLicenses { id, .. } => ("plan.renewal_licenses", Subject::Plan(*id)),
+        Schedule { id, .. } => ("plan.schedule", Subject::Plan(*id)),
+        DowngradeNow { id } => ("plan.downgrade_now", Subject::Plan(*id)),
+        SetBillingMode { id, .. } => ("plan.set_billing_mode", Subject::Plan(*id)),
+        SetLicenseManagement { id, .. } => ("plan.set_license_management", Subject::Plan(*id)),
+        UpgradeTier { id, .. } => ("plan.upgrade_tier", Subject::Plan(*id)),
+        SetEndDate { id, .. } => ("plan.set_end_date", Subject::Plan(*id)),
+        ScheduleSuccessor { id, .. } => ("plan.schedule_successor", Subject::Plan(*id)),
+    })
+}
+
+/// See [`customer_write`].
+pub fn offer_write(cmd: &OfferCmd) -> (&'static str, Subject) {
+    match cmd {
+        OfferCmd::Create { customer, .. } => ("offer.create", Subject::NewOffer(*customer)),
+        OfferCmd::Accept { id, .. } => ("offer.accept", Subject::Offer(*id)),
+    }
+}
+
+/// Runs `run` (one admin write) and appends its change, in one transaction.
+pub fn recorded(
+    c: &mut Conn,
+    author: &Author,
+    now: Ts,
+    (operation, subject): (&'static str, Subject),
+    run: impl FnOnce(&mut Conn) -> Result<Output, AppError>,
+) -> Result<Output, AppError> {
+    c.transaction(|c| {
+        let before = snapshot_of(c, subject)?;
+        let out = run(c)?;
+        let answer = |k: &str| out.json.get(k).and_then(Value::as_i64);
+        let (mut customer_id, mut plan_id, mut new_plan_id, mut objects) =
+            (None, None, None, json!({}));
+        let after = match subject {
+            Subject::Customer(id) => {
+                customer_id = Some(id);
+                objects["customer"] = id.into();
+                customer_snapshot(c, Some(id))?
+            }
+            Subject::NewCustomer => {
+                customer_id = answer("id");
+                objects["customer"] = customer_id.into();
+                customer_snapshot(c, customer_id)?
+            }
+            Subject::Plan(id) => {
+                plan_id = Some(id);
+                // An upgrade answers with the new plan; a successor with its id.
+                new_plan_id = answer("id").filter(|n| *n != id);
+                objects["plan"] = id.into();
+                plan_snapshot(c, Some(id))?
+            }
+            Subject::NewPlan(customer) => {
+                customer_id = Some(customer);
+                plan_id = answer("id");
+                objects["customer"] = customer.into();
+                objects["plan"] = plan_id.into();
+                plan_snapshot(c, plan_id)?
+            }
+            Subject::NewOffer(customer) => {
+                customer_id = Some(customer);
+                objects["customer"] = customer.into();
+                objects["offer"] = answer("id").into();
+                offer_snapshot(c, answer("id"))?
+            }
+            Subject::Offer(id) => {
+                objects["offer"] = id.into();
+                new_plan_id = answer("plan_id");
+                offer_snapshot(c, Some(id))?
+            }
+        };
+        if let Some(new) = new_plan_id {
+            objects["new_plan"] = new.into();
+        }
+        if customer_id.is_none() {
+            customer_id = customer_of(c, subject, plan_id.or(new_plan_id))?;
+        }
+        let (was, mut is) = diff(&before, &after);
+        if let Some(new) = new_plan_id {
+            is["new_plan"] = plan_snapshot(c, Some(new))?;
+        }
+        let change = Change {
+            at: now,
+            operation: operation.to_string(),
+            customer_id,
+            plan_id,
+            new_plan_id,
+            invoice_id: None,
+            objects,
+            before: was,
+            after: is,
+        };
+        record(c, author, &change)?;
+        Ok(out)
+    })
+}
+
+/// Appends a change a job made, in the caller's transaction.
+pub fn record(c: &mut Conn, author: &Author, change: &Change) -> Result<i64, AppError> {
+    Ok(changes::append(
+        c,
+        author,
+        change,
+        crate::clock::wall_time(),
+    )?)
+}
+
+fn customer_of(c: &mut Conn, subject: Subject, plan: Option<i64>) -> Result<Option<i64>, AppError> {
+    if let Subject::Offer(id) = subject {
+        return Ok(repo::get_offer(c, id)?.map(|o| o.customer_id));
+    }
+    Ok(match plan {
+        Some(p) => repo::get_plan(c, p)?.map(|r| r.plan.customer_id),
+        None => None,
+    })
+}
+
+fn snapshot_of(c: &mut Conn, subject: Subject) -> Result<Value, AppError> {
+    match subject {
+        Subject::Customer(id) => customer_snapshot(c, Some(id)),
+        Subject::Plan(id) => plan_snapshot(c, Some(id)),
+        Subject::Offer(id) => offer_snapshot(c, Some(id)),
+        Subject::NewCustomer | Subject::NewPlan(_) | Subject::NewOffer(_) => Ok(json!({})),
+    }
+}
+
+/// A customer's fields as the history compares them: its view (without the list of plan ids)
+/// and its plans' snapshots by id, since a customer's settings reprice its plans.
+fn customer_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
+    let Some(customer) = id.map(|id| repo::get_customer(c, id)).transpose()?.flatten() else {
+        return Ok(json!({}));
+    };
+    let mut v = to_json(CustomerView::new(&customer, vec![]))?;
+    let mut plans = serde_json::Map::new();
+    for plan in repo::plan_ids_of_customer(c, customer.id)? {
+        plans.insert(plan.to_string(), plan_snapshot(c, Some(plan))?);
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("plan_ids");
+        o.insert("plans".into(), Value::Object(plans));
+    }
+    Ok(v)
+}
+
+/// A plan's fields as the history compares them: its view without the worker's bookkeeping
+/// (leases, retries), which is not a change anyone made.
+pub fn plan_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
+    let Some(record) = id.map(|id| repo::get_plan(c, id)).transpose()?.flatten() else {
+        return Ok(json!({}));
+    };
+    let ledger = repo::ledger_of(c, record.plan.id)?;
+    let mut v = to_json(PlanView::new(&record, &ledger))?;
+    if let Some(o) = v.as_object_mut() {
+        for k in [
+            "lease_owner",
+            "lease_expires_at",
+            "error_count",
+            "last_error",
+            "next_retry_at",
+            "invoicing_status",
+            "last_change",
+        ] {
+            o.remove(k);
+        }
+    }
+    Ok(v)
+}
+
+fn offer_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
+    let Some(o) = id.map(|id| repo::get_offer(c, id)).transpose()?.flatten() else {
+        return Ok(json!({}));
+    };
+    Ok(json!({
+        "id": o.id,
+        "customer_id": o.customer_id,
+        "tier": o.tier.name(),
+        "fixed_price_cents": o.fixed_price,
+        "status": o.status.name(),
+        "sent_invoice_id": o.sent_invoice_id,
+    }))
+}
+
+fn to_json(view: impl serde::Serialize) -> Result<Value, AppError> {
+    serde_json::to_value(view)
+        .map_err(|e| AppError::Internal(format!("a view did not serialize: {e}")))
+}

@@ -1,0 +1,240 @@
+//! The change history's pure parts (docs/ARCHITECTURE.md, "Change history"): who made a change
+//! and why ([`Author`], bounded and checked at the door), what it moved ([`diff`]), and the
+//! chain that makes the history tamper-evident ([`chain_hash`]).
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde_json::{Map, Value};
+
+use super::Refusal;
+
+/// The longest reason kept, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+/// The longest actor or on-behalf-of name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The hash before the first row.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who made a change and why: the actor (`cli:<OS user>`, `api:<token>`, `console:<email>`,
+/// `system:pass`, `system:overdue`, `stripe:webhook`, `system:sync-payments`), the end user the
+/// host application acted for, a free-text reason and the request's idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub actor: String,
+    pub on_behalf_of: Option<String>,
+    pub reason: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl Author {
+    /// One of the jobs (`system:pass`, `stripe:webhook`, …).
+    pub fn system(actor: &'static str) -> Author {
+        Author {
+            actor: actor.to_string(),
+            on_behalf_of: None,
+            reason: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// A person at the command line: `cli:<user>`, with the `--reason` given.
+    pub fn cli(user: &str, reason: Option<&str>) -> Result<Author, Refusal> {
+        let user = text("user", user, MAX_NAME_CHARS).unwrap_or_else(|_| "unknown".to_string());
+        Ok(Author {
+            actor: format!("cli:{user}"),
+            on_behalf_of: None,
+            reason: reason
+                .map(|r| text("reason", r, MAX_REASON_CHARS))
+                .transpose()?,
+            idempotency_key: None,
+        })
+    }
+
+    /// An API client (its token's name) and what its request said in the reason and
+    /// on-behalf-of headers (`field` names them in refusals).
+    pub fn api(
+        token: &str,
+        on_behalf_of: Option<(&'static str, &str)>,
+        reason: Option<(&'static str, &str)>,
+        idempotency_key: Option<String>,
+    ) -> Result<Author, Refusal> {
+        Ok(Author {
+            actor: format!("api:{token}"),
+            on_behalf_of: on_behalf_of
+                .map(|(field, v)| text(field, v, MAX_NAME_CHARS))
+                .transpose()?,
+            reason: reason
+                .map(|(field, v)| text(field, v, MAX_REASON_CHARS))
+                .transpose()?,
+            idempotency_key,
+        })
+    }
+}
+
+/// A free text as the history keeps it: trimmed, 1 to `max` characters, no control characters
+/// (a line break or an escape sequence would forge lines in a terminal or a log).
+pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Refusal> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Refusal::of(field, "{field} must not be empty"));
+    }
+    if v.chars().count() > max {
+        return Err(Refusal::of(
+            field,
+            format!("{{field}} must be at most {max} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(Refusal::of(
+            field,
+            "{field} must not contain control characters",
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// What a change did, before its author and its place in the chain are added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The instant the operation acted at (`--now`, or the clock).
+    pub at: DateTime<Utc>,
+    /// The admin command's name (`plan.seats`, `customer.set_discount`) or the job's step
+    /// (`pass.renewal`, `overdue.void`, `payment.status`).
+    pub operation: String,
+    pub customer_id: Option<i64>,
+    pub plan_id: Option<i64>,
+    /// A plan the change created (an upgrade, a successor, a schedule switch).
+    pub new_plan_id: Option<i64>,
+    pub invoice_id: Option<i64>,
+    /// Every object touched, by kind (`{"customer": 1, "plan": 2, "offer": 3}`).
+    pub objects: Value,
+    /// The fields that changed, as they were (`{}` for a creation).
+    pub before: Value,
+    /// The fields that changed, as they are.
+    pub after: Value,
+}
+
+/// The fields of two snapshots that differ: `(before, after)`, each an object holding only those
+/// fields, nested objects compared field by field. Before a creation (`before` is `{}`) the whole
+/// new object is `after`. Snapshots that are not both objects are kept whole when they differ.
+pub fn diff(before: &Value, after: &Value) -> (Value, Value) {
+    match (before, after) {
+        (Value::Object(b), a) if b.is_empty() => (Value::Object(Map::new()), a.clone()),
+        (Value::Object(b), Value::Object(a)) => {
+            let (mut was, mut is) = (Map::new(), Map::new());
+            for (k, v) in a {
+                match b.get(k) {
+                    Some(old) if old == v => {}
+                    Some(old @ Value::Object(o)) if v.is_object() && !o.is_empty() => {
+                        let (w, i) = diff(old, v);
+                        was.insert(k.clone(), w);
+                        is.insert(k.clone(), i);
+                    }
+                    old => {
+                        was.insert(k.clone(), old.cloned().unwrap_or(Value::Null));
+                        is.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for (k, v) in b {
+                if !a.contains_key(k) {
+                    was.insert(k.clone(), v.clone());
+                    is.insert(k.clone(), Value::Null);
+                }
+            }
+            (Value::Object(was), Value::Object(is))
+        }
+        (b, a) if b == a => (Value::Object(Map::new()), Value::Object(Map::new())),
+        (b, a) => (b.clone(), a.clone()),
+    }
+}
+
+/// An instant as the history stores and hashes it: microseconds, so that both backends give back
+/// exactly what was hashed.
+pub fn history_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// The text form of an instant inside the hash.
+pub fn hash_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// SHA-256 (hex) over the previous row's hash and a row's fields, each field length-prefixed
+/// (absent fields marked apart from empty ones) so that no two rows share an encoding.
+pub fn chain_hash(prev_hash: &str, fields: &[Option<&str>]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"plan-invoicer change v1\n");
+    ctx.update(prev_hash.as_bytes());
+    for f in fields {
+        match f {
+            None => ctx.update(b"\n-"),
+            Some(s) => {
+                ctx.update(format!("\n{}:", s.len()).as_bytes());
+                ctx.update(s.as_bytes());
+            }
+        }
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_keeps_only_moved_fields() {
+        let (b, a) = diff(
+            &json!({"licenses": 5, "tier": "standard", "end_date": null}),
+            &json!({"licenses": 7, "tier": "standard", "end_date": "2013-01-01"}),
+        );
+        assert_eq!(b, json!({"licenses": 5, "end_date": null}));
+        assert_eq!(a, json!({"licenses": 7, "end_date": "2013-01-01"}));
+        let (b, a) = diff(&json!({}), &json!({"id": 3}));
+        assert_eq!((b, a), (json!({}), json!({"id": 3})));
+        let (b, a) = diff(
+            &json!({"plans": {"1": {"price": 800, "tier": "s"}, "2": {"price": 8}}}),
+            &json!({"plans": {"1": {"price": 600, "tier": "s"}, "2": {"price": 8}}}),
+        );
+        assert_eq!(b, json!({"plans": {"1": {"price": 800}}}));
+        assert_eq!(a, json!({"plans": {"1": {"price": 600}}}));
+        let (b, a) = diff(&json!({"x": 1}), &json!({"x": 1}));
+        assert_eq!((b, a), (json!({}), json!({})));
+        let (b, a) = diff(&json!({"gone": 1}), &json!({}));
+        assert_eq!((b, a), (json!({"gone": 1}), json!({"gone": null})));
+    }
+
+    #[test]
+    fn texts_are_bounded_and_printable() {
+        assert_eq!(text("reason", "  asked by finance ", 100).ok(), Some("asked by finance".into()));
+        for bad in ["", "   ", "a\nb", "a\u{1b}[31m", "\u{0}"] {
+            let r = text("reason", bad, 100);
+            assert!(r.is_err(), "{bad:?}");
+            assert_eq!(r.err().and_then(|r| r.field()), Some("reason"));
+        }
+        assert!(text("reason", &"é".repeat(100), 100).is_ok());
+        assert!(text("reason", &"é".repeat(101), 100).is_err());
+        let a = Author::api("host", Some(("on_behalf_of", "ann@example.com")), None, None);
+        assert_eq!(a.ok().map(|a| a.actor), Some("api:host".to_string()));
+        assert!(Author::cli("root", Some("x\ry")).is_err());
+    }
+
+    #[test]
+    fn the_chain_depends_on_every_field_and_the_previous_hash() {
+        let h = chain_hash(GENESIS_HASH, &[Some("1"), None, Some("a")]);
+        assert_eq!(h.len(), 64);
+        assert_eq!(h, chain_hash(GENESIS_HASH, &[Some("1"), None, Some("a")]));
+        assert_ne!(h, chain_hash(GENESIS_HASH, &[Some("1"), Some(""), Some("a")]));
+        assert_ne!(h, chain_hash(GENESIS_HASH, &[Some("1"), None, Some("b")]));
+        assert_ne!(h, chain_hash(&h, &[Some("1"), None, Some("a")]));
+        // Fields cannot slide into each other.
+        assert_ne!(
+            chain_hash(GENESIS_HASH, &[Some("ab"), Some("c")]),
+            chain_hash(GENESIS_HASH, &[Some("a"), Some("bc")])
+        );
+    }
+}
