@@ -6,11 +6,11 @@ use serde_json::Value;
 use super::commands::parse_time;
 use super::render::{out, Output};
 use crate::db::changes::{self, Break, ChangeFilter};
-use crate::views::{ChangeView, LastChange};
 use crate::db::{Conn, Db};
 use crate::domain::change::{text, MAX_NAME_CHARS};
 use crate::domain::Ts;
 use crate::error::{refuse, AppError};
+use crate::views::{ChangeView, LastChange};
 
 /// The most rows one page of `changes list` holds.
 pub const MAX_LIMIT: i64 = 1000;

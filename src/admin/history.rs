@@ -180,7 +180,11 @@ fn snapshot_of(c: &mut Conn, subject: Subject) -> Result<Value, AppError> {
 /// A customer's fields as the history compares them: its view (without the list of plan ids)
 /// and its plans' snapshots by id, since a customer's settings reprice its plans.
 fn customer_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
-    let Some(customer) = id.map(|id| repo::get_customer(c, id)).transpose()?.flatten() else {
+    let Some(customer) = id
+        .map(|id| repo::get_customer(c, id))
+        .transpose()?
+        .flatten()
+    else {
         return Ok(json!({}));
     };
     let mut v = to_json(CustomerView::new(&customer, vec![]))?;

@@ -4,8 +4,8 @@
 
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db};
-use crate::domain::refusal::{spell, Spelling};
 use crate::domain::change::Author;
+use crate::domain::refusal::{spell, Spelling};
 use crate::domain::Ts;
 use crate::error::{refuse, AppError};
 use crate::jobs;
@@ -54,7 +54,12 @@ pub fn offer(db: &Db, cmd: OfferCmd, now: Ts, author: &Author) -> Result<Output,
 }
 
 /// Runs an offer command and records it in the change history (one transaction).
-pub fn offer_cmd(c: &mut Conn, cmd: OfferCmd, now: Ts, author: &Author) -> Result<Output, AppError> {
+pub fn offer_cmd(
+    c: &mut Conn,
+    cmd: OfferCmd,
+    now: Ts,
+    author: &Author,
+) -> Result<Output, AppError> {
     history::recorded(c, author, now, history::offer_write(&cmd), |c| {
         offer_run(c, cmd, now)
     })

@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::db::api::{self as rows, TokenRow};
 use crate::db::Conn;
+use crate::domain::change::{Author, Change};
 use crate::domain::Ts;
 use crate::error::{conflict, invalid, refuse, AppError};
 
@@ -69,7 +70,44 @@ pub struct Caller {
     pub scope: Scope,
 }
 
-pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts) -> Result<Output, AppError> {
+/// Runs a token command; creating and revoking are recorded in the change history (never the
+/// secret), in the command's transaction.
+pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts, author: &Author) -> Result<Output, AppError> {
+    let operation = match &cmd {
+        ApiTokenCmd::Create { .. } => "api_token.create",
+        ApiTokenCmd::Revoke { .. } => "api_token.revoke",
+        ApiTokenCmd::List => return run_cmd(c, cmd, now),
+    };
+    c.transaction(|c| {
+        let out = run_cmd(c, cmd, now)?;
+        let name = out.json.get("name").cloned().unwrap_or_default();
+        let (before, after) = match operation {
+            "api_token.create" => (
+                serde_json::json!({}),
+                serde_json::json!({ "name": name, "scope": out.json.get("scope") }),
+            ),
+            _ => (
+                serde_json::json!({ "revoked": false }),
+                serde_json::json!({ "revoked": true }),
+            ),
+        };
+        let change = Change {
+            at: now,
+            operation: operation.to_string(),
+            customer_id: None,
+            plan_id: None,
+            new_plan_id: None,
+            invoice_id: None,
+            objects: serde_json::json!({ "token": name }),
+            before,
+            after,
+        };
+        super::history::record(c, author, &change)?;
+        Ok(out)
+    })
+}
+
+fn run_cmd(c: &mut Conn, cmd: ApiTokenCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         ApiTokenCmd::Create { name, scope } => {
             let scope = Scope::parse(&scope)?;

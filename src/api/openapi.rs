@@ -10,7 +10,8 @@ use serde_json::{json, Map, Value};
 
 use super::error::ErrorBody;
 use super::wire::{
-    AckBody, EventsPage, EventsQuery, InvoiceQuery, InvoicesPage, PlanQuery, PreviewQuery,
+    AckBody, ChangesPage, ChangesQuery, EventsPage, EventsQuery, InvoiceQuery, InvoicesPage,
+    PlanQuery, PreviewQuery,
 };
 use crate::admin::{CustomerCmd, OfferCmd, PlanCmd, Reply, CUSTOMER_ACTIONS, PLAN_ACTIONS};
 use crate::db::models::PlanEventRow;
@@ -26,6 +27,15 @@ struct Op {
     query: Option<Value>,
     body: Option<Value>,
     response: Value,
+}
+
+impl Op {
+    /// Whether the operation is an admin write, recorded in the change history.
+    fn records_change(&self) -> bool {
+        ["/v1/customers", "/v1/plans", "/v1/offers"]
+            .iter()
+            .any(|p| self.path.starts_with(p))
+    }
 }
 
 struct Schemas {
@@ -258,6 +268,16 @@ fn other_operations(s: &mut Schemas) -> Vec<Op> {
             )
         },
         Op {
+            query: Some(s.request::<ChangesQuery>()),
+            response: s.response::<ChangesPage>(),
+            ..op(
+                "get",
+                "/v1/changes",
+                "listChanges",
+                "The change history: who changed what, when and why, oldest first, a page at a time (`changes list`).",
+            )
+        },
+        Op {
             response: s.response::<StatusView>(),
             ..op(
                 "get",
@@ -401,6 +421,18 @@ pub fn document() -> Value {
                 "name": "Idempotency-Key", "in": "header", "required": false,
                 "description": "A retry with the same key gets the first response back (24 hours), never a second write.",
                 "schema": { "type": "string", "minLength": 1, "maxLength": 255 }
+            }));
+        }
+        if post && o.records_change() {
+            parameters.push(json!({
+                "name": "Plan-Invoicer-Reason", "in": "header", "required": false,
+                "description": "Why: kept with the write in the change history (`GET /v1/changes`). UTF-8, at most 1,000 characters, no control characters.",
+                "schema": { "type": "string", "minLength": 1, "maxLength": 1000 }
+            }));
+            parameters.push(json!({
+                "name": "Plan-Invoicer-On-Behalf-Of", "in": "header", "required": false,
+                "description": "The host application's end user the write is made for, kept in the change history. UTF-8, at most 200 characters, no control characters.",
+                "schema": { "type": "string", "minLength": 1, "maxLength": 200 }
             }));
         }
         let mut responses = error_responses(&error, post);

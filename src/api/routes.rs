@@ -11,11 +11,12 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::wire::{
-    from_json, json_response, limit_of, ok, page, AckBody, EventsQuery, InvoiceQuery, PlanQuery,
-    PreviewQuery,
+    from_json, json_response, limit_of, ok, page, AckBody, ChangesQuery, EventsQuery, InvoiceQuery,
+    PlanQuery, PreviewQuery,
 };
 use super::writes::{command_write, fingerprint, write, Write};
 use super::{json_object, path_id, query, ApiState};
+use crate::admin::changes::ChangeQuery;
 use crate::admin::tokens::Caller;
 use crate::admin::{
     self, find_action, Action, CustomerCmd, PlanCmd, CUSTOMER_ACTIONS, PLAN_ACTIONS,
@@ -39,6 +40,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/offers", post(create_offer))
         .route("/v1/offers/{id}/accept", post(accept_offer))
         .route("/v1/invoices", get(list_invoices))
+        .route("/v1/changes", get(list_changes))
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
         .route("/v1/events/ack", post(ack_events))
@@ -294,6 +296,35 @@ async fn list_invoices(
         .run(|c| repo::list_invoices(c, &filter).map_err(AppError::from))
         .await?;
     let views: Vec<InvoiceView> = records.iter().map(InvoiceView::from).collect();
+    Ok(ok(&page(views, limit)))
+}
+
+/// `GET /v1/changes`: `changes list`'s filters and page, the API's cursor (`starting_after`).
+async fn list_changes(
+    State(state): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q: ChangesQuery = query(q.as_deref())?;
+    let limit = limit_of(q.limit)?;
+    let time = |field: &'static str, v: Option<String>| {
+        v.as_deref()
+            .map(crate::admin::parse_time)
+            .transpose()
+            .map_err(|e| ApiError::invalid(e).with_param(field))
+    };
+    let changes = ChangeQuery {
+        customer: q.customer,
+        plan: q.plan,
+        actor: q.actor,
+        operation: q.operation,
+        since: time("since", q.since)?,
+        until: time("until", q.until)?,
+        limit: Some(limit),
+        starting_after: q.starting_after,
+    };
+    let views = state
+        .run(|c| crate::admin::changes::list(c, changes, 1))
+        .await?;
     Ok(ok(&page(views, limit)))
 }
 

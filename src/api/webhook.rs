@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::error::{ApiError, ErrorType};
 use super::ApiState;
-use crate::billing::payments::apply_invoice_event;
+use crate::billing::payments::{apply_invoice_event, WEBHOOK_ACTOR};
 use crate::stripe::events::StripeEvent;
 use crate::stripe::webhook::verify;
 
@@ -106,7 +106,9 @@ pub(super) async fn receive(
         }
     };
     let now = state.clock.now();
-    let outcome = state.run(|c| apply_invoice_event(c, &event, now)).await?;
+    let outcome = state
+        .run(|c| apply_invoice_event(c, &event, now, WEBHOOK_ACTOR))
+        .await?;
     // The type comes from a signed event: Stripe's own, closed list of names.
     state.webhook_stats.record(&event.kind, outcome.name());
     info!(

@@ -42,6 +42,19 @@ pub(super) struct InvoiceQuery {
     pub(super) limit: Option<i64>,
 }
 
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChangesQuery {
+    pub(super) customer: Option<i64>,
+    pub(super) plan: Option<i64>,
+    pub(super) actor: Option<String>,
+    pub(super) operation: Option<String>,
+    pub(super) since: Option<String>,
+    pub(super) until: Option<String>,
+    pub(super) starting_after: Option<i64>,
+    pub(super) limit: Option<i64>,
+}
+
 pub(super) fn limit_of(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
@@ -63,6 +76,7 @@ pub(super) struct Page<T> {
 
 pub(super) type InvoicesPage = Page<InvoiceView>;
 pub(super) type EventsPage = Page<PlanEventRow>;
+pub(super) type ChangesPage = Page<crate::views::ChangeView>;
 
 /// A page from items read with one more than asked.
 pub(super) fn page<T: serde::Serialize>(mut items: Vec<T>, limit: i64) -> Value {

@@ -11,13 +11,13 @@ use serde_json::Value;
 use super::error::{ApiError, ErrorType};
 use super::wire::{command, json_response};
 use super::{json_object, ApiState};
+use super::{ON_BEHALF_OF_HEADER, REASON_HEADER};
 use crate::admin::tokens::{sha256_hex, Caller};
 use crate::admin::{self, CustomerCmd, OfferCmd, Output, PlanCmd};
 use crate::db::api as rows;
 use crate::db::Conn;
 use crate::domain::change::Author;
 use crate::domain::Ts;
-use super::{ON_BEHALF_OF_HEADER, REASON_HEADER};
 use crate::error::AppError;
 
 /// A write: which admin command, for the executor.
@@ -110,13 +110,19 @@ pub(super) async fn write(
 
 /// Who writes, for the change history: the token's name, and what the request says in
 /// `Plan-Invoicer-On-Behalf-Of` (the host application's end user) and `Plan-Invoicer-Reason`.
-fn author_of(caller: &Caller, headers: &HeaderMap, key: Option<String>) -> Result<Author, ApiError> {
+fn author_of(
+    caller: &Caller,
+    headers: &HeaderMap,
+    key: Option<String>,
+) -> Result<Author, ApiError> {
     let header = |name: &'static str| -> Result<Option<(&'static str, &str)>, ApiError> {
         match headers.get(name) {
             None => Ok(None),
             Some(v) => std::str::from_utf8(v.as_bytes())
                 .map(|text| Some((name, text)))
-                .map_err(|_| ApiError::invalid(format!("{name} is not UTF-8 text")).with_param(name)),
+                .map_err(|_| {
+                    ApiError::invalid(format!("{name} is not UTF-8 text")).with_param(name)
+                }),
         }
     };
     Ok(Author::api(

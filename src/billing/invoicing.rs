@@ -5,8 +5,13 @@
 
 use tracing::info;
 
+use serde_json::{json, Value};
+
+use crate::clock::wall_time;
+use crate::db::changes;
 use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
+use crate::domain::change::{diff, plan_fields, Author, Change};
 use crate::domain::cycle::{fixed_price_review_due, usage_freshness, Freshness};
 use crate::domain::dates::next_invoice_date_after;
 use crate::domain::{invoice_lines, Customer, Plan, PlanStatus, Ts};
@@ -60,6 +65,8 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts, checks: Checks) -> Resu
         return Ok(Step::NotDue);
     }
     let customer = super::customer(c, p.customer_id)?;
+    let before = plan_fields(&p);
+    let mut new_plan_id = None;
 
     if checks == Checks::FirstDueDate {
         if let Some(reason) = checks_of_the_pass(c, &mut p, &customer, t, now)? {
@@ -81,6 +88,7 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts, checks: Checks) -> Resu
             step = super::apply_end_of_cycle(c, &mut p, &customer, t, now)?;
             crossed += 1;
         }
+        new_plan_id = step.new_plan_id;
     }
     let entries = repo::ledger_of(c, p.id)?;
     let draft = invoice_lines(&p, &customer, &entries, t)?;
@@ -114,8 +122,50 @@ pub fn invoice_step(c: &mut Conn, plan_id: i64, now: Ts, checks: Checks) -> Resu
     };
     p.stale_audit_log_data_email_sent = false;
     repo::save_plan(c, &p)?;
+    record_step(c, (&before, &p), new_plan_id, invoice_id, now)?;
     Ok(Step::Advanced(invoice_id))
 }
+
+/// The step's change in the history (actor `system:pass`): what it did to the plan, named by its
+/// outcome — a switch to a new plan, the plan's end, an invoice, or only the plan advanced.
+fn record_step(
+    c: &mut Conn,
+    (before, p): (&Value, &Plan),
+    new_plan_id: Option<i64>,
+    invoice_id: Option<InvoiceId>,
+    now: Ts,
+) -> Result<(), AppError> {
+    let operation = match (new_plan_id, p.status, invoice_id) {
+        (Some(_), _, _) => "pass.switch",
+        (None, PlanStatus::Ended, _) => "pass.end",
+        (None, _, Some(_)) => "pass.invoice",
+        (None, _, None) => "pass.advance",
+    };
+    let (was, is) = diff(before, &plan_fields(p));
+    let mut objects = json!({ "customer": p.customer_id, "plan": p.id });
+    if let Some(n) = new_plan_id {
+        objects["new_plan"] = n.into();
+    }
+    if let Some(i) = invoice_id {
+        objects["invoice"] = i.0.into();
+    }
+    let change = Change {
+        at: now,
+        operation: operation.to_string(),
+        customer_id: Some(p.customer_id),
+        plan_id: Some(p.id),
+        new_plan_id,
+        invoice_id: invoice_id.map(|i| i.0),
+        objects,
+        before: was,
+        after: is,
+    };
+    changes::append(c, &Author::system(PASS_ACTOR), &change, wall_time())?;
+    Ok(())
+}
+
+/// The pass's actor in the change history.
+pub const PASS_ACTOR: &str = "system:pass";
 
 /// The notices and the usage-freshness check at a plan's first due date in a pass (docs/RULES.md
 /// §4): `Some(reason)` when invoicing waits for fresh usage data.

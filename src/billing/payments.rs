@@ -3,9 +3,14 @@
 //! moved forward only (docs/RULES.md, "Payments"), and each change written to the plan's events
 //! so the host application hears of it through the feed.
 
+use serde_json::{json, Value};
+
+use crate::clock::wall_time;
+use crate::db::changes;
 use crate::db::payments::{self, NewPayment};
 use crate::db::repo::{self, InvoiceFilter, NewEvent};
 use crate::db::Conn;
+use crate::domain::change::{diff, plan_fields, Author, Change};
 pub use crate::domain::InvoiceEvent;
 use crate::domain::{EventKind, InvoiceId, PaymentStatus, Ts};
 use crate::error::AppError;
@@ -37,10 +42,20 @@ impl Outcome {
     }
 }
 
+/// The webhook's actor in the change history.
+pub const WEBHOOK_ACTOR: &str = "stripe:webhook";
+/// `sync-payments`' actor in the change history.
+pub const SYNC_ACTOR: &str = "system:sync-payments";
+/// The overdue policy's actor in the change history.
+pub const OVERDUE_ACTOR: &str = "system:overdue";
+
+/// Applies one event; an applied one is recorded in the change history with `actor`
+/// ([`WEBHOOK_ACTOR`] or [`SYNC_ACTOR`]).
 pub fn apply_invoice_event(
     conn: &mut Conn,
     e: &InvoiceEvent,
     now: Ts,
+    actor: &'static str,
 ) -> Result<Outcome, AppError> {
     conn.transaction(|c| {
         let kind = EventKind::parse(&e.kind)
@@ -49,7 +64,7 @@ pub fn apply_invoice_event(
         if !payments::record_event(c, &e.id, &e.kind, e.local_invoice_id, "received", now)? {
             return Ok(Outcome::Duplicate);
         }
-        let outcome = apply(c, kind, e, now)?;
+        let outcome = apply(c, kind, e, now, actor)?;
         payments::set_event_outcome(c, &e.id, outcome.name())?;
         Ok(outcome)
     })
@@ -60,6 +75,7 @@ fn apply(
     kind: Option<EventKind>,
     e: &InvoiceEvent,
     now: Ts,
+    actor: &'static str,
 ) -> Result<Outcome, AppError> {
     let (Some(kind), Some(local)) = (kind, e.local_invoice_id) else {
         return Ok(Outcome::Ignored);
@@ -135,7 +151,44 @@ fn apply(
         },
         now,
     )?;
+    let fields = |status: Option<PaymentStatus>, attempts: i32| json!({ "payment_status": status.map(|s| s.name()), "attempt_count": attempts });
+    record_invoice_change(
+        c,
+        actor,
+        (inv.id, inv.plan_id.0, inv.customer_id.0),
+        "payment.status",
+        (
+            fields(status_now, attempts_before),
+            fields(Some(status), attempts),
+        ),
+        now,
+    )?;
     Ok(Outcome::Applied)
+}
+
+/// A change of an invoice's payment side in the history.
+fn record_invoice_change(
+    c: &mut Conn,
+    actor: &'static str,
+    (invoice, plan, customer): (InvoiceId, i64, i64),
+    operation: &str,
+    (before, after): (Value, Value),
+    now: Ts,
+) -> Result<(), AppError> {
+    let (was, is) = diff(&before, &after);
+    let change = Change {
+        at: now,
+        operation: operation.to_string(),
+        customer_id: Some(customer),
+        plan_id: Some(plan),
+        new_plan_id: None,
+        invoice_id: Some(invoice.0),
+        objects: json!({ "customer": customer, "plan": plan, "invoice": invoice.0 }),
+        before: was,
+        after: is,
+    };
+    changes::append(c, &Author::system(actor), &change, wall_time())?;
+    Ok(())
 }
 
 /// The overdue policy's decision for a small plan, in one transaction: the plan ends now
@@ -156,7 +209,21 @@ pub fn end_for_nonpayment(
         let mut p = record.plan;
         let ended = p.status.is_live();
         if ended {
+            let before = plan_fields(&p);
             let old = super::end_now(c, &mut p, now)?;
+            let (was, is) = diff(&before, &plan_fields(&p));
+            let change = Change {
+                at: now,
+                operation: "overdue.end_plan".to_string(),
+                customer_id: Some(p.customer_id),
+                plan_id: Some(p.id),
+                new_plan_id: None,
+                invoice_id: None,
+                objects: json!({ "customer": p.customer_id, "plan": p.id, "unpaid_invoices": unpaid }),
+                before: was,
+                after: is,
+            };
+            changes::append(c, &Author::system(OVERDUE_ACTOR), &change, wall_time())?;
             let mut e = NewEvent::about(EventKind::PlanDowngradedForNonpayment, &p, now);
             e.old_status = Some(old);
             e.new_status = Some(p.status);
@@ -195,6 +262,20 @@ pub fn record_void(conn: &mut Conn, invoice_id: i64, now: Ts) -> Result<(), AppE
             )?;
         }
         payments::void_done(c, invoice_id, now)?;
+        if let Some(inv) = repo::invoice_by_id(c, InvoiceId(invoice_id))? {
+            let status =
+                |p: Option<PaymentStatus>| json!({ "payment_status": p.map(|s| s.name()) });
+            let was = current.as_ref().map(|p| p.status);
+            let is = PaymentStatus::after(was, EventKind::InvoiceVoided).or(was);
+            record_invoice_change(
+                c,
+                OVERDUE_ACTOR,
+                (inv.id, inv.plan_id.0, inv.customer_id.0),
+                "overdue.void",
+                (status(was), status(is)),
+                now,
+            )?;
+        }
         Ok(())
     })
 }

@@ -293,7 +293,11 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
         Command::Plan(cmd) => admin::plan(&ctx.db()?, cmd, ctx.now, &ctx.author()?),
         Command::Offer(cmd) => admin::offer(&ctx.db()?, cmd, ctx.now, &ctx.author()?),
         Command::Changes(cmd) => admin::changes::run(&ctx.db()?, cmd),
-        Command::ApiToken(cmd) => ctx.db()?.run(|c| admin::tokens::run(c, cmd, ctx.now)),
+        Command::ApiToken(cmd) => {
+            let author = ctx.author()?;
+            ctx.db()?
+                .run(|c| admin::tokens::run(c, cmd, ctx.now, &author))
+        }
         Command::Invoices(cmd) => admin::invoices(&ctx.db()?, cmd),
         Command::Status => admin::status(&ctx.db()?, ctx.now),
         Command::Overdue {

@@ -15,9 +15,9 @@ use crate::progress::TerminalProgress;
 use crate::stripe::client::StripeGateway;
 
 use super::render::render_report;
-use crate::domain::change::Author;
 use super::{Cli, EmulatorCmd, ServeCmd};
 use crate::admin::{out, Output};
+use crate::domain::change::Author;
 
 /// What every command shares: the database URL, `--now` and the clock behind it.
 pub(super) struct Context {

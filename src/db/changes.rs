@@ -11,9 +11,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::{Conn, DbError};
-use crate::domain::change::{
-    chain_hash, hash_time, history_time, Author, Change, GENESIS_HASH,
-};
+use crate::domain::change::{chain_hash, hash_time, history_time, Author, Change, GENESIS_HASH};
 use crate::domain::Ts;
 use crate::with_conn;
 

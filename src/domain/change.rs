@@ -5,7 +5,7 @@
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde_json::{Map, Value};
 
-use super::Refusal;
+use super::{Plan, Refusal};
 
 /// The longest reason kept, in characters.
 pub const MAX_REASON_CHARS: usize = 1000;
@@ -148,6 +148,23 @@ pub fn diff(before: &Value, after: &Value) -> (Value, Value) {
     }
 }
 
+/// The fields of a plan that the jobs move (its status, tier, dates, invoicing position, credit),
+/// named as in the plan's view: what the pass's changes compare.
+pub fn plan_fields(p: &Plan) -> Value {
+    serde_json::json!({
+        "tier": p.tier.name(),
+        "status": p.status.name(),
+        "billing_schedule": p.billing_schedule.name(),
+        "billing_cycle_anchor": p.billing_cycle_anchor,
+        "next_invoice_date": p.next_invoice_date,
+        "end_date": p.end_date,
+        "invoiced_through_ledger_id": p.invoiced_through,
+        "price_per_license_cents": p.price_per_license,
+        "fixed_price_cents": p.fixed_price,
+        "credit_cents": p.credit,
+    })
+}
+
 /// An instant as the history stores and hashes it: microseconds, so that both backends give back
 /// exactly what was hashed.
 pub fn history_time(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -210,7 +227,10 @@ mod tests {
 
     #[test]
     fn texts_are_bounded_and_printable() {
-        assert_eq!(text("reason", "  asked by finance ", 100).ok(), Some("asked by finance".into()));
+        assert_eq!(
+            text("reason", "  asked by finance ", 100).ok(),
+            Some("asked by finance".into())
+        );
         for bad in ["", "   ", "a\nb", "a\u{1b}[31m", "\u{0}"] {
             let r = text("reason", bad, 100);
             assert!(r.is_err(), "{bad:?}");
@@ -218,7 +238,12 @@ mod tests {
         }
         assert!(text("reason", &"é".repeat(100), 100).is_ok());
         assert!(text("reason", &"é".repeat(101), 100).is_err());
-        let a = Author::api("host", Some(("on_behalf_of", "ann@example.com")), None, None);
+        let a = Author::api(
+            "host",
+            Some(("on_behalf_of", "ann@example.com")),
+            None,
+            None,
+        );
         assert_eq!(a.ok().map(|a| a.actor), Some("api:host".to_string()));
         assert!(Author::cli("root", Some("x\ry")).is_err());
     }
@@ -228,7 +253,10 @@ mod tests {
         let h = chain_hash(GENESIS_HASH, &[Some("1"), None, Some("a")]);
         assert_eq!(h.len(), 64);
         assert_eq!(h, chain_hash(GENESIS_HASH, &[Some("1"), None, Some("a")]));
-        assert_ne!(h, chain_hash(GENESIS_HASH, &[Some("1"), Some(""), Some("a")]));
+        assert_ne!(
+            h,
+            chain_hash(GENESIS_HASH, &[Some("1"), Some(""), Some("a")])
+        );
         assert_ne!(h, chain_hash(GENESIS_HASH, &[Some("1"), None, Some("b")]));
         assert_ne!(h, chain_hash(&h, &[Some("1"), None, Some("a")]));
         // Fields cannot slide into each other.

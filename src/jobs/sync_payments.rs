@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::billing::payments::{apply_invoice_event, Outcome};
+use crate::billing::payments::{apply_invoice_event, Outcome, SYNC_ACTOR};
 use crate::db::payments;
 use crate::db::Db;
 use crate::domain::Ts;
@@ -54,7 +54,9 @@ pub async fn sync_payments(
     };
     let mut newest: Option<Ts> = None;
     for e in &events {
-        let outcome = db.run_async(|c| apply_invoice_event(c, e, now)).await?;
+        let outcome = db
+            .run_async(|c| apply_invoice_event(c, e, now, SYNC_ACTOR))
+            .await?;
         match outcome {
             Outcome::Applied => report.applied += 1,
             Outcome::Unchanged => report.unchanged += 1,

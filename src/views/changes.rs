@@ -80,4 +80,3 @@ impl From<ChangeRow> for LastChange {
         }
     }
 }
-

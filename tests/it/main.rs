@@ -9,6 +9,7 @@ mod common;
 
 mod api;
 mod audit;
+mod changes;
 mod cli_errors;
 mod concurrency;
 mod daemon;

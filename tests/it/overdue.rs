@@ -292,11 +292,36 @@ fn zulips_table_end_to_end() {
             assert!(invoices_of(&db, c).is_empty());
         }
         assert_eq!(downgrades(&db, b.small_plan), 1);
+        // The change history says what the overdue job did, as its own actor: one plan ended and
+        // three invoices voided.
+        let by_overdue = db.ok(None, &["changes", "list", "--actor", "system:overdue"]);
+        let ops = |op: &str| {
+            by_overdue
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|c| c["operation"] == op).count())
+        };
+        assert_eq!(
+            (ops("overdue.end_plan"), ops("overdue.void")),
+            (1, 3),
+            "{by_overdue}"
+        );
+        let ended = db.ok(
+            None,
+            &["changes", "list", "--operation", "overdue.end_plan"],
+        );
+        assert_eq!(ended[0]["plan_id"], b.small_plan);
+        assert_eq!(ended[0]["before"]["status"], "active");
+        assert_eq!(ended[0]["after"]["status"], "ended");
 
         // A rerun changes nothing: the plan has ended, the invoices are void.
         let again = db.ok(None, &["overdue"]);
         assert_eq!(again["invoices_voided"], 0, "{again}");
         assert_eq!(customers(&again["plans_ended"]), Vec::<i64>::new());
+        assert_eq!(
+            db.ok(None, &["changes", "list", "--actor", "system:overdue"]),
+            by_overdue,
+            "a rerun records nothing"
+        );
         db.ok(None, &["sync-payments"]);
         assert_eq!(voided_in_stripe(&db), 3, "each invoice voided once");
         // `audit`: the voids are known, so no finding; a payment Stripe took that the local

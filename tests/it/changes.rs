@@ -1,0 +1,414 @@
+//! The change history on both backends: every surface records its actor and reason, a refused
+//! write records nothing, the pass records its own steps, the table refuses UPDATE and DELETE,
+//! and `changes verify` finds a row altered or removed behind the triggers' back.
+
+use diesel::{Connection, RunQueryDsl};
+use serde_json::{json, Value};
+
+use crate::common::http::{request, Api};
+use crate::common::{Backend, TestDb};
+
+const T0: &str = "2012-01-02T03:04:05Z";
+
+/// The binary as user `ann` at `now`, with `--json` and `args`: (exit code, document, stderr).
+fn as_ann(db: &TestDb, now: &str, args: &[&str]) -> (i32, Value, String) {
+    let out = db
+        .command()
+        .env("USER", "ann")
+        .args(["--json", "--now", now])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        doc,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn changes(db: &TestDb, filters: &[&str]) -> Vec<Value> {
+    let mut args = vec!["changes", "list"];
+    args.extend_from_slice(filters);
+    db.ok(None, &args).as_array().cloned().unwrap_or_default()
+}
+
+fn cli_writes_record_their_actor_and_reason(db: &TestDb) {
+    let (code, c, err) = as_ann(
+        db,
+        T0,
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Acme",
+            "--reason",
+            "signed up by phone",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let customer = c["id"].as_i64().unwrap_or_default().to_string();
+    let (_, p, _) = as_ann(
+        db,
+        T0,
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &customer,
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "5",
+            "--automanage-licenses",
+        ],
+    );
+    let plan = p["id"].as_i64().unwrap_or_default().to_string();
+    let (code, _, err) = as_ann(
+        db,
+        "2012-01-10T00:00:00Z",
+        &[
+            "plan",
+            "seats",
+            &plan,
+            "--count",
+            "8",
+            "--reason",
+            "ticket 4411",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // Refused writes leave no history: a bad count, and a reason with a control character
+    // (refused before anything is written: the customer is not created either).
+    let before = changes(db, &[]);
+    let (code, _, err) = as_ann(
+        db,
+        "2012-01-11T00:00:00Z",
+        &["plan", "seats", &plan, "--count", "-1"],
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = as_ann(
+        db,
+        T0,
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Forged",
+            "--reason",
+            "ok\nforged line",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--reason must not contain control characters"),
+        "{err}"
+    );
+    assert_eq!(changes(db, &[]), before, "refused writes record nothing");
+    assert_ne!(
+        db.run(None, &["customer", "show", "2"]).0,
+        0,
+        "no customer was created"
+    );
+
+    let all = changes(db, &[]);
+    assert_eq!(all.len(), 3, "{all:?}");
+    let ops: Vec<&str> = all.iter().filter_map(|c| c["operation"].as_str()).collect();
+    assert_eq!(ops, ["customer.create", "plan.create", "plan.seats"]);
+    assert!(all.iter().all(|c| c["actor"] == "cli:ann"), "{all:?}");
+    assert_eq!(all[0]["reason"], "signed up by phone");
+    assert_eq!(all[0]["after"]["name"], "Acme");
+    assert_eq!(all[0]["before"], json!({}));
+    let seats = &all[2];
+    assert_eq!(seats["reason"], "ticket 4411");
+    assert_eq!(seats["at"], "2012-01-10T00:00:00Z");
+    assert_eq!(seats["plan_id"].to_string(), plan);
+    assert_eq!(seats["customer_id"].to_string(), customer);
+    assert_eq!(seats["before"]["licenses"], 5);
+    assert_eq!(seats["after"]["licenses"], 8);
+    assert!(
+        seats["before"].get("tier").is_none(),
+        "only moved fields: {seats}"
+    );
+
+    // `show` says who made the last change.
+    let shown = db.plan(plan.parse().unwrap_or_default());
+    assert_eq!(shown["last_change"]["actor"], "cli:ann");
+    assert_eq!(shown["last_change"]["operation"], "plan.seats");
+    assert_eq!(shown["last_change"]["reason"], "ticket 4411");
+    let c = db.ok(None, &["customer", "show", &customer]);
+    assert_eq!(c["last_change"]["operation"], "plan.seats");
+
+    // The pass writes its own change, as `system:pass`.
+    db.pass("2012-02-02T03:04:05Z");
+    let by_pass = changes(db, &["--actor", "system:pass"]);
+    assert_eq!(by_pass.len(), 1, "{by_pass:?}");
+    assert_eq!(by_pass[0]["operation"], "pass.invoice");
+    assert_eq!(
+        by_pass[0]["before"]["next_invoice_date"],
+        "2012-02-02T03:04:05Z"
+    );
+    assert_eq!(
+        by_pass[0]["after"]["next_invoice_date"],
+        "2012-03-02T03:04:05Z"
+    );
+    assert!(by_pass[0]["invoice_id"].is_i64());
+
+    // Filters and pages.
+    assert_eq!(changes(db, &["--plan", &plan]).len(), 3);
+    assert_eq!(changes(db, &["--operation", "plan.seats"]).len(), 1);
+    let window = changes(
+        db,
+        &[
+            "--since",
+            "2012-01-05T00:00:00Z",
+            "--until",
+            "2012-02-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(window.len(), 1, "{window:?}");
+    let first = changes(db, &["--limit", "2"]);
+    let last_id = first[1]["id"].to_string();
+    let next = changes(db, &["--limit", "2", "--starting-after", &last_id]);
+    assert_eq!(
+        first
+            .iter()
+            .chain(&next)
+            .map(|c| c["id"].clone())
+            .collect::<Vec<_>>(),
+        changes(db, &[])
+            .iter()
+            .map(|c| c["id"].clone())
+            .collect::<Vec<_>>()
+    );
+    let err = db.refused(None, &["changes", "list", "--limit", "0"]);
+    assert!(err.contains("--limit must be 1 to 1000"), "{err}");
+
+    let verified = db.ok(None, &["changes", "verify"]);
+    assert_eq!(verified["rows"], 4);
+    assert!(verified["first_break"].is_null());
+}
+
+/// A statement straight on the database, around the binary.
+fn sql(db: &TestDb, statement: &str) -> Result<usize, String> {
+    match db.backend {
+        Backend::Sqlite => {
+            let path = db.url.trim_start_matches("sqlite://");
+            let mut c =
+                diesel::sqlite::SqliteConnection::establish(path).map_err(|e| e.to_string())?;
+            diesel::sql_query(statement)
+                .execute(&mut c)
+                .map_err(|e| e.to_string())
+        }
+        Backend::Postgres => {
+            let mut c = diesel::pg::PgConnection::establish(&db.url).map_err(|e| e.to_string())?;
+            diesel::sql_query(statement)
+                .execute(&mut c)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Runs `statement` with the history's triggers out of the way, as an intruder with the
+/// database's owner rights would.
+fn behind_the_triggers(db: &TestDb, statement: &str) {
+    let wrapped = match db.backend {
+        Backend::Sqlite => vec![
+            "DROP TRIGGER IF EXISTS change_log_no_update".to_string(),
+            "DROP TRIGGER IF EXISTS change_log_no_delete".to_string(),
+            statement.to_string(),
+        ],
+        Backend::Postgres => vec![
+            "ALTER TABLE change_log DISABLE TRIGGER change_log_no_update_or_delete".to_string(),
+            statement.to_string(),
+            "ALTER TABLE change_log ENABLE TRIGGER change_log_no_update_or_delete".to_string(),
+        ],
+    };
+    for s in wrapped {
+        sql(db, &s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+}
+
+fn verify(db: &TestDb) -> (i32, Value) {
+    let (code, out, err) = db.run(None, &["changes", "verify"]);
+    (
+        code,
+        serde_json::from_str(&out).unwrap_or_else(|_| json!({ "stderr": err })),
+    )
+}
+
+fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
+    let customer = db
+        .id(Some(T0), &["customer", "create", "--name", "Acme"])
+        .to_string();
+    for cents in ["100", "200", "300", "400"] {
+        db.ok(
+            Some(T0),
+            &[
+                "customer",
+                "set-discount",
+                &customer,
+                "--monthly-discounted-price-cents",
+                cents,
+                "--annual-discounted-price-cents",
+                "1000",
+                "--required-plan-tier",
+                "cloud_standard",
+            ],
+        );
+    }
+    assert_eq!(verify(db).0, 0);
+    // The triggers refuse UPDATE and DELETE, whoever asks.
+    let update = sql(db, "UPDATE change_log SET reason = 'forged' WHERE id = 2");
+    assert!(
+        update.as_ref().is_err_and(|e| e.contains("append-only")),
+        "{update:?}"
+    );
+    let delete = sql(db, "DELETE FROM change_log WHERE id = 2");
+    assert!(
+        delete.as_ref().is_err_and(|e| e.contains("append-only")),
+        "{delete:?}"
+    );
+
+    // An altered row is named.
+    behind_the_triggers(db, "UPDATE change_log SET reason = 'forged' WHERE id = 3");
+    let (code, v) = verify(db);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["first_break"], json!({ "problem": "altered", "id": 3 }));
+    assert_eq!(v["rows"], 2);
+    let text = db
+        .command()
+        .args(["changes", "verify"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("change 3 was altered"), "{text}");
+
+    // Put back, the chain holds again; a removed row is named.
+    behind_the_triggers(db, "UPDATE change_log SET reason = NULL WHERE id = 3");
+    assert_eq!(verify(db).0, 0);
+    behind_the_triggers(db, "DELETE FROM change_log WHERE id = 2");
+    let (code, v) = verify(db);
+    assert_eq!(code, 3);
+    assert_eq!(
+        v["first_break"],
+        json!({ "problem": "unlinked", "id": 3, "expected_id": 2 })
+    );
+    // The newest rows removed: the chain ends before the head.
+    behind_the_triggers(db, "DELETE FROM change_log WHERE id >= 2");
+    let (code, v) = verify(db);
+    assert_eq!(code, 3);
+    assert_eq!(
+        v["first_break"],
+        json!({ "problem": "truncated", "last_id": 1, "head_id": 5 })
+    );
+}
+
+on_both_backends!(
+    cli_writes_record_their_actor_and_reason,
+    the_history_is_append_only_and_tampering_is_found
+);
+
+/// The API records the token, the reason and the end user its headers name; a replayed
+/// idempotent write records one change; a read token reads the history; bad headers are
+/// refused with nothing written.
+#[test]
+fn api_writes_record_token_reason_and_on_behalf_of() {
+    for db in [Backend::Sqlite, Backend::Postgres]
+        .into_iter()
+        .filter_map(TestDb::new)
+    {
+        let api = Api::start(&db, true);
+        let customer = api.ok("/v1/customers", None, json!({ "name": "Acme" }))["id"].clone();
+        let plan = api.ok(
+            "/v1/plans",
+            Some(T0),
+            json!({ "customer": customer, "tier": "cloud_standard", "schedule": "monthly",
+                    "licenses": 10, "automanage_licenses": true }),
+        )["id"]
+            .as_i64()
+            .unwrap_or_default();
+        let auth = format!("Bearer {}", api.write);
+        let seats = |headers: &[(&str, &str)], count: i64| {
+            let mut h = vec![
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+                ("Plan-Invoicer-Now", "2012-01-10T00:00:00Z"),
+            ];
+            h.extend_from_slice(headers);
+            request(
+                api.port,
+                "POST",
+                &format!("/v1/plans/{plan}/seats"),
+                &h,
+                json!({ "count": count }).to_string().as_bytes(),
+            )
+        };
+        let said = [
+            ("Plan-Invoicer-Reason", "the customer asked in chat"),
+            ("Plan-Invoicer-On-Behalf-Of", "ann@acme.example"),
+            ("Idempotency-Key", "seats-1"),
+        ];
+        assert_eq!(seats(&said, 12).status, 200);
+        assert_eq!(seats(&said, 12).status, 200, "the replay");
+        for bad in [
+            ("Plan-Invoicer-Reason", "tab\there"),
+            ("Plan-Invoicer-Reason", "   "),
+            ("Plan-Invoicer-On-Behalf-Of", &"x".repeat(201)),
+        ] {
+            let r = seats(&[bad], 13);
+            assert_eq!(r.status, 400, "{bad:?}: {r:?}");
+            assert_eq!(r.body["error"]["param"], bad.0.to_lowercase(), "{r:?}");
+        }
+
+        let page = api.get(&format!("/v1/changes?plan={plan}"));
+        assert_eq!(page.status, 200, "a read token reads the history: {page:?}");
+        let data = page.body["data"].as_array().cloned().unwrap_or_default();
+        let ops: Vec<&str> = data
+            .iter()
+            .filter_map(|c| c["operation"].as_str())
+            .collect();
+        assert_eq!(
+            ops,
+            ["plan.create", "plan.seats"],
+            "one change for the replayed key"
+        );
+        let change = &data[1];
+        assert!(
+            change["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("api:host-")),
+            "{change}"
+        );
+        assert_eq!(change["reason"], "the customer asked in chat");
+        assert_eq!(change["on_behalf_of"], "ann@acme.example");
+        assert_eq!(change["idempotency_key"], "seats-1");
+        assert_eq!(change["after"]["licenses"], 12);
+        // The same history through the CLI.
+        let cli = db.ok(None, &["changes", "list", "--plan", &plan.to_string()]);
+        assert_eq!(Value::Array(data.clone()), cli);
+        // The API's page conventions, and bounds at the door.
+        let one = api.get(&format!("/v1/changes?plan={plan}&limit=1"));
+        assert_eq!(one.body["has_more"], true);
+        let rest = api.get(&format!(
+            "/v1/changes?plan={plan}&starting_after={}",
+            one.body["data"][0]["id"]
+        ));
+        assert_eq!(rest.body["data"].as_array().map(Vec::len), Some(1));
+        for (q, param) in [
+            ("limit=0", "limit"),
+            ("since=yesterday", "since"),
+            ("until=9999-12-31T00:00:00Z", "until"),
+            ("customer=-1", "customer"),
+            ("actor=%01", "actor"),
+        ] {
+            let r = api.get(&format!("/v1/changes?{q}"));
+            assert_eq!(r.status, 400, "{q}: {r:?}");
+            assert_eq!(r.body["error"]["param"], param, "{q}: {r:?}");
+        }
+    }
+}
