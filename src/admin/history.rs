@@ -80,6 +80,13 @@ pub fn recorded(
     run: impl FnOnce(&mut Conn) -> Result<Output, AppError>,
 ) -> Result<Output, AppError> {
     c.transaction(|c| {
+        // Locked before the first read, so that the snapshot is the state the write changes
+        // (and, on SQLite, so that the transaction holds the write lock from its start: a read
+        // lock upgraded later fails under WAL instead of waiting).
+        match subject {
+            Subject::Plan(id) => repo::lock_plan(c, id)?,
+            _ => changes::lock_for_write(c)?,
+        }
         let before = snapshot_of(c, subject)?;
         let out = run(c)?;
         let answer = |k: &str| out.json.get(k).and_then(Value::as_i64);
@@ -126,7 +133,8 @@ pub fn recorded(
             objects["new_plan"] = new.into();
         }
         if customer_id.is_none() {
-            customer_id = customer_of(c, subject, plan_id.or(new_plan_id))?;
+            // A plan's or an offer's snapshot names its customer.
+            customer_id = after.get("customer_id").and_then(Value::as_i64);
         }
         let (was, mut is) = diff(&before, &after);
         if let Some(new) = new_plan_id {
@@ -156,16 +164,6 @@ pub fn record(c: &mut Conn, author: &Author, change: &Change) -> Result<i64, App
         change,
         crate::clock::wall_time(),
     )?)
-}
-
-fn customer_of(c: &mut Conn, subject: Subject, plan: Option<i64>) -> Result<Option<i64>, AppError> {
-    if let Subject::Offer(id) = subject {
-        return Ok(repo::get_offer(c, id)?.map(|o| o.customer_id));
-    }
-    Ok(match plan {
-        Some(p) => repo::get_plan(c, p)?.map(|r| r.plan.customer_id),
-        None => None,
-    })
 }
 
 fn snapshot_of(c: &mut Conn, subject: Subject) -> Result<Value, AppError> {
@@ -205,8 +203,11 @@ pub fn plan_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
     let Some(record) = id.map(|id| repo::get_plan(c, id)).transpose()?.flatten() else {
         return Ok(json!({}));
     };
-    let ledger = repo::ledger_of(c, record.plan.id)?;
-    let mut v = to_json(PlanView::new(&record, &ledger))?;
+    // The view reads the newest ledger entry only (the plan's licenses).
+    let newest: Vec<_> = repo::newest_ledger_entry(c, record.plan.id)?
+        .into_iter()
+        .collect();
+    let mut v = to_json(PlanView::new(&record, &newest))?;
     if let Some(o) = v.as_object_mut() {
         for k in [
             "lease_owner",

@@ -176,6 +176,19 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
+    /// Time the change history at a book's size: seeds CUSTOMERS customers with a creation and
+    /// a monthly pass change each, then times `changes list --customer` and `changes verify`.
+    BenchChanges {
+        /// How many customers (each with one plan).
+        #[arg(long, default_value_t = 100_000)]
+        customers: i64,
+        /// Months of history after each creation.
+        #[arg(long, default_value_t = 12)]
+        months: i64,
+        /// Use this empty database instead of a temporary SQLite file.
+        #[arg(long)]
+        empty_database_url: Option<String>,
+    },
     /// A self-contained tour: SQLite in a fresh directory, the Stripe emulator, a year of passes.
     Demo {
         /// Where to put the demo database (default: a new temporary directory).
@@ -327,6 +340,11 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             empty_database_url,
             tuning,
         } => worker::bench(plans, empty_database_url.as_deref(), &tuning).await,
+        Command::BenchChanges {
+            customers,
+            months,
+            empty_database_url,
+        } => worker::bench_changes(customers, months, empty_database_url.as_deref()),
         Command::BenchApi {
             url,
             token,

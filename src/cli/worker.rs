@@ -322,6 +322,17 @@ pub(super) async fn bench(
     out(&report, text)
 }
 
+pub(super) fn bench_changes(
+    customers: i64,
+    months: i64,
+    empty_database_url: Option<&str>,
+) -> Result<Output, AppError> {
+    let url = empty_database_url.map(DbUrl::parse).transpose()?;
+    let report = crate::devtools::bench_changes::run(customers, months, url)?;
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    out(&report, text)
+}
+
 pub(super) async fn demo(dir: Option<std::path::PathBuf>) -> Result<Output, AppError> {
     let (text, summary) = crate::devtools::demo::run(dir).await?;
     out(&summary, text)

@@ -141,6 +141,18 @@ pub fn append(
     Ok(id)
 }
 
+/// On SQLite, takes the database's write lock now (a no-op UPDATE of the chain's head), for a
+/// write that reads before it writes; on PostgreSQL nothing (rows are locked one by one).
+pub fn lock_for_write(conn: &mut Conn) -> Result<(), DbError> {
+    if let Conn::Sqlite(c) = conn {
+        use super::schema::sqlite::*;
+        diesel::update(change_head::table.find(1))
+            .set(change_head::id.eq(change_head::id))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
 /// Which changes to list: every filter given must hold; a page starts after `starting_after`
 /// and holds at most `limit` rows, oldest first.
 #[derive(Debug, Clone, Default)]

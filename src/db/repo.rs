@@ -418,6 +418,16 @@ pub fn ledger_of(conn: &mut Conn, plan_id: i64) -> Result<Vec<LedgerEntry>, DbEr
     Ok(rows.into_iter().map(LedgerEntry::from).collect())
 }
 
+/// A plan's newest ledger entry (what its view shows as its licenses).
+pub fn newest_ledger_entry(conn: &mut Conn, plan_id: i64) -> Result<Option<LedgerEntry>, DbError> {
+    let row = with_conn!(conn, c => license_ledger::table
+        .filter(license_ledger::plan_id.eq(plan_id))
+        .order(license_ledger::id.desc())
+        .first::<LedgerRow>(c)
+        .optional())?;
+    Ok(row.map(LedgerEntry::from))
+}
+
 // ----- offers -----
 
 pub fn insert_offer(
