@@ -261,6 +261,18 @@ fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
         );
     }
     assert_eq!(verify(db).0, 0);
+    // A write whose change cannot be recorded does not happen: the change is part of its
+    // transaction.
+    sql(db, "ALTER TABLE change_head RENAME TO change_head_away").unwrap_or_else(|e| panic!("{e}"));
+    let (code, _, err) = db.run(Some(T0), &["customer", "create", "--name", "Unrecorded"]);
+    assert_ne!(code, 0, "{err}");
+    sql(db, "ALTER TABLE change_head_away RENAME TO change_head").unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        db.run(None, &["customer", "show", "2"]).0,
+        0,
+        "the customer was rolled back"
+    );
+    assert_eq!(verify(db).0, 0);
     // The triggers refuse UPDATE and DELETE, whoever asks.
     let update = sql(db, "UPDATE change_log SET reason = 'forged' WHERE id = 2");
     assert!(

@@ -349,6 +349,25 @@ fn sync_payments_reaches_the_state_the_webhooks_would_have() {
             (json!(0), json!(7)),
             "{second}"
         );
+        // Each applied event is a change in the history, by its own actor; the duplicates none.
+        let moved = |db: &TestDb, actor: &str| {
+            db.ok(None, &["changes", "list", "--operation", "payment.status"])
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c["actor"] == actor)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(moved(&polled, "system:sync-payments"), vec![true; 7]);
+        assert_eq!(
+            moved(&hooked, "stripe:webhook")
+                .iter()
+                .filter(|m| **m)
+                .count(),
+            moved(&hooked, "stripe:webhook").len()
+        );
+        assert!(!moved(&hooked, "stripe:webhook").is_empty());
         // Stripe's list of events was read with the types and the cursor, as Stripe takes them.
         let reads = polled
             .stripe
