@@ -3,8 +3,8 @@
 //!
 //! The chain: every row stores the hash of the row before it and its own hash over that and its
 //! content ([`crate::domain::change::chain_hash`]). `change_head` holds the last id and hash;
-//! [`append`] updates it first, which locks its row (PostgreSQL) or takes the write lock
-//! (SQLite) until the write commits, so rows join the chain one at a time, in commit order.
+//! [`append`] locks it first (`FOR UPDATE` on PostgreSQL; the database's write lock on SQLite)
+//! until the write commits, so rows join the chain one at a time, in commit order.
 //! Both backends refuse UPDATE and DELETE on `change_log` with a trigger.
 
 use diesel::prelude::*;
@@ -80,6 +80,31 @@ impl ChangeRow {
     }
 }
 
+/// The row's columns as an insert's values.
+macro_rules! insertable {
+    ($row:expr) => {
+        (
+            change_log::id.eq($row.id),
+            change_log::at.eq($row.at),
+            change_log::written_at.eq($row.written_at),
+            change_log::actor.eq(&$row.actor),
+            change_log::on_behalf_of.eq(&$row.on_behalf_of),
+            change_log::operation.eq(&$row.operation),
+            change_log::customer_id.eq($row.customer_id),
+            change_log::plan_id.eq($row.plan_id),
+            change_log::new_plan_id.eq($row.new_plan_id),
+            change_log::invoice_id.eq($row.invoice_id),
+            change_log::objects.eq(&$row.objects),
+            change_log::before.eq(&$row.before),
+            change_log::after.eq(&$row.after),
+            change_log::reason.eq(&$row.reason),
+            change_log::idempotency_key.eq(&$row.idempotency_key),
+            change_log::prev_hash.eq(&$row.prev_hash),
+            change_log::hash.eq(&$row.hash),
+        )
+    };
+}
+
 /// Appends a change to the chain. Call it inside the transaction of the write it records, after
 /// the write (so the head's lock is held for as short a time as possible).
 pub fn append(
@@ -88,12 +113,29 @@ pub fn append(
     change: &Change,
     written_at: Ts,
 ) -> Result<i64, DbError> {
-    let (id, prev_hash) = with_conn!(conn, c => diesel::update(change_head::table.find(1))
-        .set(change_head::last_id.eq(change_head::last_id + 1))
-        .returning((change_head::last_id, change_head::hash))
-        .get_result::<(i64, String)>(c))?;
+    // The head, locked: on PostgreSQL `FOR UPDATE` waits for a writer ahead and then reads its
+    // committed head; on SQLite the database's write lock serializes writers.
+    let (last_id, prev_hash) = match conn {
+        Conn::Pg(c) => {
+            use super::schema::pg::*;
+            change_head::table
+                .find(1)
+                .select((change_head::last_id, change_head::hash))
+                .for_update()
+                .first::<(i64, String)>(c)?
+        }
+        // A write first, so that the transaction holds SQLite's write lock from here on even if
+        // it wrote nothing before (a read lock upgraded later fails under WAL).
+        Conn::Sqlite(c) => {
+            use super::schema::sqlite::*;
+            diesel::update(change_head::table.find(1))
+                .set(change_head::last_id.eq(change_head::last_id))
+                .returning((change_head::last_id, change_head::hash))
+                .get_result::<(i64, String)>(c)?
+        }
+    };
     let mut row = ChangeRow {
-        id,
+        id: last_id + 1,
         at: history_time(change.at),
         written_at: history_time(written_at),
         actor: author.actor.clone(),
@@ -112,33 +154,55 @@ pub fn append(
         hash: String::new(),
     };
     row.hash = row.computed_hash();
-    with_conn!(conn, c => {
-        diesel::insert_into(change_log::table)
-            .values((
-                change_log::id.eq(row.id),
-                change_log::at.eq(row.at),
-                change_log::written_at.eq(row.written_at),
-                change_log::actor.eq(&row.actor),
-                change_log::on_behalf_of.eq(&row.on_behalf_of),
-                change_log::operation.eq(&row.operation),
-                change_log::customer_id.eq(row.customer_id),
-                change_log::plan_id.eq(row.plan_id),
-                change_log::new_plan_id.eq(row.new_plan_id),
-                change_log::invoice_id.eq(row.invoice_id),
-                change_log::objects.eq(&row.objects),
-                change_log::before.eq(&row.before),
-                change_log::after.eq(&row.after),
-                change_log::reason.eq(&row.reason),
-                change_log::idempotency_key.eq(&row.idempotency_key),
-                change_log::prev_hash.eq(&row.prev_hash),
-                change_log::hash.eq(&row.hash),
-            ))
-            .execute(c)?;
-        diesel::update(change_head::table.find(1))
-            .set(change_head::hash.eq(&row.hash))
-            .execute(c)
-    })?;
-    Ok(id)
+    match conn {
+        // One round trip: the row and the head's move in one statement.
+        Conn::Pg(c) => insert_and_move_head_pg(c, &row)?,
+        Conn::Sqlite(c) => {
+            use super::schema::sqlite::*;
+            diesel::insert_into(change_log::table)
+                .values(insertable!(row))
+                .execute(c)?;
+            diesel::update(change_head::table.find(1))
+                .set((
+                    change_head::last_id.eq(row.id),
+                    change_head::hash.eq(&row.hash),
+                ))
+                .execute(c)?;
+        }
+    }
+    Ok(row.id)
+}
+
+/// `WITH ins AS (INSERT … RETURNING) UPDATE change_head …`: PostgreSQL's data-modifying CTE, so
+/// that appending costs two round trips (the head locked and read, then this).
+fn insert_and_move_head_pg(c: &mut diesel::PgConnection, row: &ChangeRow) -> Result<(), DbError> {
+    use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+    diesel::sql_query(
+        "WITH ins AS (INSERT INTO change_log (id, at, written_at, actor, on_behalf_of, operation, \
+         customer_id, plan_id, new_plan_id, invoice_id, objects, before, after, reason, \
+         idempotency_key, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16, $17) RETURNING id, hash) \
+         UPDATE change_head SET last_id = ins.id, hash = ins.hash FROM ins WHERE change_head.id = 1",
+    )
+    .bind::<BigInt, _>(row.id)
+    .bind::<Timestamptz, _>(row.at)
+    .bind::<Timestamptz, _>(row.written_at)
+    .bind::<Text, _>(&row.actor)
+    .bind::<Nullable<Text>, _>(&row.on_behalf_of)
+    .bind::<Text, _>(&row.operation)
+    .bind::<Nullable<BigInt>, _>(row.customer_id)
+    .bind::<Nullable<BigInt>, _>(row.plan_id)
+    .bind::<Nullable<BigInt>, _>(row.new_plan_id)
+    .bind::<Nullable<BigInt>, _>(row.invoice_id)
+    .bind::<Text, _>(&row.objects)
+    .bind::<Text, _>(&row.before)
+    .bind::<Text, _>(&row.after)
+    .bind::<Nullable<Text>, _>(&row.reason)
+    .bind::<Nullable<Text>, _>(&row.idempotency_key)
+    .bind::<Text, _>(&row.prev_hash)
+    .bind::<Text, _>(&row.hash)
+    .execute(c)?;
+    Ok(())
 }
 
 /// On SQLite, takes the database's write lock now (a no-op UPDATE of the chain's head), for a

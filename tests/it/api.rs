@@ -617,6 +617,32 @@ fn seat_updates_during_a_pass_are_invoiced_once() {
         let march = db.ok(Some("2012-03-02T03:04:05Z"), &["run-once"]);
         assert_eq!(march["failures"], json!([]), "{march}");
         db.assert_stripe_matches_local();
+        // Eight clients and the pass wrote the history at once: one unbroken chain, one change
+        // per seat update and per pass step.
+        let verified = db.ok(None, &["changes", "verify"]);
+        assert!(verified["first_break"].is_null(), "{verified}");
+        for p in &plans {
+            let seats = db.ok(
+                None,
+                &[
+                    "changes",
+                    "list",
+                    "--plan",
+                    &p.to_string(),
+                    "--operation",
+                    "plan.seats",
+                    "--limit",
+                    "1000",
+                ],
+            );
+            assert_eq!(seats.as_array().map_or(0, Vec::len), PER_PLAN, "plan {p}");
+        }
+        // Two tokens, a customer and a plan created per plan, the seat updates, two pass steps
+        // per plan.
+        assert_eq!(
+            verified["rows"],
+            2 + PLANS * 2 + PLANS * PER_PLAN + PLANS * 2
+        );
         let ledger_entries: usize = plans
             .iter()
             .map(|p| {

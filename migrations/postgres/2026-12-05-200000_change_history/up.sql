@@ -26,8 +26,6 @@ CREATE INDEX change_log_customer ON change_log (customer_id, id);
 CREATE INDEX change_log_plan ON change_log (plan_id, id);
 CREATE INDEX change_log_new_plan ON change_log (new_plan_id, id) WHERE new_plan_id IS NOT NULL;
 CREATE INDEX change_log_actor ON change_log (actor, id);
-CREATE INDEX change_log_operation ON change_log (operation, id);
-CREATE INDEX change_log_at ON change_log (at);
 
 CREATE FUNCTION change_log_refuse() RETURNS trigger AS $$
 BEGIN
