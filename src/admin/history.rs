@@ -1,7 +1,7 @@
 //! Every admin write through one door: [`recorded`] runs the command and appends its change
 //! (author, operation, objects, the fields before and after) in the same transaction, so a write
 //! that rolls back leaves no history and one that commits always does. The jobs record their
-//! own steps with [`record`].
+//! own steps with [`changes::record`].
 
 use serde_json::{json, Value};
 
@@ -151,19 +151,9 @@ pub fn recorded(
             before: was,
             after: is,
         };
-        record(c, author, &change)?;
+        changes::record(c, author, &change)?;
         Ok(out)
     })
-}
-
-/// Appends a change a job made, in the caller's transaction.
-pub fn record(c: &mut Conn, author: &Author, change: &Change) -> Result<i64, AppError> {
-    Ok(changes::append(
-        c,
-        author,
-        change,
-        crate::clock::wall_time(),
-    )?)
 }
 
 fn snapshot_of(c: &mut Conn, subject: Subject) -> Result<Value, AppError> {

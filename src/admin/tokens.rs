@@ -102,7 +102,7 @@ pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts, author: &Author) -> Result<O
             before,
             after,
         };
-        super::history::record(c, author, &change)?;
+        crate::db::changes::record(c, author, &change)?;
         Ok(out)
     })
 }

@@ -7,7 +7,6 @@ use tracing::info;
 
 use serde_json::{json, Value};
 
-use crate::clock::wall_time;
 use crate::db::changes;
 use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
@@ -160,7 +159,7 @@ fn record_step(
         before: was,
         after: is,
     };
-    changes::append(c, &Author::system(PASS_ACTOR), &change, wall_time())?;
+    changes::record(c, &Author::system(PASS_ACTOR), &change)?;
     Ok(())
 }
 

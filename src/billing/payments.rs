@@ -5,7 +5,6 @@
 
 use serde_json::{json, Value};
 
-use crate::clock::wall_time;
 use crate::db::changes;
 use crate::db::payments::{self, NewPayment};
 use crate::db::repo::{self, InvoiceFilter, NewEvent};
@@ -187,7 +186,7 @@ fn record_invoice_change(
         before: was,
         after: is,
     };
-    changes::append(c, &Author::system(actor), &change, wall_time())?;
+    changes::record(c, &Author::system(actor), &change)?;
     Ok(())
 }
 
@@ -223,7 +222,7 @@ pub fn end_for_nonpayment(
                 before: was,
                 after: is,
             };
-            changes::append(c, &Author::system(OVERDUE_ACTOR), &change, wall_time())?;
+            changes::record(c, &Author::system(OVERDUE_ACTOR), &change)?;
             let mut e = NewEvent::about(EventKind::PlanDowngradedForNonpayment, &p, now);
             e.old_status = Some(old);
             e.new_status = Some(p.status);

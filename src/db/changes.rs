@@ -80,6 +80,11 @@ impl ChangeRow {
     }
 }
 
+/// [`append`], written now by the wall clock: how every write records its change.
+pub fn record(conn: &mut Conn, author: &Author, change: &Change) -> Result<i64, DbError> {
+    append(conn, author, change, crate::clock::wall_time())
+}
+
 /// The row's columns as an insert's values.
 macro_rules! insertable {
     ($row:expr) => {
