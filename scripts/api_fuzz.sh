@@ -41,10 +41,18 @@ STRIPE_API_KEY=sk_test_fuzz STRIPE_API_BASE="http://127.0.0.1:$emu_port" STRIPE_
   "$BIN" serve --schedule "0 0 0 1 1 *" --http-addr "127.0.0.1:$http_port" \
   --api-addr "127.0.0.1:$api_port" > "$dir/serve.log" 2>&1 &
 serve_pid=$!
-for _ in $(seq 1 100); do
+# Up to a minute for the API to listen (a debug build on a busy machine can be slow to start);
+# if it never does, say why instead of failing later on a missing file.
+for _ in $(seq 1 600); do
   curl -sf "http://127.0.0.1:$api_port/v1/openapi.json" -o "$dir/openapi.json" && break
+  kill -0 "$serve_pid" 2> /dev/null || break
   sleep 0.1
 done
+if [ ! -s "$dir/openapi.json" ]; then
+  echo "the API did not answer on 127.0.0.1:$api_port; serve's log:" >&2
+  tail -30 "$dir/serve.log" >&2
+  exit 1
+fi
 
 "$PY/openapi-spec-validator" "$dir/openapi.json"
 status=0
