@@ -149,27 +149,29 @@ pub fn run(db: &Db, cmd: ChangesCmd) -> Result<Output, AppError> {
             let v = db.run(|c| Ok::<_, AppError>(changes::verify(c)?))?;
             let text = match &v.first_break {
                 None => format!(
-                    "the change history is intact: {} changes, chain through change {}",
-                    v.rows, v.last_id
+                    "the change history is intact: {} changes in {} chains, through change {}",
+                    v.rows, v.chains, v.last_id
                 ),
                 Some(Break::Altered { id }) => format!(
                     "change {id} was altered after it was written (its hash does not match its content); {} changes before it are intact",
                     v.rows
                 ),
-                Some(Break::Unlinked { id, expected_id }) if id != expected_id => format!(
-                    "change {expected_id} was removed (change {id} follows change {}); {} changes before it are intact",
-                    expected_id - 1,
+                Some(Break::Unlinked {
+                    id,
+                    customer_id,
+                    after_id,
+                }) => format!(
+                    "change {id} does not follow change {after_id}, the one before it in {}: a change between was removed, or change {id}'s link rewritten; {} changes before it are intact",
+                    chain_name(*customer_id),
                     v.rows
                 ),
-                Some(Break::Unlinked { id, .. }) => format!(
-                    "change {} was altered or change {id}'s link rewritten (change {id} does not follow the hash of change {}); {} changes before are intact",
-                    id - 1,
-                    id - 1,
-                    v.rows
-                ),
-                Some(Break::Truncated { last_id, head_id }) => format!(
-                    "changes {} to {head_id} were removed: the chain ends at change {last_id}",
-                    last_id + 1
+                Some(Break::Truncated {
+                    customer_id,
+                    last_id,
+                    head_id,
+                }) => format!(
+                    "the newest changes of {} were removed: its chain ends at change {last_id}, its head says change {head_id}",
+                    chain_name(*customer_id)
                 ),
             };
             let mut output = out(&v, text)?;
@@ -178,6 +180,13 @@ pub fn run(db: &Db, cmd: ChangesCmd) -> Result<Output, AppError> {
             }
             Ok(output)
         }
+    }
+}
+
+fn chain_name(customer_id: Option<i64>) -> String {
+    match customer_id {
+        Some(id) => format!("customer {id}'s chain"),
+        None => "the chain of changes of no customer".to_string(),
     }
 }
 

@@ -1,10 +1,13 @@
 //! The change history's table (docs/ARCHITECTURE.md, "Change history"): [`append`] runs in the
-//! transaction of the write it records, [`list`] reads pages of it, [`verify`] walks the chain.
+//! transaction of the write it records, [`list`] reads pages of it, [`verify`] walks the chains.
 //!
-//! The chain: every row stores the hash of the row before it and its own hash over that and its
-//! content ([`crate::domain::change::chain_hash`]). `change_head` holds the last id and hash;
-//! [`append`] locks it first (`FOR UPDATE` on PostgreSQL; the database's write lock on SQLite)
-//! until the write commits, so rows join the chain one at a time, in commit order.
+//! The chains: one per customer (chain 0 for changes of no customer). Every row stores the hash
+//! of the row before it in its chain and its own hash over that and its content
+//! ([`crate::domain::change::chain_hash`]). `change_head` holds each chain's last id and hash;
+//! [`append`] locks the chain's head (an upsert: PostgreSQL's row lock; SQLite's write lock)
+//! until the write commits, so rows join a chain one at a time, in commit order, and writes to
+//! different customers do not wait for each other. Ids are global and increasing within a chain
+//! (PostgreSQL's sequence may leave gaps: a rolled-back write's id is not reused).
 //! Both backends refuse UPDATE and DELETE on `change_log` with a trigger.
 
 use diesel::prelude::*;
@@ -110,37 +113,66 @@ macro_rules! insertable {
     };
 }
 
-/// Appends a change to the chain. Call it inside the transaction of the write it records, after
-/// the write (so the head's lock is held for as short a time as possible).
+/// The chain a change joins: its customer's, or chain 0 for changes of no customer.
+pub fn chain_of(customer_id: Option<i64>) -> i64 {
+    customer_id.unwrap_or(0)
+}
+
+/// Appends a change to its chain. Call it inside the transaction of the write it records, after
+/// the write: the chain's head stays locked until the write commits, so only writes to the same
+/// customer (which lock its plans anyway) wait for each other.
 pub fn append(
     conn: &mut Conn,
     author: &Author,
     change: &Change,
     written_at: Ts,
 ) -> Result<i64, DbError> {
-    // The head, locked: on PostgreSQL `FOR UPDATE` waits for a writer ahead and then reads its
-    // committed head; on SQLite the database's write lock serializes writers.
-    let (last_id, prev_hash) = match conn {
+    let chain = chain_of(change.customer_id);
+    // The chain's head, made at its first change and locked until the write commits, with the
+    // row's id. PostgreSQL: the upsert locks the head (a writer ahead is waited for, and its
+    // committed head read), the sequence gives the id. SQLite: the upsert is a write, so the
+    // transaction holds the database's write lock, and writers come one at a time.
+    let (id, prev_hash) = match conn {
         Conn::Pg(c) => {
-            use super::schema::pg::*;
-            change_head::table
-                .find(1)
-                .select((change_head::last_id, change_head::hash))
-                .for_update()
-                .first::<(i64, String)>(c)?
+            use diesel::sql_types::{BigInt, Text};
+            #[derive(QueryableByName)]
+            struct Head {
+                #[diesel(sql_type = BigInt)]
+                id: i64,
+                #[diesel(sql_type = Text)]
+                hash: String,
+            }
+            let head = diesel::sql_query(
+                "INSERT INTO change_head (chain, last_id, hash) VALUES ($1, 0, $2) \
+                 ON CONFLICT (chain) DO UPDATE SET last_id = change_head.last_id \
+                 RETURNING nextval('change_log_id_seq') AS id, hash",
+            )
+            .bind::<BigInt, _>(chain)
+            .bind::<Text, _>(GENESIS_HASH)
+            .get_result::<Head>(c)?;
+            (head.id, head.hash)
         }
-        // A write first, so that the transaction holds SQLite's write lock from here on even if
-        // it wrote nothing before (a read lock upgraded later fails under WAL).
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
-            diesel::update(change_head::table.find(1))
+            let hash = diesel::insert_into(change_head::table)
+                .values((
+                    change_head::chain.eq(chain),
+                    change_head::last_id.eq(0),
+                    change_head::hash.eq(GENESIS_HASH),
+                ))
+                .on_conflict(change_head::chain)
+                .do_update()
                 .set(change_head::last_id.eq(change_head::last_id))
-                .returning((change_head::last_id, change_head::hash))
-                .get_result::<(i64, String)>(c)?
+                .returning(change_head::hash)
+                .get_result::<String>(c)?;
+            let last = change_log::table
+                .select(diesel::dsl::max(change_log::id))
+                .first::<Option<i64>>(c)?;
+            (last.unwrap_or(0) + 1, hash)
         }
     };
     let mut row = ChangeRow {
-        id: last_id + 1,
+        id,
         at: history_time(change.at),
         written_at: history_time(written_at),
         actor: author.actor.clone(),
@@ -161,13 +193,13 @@ pub fn append(
     row.hash = row.computed_hash();
     match conn {
         // One round trip: the row and the head's move in one statement.
-        Conn::Pg(c) => insert_and_move_head_pg(c, &row)?,
+        Conn::Pg(c) => insert_and_move_head_pg(c, &row, chain)?,
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
             diesel::insert_into(change_log::table)
                 .values(insertable!(row))
                 .execute(c)?;
-            diesel::update(change_head::table.find(1))
+            diesel::update(change_head::table.find(chain))
                 .set((
                     change_head::last_id.eq(row.id),
                     change_head::hash.eq(&row.hash),
@@ -180,14 +212,18 @@ pub fn append(
 
 /// `WITH ins AS (INSERT … RETURNING) UPDATE change_head …`: PostgreSQL's data-modifying CTE, so
 /// that appending costs two round trips (the head locked and read, then this).
-fn insert_and_move_head_pg(c: &mut diesel::PgConnection, row: &ChangeRow) -> Result<(), DbError> {
+fn insert_and_move_head_pg(
+    c: &mut diesel::PgConnection,
+    row: &ChangeRow,
+    chain: i64,
+) -> Result<(), DbError> {
     use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
     diesel::sql_query(
         "WITH ins AS (INSERT INTO change_log (id, at, written_at, actor, on_behalf_of, operation, \
          customer_id, plan_id, new_plan_id, invoice_id, objects, before, after, reason, \
          idempotency_key, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
          $12, $13, $14, $15, $16, $17) RETURNING id, hash) \
-         UPDATE change_head SET last_id = ins.id, hash = ins.hash FROM ins WHERE change_head.id = 1",
+         UPDATE change_head SET last_id = ins.id, hash = ins.hash FROM ins WHERE change_head.chain = $18",
     )
     .bind::<BigInt, _>(row.id)
     .bind::<Timestamptz, _>(row.at)
@@ -206,17 +242,18 @@ fn insert_and_move_head_pg(c: &mut diesel::PgConnection, row: &ChangeRow) -> Res
     .bind::<Nullable<Text>, _>(&row.idempotency_key)
     .bind::<Text, _>(&row.prev_hash)
     .bind::<Text, _>(&row.hash)
+    .bind::<BigInt, _>(chain)
     .execute(c)?;
     Ok(())
 }
 
-/// On SQLite, takes the database's write lock now (a no-op UPDATE of the chain's head), for a
+/// On SQLite, takes the database's write lock now (a no-op UPDATE of chain 0's head), for a
 /// write that reads before it writes; on PostgreSQL nothing (rows are locked one by one).
 pub fn lock_for_write(conn: &mut Conn) -> Result<(), DbError> {
     if let Conn::Sqlite(c) = conn {
         use super::schema::sqlite::*;
-        diesel::update(change_head::table.find(1))
-            .set(change_head::id.eq(change_head::id))
+        diesel::update(change_head::table.find(0))
+            .set(change_head::last_id.eq(change_head::last_id))
             .execute(c)?;
     }
     Ok(())
@@ -237,10 +274,24 @@ pub struct ChangeFilter {
     pub limit: i64,
 }
 
+/// The customer of a plan: a plan's changes are looked for within its customer's, which the
+/// one index of the history serves.
+fn customer_of_plan(conn: &mut Conn, plan_id: Option<i64>) -> Result<Option<i64>, DbError> {
+    let Some(id) = plan_id else {
+        return Ok(None);
+    };
+    Ok(with_conn!(conn, c => customer_plan::table
+        .find(id)
+        .select(customer_plan::customer_id)
+        .first::<i64>(c)
+        .optional())?)
+}
+
 pub fn list(conn: &mut Conn, f: &ChangeFilter) -> Result<Vec<ChangeRow>, DbError> {
+    let plan_customer = customer_of_plan(conn, f.plan_id)?;
     Ok(with_conn!(conn, c => {
         let mut q = change_log::table.order(change_log::id).into_boxed();
-        if let Some(id) = f.customer_id {
+        if let Some(id) = f.customer_id.or(plan_customer) {
             q = q.filter(change_log::customer_id.eq(id));
         }
         if let Some(id) = f.plan_id {
@@ -265,15 +316,29 @@ pub fn list(conn: &mut Conn, f: &ChangeFilter) -> Result<Vec<ChangeRow>, DbError
     })?)
 }
 
+/// A customer's newest changes, newest first (the console's customer page).
+pub fn newest_of_customer(
+    conn: &mut Conn,
+    customer_id: i64,
+    limit: i64,
+) -> Result<Vec<ChangeRow>, DbError> {
+    Ok(with_conn!(conn, c => change_log::table
+        .filter(change_log::customer_id.eq(customer_id))
+        .order(change_log::id.desc())
+        .limit(limit)
+        .load::<ChangeRow>(c))?)
+}
+
 /// The newest change of a customer or of a plan (`show`'s "last change").
 pub fn last_of(
     conn: &mut Conn,
     customer_id: Option<i64>,
     plan_id: Option<i64>,
 ) -> Result<Option<ChangeRow>, DbError> {
+    let plan_customer = customer_of_plan(conn, plan_id)?;
     Ok(with_conn!(conn, c => {
         let mut q = change_log::table.order(change_log::id.desc()).into_boxed();
-        if let Some(id) = customer_id {
+        if let Some(id) = customer_id.or(plan_customer) {
             q = q.filter(change_log::customer_id.eq(id));
         }
         if let Some(id) = plan_id {
@@ -283,50 +348,65 @@ pub fn last_of(
     })?)
 }
 
-/// The first break in the chain [`verify`] found.
+/// The first break in the chains [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Break {
     /// The row's content does not give its stored hash: it was changed after it was written.
     Altered { id: i64 },
-    /// The row does not follow the row before it (`expected_prev` is that row's hash): rows
-    /// between were removed, or this one's chain link was rewritten.
-    Unlinked { id: i64, expected_id: i64 },
-    /// The chain ends before the head says it does: its last rows were removed.
-    Truncated { last_id: i64, head_id: i64 },
+    /// The row does not follow the row before it in its customer's chain (`after_id`, 0 for
+    /// none): a row between was removed, or this one's link was rewritten.
+    Unlinked {
+        id: i64,
+        customer_id: Option<i64>,
+        after_id: i64,
+    },
+    /// A chain ends before its head says it does: its newest rows were removed.
+    Truncated {
+        customer_id: Option<i64>,
+        last_id: i64,
+        head_id: i64,
+    },
 }
 
 /// What [`verify`] saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verified {
     pub rows: i64,
+    /// The chains walked: one per customer with changes, and chain 0.
+    pub chains: i64,
     pub last_id: i64,
     pub first_break: Option<Break>,
 }
 
-/// How many rows [`verify`] reads at a time: its memory is bounded by one page.
+/// How many rows [`verify`] reads at a time.
 pub const VERIFY_PAGE: i64 = 2_000;
 
-/// Walks the chain from its first row, a page at a time, and stops at the first break.
+/// Walks every chain at once, in id order, a page at a time, and stops at the first break. Its
+/// memory is one page and each chain's last id and hash (about 100 bytes per customer), never
+/// the rows.
 pub fn verify(conn: &mut Conn) -> Result<Verified, DbError> {
-    let (head_id, head_hash) = with_conn!(conn, c => change_head::table
-        .find(1)
-        .select((change_head::last_id, change_head::hash))
-        .first::<(i64, String)>(c))?;
-    let (mut prev_id, mut prev_hash) = (0_i64, GENESIS_HASH.to_string());
-    let mut rows = 0_i64;
+    use std::collections::HashMap;
+    let mut ends: HashMap<i64, (i64, String)> = HashMap::new();
+    let (mut last_id, mut rows) = (0_i64, 0_i64);
     loop {
         let page = with_conn!(conn, c => change_log::table
-            .filter(change_log::id.gt(prev_id))
+            .filter(change_log::id.gt(last_id))
             .order(change_log::id)
             .limit(VERIFY_PAGE)
             .load::<ChangeRow>(c))?;
         let done = (page.len() as i64) < VERIFY_PAGE;
         for row in page {
-            let problem = if row.id != prev_id + 1 || row.prev_hash != prev_hash {
+            let chain = chain_of(row.customer_id);
+            let (after_id, expected) = ends
+                .get(&chain)
+                .map(|(id, hash)| (*id, hash.as_str()))
+                .unwrap_or((0, GENESIS_HASH));
+            let problem = if row.prev_hash != expected {
                 Some(Break::Unlinked {
                     id: row.id,
-                    expected_id: prev_id + 1,
+                    customer_id: row.customer_id,
+                    after_id,
                 })
             } else if row.computed_hash() != row.hash {
                 Some(Break::Altered { id: row.id })
@@ -336,25 +416,39 @@ pub fn verify(conn: &mut Conn) -> Result<Verified, DbError> {
             if let Some(b) = problem {
                 return Ok(Verified {
                     rows,
-                    last_id: prev_id,
+                    chains: ends.len() as i64,
+                    last_id,
                     first_break: Some(b),
                 });
             }
             rows += 1;
-            prev_id = row.id;
-            prev_hash = row.hash;
+            last_id = row.id;
+            ends.insert(chain, (row.id, row.hash));
         }
         if done {
             break;
         }
     }
-    let first_break = (prev_id != head_id || prev_hash != head_hash).then_some(Break::Truncated {
-        last_id: prev_id,
-        head_id,
+    // Every head must be where its chain ends (a head with no rows: its whole chain is gone).
+    let heads = with_conn!(conn, c => change_head::table
+        .select((change_head::chain, change_head::last_id, change_head::hash))
+        .order(change_head::chain)
+        .load::<(i64, i64, String)>(c))?;
+    let first_break = heads.into_iter().find_map(|(chain, head_id, head_hash)| {
+        let (end_id, end_hash) = ends
+            .get(&chain)
+            .map(|(id, hash)| (*id, hash.as_str()))
+            .unwrap_or((0, GENESIS_HASH));
+        (end_id != head_id || end_hash != head_hash).then_some(Break::Truncated {
+            customer_id: (chain != 0).then_some(chain),
+            last_id: end_id,
+            head_id,
+        })
     });
     Ok(Verified {
         rows,
-        last_id: prev_id,
+        chains: (ends.len() as i64).max(1),
+        last_id,
         first_break,
     })
 }

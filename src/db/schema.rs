@@ -342,9 +342,53 @@ diesel::table! {
 }
 
 diesel::table! {
-    change_head (id) {
-        id -> Integer,
+    change_head (chain) {
+        chain -> BigInt,
         last_id -> BigInt,
         hash -> Text,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    console_user (id) {
+        id -> BigInt,
+        email -> Text,
+        role -> Text,
+        password_hash -> Nullable<Text>,
+        setup_sha256 -> Nullable<Text>,
+        setup_expires_at -> Nullable<TsSql>,
+        disabled_at -> Nullable<TsSql>,
+        created_at -> TsSql,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    console_session (id_sha256) {
+        id_sha256 -> Text,
+        user_id -> BigInt,
+        csrf_token -> Text,
+        created_at -> TsSql,
+        last_seen_at -> TsSql,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::TsSql;
+
+    console_login_failure (id) {
+        id -> BigInt,
+        email -> Text,
+        address -> Text,
+        at -> TsSql,
+    }
+}
+
+diesel::joinable!(console_session -> console_user (user_id));
+diesel::allow_tables_to_appear_in_same_query!(console_session, console_user);

@@ -308,7 +308,7 @@ fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
     assert_eq!(code, 3);
     assert_eq!(
         v["first_break"],
-        json!({ "problem": "unlinked", "id": 3, "expected_id": 2 })
+        json!({ "problem": "unlinked", "id": 3, "customer_id": 1, "after_id": 1 })
     );
     // The newest rows removed: the chain ends before the head.
     behind_the_triggers(db, "DELETE FROM change_log WHERE id >= 2");
@@ -316,7 +316,7 @@ fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
     assert_eq!(code, 3);
     assert_eq!(
         v["first_break"],
-        json!({ "problem": "truncated", "last_id": 1, "head_id": 5 })
+        json!({ "problem": "truncated", "customer_id": 1, "last_id": 1, "head_id": 5 })
     );
 }
 
