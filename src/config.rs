@@ -223,6 +223,10 @@ pub struct FileConfig {
     pub timezone: Option<String>,
     pub http_addr: Option<String>,
     pub api_addr: Option<String>,
+    pub console_addr: Option<String>,
+    pub console_secure_cookies: Option<bool>,
+    pub console_sso_email_header: Option<String>,
+    pub console_trusted_proxies: Option<Vec<String>>,
     pub lease_seconds: Option<u64>,
     pub shutdown_grace_seconds: Option<u64>,
     pub concurrency: Option<u32>,
@@ -250,6 +254,18 @@ impl FileConfig {
     }
 }
 
+/// How the console is served (`serve --console-addr`, docs/CONSOLE.md).
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub addr: SocketAddr,
+    /// Cookies say `Secure` (HTTPS only): by default unless the console listens on loopback.
+    pub secure_cookies: bool,
+    /// Behind a single-sign-on proxy: the header that carries the signed-in email...
+    pub sso_email_header: Option<axum::http::HeaderName>,
+    /// ... trusted only from these addresses.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
 /// The daemon's validated configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -259,6 +275,8 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     /// The HTTP API's address (off unless set).
     pub api_addr: Option<SocketAddr>,
+    /// The support console (off unless its address is set).
+    pub console: Option<ConsoleConfig>,
     /// The API honours a `Plan-Invoicer-Now` header (tests only; never with a live key).
     pub allow_time_travel: bool,
     /// The secrets of `POST /v1/stripe/webhook` (none: the endpoint is off).
@@ -293,6 +311,10 @@ pub struct ServeArgs {
     pub timezone: Option<String>,
     pub http_addr: Option<String>,
     pub api_addr: Option<String>,
+    pub console_addr: Option<String>,
+    pub console_secure_cookies: Option<bool>,
+    pub console_sso_email_header: Option<String>,
+    pub console_trusted_proxies: Vec<String>,
     pub allow_time_travel: bool,
     pub config: Option<std::path::PathBuf>,
     pub audit_schedule: Option<String>,
@@ -328,6 +350,13 @@ impl ServeConfig {
             }
         }
         let tuning = tuning.or_file(&file);
+        let console_keys = FileConfig {
+            console_addr: file.console_addr.clone(),
+            console_secure_cookies: file.console_secure_cookies,
+            console_sso_email_header: file.console_sso_email_header.clone(),
+            console_trusted_proxies: file.console_trusted_proxies.clone(),
+            ..FileConfig::default()
+        };
         let database_url = match (&file.database_url, args.database_url_from_default) {
             (Some(f), true) => f.clone(),
             _ => args.database_url.clone(),
@@ -359,6 +388,7 @@ impl ServeConfig {
             ))
         })?;
         let api_addr = api_address(args.api_addr.clone().or(file.api_addr.clone()), http_addr)?;
+        let console = console_config(args, &console_keys, http_addr, api_addr)?;
         let [audit_schedule, sync_payments_schedule, overdue_schedule] = [
             args.audit_schedule.clone().or(file.audit_schedule.clone()),
             args.sync_payments_schedule
@@ -390,6 +420,7 @@ impl ServeConfig {
             timezone,
             http_addr,
             api_addr,
+            console,
             allow_time_travel: args.allow_time_travel,
             webhook_secrets: webhook_secrets()?,
             lease_seconds: env_or(
@@ -425,6 +456,71 @@ fn api_address(
         )));
     }
     Ok(Some(api))
+}
+
+/// The console's settings, when its address is given: its own port; `Secure` cookies unless
+/// it listens on loopback (or as set); the SSO header only with the proxies it is trusted from.
+fn console_config(
+    args: &ServeArgs,
+    file: &FileConfig,
+    http_addr: SocketAddr,
+    api_addr: Option<SocketAddr>,
+) -> Result<Option<ConsoleConfig>, AppError> {
+    let Some(a) = args.console_addr.clone().or(file.console_addr.clone()) else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = a.parse().map_err(|_| {
+        invalid(format!(
+            "invalid console address {a:?} (expected host:port such as 127.0.0.1:8090)"
+        ))
+    })?;
+    if addr == http_addr || Some(addr) == api_addr {
+        return Err(invalid(format!(
+            "the console address {addr} is also the health or the API address: give each its own port"
+        )));
+    }
+    let secure_cookies = args
+        .console_secure_cookies
+        .or(file.console_secure_cookies)
+        .unwrap_or(!addr.ip().is_loopback());
+    let header = args
+        .console_sso_email_header
+        .clone()
+        .or(file.console_sso_email_header.clone())
+        .map(|h| {
+            axum::http::HeaderName::from_bytes(h.trim().as_bytes())
+                .map_err(|_| invalid(format!("invalid console SSO email header name {h:?}")))
+        })
+        .transpose()?;
+    let proxies = if args.console_trusted_proxies.is_empty() {
+        file.console_trusted_proxies.clone().unwrap_or_default()
+    } else {
+        args.console_trusted_proxies.clone()
+    };
+    let trusted_proxies = proxies
+        .iter()
+        .flat_map(|p| p.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<std::net::IpAddr>().map_err(|_| {
+                invalid(format!(
+                    "invalid trusted proxy address {p:?} (expected an IP address)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if header.is_some() == trusted_proxies.is_empty() {
+        return Err(invalid(
+            "the console's SSO email header and its trusted proxy addresses go together: give both or neither",
+        ));
+    }
+    Ok(Some(ConsoleConfig {
+        addr,
+        secure_cookies,
+        sso_email_header: header,
+        trusted_proxies,
+    }))
 }
 
 fn env_or(name: &str, file: Option<u64>, default: u64) -> Result<u64, AppError> {

@@ -20,6 +20,9 @@ pub mod changes;
 mod commands;
 pub mod history;
 mod render;
+pub mod reports;
+pub mod staff;
+pub mod support;
 pub mod tokens;
 
 pub use commands::{

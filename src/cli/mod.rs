@@ -68,6 +68,12 @@ pub enum Command {
     /// The HTTP API's bearer tokens: create, list, revoke.
     #[command(subcommand)]
     ApiToken(ApiTokenCmd),
+    /// The support console's staff accounts: create, list, disable, enable, set-role.
+    #[command(subcommand)]
+    ConsoleUser(admin::staff::ConsoleUserCmd),
+    /// Reports for finance.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// One invoicing pass as of --now.
     RunOnce {
         /// Compute and report; write nothing, call nothing.
@@ -199,6 +205,13 @@ pub enum Command {
     StripeEmulator(EmulatorCmd),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// ARR and MRR by tier as of --now, billed and paid per month for the last 12 months, plans
+    /// by status.
+    Revenue,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeCmd {
     /// Six-field cron with seconds (default "0 0 22 * * *": daily at 22:00).
@@ -213,10 +226,30 @@ pub struct ServeCmd {
     /// Address of the HTTP API for the host application (off unless set; docs/API.md).
     #[arg(long, env = "PLAN_INVOICER_API_ADDR")]
     pub api_addr: Option<String>,
+    /// Address of the support console for staff (off unless set; docs/CONSOLE.md).
+    #[arg(long, env = "PLAN_INVOICER_CONSOLE_ADDR")]
+    pub console_addr: Option<String>,
+    /// Whether the console's cookies say Secure (HTTPS only); default: yes unless the console
+    /// listens on loopback.
+    #[arg(long, env = "PLAN_INVOICER_CONSOLE_SECURE_COOKIES")]
+    pub console_secure_cookies: Option<bool>,
+    /// Behind a single-sign-on proxy: the header carrying the signed-in staff email (e.g.
+    /// X-Forwarded-Email), trusted only from --console-trusted-proxy addresses.
+    #[arg(long, env = "PLAN_INVOICER_CONSOLE_SSO_EMAIL_HEADER")]
+    pub console_sso_email_header: Option<String>,
+    /// An address of the SSO proxy (repeat, or separate with commas).
+    #[arg(
+        long = "console-trusted-proxy",
+        env = "PLAN_INVOICER_CONSOLE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub console_trusted_proxies: Vec<String>,
     /// Tests only: the API honours a Plan-Invoicer-Now header (refused with a live Stripe key).
     #[arg(long)]
     pub allow_time_travel: bool,
-    /// Optional TOML file (keys: database_url, schedule, timezone, http_addr, api_addr, lease_seconds,
+    /// Optional TOML file (keys: database_url, schedule, timezone, http_addr, api_addr,
+    /// console_addr, console_secure_cookies, console_sso_email_header, console_trusted_proxies,
+    /// lease_seconds,
     /// shutdown_grace_seconds, concurrency, audit_schedule, sync_payments_schedule,
     /// overdue_schedule, overdue_invoices, overdue_seats, the stripe_max_… budget); flags and
     /// environment win over it.
@@ -311,6 +344,21 @@ pub async fn run(cli: Cli) -> Result<Output, AppError> {
             ctx.db()?
                 .run(|c| admin::tokens::run(c, cmd, ctx.now, &author))
         }
+        Command::ConsoleUser(cmd) => {
+            let author = ctx.author()?;
+            let password = match &cmd {
+                admin::staff::ConsoleUserCmd::Create {
+                    password_stdin: true,
+                    ..
+                } => Some(worker::read_password()?),
+                _ => None,
+            };
+            ctx.db()?
+                .run(|c| admin::staff::run(c, cmd, password, ctx.now, &author))
+        }
+        Command::Report(ReportCmd::Revenue) => ctx
+            .db()?
+            .run(|c| admin::reports::revenue_output(c, ctx.now)),
         Command::Invoices(cmd) => admin::invoices(&ctx.db()?, cmd),
         Command::Status => admin::status(&ctx.db()?, ctx.now),
         Command::Overdue {

@@ -281,6 +281,10 @@ pub(super) async fn serve(ctx: &Context, cmd: ServeCmd) -> Result<Output, AppErr
         timezone: cmd.timezone,
         http_addr: cmd.http_addr,
         api_addr: cmd.api_addr,
+        console_addr: cmd.console_addr,
+        console_secure_cookies: cmd.console_secure_cookies,
+        console_sso_email_header: cmd.console_sso_email_header,
+        console_trusted_proxies: cmd.console_trusted_proxies,
         allow_time_travel: cmd.allow_time_travel,
         config: cmd.config,
         audit_schedule: cmd.audit_schedule,
@@ -394,4 +398,21 @@ fn refuse_future_with_live_key(
         )));
     }
     Ok(())
+}
+
+/// The first line of standard input (`console-user create --password-stdin`), without its line
+/// ending.
+pub(super) fn read_password() -> Result<String, AppError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| invalid(format!("cannot read the password from standard input: {e}")))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(crate::error::refuse(
+            "password",
+            "standard input gave no password (give it as the first line)",
+        ));
+    }
+    Ok(password)
 }

@@ -51,6 +51,7 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
     }
     let http_task = start_http(&config, &db, &metrics, &clock).await?;
     let api_task = start_api(&config, &db, &clock, &metrics.webhooks).await?;
+    let console_task = start_console(&config, &db, &clock).await?;
 
     // One pass at a time: the channel holds at most one pending tick.
     let (tx, rx) = mpsc::channel::<Tick>(1);
@@ -105,7 +106,7 @@ pub async fn serve(config: ServeConfig, gateway: StripeGateway) -> Result<(), Ap
         ),
     }
     http_task.abort();
-    if let Some(t) = api_task {
+    for t in [api_task, console_task].into_iter().flatten() {
         t.abort();
     }
     Ok(())
@@ -140,6 +141,38 @@ async fn start_api(
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = crate::api::serve(listener, state).await {
             error!(error = %e, "API server stopped");
+        }
+    })))
+}
+
+/// Binds the console's address, when one is set, and serves it in a task of its own.
+async fn start_console(
+    config: &ServeConfig,
+    db: &Db,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, AppError> {
+    let Some(console) = &config.console else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(console.addr)
+        .await
+        .map_err(|e| {
+            AppError::Internal(format!("cannot listen on {} (console): {e}", console.addr))
+        })?;
+    info!(
+        console_addr = %console.addr,
+        secure_cookies = console.secure_cookies,
+        sso = console.sso_email_header.is_some(),
+        "console listening"
+    );
+    let state = crate::console::ConsoleState {
+        db: db.clone(),
+        clock: clock.clone(),
+        config: Arc::new(console.clone()),
+    };
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = crate::console::serve(listener, state).await {
+            error!(error = %e, "console server stopped");
         }
     })))
 }

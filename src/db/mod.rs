@@ -16,6 +16,9 @@ pub mod models;
 pub mod payments;
 pub mod pool;
 pub mod repo;
+pub mod reports;
+pub mod search;
+pub mod staff;
 pub mod successors;
 pub mod workers;
 

@@ -70,6 +70,21 @@ impl Author {
     }
 }
 
+impl Author {
+    /// A staff member at the support console: `console:<email>`, with the reason the console
+    /// asked for.
+    pub fn console(email: &str, reason: Option<&str>) -> Result<Author, Refusal> {
+        Ok(Author {
+            actor: format!("console:{}", text("email", email, MAX_NAME_CHARS)?),
+            on_behalf_of: None,
+            reason: reason
+                .map(|r| text("reason", r, MAX_REASON_CHARS))
+                .transpose()?,
+            idempotency_key: None,
+        })
+    }
+}
+
 /// A free text as the history keeps it: trimmed, 1 to `max` characters, no control characters
 /// (a line break or an escape sequence would forge lines in a terminal or a log).
 pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Refusal> {

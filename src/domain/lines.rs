@@ -69,8 +69,22 @@ fn addition_unit_price(
     entries: &[LedgerEntry],
     e: &LedgerEntry,
 ) -> Result<i64, BillingError> {
+    match addition_fraction(plan, entries, e)? {
+        None => Ok(price),
+        Some((remaining, period)) => prorate(price, remaining, period),
+    }
+}
+
+/// The part of its period a license added by ledger entry `e` pays for, as (seconds remaining,
+/// seconds in the period); `None` in a free trial, where an addition pays the full price. The
+/// console shows it beside each addition line ("why was this customer charged this?").
+pub fn addition_fraction(
+    plan: &Plan,
+    entries: &[LedgerEntry],
+    e: &LedgerEntry,
+) -> Result<Option<(i64, i64)>, BillingError> {
     if plan.is_free_trial() {
-        return Ok(price);
+        return Ok(None);
     }
     let renewal = entries
         .iter()
@@ -87,7 +101,7 @@ fn addition_unit_price(
     let next_cycle = start_of_next_billing_cycle(anchor, schedule, e.event_time)?;
     let remaining = (period_end - e.event_time).num_seconds();
     let period = (next_cycle - renewal.event_time).num_seconds();
-    prorate(price, remaining, period)
+    Ok(Some((remaining, period)))
 }
 
 fn missing_price(plan: &Plan) -> BillingError {

@@ -11,6 +11,7 @@ pub mod model;
 pub mod payments;
 pub mod prices;
 pub mod refusal;
+pub mod revenue;
 pub mod states;
 pub mod types;
 

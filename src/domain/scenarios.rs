@@ -21,6 +21,11 @@ fn cloud() -> Customer {
     Customer::new(1, "Acme", CustomerKind::Cloud)
 }
 
+/// An active annual plan, for other modules' tests.
+pub(crate) fn plan_for_tests() -> Plan {
+    plan(BillingSchedule::Annual)
+}
+
 fn plan(schedule: BillingSchedule) -> Plan {
     Plan {
         id: 1,

@@ -1,6 +1,6 @@
 //! The JSON shapes of `cli.md` (plans, customers, ledger entries, invoices, status).
 
-mod changes;
+pub mod changes;
 mod status;
 
 pub use changes::{ChangeView, LastChange};

@@ -12,6 +12,7 @@ mod audit;
 mod changes;
 mod cli_errors;
 mod concurrency;
+mod console;
 mod daemon;
 mod examples;
 mod fencing;

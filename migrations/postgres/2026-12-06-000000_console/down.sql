@@ -1,0 +1,3 @@
+DROP TABLE console_login_failure;
+DROP TABLE console_session;
+DROP TABLE console_user;

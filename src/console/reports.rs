@@ -1,0 +1,148 @@
+//! The overview pages: what needs attention, revenue, and (for admins) staff and API tokens.
+
+use axum::extract::State;
+use axum::response::Html;
+use axum::Extension;
+use maud::html;
+
+use super::html::{money, months_chart, page, when, when_opt};
+use super::session::Viewer;
+use super::{ConsoleState, Failure};
+use crate::admin::staff::Role;
+
+/// Plans parked or failing, unpaid invoices, and what the overdue policy would do next: the
+/// same facts as `status`.
+pub async fn attention(
+    State(state): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Html<String>, Failure> {
+    let now = state.clock.now();
+    let s = state
+        .run(move |c| crate::admin::status_view(c, now))
+        .await?;
+    let customer = |id: i64| html! { a href=(format!("/customers/{id}")) { "customer " (id) } };
+    let body = html! {
+        section class="card" aria-labelledby="parked" {
+            h2 id="parked" { "Plans that need attention (" (s.needs_attention.len()) ")" }
+            @if s.needs_attention.is_empty() { p { "None." } } @else {
+                table {
+                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Customer" } th scope="col" { "Why" } th scope="col" { "Next invoice" } } }
+                    tbody { @for p in &s.needs_attention {
+                        tr { td { (p.plan_id) } td { (customer(p.customer_id)) } td class="bad" { (p.needs_attention.as_deref().unwrap_or("")) } td { (when_opt(p.next_invoice_date)) } }
+                    } }
+                }
+                p { "A parked plan is invoiced again once the cause is fixed and `plan-invoicer` is run with its plan; the console does not retry plans yet." }
+            }
+        }
+        section class="card" aria-labelledby="failing" {
+            h2 id="failing" { "Plans failing and retrying (" (s.retrying.len()) ")" }
+            @if s.retrying.is_empty() { p { "None." } } @else {
+                table {
+                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Customer" } th scope="col" { "Last error" } th scope="col" { "Errors" } th scope="col" { "Next try" } } }
+                    tbody { @for p in &s.retrying {
+                        tr { td { (p.plan_id) } td { (customer(p.customer_id)) } td class="bad" { (p.last_error.as_deref().unwrap_or("")) } td class="num" { (p.error_count) } td { (when_opt(p.next_retry_at)) } }
+                    } }
+                }
+            }
+        }
+        section class="card" aria-labelledby="unpaid" {
+            h2 id="unpaid" { "Unpaid invoices" }
+            p { (s.unpaid_invoices.count) " invoices, " (money(s.unpaid_invoices.amount_cents)) " open or uncollectible"
+                @if let Some(o) = &s.unpaid_invoices.oldest { "; the oldest: " a href=(format!("/invoices/{}", o.invoice_id)) { "invoice " (o.invoice_id) } " of " (when(o.event_time)) } "." }
+        }
+        section class="card" aria-labelledby="overdue" {
+            h2 id="overdue" { "What the overdue policy would do now" }
+            @if s.overdue.is_empty() { p { "Nothing." } } @else {
+                table {
+                    thead { tr { th scope="col" { "Customer" } th scope="col" { "Action" } th scope="col" { "Invoices" } th scope="col" { "Why" } } }
+                    tbody { @for o in &s.overdue {
+                        tr { td { (customer(o.customer_id)) } td { (o.action.unwrap_or("—")) } td { (o.invoices.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) } td { (o.reason.as_deref().unwrap_or("")) } }
+                    } }
+                }
+            }
+        }
+    };
+    Ok(Html(page("Attention", Some(&viewer), body).into_string()))
+}
+
+/// ARR and MRR by tier, billed and paid per month, plans by status: `report revenue`.
+pub async fn revenue(
+    State(state): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Html<String>, Failure> {
+    let now = state.clock.now();
+    let r = state
+        .run(move |c| crate::admin::reports::revenue(c, now))
+        .await?;
+    let months: Vec<(String, i64, i64)> = r
+        .months
+        .iter()
+        .map(|m| (m.month.clone(), m.billed_cents, m.paid_cents))
+        .collect();
+    let body = html! {
+        section class="card" aria-labelledby="recurring" {
+            h2 id="recurring" { "Recurring revenue as of " (when(r.as_of)) }
+            p { "ARR " strong { (money(r.arr_cents)) } ", MRR " strong { (money(r.mrr_cents)) } " (each live plan's next renewal: licenses × price per license, fixed prices as they are)." }
+            table {
+                thead { tr { th scope="col" { "Tier" } th scope="col" { "Live plans" } th scope="col" { "ARR" } th scope="col" { "MRR" } } }
+                tbody { @for t in &r.tiers {
+                    tr { td { (t.tier) } td class="num" { (t.live_plans) } td class="num" { (money(t.arr_cents)) } td class="num" { (money(t.mrr_cents)) } }
+                } }
+            }
+        }
+        section class="card" aria-labelledby="months" {
+            h2 id="months" { "Billed and paid, last 12 months" }
+            (months_chart(&months))
+            table {
+                thead { tr { th scope="col" { "Month" } th scope="col" { "Billed" } th scope="col" { "Paid" } } }
+                tbody { @for m in &r.months {
+                    tr { td { (m.month) } td class="num" { (money(m.billed_cents)) } td class="num" { (money(m.paid_cents)) } }
+                } }
+            }
+        }
+        section class="card" aria-labelledby="statuses" {
+            h2 id="statuses" { "Plans by status" }
+            table {
+                thead { tr { th scope="col" { "Status" } th scope="col" { "Plans" } } }
+                tbody { @for s in &r.plans_by_status { tr { td { (s.status) } td class="num" { (s.plans) } } } }
+            }
+        }
+    };
+    Ok(Html(page("Revenue", Some(&viewer), body).into_string()))
+}
+
+/// Staff accounts and API tokens (admins only; managed with `console-user` and `api-token`).
+pub async fn staff(
+    State(state): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Html<String>, Failure> {
+    viewer.require(Role::Admin)?;
+    let (staff, tokens) = state
+        .run(|c| {
+            Ok::<_, crate::db::DbError>((crate::db::staff::staff(c)?, crate::db::api::tokens(c)?))
+        })
+        .await?;
+    let body = html! {
+        section class="card" aria-labelledby="accounts" {
+            h2 id="accounts" { "Staff accounts" }
+            table {
+                thead { tr { th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "State" } th scope="col" { "Created" } } }
+                tbody { @for s in &staff {
+                    tr { td { (s.email) } td { (s.role) } td { @if s.disabled_at.is_some() { "disabled" } @else if s.password_hash.is_none() { "setup link not used" } @else { "active" } } td { (when(s.created_at)) } }
+                } }
+            }
+            p { "Accounts are managed with " code { "plan-invoicer console-user" } " (create, disable, enable, set-role)." }
+        }
+        section class="card" aria-labelledby="tokens" {
+            h2 id="tokens" { "API tokens" }
+            table {
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Scope" } th scope="col" { "Created" } th scope="col" { "Revoked" } } }
+                tbody { @for t in &tokens {
+                    tr { td { (t.name) } td { (t.scope) } td { (when(t.created_at)) } td { (when_opt(t.revoked_at)) } }
+                } }
+            }
+            p { "Tokens are managed with " code { "plan-invoicer api-token" } " (create, list, revoke)." }
+        }
+    };
+    Ok(Html(page("Staff", Some(&viewer), body).into_string()))
+}

@@ -1,0 +1,573 @@
+//! The support console over real HTTP, on both backends: `serve --console-addr`, staff made with
+//! `console-user`, a client that keeps cookies as a browser does. Sessions, CSRF, the Origin
+//! check, roles, the lockout, escaping, an action with its preview landing in the change history,
+//! the revenue figures against `report revenue`, and the setup link.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+
+use crate::common::http::free_port;
+use crate::common::TestDb;
+
+/// A response: status, headers (lower-case names; several `set-cookie`), the body as text.
+#[derive(Debug)]
+struct Page {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of the first hidden `csrf` input.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf field in {}", self.body));
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap_or(0)].to_string()
+    }
+}
+
+/// `serve` with the console on, and a cookie jar.
+struct Console {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Console {
+    fn start(db: &TestDb) -> Console {
+        let port = free_port();
+        let http_port = (0..100)
+            .map(|_| free_port())
+            .find(|p| *p != port)
+            .unwrap_or(port + 1);
+        let log = std::env::temp_dir().join(format!(
+            "plan-invoicer-console-{}-{port}.log",
+            std::process::id()
+        ));
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log: {e}"));
+        let child = db
+            .command()
+            .env("RUST_LOG", "info")
+            .args([
+                "serve",
+                "--schedule",
+                "0 0 0 1 1 *",
+                "--http-addr",
+                &format!("127.0.0.1:{http_port}"),
+                "--console-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn serve: {e}"));
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "no console");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Console { child, port, log }
+    }
+
+    /// A new client (no cookies) on the same server.
+    fn fresh(&self) -> Jar<'_> {
+        Jar {
+            console: self,
+            cookies: HashMap::new(),
+        }
+    }
+}
+
+/// A browser's view: its cookies.
+struct Jar<'a> {
+    console: &'a Console,
+    cookies: HashMap<String, String>,
+}
+
+impl Jar<'_> {
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> Page {
+        let body = serde_urlencoded::to_string(form).unwrap_or_default();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.console.port))
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+        let host = format!("127.0.0.1:{}", self.console.port);
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if method == "POST" {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        if let Some(o) = origin {
+            head.push_str(&format!("Origin: {o}\r\n"));
+        }
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            head.push_str(&format!("Cookie: {}\r\n", c.join("; ")));
+        }
+        head.push_str("\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(body.as_bytes());
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let page = Page {
+            status,
+            headers,
+            body: body.to_string(),
+        };
+        for c in page.cookies() {
+            let pair = c.split(';').next().unwrap_or("");
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || c.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        page
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, &[], None)
+    }
+
+    /// A form posted from the console's own page.
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let origin = format!("http://127.0.0.1:{}", self.console.port);
+        self.send("POST", path, form, Some(&origin))
+    }
+
+    fn login(&mut self, email: &str, password: &str) -> Page {
+        let form = self.get("/login");
+        let csrf = form.csrf();
+        self.post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("email", email),
+                ("password", password),
+                ("next", "/"),
+            ],
+        )
+    }
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn staff(db: &TestDb, email: &str, role: &str) {
+    let mut child = db
+        .command()
+        .args([
+            "--json",
+            "console-user",
+            "create",
+            "--email",
+            email,
+            "--role",
+            role,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = writeln!(stdin, "{PASSWORD}");
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn iso(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Acme with a monthly plan of 10 licenses that follow the seats, anchored ten days ago; a
+/// customer whose name is a script; staff of each role.
+fn setup(db: &TestDb) -> (i64, i64) {
+    let ten_days_ago = iso(Utc::now() - chrono::Duration::days(10));
+    let acme = db.id(
+        Some(&ten_days_ago),
+        &[
+            "customer",
+            "create",
+            "--name",
+            "Acme",
+            "--email",
+            "billing@acme.test",
+        ],
+    );
+    let plan = db.id(
+        Some(&ten_days_ago),
+        &[
+            "plan",
+            "create",
+            "--customer",
+            &acme.to_string(),
+            "--tier",
+            "cloud_standard",
+            "--schedule",
+            "monthly",
+            "--licenses",
+            "10",
+            "--automanage-licenses",
+        ],
+    );
+    db.id(
+        Some(&ten_days_ago),
+        &["customer", "create", "--name", "<script>alert(1)</script>"],
+    );
+    staff(db, "admin@staff.test", "admin");
+    staff(db, "support@staff.test", "support");
+    staff(db, "viewer@staff.test", "viewer");
+    (acme, plan)
+}
+
+fn sessions_csrf_origin_and_roles(db: &TestDb) {
+    let (acme, plan) = setup(db);
+    let console = Console::start(db);
+    let mut anon = console.fresh();
+    // Every page but the login page sends a stranger to log in; the headers are on every answer.
+    let r = anon.get(&format!("/customers/{acme}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/login?next=%2Fcustomers%2F{acme}").as_str())
+    );
+    let login = anon.get("/login");
+    assert_eq!(login.status, 200);
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert_eq!(login.header(name), Some(value), "{name}");
+    }
+    let csp = login.header("content-security-policy").unwrap_or("");
+    assert!(
+        csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let cookie = login.cookies().join(" | ");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "loopback: no Secure flag: {cookie}"
+    );
+
+    // The login form needs its token and an Origin of the console.
+    let csrf = login.csrf();
+    let creds = [
+        ("csrf", csrf.as_str()),
+        ("email", "support@staff.test"),
+        ("password", PASSWORD),
+    ];
+    let r = anon.send("POST", "/login", &creds, None);
+    assert_eq!(r.status, 403, "no Origin: {r:?}");
+    let r = anon.send("POST", "/login", &creds, Some("http://evil.test"));
+    assert_eq!(r.status, 403, "another Origin: {r:?}");
+    let r = anon.post(
+        "/login",
+        &[
+            ("csrf", "forged"),
+            ("email", "support@staff.test"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(r.status, 403, "a forged token: {r:?}");
+    let r = anon.login("support@staff.test", "not the password!");
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("wrong email or password"), "{}", r.body);
+
+    // Support logs in and searches.
+    let mut support = console.fresh();
+    let r = support.login("Support@Staff.test", PASSWORD);
+    assert_eq!(r.status, 303, "{r:?}");
+    assert!(
+        r.cookies().iter().any(|c| c.starts_with("pi_session=")),
+        "{r:?}"
+    );
+    let r = support.get("/?q=acme");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains(&format!("href=\"/customers/{acme}\"")),
+        "{}",
+        r.body
+    );
+    let r = support.get(&format!("/?q={plan}"));
+    assert!(
+        r.body.contains(&format!("plan {plan}")),
+        "a plan id finds its customer"
+    );
+    // What a customer or the host application wrote is shown as text.
+    let r = support.get("/?q=%3Cscript%3E");
+    assert!(
+        r.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<script>alert(1)"), "escaped");
+
+    // The customer's page: its plan, the next invoice as `plan preview` computes it, the chart.
+    let page = support.get(&format!("/customers/{acme}"));
+    assert_eq!(page.status, 200);
+    for text in [
+        &format!("Plan {plan}") as &str,
+        "Next invoice",
+        "<svg",
+        "Change history",
+        "plan.create",
+    ] {
+        assert!(page.body.contains(text), "{text} in {}", page.body);
+    }
+
+    // An action: the preview first (nothing written), then the confirmation.
+    let csrf = page.csrf();
+    let seats = format!("/plans/{plan}/seats");
+    let no_reason = support.post(&seats, &[("csrf", &csrf), ("count", "15"), ("reason", "")]);
+    assert_eq!(no_reason.status, 400);
+    assert!(
+        no_reason.body.contains("field-error"),
+        "the refusal beside its field"
+    );
+    let bad = support.post(
+        &seats,
+        &[("csrf", &csrf), ("count", "-3"), ("reason", "ticket 42")],
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let preview = support.post(
+        &seats,
+        &[("csrf", &csrf), ("count", "15"), ("reason", "ticket 42")],
+    );
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(
+        preview.body.contains("The next invoice goes from"),
+        "{}",
+        preview.body
+    );
+    assert_eq!(db.plan(plan)["licenses"], 10, "a preview writes nothing");
+    // Without the token, or from another site: refused, nothing written.
+    let r = support.post(
+        &seats,
+        &[("count", "15"), ("reason", "ticket 42"), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 403);
+    let r = support.send(
+        "POST",
+        &seats,
+        &[
+            ("csrf", &csrf),
+            ("count", "15"),
+            ("reason", "x"),
+            ("confirm", "yes"),
+        ],
+        Some("http://evil.test"),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(db.plan(plan)["licenses"], 10);
+    let done = support.post(
+        &seats,
+        &[
+            ("csrf", &csrf),
+            ("count", "15"),
+            ("reason", "ticket 42"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(db.plan(plan)["licenses"], 15);
+    let changes = db.ok(
+        None,
+        &[
+            "changes",
+            "list",
+            "--plan",
+            &plan.to_string(),
+            "--operation",
+            "plan.seats",
+        ],
+    );
+    let change = &changes[0];
+    assert_eq!(change["actor"], "console:support@staff.test");
+    assert_eq!(change["reason"], "ticket 42");
+    assert_eq!(change["after"]["licenses"], 15);
+    let page = support.get(&format!("/customers/{acme}"));
+    assert!(page.body.contains("console:support@staff.test") && page.body.contains("ticket 42"));
+
+    // A viewer reads but may not act, nor see the staff page; support may not see it either.
+    let mut viewer = console.fresh();
+    assert_eq!(viewer.login("viewer@staff.test", PASSWORD).status, 303);
+    let page = viewer.get(&format!("/customers/{acme}"));
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("/seats\""),
+        "no action forms for a viewer"
+    );
+    let csrf = page.csrf();
+    let r = viewer.post(
+        &seats,
+        &[
+            ("csrf", &csrf),
+            ("count", "20"),
+            ("reason", "x"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(db.plan(plan)["licenses"], 15);
+    assert_eq!(viewer.get("/staff").status, 403);
+    assert_eq!(support.get("/staff").status, 403);
+    let mut admin = console.fresh();
+    assert_eq!(admin.login("admin@staff.test", PASSWORD).status, 303);
+    let r = admin.get("/staff");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("viewer@staff.test"));
+
+    // Revenue: the page and `report revenue` agree (15 licenses × $8 a month × 12).
+    let report = db.ok(None, &["report", "revenue"]);
+    assert_eq!(report["arr_cents"], 15 * 800 * 12, "{report}");
+    assert_eq!(report["mrr_cents"], 15 * 800);
+    let r = admin.get("/revenue");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("$1,440.00"), "{}", r.body);
+    for path in ["/attention", "/revenue", "/"] {
+        assert_eq!(viewer.get(path).status, 200, "{path}");
+    }
+    assert_eq!(viewer.get("/customers/999999").status, 404);
+    assert_eq!(viewer.get("/customers/x").status, 404);
+    assert_eq!(viewer.get("/invoices/999999").status, 404);
+    assert_eq!(viewer.get("/no/such/page").status, 404);
+
+    // Logout ends the session on the server: the old cookie no longer opens a page.
+    let stolen = support.cookies.clone();
+    let csrf = support.get("/").csrf();
+    assert_eq!(support.post("/logout", &[("csrf", &csrf)]).status, 303);
+    let mut replay = console.fresh();
+    replay.cookies = stolen;
+    assert_eq!(replay.get("/").status, 303, "the session is gone");
+    // A disabled account's sessions end at once.
+    db.ok(None, &["console-user", "disable", "viewer@staff.test"]);
+    assert_eq!(viewer.get("/").status, 303);
+    assert_eq!(viewer.login("viewer@staff.test", PASSWORD).status, 401);
+    drop(console);
+}
+
+fn lockout_and_setup_link(db: &TestDb) {
+    staff(db, "ada@staff.test", "support");
+    let console = Console::start(db);
+    let mut c = console.fresh();
+    for _ in 0..5 {
+        assert_eq!(c.login("ada@staff.test", "wrong password!!").status, 401);
+    }
+    // Locked out: even the right password is refused, and the lockout is logged.
+    let r = c.login("ada@staff.test", PASSWORD);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("too many failed logins"));
+    let log = std::fs::read_to_string(&console.log).unwrap_or_default();
+    assert!(log.contains("locked out"), "{log}");
+    // Another account is not locked.
+    staff(db, "bob@staff.test", "viewer");
+    assert_eq!(
+        console.fresh().login("bob@staff.test", PASSWORD).status,
+        303
+    );
+
+    // A setup link sets the password once.
+    let made = db.ok(
+        None,
+        &[
+            "console-user",
+            "create",
+            "--email",
+            "cy@staff.test",
+            "--role",
+            "viewer",
+        ],
+    );
+    let path = made["setup_path"].as_str().unwrap_or_default().to_string();
+    assert!(path.starts_with("/setup/"), "{made}");
+    assert_eq!(
+        db.ok(None, &["console-user", "list"])
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    let mut cy = console.fresh();
+    let form = cy.get(&path);
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form.csrf();
+    let short = cy.post(&path, &[("csrf", &csrf), ("password", "short")]);
+    assert_eq!(short.status, 400);
+    let set = cy.post(&path, &[("csrf", &csrf), ("password", PASSWORD)]);
+    assert_eq!(set.status, 303, "{}", set.body);
+    assert_eq!(cy.get(&path).status, 404, "a setup link works once");
+    assert_eq!(cy.login("cy@staff.test", PASSWORD).status, 303);
+    let changes = db.ok(
+        None,
+        &["changes", "list", "--operation", "console_user.setup"],
+    );
+    assert_eq!(changes[0]["actor"], "console:cy@staff.test");
+}
+
+on_both_backends!(sessions_csrf_origin_and_roles, lockout_and_setup_link);
