@@ -5,7 +5,7 @@ import yaml
 
 problems = []
 docs = {}
-for path in ["deploy/k8s/deployment.yaml", "deploy/k8s/cronjob.yaml", "deploy/k8s/secrets.example.yaml", "deploy/k8s/service.yaml", "deploy/docker-compose.yml"]:
+for path in ["deploy/k8s/deployment.yaml", "deploy/k8s/cronjob.yaml", "deploy/k8s/secrets.example.yaml", "deploy/k8s/service.yaml", "deploy/k8s/console-service.yaml", "deploy/docker-compose.yml"]:
     with open(path) as f:
         docs[path] = list(yaml.safe_load_all(f))
 
@@ -31,6 +31,15 @@ if svc["spec"]["selector"] != dep["spec"]["template"]["metadata"]["labels"]:
     problems.append("Service selector does not match the Deployment's pods")
 if [p["targetPort"] for p in svc["spec"]["ports"]] != ["api"]:
     problems.append("Service must expose the api port only")
+
+# The console: its own port and Service, never the API's or the health port.
+if "console" not in ports or env.get("PLAN_INVOICER_CONSOLE_ADDR") != f"0.0.0.0:{ports.get('console')}":
+    problems.append("Deployment: PLAN_INVOICER_CONSOLE_ADDR must listen on the container port named console")
+console_svc = docs["deploy/k8s/console-service.yaml"][0]
+if console_svc["spec"]["selector"] != dep["spec"]["template"]["metadata"]["labels"]:
+    problems.append("console Service selector does not match the Deployment's pods")
+if [p["targetPort"] for p in console_svc["spec"]["ports"]] != ["console"]:
+    problems.append("console Service must expose the console port only")
 
 cron = docs["deploy/k8s/cronjob.yaml"][0]
 job = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]

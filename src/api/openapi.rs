@@ -287,6 +287,15 @@ fn other_operations(s: &mut Schemas) -> Vec<Op> {
             )
         },
         Op {
+            response: s.response::<crate::admin::reports::RevenueReport>(),
+            ..op(
+                "get",
+                "/v1/reports/revenue",
+                "revenueReport",
+                "ARR and MRR by tier as of now, billed and paid per month for the last 12 months, plans by status (`report revenue`).",
+            )
+        },
+        Op {
             query: Some(s.request::<EventsQuery>()),
             response: s.response::<EventsPage>(),
             ..op(

@@ -42,6 +42,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/invoices", get(list_invoices))
         .route("/v1/changes", get(list_changes))
         .route("/v1/status", get(status))
+        .route("/v1/reports/revenue", get(revenue))
         .route("/v1/events", get(events))
         .route("/v1/events/ack", post(ack_events))
         .route("/v1/openapi.json", get(openapi))
@@ -331,6 +332,15 @@ async fn list_changes(
 async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let now = state.now(&headers)?;
     let out = state.run(|c| admin::status_of(c, now)).await?;
+    Ok(ok(&out.json))
+}
+
+/// `GET /v1/reports/revenue`: `report revenue`'s document.
+async fn revenue(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let now = state.now(&headers)?;
+    let out = state
+        .run(|c| crate::admin::reports::revenue_output(c, now))
+        .await?;
     Ok(ok(&out.json))
 }
 

@@ -65,6 +65,11 @@ impl Drop for Console {
 
 impl Console {
     fn start(db: &TestDb) -> Console {
+        Console::start_with(db, &[])
+    }
+
+    /// `serve` with these flags too.
+    fn start_with(db: &TestDb, flags: &[&str]) -> Console {
         let port = free_port();
         let http_port = (0..100)
             .map(|_| free_port())
@@ -87,6 +92,7 @@ impl Console {
                 "--console-addr",
                 &format!("127.0.0.1:{port}"),
             ])
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -122,6 +128,17 @@ impl Jar<'_> {
         form: &[(&str, &str)],
         origin: Option<&str>,
     ) -> Page {
+        self.send_with(method, path, form, origin, &[])
+    }
+
+    fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Page {
         let body = serde_urlencoded::to_string(form).unwrap_or_default();
         let mut stream = TcpStream::connect(("127.0.0.1", self.console.port))
             .unwrap_or_else(|e| panic!("connect: {e}"));
@@ -136,6 +153,9 @@ impl Jar<'_> {
         }
         if let Some(o) = origin {
             head.push_str(&format!("Origin: {o}\r\n"));
+        }
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
         }
         if !self.cookies.is_empty() {
             let c: Vec<String> = self
@@ -570,4 +590,58 @@ fn lockout_and_setup_link(db: &TestDb) {
     assert_eq!(changes[0]["actor"], "console:cy@staff.test");
 }
 
-on_both_backends!(sessions_csrf_origin_and_roles, lockout_and_setup_link);
+/// Behind an SSO proxy: the email header signs a staff member in, from the trusted address only;
+/// the header and the proxies go together.
+fn single_sign_on_from_trusted_proxies_only(db: &TestDb) {
+    staff(db, "ada@staff.test", "support");
+    let header = [("X-Email", "Ada@staff.test")];
+    let trusted = Console::start_with(
+        db,
+        &[
+            "--console-sso-email-header",
+            "X-Email",
+            "--console-trusted-proxy",
+            "127.0.0.1",
+        ],
+    );
+    let mut c = trusted.fresh();
+    let r = c.send_with("GET", "/", &[], None, &header);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("ada@staff.test (support)"));
+    let r = c.send_with("GET", "/", &[], None, &[("X-Email", "nobody@staff.test")]);
+    assert_eq!(r.status, 403, "an email without an account");
+    drop(trusted);
+    let elsewhere = Console::start_with(
+        db,
+        &[
+            "--console-sso-email-header",
+            "X-Email",
+            "--console-trusted-proxy",
+            "10.9.9.9",
+        ],
+    );
+    let r = elsewhere.fresh().send_with("GET", "/", &[], None, &header);
+    assert_eq!(
+        r.status, 303,
+        "the header from an untrusted address is ignored"
+    );
+    drop(elsewhere);
+    let (code, _, err) = db.run(
+        None,
+        &[
+            "serve",
+            "--console-addr",
+            "127.0.0.1:1",
+            "--console-sso-email-header",
+            "X-Email",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("go together"), "{err}");
+}
+
+on_both_backends!(
+    sessions_csrf_origin_and_roles,
+    lockout_and_setup_link,
+    single_sign_on_from_trusted_proxies_only
+);
