@@ -220,13 +220,15 @@ pub fn effect(
             .map(|p| total(&p));
         conn.rolled_back(|c| {
             run(c, action, now, author)?;
-            let preview = preview_in(c, plan_id, None).ok();
+            // The plan as the action leaves it, before the preview moves it on.
             let record = ops::plan(c, plan_id)?;
             let ledger = repo::ledger_of(c, plan_id)?;
+            let plan = PlanView::new(&record, &ledger);
+            let preview = preview_in(c, plan_id, None).ok();
             Ok(Effect {
                 before_cents: before,
                 after_cents: preview.as_ref().map(total),
-                plan: PlanView::new(&record, &ledger),
+                plan,
                 preview,
             })
         })

@@ -32,8 +32,23 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn login_form(state: &ConsoleState, next: &str, email: &str, problem: Option<&str>) -> Response {
-    let token = staff::secret();
+/// The token of the login and setup forms: the one the browser's cookie already holds, so that
+/// a second tab or a request the browser makes on its own (a favicon sent to the login page)
+/// does not make the open form's token stale; a new one otherwise.
+fn form_token(headers: &HeaderMap) -> String {
+    cookie(headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(staff::secret)
+}
+
+fn login_form(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    next: &str,
+    email: &str,
+    problem: Option<&str>,
+) -> Response {
+    let token = form_token(headers);
     let body = html! {
         @if let Some(p) = problem { (notice("error", p)) }
         form method="post" action="/login" class="card narrow" {
@@ -56,8 +71,12 @@ fn login_form(state: &ConsoleState, next: &str, email: &str, problem: Option<&st
     response
 }
 
-pub async fn login_page(State(state): State<ConsoleState>, Query(q): Query<NextQuery>) -> Response {
-    login_form(&state, &safe_next(q.next.as_deref()), "", None)
+pub async fn login_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    login_form(&state, &headers, &safe_next(q.next.as_deref()), "", None)
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +89,7 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, Failure> {
     let next = safe_next(form.next.as_deref());
@@ -87,7 +107,7 @@ pub async fn login(
     if by_account >= ACCOUNT_FAILURES || by_address >= ADDRESS_FAILURES {
         warn!(email = %email, address = %address, "console login refused: locked out after repeated failures");
         let msg = format!("too many failed logins: try again in {FAILURE_WINDOW_MINUTES} minutes");
-        let mut r = login_form(&state, &next, &email, Some(&msg));
+        let mut r = login_form(&state, &headers, &next, &email, Some(&msg));
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return Ok(r);
     }
@@ -118,6 +138,7 @@ pub async fn login(
         }
         return Ok(login_form(
             &state,
+            &headers,
             &next,
             &email,
             Some("wrong email or password"),
@@ -194,9 +215,10 @@ fn setup_form(token: &str, email: &str, csrf: &str, problem: Option<&str>) -> Ht
 pub async fn setup_page(
     State(state): State<ConsoleState>,
     Path(token): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let row = setup_account(&state, &token).await?;
-    let csrf = staff::secret();
+    let csrf = form_token(&headers);
     let mut response = setup_form(&token, &row.email, &csrf, None).into_response();
     response
         .headers_mut()

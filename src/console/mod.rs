@@ -153,6 +153,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/logout", post(login::logout))
         .route("/setup/{token}", get(login::setup_page).post(login::setup))
         .route(CSS_PATH, get(css))
+        .route("/favicon.ico", get(not_found))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), session::gate))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))

@@ -71,7 +71,10 @@ impl Viewer {
 
 /// Paths served without a session.
 fn is_public(path: &str) -> bool {
-    path == "/login" || path.starts_with("/setup/") || path.starts_with("/static/")
+    path == "/login"
+        || path == "/favicon.ico"
+        || path.starts_with("/setup/")
+        || path.starts_with("/static/")
 }
 
 /// Every request: the security headers, the time limit, the Origin and CSRF checks of a POST,
