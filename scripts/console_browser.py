@@ -188,12 +188,12 @@ try:
     audit("customer")
 
     # Change the seats: the preview, then the confirmation, then the history.
-    driver.find_element(By.CSS_SELECTOR, "details summary").click()
+    driver.find_element(By.XPATH, f"//summary[text()='Actions on plan {plan}']").click()
     driver.find_element(By.ID, f"p{plan}-seats-count").send_keys("20")
     driver.find_element(By.ID, f"p{plan}-seats-reason").send_keys("ticket 4411: 6 more seats")
     click(driver.find_element(By.CSS_SELECTOR, f"form[action='/plans/{plan}/seats'] button"))
     body = text()
-    check("The next invoice goes from $112.00 to" in body, "the preview shows the money effect")
+    check(f"The next invoice of plan {plan} goes from $112.00 to" in body, "the preview shows the money effect")
     audit("preview")
     click(driver.find_element(By.CSS_SELECTOR, "button.danger"))
     body = text()

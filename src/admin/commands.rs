@@ -243,6 +243,12 @@ pub enum PlanCmd {
         #[arg(long)]
         automanage_licenses: bool,
     },
+    /// A plan that needs attention, or waits to retry an error, is invoiced by the next pass
+    /// (once its cause is fixed).
+    Retry {
+        /// The plan's id.
+        id: i64,
+    },
     /// The outbox rows (plan events and notices) of a plan.
     Events {
         /// The plan's id.
@@ -401,6 +407,7 @@ pub const PLAN_ACTIONS: &[Action] = &[
     action("upgrade_tier", Reply::Plan),
     action("set_end_date", Reply::Plan),
     action("schedule_successor", Reply::Created),
+    action("retry", Reply::Plan),
 ];
 /// The plan subcommands with routes of their own (creation and reads).
 #[cfg(test)]

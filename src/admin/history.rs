@@ -60,6 +60,7 @@ pub fn plan_write(cmd: &PlanCmd) -> Option<(&'static str, Subject)> {
         UpgradeTier { id, .. } => ("plan.upgrade_tier", Subject::Plan(*id)),
         SetEndDate { id, .. } => ("plan.set_end_date", Subject::Plan(*id)),
         ScheduleSuccessor { id, .. } => ("plan.schedule_successor", Subject::Plan(*id)),
+        Retry { id } => ("plan.retry", Subject::Plan(*id)),
     })
 }
 
@@ -167,7 +168,7 @@ fn snapshot_of(c: &mut Conn, subject: Subject) -> Result<Value, AppError> {
 
 /// A customer's fields as the history compares them: its view (without the list of plan ids)
 /// and its plans' snapshots by id, since a customer's settings reprice its plans.
-fn customer_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
+pub fn customer_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
     let Some(customer) = id
         .map(|id| repo::get_customer(c, id))
         .transpose()?

@@ -355,6 +355,10 @@ fn plan_run(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
         | PlanCmd::DowngradeNow { .. }
         | PlanCmd::SetEndDate { .. }
         | PlanCmd::ScheduleSuccessor { .. } => plan_change(c, cmd, now),
+        PlanCmd::Retry { id } => {
+            ops::retry_plan(c, id)?;
+            pretty(&plan_view(c, id)?)
+        }
         PlanCmd::Events { id } => {
             ops::plan(c, id)?;
             pretty(&repo::events_of_plan(c, id)?)

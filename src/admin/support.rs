@@ -9,7 +9,7 @@ use crate::db::models::PlanEventRow;
 use crate::db::repo::{self, InvoiceFilter};
 use crate::db::search::{self as rows, CustomerHit};
 use crate::db::{changes, Conn, Db};
-use crate::domain::change::Author;
+use crate::domain::change::{diff, Author};
 use crate::domain::lines::addition_fraction;
 use crate::domain::{LedgerEntry, Ts};
 use crate::error::AppError;
@@ -18,7 +18,7 @@ use crate::ops;
 use crate::views::changes::ChangeView;
 use crate::views::{CustomerView, InvoiceView, LineView, PlanView};
 
-use super::commands::{CustomerCmd, PlanCmd};
+use super::commands::{CustomerCmd, OfferCmd, PlanCmd};
 
 /// The most search hits shown.
 pub const SEARCH_LIMIT: i64 = 50;
@@ -183,53 +183,74 @@ pub fn search(c: &mut Conn, text: &str) -> Result<Vec<Hit>, AppError> {
     Ok(hits)
 }
 
-/// What an action would do to the plan's next invoice, before it is confirmed.
+/// What an action would do, before it is confirmed: the fields that move, and the next invoice
+/// of the customer's live plan before and after.
 #[derive(Debug, Clone)]
 pub struct Effect {
-    /// The next invoice's total now (`None`: the plan has no next invoice).
+    /// The fields that move, as they are now and as they would be (the plan's, or the
+    /// customer's for a customer action).
+    pub was: serde_json::Value,
+    pub is: serde_json::Value,
+    /// The plan whose next invoice is shown, if there is one.
+    pub plan_id: Option<i64>,
+    /// Its next invoice's total now (`None`: nothing to invoice).
     pub before_cents: Option<i64>,
-    /// The next invoice's total after the action.
+    /// Its next invoice's total after the action.
     pub after_cents: Option<i64>,
-    /// The plan after the action.
-    pub plan: PlanView,
-    /// What the pass would change first after the action (status moves, notices).
-    pub preview: Option<Preview>,
 }
 
-/// A console action on a plan or its customer.
+/// A console action: a plan's, a customer's, or an offer.
 #[derive(Debug)]
 pub enum Action {
     Plan(PlanCmd),
     Customer(CustomerCmd),
+    Offer(OfferCmd),
+}
+
+/// What an action is about: a plan (and its customer), or a customer (and its live plan).
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub customer: i64,
+    pub plan: Option<i64>,
 }
 
 /// Runs the action and then `plan preview`'s code in one transaction that is rolled back:
 /// nothing is written. A refusal of the action is returned as it is (it names its field).
 pub fn effect(
     db: &Db,
-    plan_id: i64,
+    target: Target,
     action: Action,
     now: Ts,
     author: &Author,
 ) -> Result<Effect, AppError> {
     let dry = db.dedicated()?;
     dry.run(|conn| {
-        let before = conn
-            .rolled_back(|c| preview_in(c, plan_id, None))
-            .ok()
-            .map(|p| total(&p));
+        let plan_id = match target.plan {
+            Some(p) => Some(p),
+            None => repo::live_plan_of(conn, target.customer)?.map(|r| r.plan.id),
+        };
+        let snapshot = |c: &mut Conn| match target.plan {
+            Some(p) => super::history::plan_snapshot(c, Some(p)),
+            None => super::history::customer_snapshot(c, Some(target.customer)),
+        };
+        let next_total = |c: &mut Conn| -> Option<i64> {
+            plan_id
+                .and_then(|p| preview_in(c, p, None).ok())
+                .map(|p| total(&p))
+        };
+        let (before, before_cents) =
+            conn.rolled_back(|c| Ok::<_, AppError>((snapshot(c)?, next_total(c))))?;
         conn.rolled_back(|c| {
             run(c, action, now, author)?;
-            // The plan as the action leaves it, before the preview moves it on.
-            let record = ops::plan(c, plan_id)?;
-            let ledger = repo::ledger_of(c, plan_id)?;
-            let plan = PlanView::new(&record, &ledger);
-            let preview = preview_in(c, plan_id, None).ok();
+            // The fields as the action leaves them, before the preview moves the plan on.
+            let after = snapshot(c)?;
+            let (was, is) = diff(&before, &after);
             Ok(Effect {
-                before_cents: before,
-                after_cents: preview.as_ref().map(total),
-                plan,
-                preview,
+                was,
+                is,
+                plan_id,
+                before_cents,
+                after_cents: next_total(c),
             })
         })
     })
@@ -240,6 +261,7 @@ pub fn run(c: &mut Conn, action: Action, now: Ts, author: &Author) -> Result<(),
     match action {
         Action::Plan(cmd) => super::plan_cmd(c, cmd, now, author).map(|_| ()),
         Action::Customer(cmd) => super::customer_cmd(c, cmd, now, author).map(|_| ()),
+        Action::Offer(cmd) => super::offer_cmd(c, cmd, now, author).map(|_| ()),
     }
 }
 

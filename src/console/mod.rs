@@ -149,6 +149,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/revenue", get(reports::revenue))
         .route("/staff", get(reports::staff))
         .route("/plans/{id}/{action}", post(actions::plan_action))
+        .route("/customers/{id}/{action}", post(actions::customer_action))
         .route("/login", get(login::login_page).post(login::login))
         .route("/logout", post(login::logout))
         .route("/setup/{token}", get(login::setup_page).post(login::setup))

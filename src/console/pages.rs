@@ -7,7 +7,7 @@ use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::actions::plan_actions;
+use super::actions::{customer_actions, plan_actions};
 use super::html::{licenses_chart, money, money_opt, page, when, when_opt};
 use super::session::Viewer;
 use super::{ConsoleState, Failure};
@@ -120,6 +120,7 @@ fn customer_body(
                 dt { "Required tier" } dd { (c.required_plan_tier.unwrap_or("—")) }
                 dt { "Seats in use" } dd { (c.seat_count.map(|n| n.to_string()).unwrap_or_else(|| "—".into())) " (reported " (when_opt(c.last_usage_report_at)) ")" }
             }
+            (customer_actions(c.id, viewer))
         }
         @for p in &d.plans {
             section class="card" aria-labelledby=(format!("plan-{}", p.plan.id)) {

@@ -31,7 +31,7 @@ pub async fn attention(
                         tr { td { (p.plan_id) } td { (customer(p.customer_id)) } td class="bad" { (p.needs_attention.as_deref().unwrap_or("")) } td { (when_opt(p.next_invoice_date)) } }
                     } }
                 }
-                p { "A parked plan is invoiced again once the cause is fixed and `plan-invoicer` is run with its plan; the console does not retry plans yet." }
+                p { "Fix the cause, then retry the plan from its customer's page (its actions: \"Retry invoicing\"): the next pass invoices it." }
             }
         }
         section class="card" aria-labelledby="failing" {

@@ -308,6 +308,18 @@ pub enum Release<'a> {
     },
 }
 
+/// A plan that needs attention or waits to retry: both cleared, so that the next pass claims it
+/// (`plan retry`).
+pub fn clear_attention(conn: &mut Conn, id: i64) -> Result<(), DbError> {
+    with_conn!(conn, c => diesel::update(customer_plan::table.find(id))
+        .set((
+            customer_plan::needs_attention.eq(None::<String>),
+            customer_plan::next_retry_at.eq(None::<Ts>),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
 /// Lets a parked plan be retried at once (an operator changed something).
 pub fn clear_retry(conn: &mut Conn, id: i64) -> Result<(), DbError> {
     // Only a plan that waits for a retry is written: a seat count arrives far more often than a

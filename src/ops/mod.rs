@@ -27,7 +27,7 @@ pub use plans::{
     create_plan, downgrade_now, schedule_change, schedule_successor, set_billing_mode,
     set_end_date, set_license_management, PlanInput, Successor,
 };
-pub use support::{set_exempt, set_minimum_licenses, set_required_plan_tier};
+pub use support::{retry_plan, set_exempt, set_minimum_licenses, set_required_plan_tier};
 pub use tiers::upgrade_tier;
 
 type Ts = DateTime<Utc>;

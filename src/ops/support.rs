@@ -100,3 +100,17 @@ fn billable_for(kind: CustomerKind, tier: Tier) -> bool {
         }
     }
 }
+
+/// Lets a plan that needs attention, or waits to retry an error, be invoiced by the next pass:
+/// its parking reason and retry time are cleared (an operator fixed the cause). Its error count
+/// stays until a pass succeeds.
+pub fn retry_plan(conn: &mut Conn, id: i64) -> Result<(), AppError> {
+    let record = super::plan(conn, id)?;
+    if record.plan.needs_attention.is_none() && record.next_retry_at.is_none() {
+        return Err(invalid(format!(
+            "plan {id} neither needs attention nor waits to retry: there is nothing to retry"
+        )));
+    }
+    crate::db::claims::clear_attention(conn, id)?;
+    Ok(())
+}

@@ -422,7 +422,9 @@ fn sessions_csrf_origin_and_roles(db: &TestDb) {
     );
     assert_eq!(preview.status, 200, "{}", preview.body);
     assert!(
-        preview.body.contains("The next invoice goes from"),
+        preview
+            .body
+            .contains(&format!("The next invoice of plan {plan} goes from")),
         "{}",
         preview.body
     );
@@ -474,6 +476,46 @@ fn sessions_csrf_origin_and_roles(db: &TestDb) {
     assert_eq!(change["after"]["licenses"], 15);
     let page = support.get(&format!("/customers/{acme}"));
     assert!(page.body.contains("console:support@staff.test") && page.body.contains("ticket 42"));
+
+    // A customer's action: the minimum licenses are refused while a plan is live (Zulip's guard),
+    // the refusal shown with the form; an offer is made and recorded.
+    let minimum = format!("/customers/{acme}/minimum-licenses");
+    let r = support.post(
+        &minimum,
+        &[("csrf", &csrf), ("count", "25"), ("reason", "deal")],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("notice error") || r.body.contains("field-error"),
+        "{}",
+        r.body
+    );
+    let offer = format!("/customers/{acme}/offer");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("tier", "cloud_plus"),
+        ("fixed_price_cents", "500000"),
+        ("reason", "annual deal"),
+    ];
+    let r = support.post(&offer, &form);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("goes from"),
+        "the live plan's next invoice is shown: {}",
+        r.body
+    );
+    let mut confirmed = form.to_vec();
+    confirmed.push(("confirm", "yes"));
+    assert_eq!(support.post(&offer, &confirmed).status, 303);
+    let made = db.ok(None, &["changes", "list", "--operation", "offer.create"]);
+    assert_eq!(made[0]["actor"], "console:support@staff.test", "{made}");
+    // Retrying a plan that is not parked is refused with the CLI's words.
+    let r = support.post(
+        &format!("/plans/{plan}/retry"),
+        &[("csrf", &csrf), ("reason", "x"), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("nothing to retry"), "{}", r.body);
 
     // A viewer reads but may not act, nor see the staff page; support may not see it either.
     let mut viewer = console.fresh();

@@ -735,6 +735,17 @@ fn needs_attention_isolated(db: &TestDb) {
     assert_eq!(p["next_invoice_date"], NM);
     let status = db.ok(Some(NM), &["status"]);
     assert_eq!(status["needs_attention"].as_array().map(Vec::len), Some(1));
+    // `plan retry` lets the next pass take it at once (recorded); twice, there is nothing to retry.
+    let retried = db.ok(Some(NM), &["plan", "retry", &manual.to_string()]);
+    assert!(retried["needs_attention"].is_null(), "{retried}");
+    let change = db.ok(None, &["changes", "list", "--operation", "plan.retry"]);
+    assert_eq!(change[0]["plan_id"].as_i64(), Some(manual), "{change}");
+    assert!(
+        change[0]["before"]["needs_attention"].as_str().is_some(),
+        "{change}"
+    );
+    let again = db.refused(Some(NM), &["plan", "retry", &manual.to_string()]);
+    assert!(again.contains("nothing to retry"), "{again}");
 
     // The operator fixes the licenses; the next pass renews and clears the flag.
     db.ok(
