@@ -140,6 +140,22 @@ impl Jar<'_> {
         extra: &[(&str, &str)],
     ) -> Page {
         let body = serde_urlencoded::to_string(form).unwrap_or_default();
+        self.exchange(method, path, body.as_bytes(), origin, extra)
+    }
+
+    /// A request with this body as it is (bytes a browser would not send).
+    fn raw(&mut self, method: &str, path: &str, body: &[u8], origin: Option<&str>) -> Page {
+        self.exchange(method, path, body, origin, &[])
+    }
+
+    fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        origin: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Page {
         let mut stream = TcpStream::connect(("127.0.0.1", self.console.port))
             .unwrap_or_else(|e| panic!("connect: {e}"));
         let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
@@ -167,7 +183,7 @@ impl Jar<'_> {
         }
         head.push_str("\r\n");
         let _ = stream.write_all(head.as_bytes());
-        let _ = stream.write_all(body.as_bytes());
+        let _ = stream.write_all(body);
         let mut raw = Vec::new();
         let _ = stream.read_to_end(&mut raw);
         let text = String::from_utf8_lossy(&raw).into_owned();
@@ -682,7 +698,111 @@ fn single_sign_on_from_trusted_proxies_only(db: &TestDb) {
     assert!(err.contains("go together"), "{err}");
 }
 
+/// Hostile input at every door of the console: integer limits, far dates, control characters,
+/// broken encodings, an oversized form. Nothing answers 5xx, nothing is written, and the
+/// console still answers afterwards.
+fn hostile_input_is_refused_cleanly(db: &TestDb) {
+    let (acme, plan) = setup(db);
+    let console = Console::start(db);
+    let mut c = console.fresh();
+    assert_eq!(c.login("support@staff.test", PASSWORD).status, 303);
+    let csrf = c.get("/").csrf();
+    let long = "x".repeat(10_000);
+    let gets = [
+        "/customers/9223372036854775807".to_string(),
+        "/customers/9223372036854775808".to_string(),
+        "/customers/-1".to_string(),
+        "/customers/0".to_string(),
+        "/customers/%00".to_string(),
+        "/customers/%FF%FE".to_string(),
+        "/invoices/99999999999999999999".to_string(),
+        "/?q=%FF%FE%00".to_string(),
+        "/?q=%1B%5B31m".to_string(),
+        format!("/?q={long}"),
+        "/?q=%25%5F%5C".to_string(),
+        "/?q=-9223372036854775808".to_string(),
+        "/login?next=%FF".to_string(),
+        "/setup/%FF_%00".to_string(),
+        "/setup/9223372036854775807_x".to_string(),
+    ];
+    for path in &gets {
+        let r = c.get(path);
+        assert!(r.status < 500 && r.status != 0, "GET {path}: {}", r.status);
+    }
+    let seats = format!("/plans/{plan}/seats");
+    let end = format!("/plans/{plan}/end-date");
+    let discount = format!("/customers/{acme}/discount");
+    let offer = format!("/customers/{acme}/offer");
+    let max = i64::MAX.to_string();
+    let min = i64::MIN.to_string();
+    let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (seats.clone(), vec![("count", &max)]),
+        (seats.clone(), vec![("count", &min)]),
+        (seats.clone(), vec![("count", "99999999999999999999")]),
+        (seats.clone(), vec![("count", "1e3")]),
+        (
+            seats.clone(),
+            vec![("count", "12"), ("reason", "\u{1b}[31mred\u{0}")],
+        ),
+        (seats.clone(), vec![("count", "12"), ("reason", &long)]),
+        (end.clone(), vec![("date", "9999-12-31T23:59:59Z")]),
+        (end.clone(), vec![("date", "+275760-09-13T00:00:00Z")]),
+        (end.clone(), vec![("date", "0000-01-01T00:00:00Z")]),
+        (end.clone(), vec![("date", "2026-02-30T00:00:00Z")]),
+        (
+            discount.clone(),
+            vec![
+                ("monthly_discounted_price_cents", &max),
+                ("annual_discounted_price_cents", &max),
+            ],
+        ),
+        (
+            offer.clone(),
+            vec![("tier", "cloud_plus"), ("fixed_price_cents", &max)],
+        ),
+        (
+            offer.clone(),
+            vec![("tier", "\u{0}"), ("fixed_price_cents", "1")],
+        ),
+        (
+            "/plans/99999999999999999999/seats".to_string(),
+            vec![("count", "3")],
+        ),
+        ("/plans/1/no-such-action".to_string(), vec![("count", "3")]),
+        ("/customers/1/no-such-action".to_string(), vec![]),
+    ];
+    for (path, fields) in &posts {
+        for confirm in [false, true] {
+            let mut form = vec![("csrf", csrf.as_str()), ("reason", "hostile")];
+            form.extend(fields.iter().copied());
+            if confirm {
+                form.push(("confirm", "yes"));
+            }
+            let r = c.post(path, &form);
+            assert!(
+                r.status < 500 && r.status != 0,
+                "POST {path} {fields:?}: {} {}",
+                r.status,
+                r.body
+            );
+        }
+    }
+    // Broken encodings and an oversized form.
+    let origin = format!("http://127.0.0.1:{}", console.port);
+    for body in [
+        format!("csrf={csrf}&count=%FF%FE&reason=%ZZ"),
+        format!("csrf={csrf}&count=3&reason=a%00b"),
+        format!("csrf={csrf}&{}", "a=b&".repeat(10_000)),
+    ] {
+        let r = c.raw("POST", &seats, body.as_bytes(), Some(&origin));
+        assert!(r.status < 500 && r.status != 0, "raw POST: {}", r.status);
+    }
+    assert_eq!(db.plan(plan)["licenses"], 10, "nothing was written");
+    assert_eq!(c.get("/").status, 200, "the console still answers");
+}
+
 on_both_backends!(
+    hostile_input_is_refused_cleanly,
     sessions_csrf_origin_and_roles,
     lockout_and_setup_link,
     single_sign_on_from_trusted_proxies_only
