@@ -84,11 +84,17 @@ pub fn recorded(
         // Locked before the first read, so that the snapshot is the state the write changes
         // (and, on SQLite, so that the transaction holds the write lock from its start: a read
         // lock upgraded later fails under WAL instead of waiting).
-        match subject {
-            Subject::Plan(id) => repo::lock_plan(c, id)?,
-            _ => changes::lock_for_write(c)?,
-        }
-        let before = snapshot_of(c, subject)?;
+        let before = match subject {
+            // The plan read with its lock: one statement on PostgreSQL.
+            Subject::Plan(id) => {
+                let plan = repo::get_plan_locked(c, id)?;
+                plan_snapshot_of(c, plan)?
+            }
+            _ => {
+                changes::lock_for_write(c)?;
+                snapshot_of(c, subject)?
+            }
+        };
         let out = run(c)?;
         let answer = |k: &str| out.json.get(k).and_then(Value::as_i64);
         let (mut customer_id, mut plan_id, mut new_plan_id, mut objects) =
@@ -191,7 +197,16 @@ pub fn customer_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppErro
 /// A plan's fields as the history compares them: its view without the worker's bookkeeping
 /// (leases, retries), which is not a change anyone made.
 pub fn plan_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
-    let Some(record) = id.map(|id| repo::get_plan(c, id)).transpose()?.flatten() else {
+    let record = id.map(|id| repo::get_plan(c, id)).transpose()?.flatten();
+    plan_snapshot_of(c, record)
+}
+
+/// [`plan_snapshot`] of a plan already read.
+fn plan_snapshot_of(
+    c: &mut Conn,
+    record: Option<crate::db::models::PlanRecord>,
+) -> Result<Value, AppError> {
+    let Some(record) = record else {
         return Ok(json!({}));
     };
     // The view reads the newest ledger entry only (the plan's licenses).

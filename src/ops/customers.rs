@@ -79,7 +79,7 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
         flat_discounted_months: flat_months,
         created_at: now,
     };
-    conn.transaction(|c| repo::insert_customer(c, &new).map_err(AppError::from))
+    conn.joined(|c| repo::insert_customer(c, &new).map_err(AppError::from))
         .map_err(|e| match &e {
             AppError::Db(d) if d.constraint().is_some() => {
                 let which = d.constraint().unwrap_or("");
@@ -100,7 +100,7 @@ pub fn create_customer(conn: &mut Conn, input: &CustomerInput, now: Ts) -> Resul
 /// Records what the host reported: a usage upload (self-hosted freshness) and/or a seat count.
 pub fn report_usage(conn: &mut Conn, id: i64, seats: Option<i64>, now: Ts) -> Result<(), AppError> {
     let seats = seats.map(|s| licenses_arg("seats", s)).transpose()?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         customer(c, id)?;
         repo::set_usage(c, id, Some(now), seats)?;
         // Fresh data unblocks plans parked for stale usage data at the next pass.
@@ -133,7 +133,7 @@ pub fn set_discount(
     let tier = tier
         .map(|t| tier_arg("required_plan_tier", t))
         .transpose()?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let cust = customer(c, id)?;
         // The live plan is repriced below: its row is locked first, then read again.
         if let Some(r) = repo::live_plan_of(c, id)? {

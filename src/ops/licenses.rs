@@ -20,7 +20,7 @@ pub fn report_seats(
     now: Ts,
 ) -> Result<Option<LedgerEntry>, AppError> {
     let seats = licenses_arg("count", seats)?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (mut p, cust) = live_plan(c, id, now)?;
         if !p.automanage_licenses {
             return Err(invalid(format!(
@@ -106,7 +106,7 @@ pub fn buy_licenses(
     now: Ts,
 ) -> Result<LedgerEntry, AppError> {
     let licenses = licenses_arg("licenses", licenses)?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (p, cust, last) = manual_plan(c, id, now)?;
         if p.is_free_trial() {
             return Err(invalid("cannot buy more licenses during a free trial; change the licenses at next renewal instead"));
@@ -132,7 +132,7 @@ pub fn renewal_licenses(
     now: Ts,
 ) -> Result<LedgerEntry, AppError> {
     let licenses = licenses_arg("licenses", licenses)?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let entry = match manual_plan(c, id, now) {
             Ok((p, cust, last)) => {
                 // Zulip's `do_update_plan`: a plan being downgraded does not renew at all.

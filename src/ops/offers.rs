@@ -33,7 +33,7 @@ pub fn create_offer(
     let sent_invoice_id = sent_invoice_id
         .map(|s| text_arg("sent_invoice_id", s, bounds::MAX_TEXT_CHARS))
         .transpose()?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         customer(c, customer_id)?;
         repo::insert_offer(
             c,
@@ -59,7 +59,7 @@ pub fn accept_offer(
     licenses: Option<i64>,
     now: Ts,
 ) -> Result<i64, AppError> {
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let offer = repo::get_offer(c, id)?
             .ok_or_else(|| AppError::NotFound(format!("offer {id} does not exist")))?;
         if offer.status != OfferStatus::Configured {

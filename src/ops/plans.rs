@@ -173,7 +173,7 @@ pub fn create_plan(conn: &mut Conn, input: &PlanInput, now: Ts) -> Result<i64, A
         anchor,
         end_date,
     } = input.check(now)?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let cust = customer(c, input.customer_id)?;
         if let Some(live) = repo::live_plan_of(c, cust.id)? {
             return Err(invalid(format!(
@@ -267,7 +267,7 @@ pub fn schedule_change(
     change: ScheduleChange,
     now: Ts,
 ) -> Result<Plan, AppError> {
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (mut p, cust, last) = current_after_cycle(c, id, now)?;
         let old = p.status;
         if old == PlanStatus::FreeTrial
@@ -377,7 +377,7 @@ fn switch_free_trial_now(
 
 /// Ends the plan now; licenses added in the final period are not billed.
 pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError> {
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (mut p, _) = live_plan(c, id, now)?;
         let old = crate::billing::end_now(c, &mut p, now)?;
         let mut e = event(EventKind::PlanEnded, &p, now);
@@ -392,7 +392,7 @@ pub fn downgrade_now(conn: &mut Conn, id: i64, now: Ts) -> Result<Plan, AppError
 
 pub fn set_end_date(conn: &mut Conn, id: i64, date: Ts, now: Ts) -> Result<Plan, AppError> {
     let date = trunc_seconds(instant_arg("date", date)?);
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (mut p, _) = live_plan(c, id, now)?;
         if p.status != PlanStatus::Active {
             return Err(invalid(format!(
@@ -438,7 +438,7 @@ pub fn set_billing_mode(
     mode: CollectionMethod,
     now: Ts,
 ) -> Result<Plan, AppError> {
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (mut p, _) = live_plan(c, id, now)?;
         let card = mode == CollectionMethod::ChargeAutomatically;
         if p.charge_automatically == card {
@@ -476,7 +476,7 @@ pub fn set_license_management(
     mode: LicenseManagement,
     now: Ts,
 ) -> Result<Plan, AppError> {
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (mut p, _) = live_plan(c, id, now)?;
         let automatic = mode == LicenseManagement::Automatic;
         if p.automanage_licenses == automatic {
@@ -542,7 +542,7 @@ pub fn schedule_successor(
             "a fixed-price successor always manages licenses automatically: drop {field}",
         ));
     }
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (mut p, cust) = live_plan(c, id, now)?;
         let end = successor_start(c, &p)?;
         let tier = tier.unwrap_or(p.tier);

@@ -25,7 +25,7 @@ pub fn set_minimum_licenses(
         Some(n) => Some(licenses_arg("count", n)?),
         None => None,
     };
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let cust = customer(c, id)?;
         if cust.monthly_discounted_price == 0 && cust.annual_discounted_price == 0 {
             return Err(invalid(format!(
@@ -61,7 +61,7 @@ pub fn set_required_plan_tier(
     tier: Option<Tier>,
 ) -> Result<Customer, AppError> {
     let tier = tier.map(|t| tier_arg("tier", t)).transpose()?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let cust = customer(c, id)?;
         match tier {
             Some(t) if !billable_for(cust.kind, t) => {
@@ -84,7 +84,7 @@ pub fn set_required_plan_tier(
 
 /// Whether licenses may be set below the seats in use (and the minimum) for this customer.
 pub fn set_exempt(conn: &mut Conn, id: i64, exempt: bool) -> Result<Customer, AppError> {
-    conn.transaction(|c| {
+    conn.joined(|c| {
         customer(c, id)?;
         settings::set_exempt(c, id, exempt)?;
         customer(c, id)

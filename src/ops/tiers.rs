@@ -21,7 +21,7 @@ use super::{clamp_i32, current_after_cycle, event, plan, require, tier_arg, Ts};
 /// `get_amount_to_credit_for_plan_tier_change` as a line. Returns the new plan.
 pub fn upgrade_tier(conn: &mut Conn, id: i64, tier: Tier, now: Ts) -> Result<Plan, AppError> {
     let tier = tier_arg("tier", tier)?;
-    conn.transaction(|c| {
+    conn.joined(|c| {
         let (mut old, cust, last) = current_after_cycle(c, id, now)?;
         require(
             old.status == PlanStatus::Active,
