@@ -151,17 +151,8 @@ pub fn run(
     }
     c.transaction(|c| {
         let (operation, email, before, after, output) = write(c, cmd, password, now)?;
-        let change = Change {
-            at: now,
-            operation: operation.to_string(),
-            customer_id: None,
-            plan_id: None,
-            new_plan_id: None,
-            invoice_id: None,
-            objects: serde_json::json!({ "staff": email }),
-            before,
-            after,
-        };
+        let objects = serde_json::json!({ "staff": email });
+        let change = Change::of_objects(now, operation, objects, before, after);
         crate::db::changes::record(c, author, &change)?;
         Ok(output)
     })

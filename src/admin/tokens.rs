@@ -91,17 +91,8 @@ pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts, author: &Author) -> Result<O
                 serde_json::json!({ "revoked": true }),
             ),
         };
-        let change = Change {
-            at: now,
-            operation: operation.to_string(),
-            customer_id: None,
-            plan_id: None,
-            new_plan_id: None,
-            invoice_id: None,
-            objects: serde_json::json!({ "token": name }),
-            before,
-            after,
-        };
+        let objects = serde_json::json!({ "token": name });
+        let change = Change::of_objects(now, operation, objects, before, after);
         crate::db::changes::record(c, author, &change)?;
         Ok(out)
     })

@@ -256,17 +256,13 @@ pub async fn setup(
         .run(move |c| {
             c.transaction(|c| {
                 rows::set_password(c, id, &hashed)?;
-                let change = crate::domain::change::Change {
-                    at: now,
-                    operation: "console_user.setup".to_string(),
-                    customer_id: None,
-                    plan_id: None,
-                    new_plan_id: None,
-                    invoice_id: None,
-                    objects: serde_json::json!({ "staff": email }),
-                    before: serde_json::json!({ "password_set": false }),
-                    after: serde_json::json!({ "password_set": true }),
-                };
+                let change = crate::domain::change::Change::of_objects(
+                    now,
+                    "console_user.setup",
+                    serde_json::json!({ "staff": email }),
+                    serde_json::json!({ "password_set": false }),
+                    serde_json::json!({ "password_set": true }),
+                );
                 let author = crate::domain::change::Author::console(&email, None)?;
                 crate::db::changes::record(c, &author, &change)?;
                 Ok::<_, crate::error::AppError>(())

@@ -17,14 +17,22 @@ pub struct CustomerHit {
     pub stripe_customer_id: Option<String>,
 }
 
-/// Customers whose name, email or external reference contains `text` (case-insensitive), or
-/// whose Stripe customer id or external reference is `text`, newest first, at most `limit`.
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+diesel::define_sql_function!(
+    #[sql_name = "lower"]
+    fn lower_or_null(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>
+);
+
+/// Customers whose name, email or external reference contains `text` (case-insensitive: both
+/// sides in lower case, as `lower()` folds them — all of Unicode on PostgreSQL, ASCII on SQLite),
+/// or whose Stripe customer id is `text`, newest first, at most `limit`.
 pub fn search_customers(
     conn: &mut Conn,
     text: &str,
     limit: i64,
 ) -> Result<Vec<CustomerHit>, DbError> {
     let escaped: String = text
+        .to_lowercase()
         .chars()
         .flat_map(|c| match c {
             '%' | '_' | '\\' => vec!['\\', c],
@@ -32,54 +40,25 @@ pub fn search_customers(
         })
         .collect();
     let pattern = format!("%{escaped}%");
-    Ok(match conn {
-        Conn::Pg(c) => {
-            use super::schema::pg::*;
-            use diesel::PgTextExpressionMethods;
-            customer::table
-                .select((
-                    customer::id,
-                    customer::name,
-                    customer::email,
-                    customer::external_ref,
-                    customer::stripe_customer_id,
-                ))
-                .filter(
-                    customer::name
-                        .ilike(&pattern)
-                        .escape('\\')
-                        .or(customer::email.ilike(&pattern).escape('\\'))
-                        .or(customer::external_ref.ilike(&pattern).escape('\\'))
-                        .or(customer::stripe_customer_id.eq(text)),
-                )
-                .order(customer::id.desc())
-                .limit(limit)
-                .load::<CustomerHit>(c)?
-        }
-        Conn::Sqlite(c) => {
-            // SQLite's LIKE ignores the case of ASCII letters.
-            use super::schema::sqlite::*;
-            customer::table
-                .select((
-                    customer::id,
-                    customer::name,
-                    customer::email,
-                    customer::external_ref,
-                    customer::stripe_customer_id,
-                ))
-                .filter(
-                    customer::name
-                        .like(&pattern)
-                        .escape('\\')
-                        .or(customer::email.like(&pattern).escape('\\'))
-                        .or(customer::external_ref.like(&pattern).escape('\\'))
-                        .or(customer::stripe_customer_id.eq(text)),
-                )
-                .order(customer::id.desc())
-                .limit(limit)
-                .load::<CustomerHit>(c)?
-        }
-    })
+    Ok(with_conn!(conn, c => customer::table
+        .select((
+            customer::id,
+            customer::name,
+            customer::email,
+            customer::external_ref,
+            customer::stripe_customer_id,
+        ))
+        .filter(
+            lower(customer::name)
+                .like(&pattern)
+                .escape('\\')
+                .or(lower_or_null(customer::email).like(&pattern).escape('\\'))
+                .or(lower_or_null(customer::external_ref).like(&pattern).escape('\\'))
+                .or(customer::stripe_customer_id.eq(text)),
+        )
+        .order(customer::id.desc())
+        .limit(limit)
+        .load::<CustomerHit>(c))?)
 }
 
 /// The customer of plan `id`, if there is such a plan.

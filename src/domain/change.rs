@@ -128,6 +128,30 @@ pub struct Change {
     pub after: Value,
 }
 
+impl Change {
+    /// A change of no customer, plan or invoice (an API token, a staff account): what it
+    /// touched, and the fields before and after.
+    pub fn of_objects(
+        at: DateTime<Utc>,
+        operation: &str,
+        objects: Value,
+        before: Value,
+        after: Value,
+    ) -> Change {
+        Change {
+            at,
+            operation: operation.to_string(),
+            customer_id: None,
+            plan_id: None,
+            new_plan_id: None,
+            invoice_id: None,
+            objects,
+            before,
+            after,
+        }
+    }
+}
+
 /// The fields of two snapshots that differ: `(before, after)`, each an object holding only those
 /// fields, nested objects compared field by field. Before a creation (`before` is `{}`) the whole
 /// new object is `after`. Snapshots that are not both objects are kept whole when they differ.

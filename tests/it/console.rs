@@ -4,14 +4,14 @@
 //! the revenue figures against `report revenue`, and the setup link.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 
-use crate::common::http::free_port;
+use crate::common::http::{free_port, read_response};
 use crate::common::TestDb;
 
 /// A response: status, headers (lower-case names; several `set-cookie`), the body as text.
@@ -184,24 +184,11 @@ impl Jar<'_> {
         head.push_str("\r\n");
         let _ = stream.write_all(head.as_bytes());
         let _ = stream.write_all(body);
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
+        let (status, headers, body) = read_response(&mut stream);
         let page = Page {
             status,
             headers,
-            body: body.to_string(),
+            body,
         };
         for c in page.cookies() {
             let pair = c.split(';').next().unwrap_or("");

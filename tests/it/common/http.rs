@@ -48,6 +48,17 @@ pub fn request(
     head.push_str("\r\n");
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
+    let (status, headers, body) = read_response(&mut stream);
+    Reply {
+        status,
+        headers: headers.into_iter().collect(),
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+    }
+}
+
+/// A response read to the end of the connection: status, headers (lower-case names, in order,
+/// repeated ones kept) and body text.
+pub fn read_response(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, String) {
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -62,11 +73,7 @@ pub fn request(
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Reply {
-        status,
-        headers,
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
-    }
+    (status, headers, body.to_string())
 }
 
 /// `serve` with the API on, and a write and a read token made with the CLI.
