@@ -215,6 +215,16 @@ pub fn customer_actions(customer: i64, viewer: &Viewer) -> Markup {
     }
 }
 
+/// The retry form of a plan that needs attention or waits to retry (the Attention page).
+pub fn retry_form(plan: i64, viewer: &Viewer) -> Markup {
+    match KINDS.iter().find(|k| k.path == "retry") {
+        Some(k) if viewer.staff.role >= Role::Support => {
+            form(plan, k, &HashMap::new(), &viewer.csrf, None, false)
+        }
+        _ => html! {},
+    }
+}
+
 fn action_path(id: i64, k: &Kind) -> String {
     match k.scope {
         Scope::Plan => format!("/plans/{id}/{}", k.path),

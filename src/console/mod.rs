@@ -13,6 +13,7 @@ mod login;
 mod pages;
 mod reports;
 pub mod session;
+mod staff;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -147,7 +148,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/invoices/{id}", get(pages::invoice))
         .route("/attention", get(reports::attention))
         .route("/revenue", get(reports::revenue))
-        .route("/staff", get(reports::staff))
+        .route("/staff", get(staff::staff))
+        .route("/staff/{action}", post(staff::manage))
         .route("/plans/{id}/{action}", post(actions::plan_action))
         .route("/customers/{id}/{action}", post(actions::customer_action))
         .route("/login", get(login::login_page).post(login::login))

@@ -1,14 +1,14 @@
-//! The overview pages: what needs attention, revenue, and (for admins) staff and API tokens.
+//! The overview pages: what needs attention, and revenue.
 
 use axum::extract::State;
 use axum::response::Html;
 use axum::Extension;
 use maud::html;
 
+use super::actions::retry_form;
 use super::html::{money, months_chart, page, when, when_opt};
 use super::session::Viewer;
 use super::{ConsoleState, Failure};
-use crate::admin::staff::Role;
 
 /// Plans parked or failing, unpaid invoices, and what the overdue policy would do next: the
 /// same facts as `status`.
@@ -26,21 +26,21 @@ pub async fn attention(
             h2 id="parked" { "Plans that need attention (" (s.needs_attention.len()) ")" }
             @if s.needs_attention.is_empty() { p { "None." } } @else {
                 table {
-                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Customer" } th scope="col" { "Why" } th scope="col" { "Next invoice" } } }
+                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Customer" } th scope="col" { "Why" } th scope="col" { "Next invoice" } th scope="col" { "Retry" } } }
                     tbody { @for p in &s.needs_attention {
-                        tr { td { (p.plan_id) } td { (customer(p.customer_id)) } td class="bad" { (p.needs_attention.as_deref().unwrap_or("")) } td { (when_opt(p.next_invoice_date)) } }
+                        tr { td { (p.plan_id) } td { (customer(p.customer_id)) } td class="bad" { (p.needs_attention.as_deref().unwrap_or("")) } td { (when_opt(p.next_invoice_date)) } td { (retry_form(p.plan_id, &viewer)) } }
                     } }
                 }
-                p { "Fix the cause, then retry the plan from its customer's page (its actions: \"Retry invoicing\"): the next pass invoices it." }
+                p { "Fix the cause first: retrying lets the next pass invoice the plan at once." }
             }
         }
         section class="card" aria-labelledby="failing" {
             h2 id="failing" { "Plans failing and retrying (" (s.retrying.len()) ")" }
             @if s.retrying.is_empty() { p { "None." } } @else {
                 table {
-                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Customer" } th scope="col" { "Last error" } th scope="col" { "Errors" } th scope="col" { "Next try" } } }
+                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Customer" } th scope="col" { "Last error" } th scope="col" { "Errors" } th scope="col" { "Next try" } th scope="col" { "Retry" } } }
                     tbody { @for p in &s.retrying {
-                        tr { td { (p.plan_id) } td { (customer(p.customer_id)) } td class="bad" { (p.last_error.as_deref().unwrap_or("")) } td class="num" { (p.error_count) } td { (when_opt(p.next_retry_at)) } }
+                        tr { td { (p.plan_id) } td { (customer(p.customer_id)) } td class="bad" { (p.last_error.as_deref().unwrap_or("")) } td class="num" { (p.error_count) } td { (when_opt(p.next_retry_at)) } td { (retry_form(p.plan_id, &viewer)) } }
                     } }
                 }
             }
@@ -109,40 +109,4 @@ pub async fn revenue(
         }
     };
     Ok(Html(page("Revenue", Some(&viewer), body).into_string()))
-}
-
-/// Staff accounts and API tokens (admins only; managed with `console-user` and `api-token`).
-pub async fn staff(
-    State(state): State<ConsoleState>,
-    Extension(viewer): Extension<Viewer>,
-) -> Result<Html<String>, Failure> {
-    viewer.require(Role::Admin)?;
-    let (staff, tokens) = state
-        .run(|c| {
-            Ok::<_, crate::db::DbError>((crate::db::staff::staff(c)?, crate::db::api::tokens(c)?))
-        })
-        .await?;
-    let body = html! {
-        section class="card" aria-labelledby="accounts" {
-            h2 id="accounts" { "Staff accounts" }
-            table {
-                thead { tr { th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "State" } th scope="col" { "Created" } } }
-                tbody { @for s in &staff {
-                    tr { td { (s.email) } td { (s.role) } td { @if s.disabled_at.is_some() { "disabled" } @else if s.password_hash.is_none() { "setup link not used" } @else { "active" } } td { (when(s.created_at)) } }
-                } }
-            }
-            p { "Accounts are managed with " code { "plan-invoicer console-user" } " (create, disable, enable, set-role)." }
-        }
-        section class="card" aria-labelledby="tokens" {
-            h2 id="tokens" { "API tokens" }
-            table {
-                thead { tr { th scope="col" { "Name" } th scope="col" { "Scope" } th scope="col" { "Created" } th scope="col" { "Revoked" } } }
-                tbody { @for t in &tokens {
-                    tr { td { (t.name) } td { (t.scope) } td { (when(t.created_at)) } td { (when_opt(t.revoked_at)) } }
-                } }
-            }
-            p { "Tokens are managed with " code { "plan-invoicer api-token" } " (create, list, revoke)." }
-        }
-    };
-    Ok(Html(page("Staff", Some(&viewer), body).into_string()))
 }

@@ -549,6 +549,114 @@ fn sessions_csrf_origin_and_roles(db: &TestDb) {
     assert_eq!(r.status, 200);
     assert!(r.body.contains("viewer@staff.test"));
 
+    // Admins manage staff and API tokens from the Staff page, with a reason; support may not.
+    let csrf_admin = admin.get("/staff").csrf();
+    let r = support.post(
+        "/staff/create-user",
+        &[
+            ("csrf", &csrf),
+            ("email", "new@staff.test"),
+            ("role", "viewer"),
+            ("reason", "x"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    let r = admin.post(
+        "/staff/create-user",
+        &[
+            ("csrf", &csrf_admin),
+            ("email", "new@staff.test"),
+            ("role", "viewer"),
+            ("reason", ""),
+        ],
+    );
+    assert_eq!(r.status, 400, "a reason is required");
+    let r = admin.post(
+        "/staff/create-user",
+        &[
+            ("csrf", &csrf_admin),
+            ("email", "new@staff.test"),
+            ("role", "viewer"),
+            ("reason", "hired"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("/setup/"),
+        "the setup link is shown once: {}",
+        r.body
+    );
+    let r = admin.post(
+        "/staff/set-role",
+        &[
+            ("csrf", &csrf_admin),
+            ("email", "new@staff.test"),
+            ("role", "support"),
+            ("reason", "promoted"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = admin.post(
+        "/staff/set-role",
+        &[
+            ("csrf", &csrf_admin),
+            ("email", "admin@staff.test"),
+            ("role", "disable"),
+            ("reason", "oops"),
+        ],
+    );
+    assert_eq!(r.status, 400, "not one's own account");
+    let r = admin.post(
+        "/staff/create-token",
+        &[
+            ("csrf", &csrf_admin),
+            ("name", "billing-page"),
+            ("scope", "write"),
+            ("reason", "host app"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("pit_"),
+        "the token is shown once: {}",
+        r.body
+    );
+    let r = admin.post(
+        "/staff/revoke-token",
+        &[
+            ("csrf", &csrf_admin),
+            ("name", "billing-page"),
+            ("reason", "rotated"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let tokens = db.ok(None, &["api-token", "list"]);
+    assert!(tokens[0]["revoked_at"].is_string(), "{tokens}");
+    let users = db.ok(None, &["console-user", "list"]);
+    assert!(
+        users.as_array().is_some_and(|u| u
+            .iter()
+            .any(|u| u["email"] == "new@staff.test" && u["role"] == "support")),
+        "{users}"
+    );
+    let made = db.ok(
+        None,
+        &["changes", "list", "--actor", "console:admin@staff.test"],
+    );
+    let ops: Vec<&str> = made
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["operation"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        ops,
+        [
+            "console_user.create",
+            "console_user.set_role",
+            "api_token.create",
+            "api_token.revoke"
+        ]
+    );
+
     // Revenue: the page and `report revenue` agree (15 licenses × $8 a month × 12).
     let report = db.ok(None, &["report", "revenue"]);
     assert_eq!(report["arr_cents"], 15 * 800 * 12, "{report}");
