@@ -334,7 +334,7 @@ impl Conn {
 
     /// Runs `f` in the caller's transaction if there is one (no savepoint: an error of `f`
     /// reaches the caller, whose transaction rolls back), or else in a transaction of its own.
-    /// For the operations of [`crate::ops`], which are all or nothing and never recover from an
+    /// For the admin operations (the `ops` module), all or nothing, which never recover from an
     /// error of their parts, and which the change history and the API's idempotency record
     /// wrap: two round trips fewer per write than a savepoint.
     pub fn joined<T, E>(&mut self, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
