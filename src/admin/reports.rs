@@ -169,7 +169,10 @@ mod tests {
 
     #[test]
     fn months_count_back_across_years() {
-        let now = Utc.with_ymd_and_hms(2026, 2, 15, 12, 0, 0).unwrap();
+        let now = Utc
+            .with_ymd_and_hms(2026, 2, 15, 12, 0, 0)
+            .single()
+            .unwrap_or_default();
         assert_eq!(
             month_start(now, 0).to_rfc3339(),
             "2026-02-01T00:00:00+00:00"

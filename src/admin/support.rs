@@ -81,6 +81,21 @@ pub fn customer_page(c: &mut Conn, id: i64) -> Result<CustomerPage, AppError> {
     })
 }
 
+/// Each plan's next invoice as `plan preview` computes it (`None`: nothing to preview), on one
+/// connection of its own, each in a transaction that is rolled back.
+pub fn next_invoices(db: &Db, plan_ids: &[i64]) -> Result<Vec<(i64, Option<Preview>)>, AppError> {
+    if plan_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let dry = db.dedicated()?;
+    dry.run(|conn| {
+        Ok(plan_ids
+            .iter()
+            .map(|&id| (id, conn.rolled_back(|c| preview_in(c, id, None)).ok()))
+            .collect())
+    })
+}
+
 /// An invoice with each line's reasons: the ledger entry behind it and, for a license added
 /// within a period, the part of the period it pays for.
 #[derive(Debug, Clone)]

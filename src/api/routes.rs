@@ -338,10 +338,15 @@ async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result<Res
 /// `GET /v1/reports/revenue`: `report revenue`'s document.
 async fn revenue(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let now = state.now(&headers)?;
-    let out = state
-        .run(|c| crate::admin::reports::revenue_output(c, now))
+    let report = state
+        .run(|c| crate::admin::reports::revenue(c, now))
         .await?;
-    Ok(ok(&out.json))
+    let json = serde_json::to_value(&report).map_err(|e| {
+        ApiError::from(AppError::Internal(format!(
+            "the report did not serialize: {e}"
+        )))
+    })?;
+    Ok(ok(&json))
 }
 
 // ----- the plan-events feed -----

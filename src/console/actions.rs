@@ -15,7 +15,7 @@ use maud::{html, Markup};
 
 use super::html::{money_opt, notice, page};
 use super::session::Viewer;
-use super::{ConsoleState, Failure};
+use super::{path_id, ConsoleState, Failure};
 use crate::admin::staff::Role;
 use crate::admin::support::{self, Action, Target};
 use crate::admin::{parse_time, CustomerCmd, OfferCmd, PlanCmd};
@@ -392,13 +392,6 @@ fn command(target: Target, k: &Kind, v: &HashMap<String, String>) -> Result<Acti
     })
 }
 
-fn positive_id(text: &str, what: &str) -> Result<i64, Failure> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no such {what}")))
-}
-
 fn kind_of(scope: Scope, action: &str) -> Result<&'static Kind, Failure> {
     KINDS
         .iter()
@@ -414,7 +407,7 @@ pub async fn plan_action(
     Form(values): Form<HashMap<String, String>>,
 ) -> Result<Response, Failure> {
     viewer.require(Role::Support)?;
-    let plan = positive_id(&id, "plan")?;
+    let plan = path_id(&id, "plan")?;
     let kind = kind_of(Scope::Plan, &action)?;
     let customer = state
         .run(move |c| crate::ops::plan(c, plan).map(|r| r.plan.customer_id))
@@ -440,7 +433,7 @@ pub async fn customer_action(
     Form(values): Form<HashMap<String, String>>,
 ) -> Result<Response, Failure> {
     viewer.require(Role::Support)?;
-    let customer = positive_id(&id, "customer")?;
+    let customer = path_id(&id, "customer")?;
     let kind = kind_of(Scope::Customer, &action)?;
     state
         .run(move |c| crate::ops::customer(c, customer))

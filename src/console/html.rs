@@ -138,12 +138,14 @@ pub fn licenses_chart(ledger: &[LedgerEntry], now: Ts) -> Option<Markup> {
 /// A bar chart of amounts per month: billed (left bar) and paid (right bar).
 pub fn months_chart(months: &[(String, i64, i64)]) -> Markup {
     let (w, h, pad) = (720.0_f64, 200.0_f64, 40.0_f64);
-    let top = months
+    // Amounts stay integer cents; floats only place the bars.
+    let top_cents = months
         .iter()
         .map(|(_, b, p)| (*b).max(*p))
         .max()
         .unwrap_or(0)
-        .max(1) as f64;
+        .max(1);
+    let top = top_cents as f64;
     let slot = (w - 2.0 * pad) / months.len().max(1) as f64;
     let bar = (slot / 2.0 - 2.0).max(1.0);
     let y = |v: i64| h - pad - (v as f64) / top * (h - 2.0 * pad);
@@ -152,7 +154,7 @@ pub fn months_chart(months: &[(String, i64, i64)]) -> Markup {
             svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {w} {h}")) role="img"
                 aria-label="Billed and paid per month" class="chart" {
                 line x1=(pad) y1=(h - pad) x2=(w - pad) y2=(h - pad) stroke="#888" {}
-                text x=(pad - 4.0) y=(pad + 4.0) text-anchor="end" font-size="11" { (money(top as i64)) }
+                text x=(pad - 4.0) y=(pad + 4.0) text-anchor="end" font-size="11" { (money(top_cents)) }
                 @for (i, (month, billed, paid)) in months.iter().enumerate() {
                     @let x0 = pad + slot * i as f64 + 1.0;
                     rect x=(x0) y=(y(*billed)) width=(bar) height=(h - pad - y(*billed)) fill="#1f5fa8" {}

@@ -163,6 +163,16 @@ pub fn router(state: ConsoleState) -> Router {
         .with_state(state)
 }
 
+/// An id from a path: a positive whole number, else 404 (`what` names the object).
+fn path_id(text: &str, what: &str) -> Result<i64, Failure> {
+    text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no {what} {text:?}"),
+        )
+    })
+}
+
 async fn css() -> Response {
     (
         [

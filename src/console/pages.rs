@@ -1,7 +1,6 @@
 //! The reading pages: search, a customer, an invoice explained.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Html;
 use axum::Extension;
 use maud::{html, Markup};
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use super::actions::{customer_actions, plan_actions};
 use super::html::{licenses_chart, money, money_opt, page, when, when_opt};
 use super::session::Viewer;
-use super::{ConsoleState, Failure};
+use super::{path_id, ConsoleState, Failure};
 use crate::admin::support::{self, CustomerPage, InvoicePage};
 use crate::views::{InvoiceView, PlanView};
 
@@ -71,27 +70,20 @@ pub async fn search(
     Ok(Html(page("Search", Some(&viewer), body).into_string()))
 }
 
-fn path_id(text: &str) -> Result<i64, Failure> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("{text:?} is not an id")))
-}
-
 pub async fn customer(
     State(state): State<ConsoleState>,
     Extension(viewer): Extension<Viewer>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, Failure> {
-    let id = path_id(&id)?;
+    let id = path_id(&id, "customer")?;
     let data = state.run(move |c| support::customer_page(c, id)).await?;
-    let mut previews = vec![];
-    for p in &data.plans {
-        if p.plan.next_invoice_date.is_some() {
-            let preview = crate::jobs::preview::preview(&state.db, p.plan.id, None).ok();
-            previews.push((p.plan.id, preview));
-        }
-    }
+    let due: Vec<i64> = data
+        .plans
+        .iter()
+        .filter(|p| p.plan.next_invoice_date.is_some())
+        .map(|p| p.plan.id)
+        .collect();
+    let previews = support::next_invoices(&state.db, &due)?;
     let now = state.clock.now();
     let title = format!("{} (customer {})", data.customer.name, data.customer.id);
     let body = customer_body(&data, &previews, &viewer, now);
@@ -237,7 +229,7 @@ pub async fn invoice(
     Extension(viewer): Extension<Viewer>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, Failure> {
-    let id = path_id(&id)?;
+    let id = path_id(&id, "invoice")?;
     let data = state.run(move |c| support::invoice_page(c, id)).await?;
     let title = format!("Invoice {} of {}", data.invoice.id, data.customer_name);
     Ok(Html(
