@@ -137,7 +137,8 @@ pub fn licenses_chart(ledger: &[LedgerEntry], now: Ts) -> Option<Markup> {
 
 /// A bar chart of amounts per month: billed (left bar) and paid (right bar).
 pub fn months_chart(months: &[(String, i64, i64)]) -> Markup {
-    let (w, h, pad) = (720.0_f64, 200.0_f64, 40.0_f64);
+    // The left margin holds the largest amount's label; `pad` is the other three margins.
+    let (w, h, pad, left) = (760.0_f64, 200.0_f64, 30.0_f64, 80.0_f64);
     // Amounts stay integer cents; floats only place the bars.
     let top_cents = months
         .iter()
@@ -146,17 +147,17 @@ pub fn months_chart(months: &[(String, i64, i64)]) -> Markup {
         .unwrap_or(0)
         .max(1);
     let top = top_cents as f64;
-    let slot = (w - 2.0 * pad) / months.len().max(1) as f64;
+    let slot = (w - left - pad) / months.len().max(1) as f64;
     let bar = (slot / 2.0 - 2.0).max(1.0);
     let y = |v: i64| h - pad - (v as f64) / top * (h - 2.0 * pad);
     html! {
         figure {
             svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {w} {h}")) role="img"
                 aria-label="Billed and paid per month" class="chart" {
-                line x1=(pad) y1=(h - pad) x2=(w - pad) y2=(h - pad) stroke="#888" {}
-                text x=(pad - 4.0) y=(pad + 4.0) text-anchor="end" font-size="11" { (money(top_cents)) }
+                line x1=(left) y1=(h - pad) x2=(w - pad) y2=(h - pad) stroke="#888" {}
+                text x=(left - 4.0) y=(pad + 4.0) text-anchor="end" font-size="11" { (money(top_cents)) }
                 @for (i, (month, billed, paid)) in months.iter().enumerate() {
-                    @let x0 = pad + slot * i as f64 + 1.0;
+                    @let x0 = left + slot * i as f64 + 1.0;
                     rect x=(x0) y=(y(*billed)) width=(bar) height=(h - pad - y(*billed)) fill="#1f5fa8" {}
                     rect x=(x0 + bar + 1.0) y=(y(*paid)) width=(bar) height=(h - pad - y(*paid)) fill="#3c8c3c" {}
                     text x=(x0 + bar) y=(h - pad + 14.0) text-anchor="middle" font-size="10" { (month.get(2..).unwrap_or(month)) }

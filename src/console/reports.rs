@@ -38,7 +38,7 @@ pub async fn attention(
             h2 id="failing" { "Plans failing and retrying (" (s.retrying.len()) ")" }
             @if s.retrying.is_empty() { p { "None." } } @else {
                 table {
-                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Customer" } th scope="col" { "Last error" } th scope="col" { "Errors" } th scope="col" { "Next try" } th scope="col" { "Retry" } } }
+                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Customer" } th scope="col" { "Last error" } th scope="col" class="num" { "Errors" } th scope="col" { "Next try" } th scope="col" { "Retry" } } }
                     tbody { @for p in &s.retrying {
                         tr { td { (p.plan_id) } td { (customer(p.customer_id)) } td class="bad" { (p.last_error.as_deref().unwrap_or("")) } td class="num" { (p.error_count) } td { (when_opt(p.next_retry_at)) } td { (retry_form(p.plan_id, &viewer)) } }
                     } }
@@ -84,7 +84,7 @@ pub async fn revenue(
             h2 id="recurring" { "Recurring revenue as of " (when(r.as_of)) }
             p { "ARR " strong { (money(r.arr_cents)) } ", MRR " strong { (money(r.mrr_cents)) } " (each live plan's next renewal: licenses × price per license, fixed prices as they are)." }
             table {
-                thead { tr { th scope="col" { "Tier" } th scope="col" { "Live plans" } th scope="col" { "ARR" } th scope="col" { "MRR" } } }
+                thead { tr { th scope="col" { "Tier" } th scope="col" class="num" { "Live plans" } th scope="col" class="num" { "ARR" } th scope="col" class="num" { "MRR" } } }
                 tbody { @for t in &r.tiers {
                     tr { td { (t.tier) } td class="num" { (t.live_plans) } td class="num" { (money(t.arr_cents)) } td class="num" { (money(t.mrr_cents)) } }
                 } }
@@ -94,7 +94,7 @@ pub async fn revenue(
             h2 id="months" { "Billed and paid, last 12 months" }
             (months_chart(&months))
             table {
-                thead { tr { th scope="col" { "Month" } th scope="col" { "Billed" } th scope="col" { "Paid" } } }
+                thead { tr { th scope="col" { "Month" } th scope="col" class="num" { "Billed" } th scope="col" class="num" { "Paid" } } }
                 tbody { @for m in &r.months {
                     tr { td { (m.month) } td class="num" { (money(m.billed_cents)) } td class="num" { (money(m.paid_cents)) } }
                 } }
@@ -103,7 +103,7 @@ pub async fn revenue(
         section class="card" aria-labelledby="statuses" {
             h2 id="statuses" { "Plans by status" }
             table {
-                thead { tr { th scope="col" { "Status" } th scope="col" { "Plans" } } }
+                thead { tr { th scope="col" { "Status" } th scope="col" class="num" { "Plans" } } }
                 tbody { @for s in &r.plans_by_status { tr { td { (s.status) } td class="num" { (s.plans) } } } }
             }
         }
