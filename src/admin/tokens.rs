@@ -11,7 +11,7 @@ use crate::db::api::{self as rows, TokenRow};
 use crate::db::Conn;
 use crate::domain::change::{Author, Change};
 use crate::domain::Ts;
-use crate::error::{conflict, invalid, refuse, AppError};
+use crate::error::{conflict, refuse, AppError};
 
 use super::render::{out, Output};
 
@@ -23,8 +23,8 @@ pub enum ApiTokenCmd {
         #[arg(long)]
         name: String,
         /// read (GET requests) or write (every request).
-        #[arg(long)]
-        scope: String,
+        #[arg(long, value_parser = Scope::parse)]
+        scope: Scope,
     },
     /// The tokens, without their secrets.
     List,
@@ -48,9 +48,10 @@ impl Scope {
         match s {
             "read" => Ok(Scope::Read),
             "write" => Ok(Scope::Write),
-            other => Err(invalid(format!(
-                "unknown scope {other:?}: expected read or write"
-            ))),
+            other => Err(refuse(
+                "scope",
+                format!("unknown scope {other:?}: expected read or write"),
+            )),
         }
     }
 
@@ -101,7 +102,6 @@ pub fn run(c: &mut Conn, cmd: ApiTokenCmd, now: Ts, author: &Author) -> Result<O
 fn run_cmd(c: &mut Conn, cmd: ApiTokenCmd, now: Ts) -> Result<Output, AppError> {
     match cmd {
         ApiTokenCmd::Create { name, scope } => {
-            let scope = Scope::parse(&scope)?;
             let name = name.trim();
             if name.is_empty() || name.len() > 100 {
                 return Err(refuse("name", "must be 1 to 100 characters"));

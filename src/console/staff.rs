@@ -90,8 +90,11 @@ async fn render(
                 input type="hidden" name="csrf" value=(csrf);
                 label for="token-name" { "Name" }
                 input id="token-name" name="name" type="text" required maxlength="100";
-                label for="token-scope" { "Scope: read or write" }
-                input id="token-scope" name="scope" type="text" required;
+                label for="token-scope" { "Scope" }
+                select id="token-scope" name="scope" required {
+                    option value="read" { "read (GET requests)" }
+                    option value="write" { "write (every request)" }
+                }
                 (reason("token-reason".into()))
                 button type="submit" { "Create (shows the token once)" }
             }
@@ -215,7 +218,7 @@ async fn run(
             let cmd = if action == "create-token" {
                 ApiTokenCmd::Create {
                     name,
-                    scope: field(values, "scope").to_string(),
+                    scope: crate::admin::tokens::Scope::parse(field(values, "scope"))?,
                 }
             } else {
                 ApiTokenCmd::Revoke { name }
