@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 use super::commands::{CustomerCmd, OfferCmd, PlanCmd};
 use super::render::Output;
 use crate::db::changes;
+use crate::db::models::PlanRecord;
 use crate::db::{repo, Conn};
 use crate::domain::change::{diff, Author, Change};
-use crate::domain::Ts;
+use crate::domain::{LedgerEntry, Ts};
 use crate::error::AppError;
 use crate::views::{CustomerView, PlanView};
 
@@ -77,90 +78,144 @@ pub fn recorded(
     c: &mut Conn,
     author: &Author,
     now: Ts,
-    (operation, subject): (&'static str, Subject),
+    write: (&'static str, Subject),
     run: impl FnOnce(&mut Conn) -> Result<Output, AppError>,
 ) -> Result<Output, AppError> {
     c.transaction(|c| {
         // Locked before the first read, so that the snapshot is the state the write changes
         // (and, on SQLite, so that the transaction holds the write lock from its start: a read
         // lock upgraded later fails under WAL instead of waiting).
-        let before = match subject {
+        let before = match write.1 {
             // The plan read with its lock: one statement on PostgreSQL.
             Subject::Plan(id) => {
                 let plan = repo::get_plan_locked(c, id)?;
                 plan_snapshot_of(c, plan)?
             }
-            _ => {
+            subject => {
                 changes::lock_for_write(c)?;
                 snapshot_of(c, subject)?
             }
         };
         let out = run(c)?;
-        let answer = |k: &str| out.json.get(k).and_then(Value::as_i64);
-        let (mut customer_id, mut plan_id, mut new_plan_id, mut objects) =
-            (None, None, None, json!({}));
-        let after = match subject {
-            Subject::Customer(id) => {
-                customer_id = Some(id);
-                objects["customer"] = id.into();
-                customer_snapshot(c, Some(id))?
-            }
-            Subject::NewCustomer => {
-                customer_id = answer("id");
-                objects["customer"] = customer_id.into();
-                customer_snapshot(c, customer_id)?
-            }
-            Subject::Plan(id) => {
-                plan_id = Some(id);
-                // An upgrade answers with the new plan; a successor with its id.
-                new_plan_id = answer("id").filter(|n| *n != id);
-                objects["plan"] = id.into();
-                plan_snapshot(c, Some(id))?
-            }
-            Subject::NewPlan(customer) => {
-                customer_id = Some(customer);
-                plan_id = answer("id");
-                objects["customer"] = customer.into();
-                objects["plan"] = plan_id.into();
-                plan_snapshot(c, plan_id)?
-            }
-            Subject::NewOffer(customer) => {
-                customer_id = Some(customer);
-                objects["customer"] = customer.into();
-                objects["offer"] = answer("id").into();
-                offer_snapshot(c, answer("id"))?
-            }
-            Subject::Offer(id) => {
-                objects["offer"] = id.into();
-                new_plan_id = answer("plan_id");
-                offer_snapshot(c, Some(id))?
-            }
-        };
-        if let Some(new) = new_plan_id {
-            objects["new_plan"] = new.into();
-        }
-        if customer_id.is_none() {
-            // A plan's or an offer's snapshot names its customer.
-            customer_id = after.get("customer_id").and_then(Value::as_i64);
-        }
-        let (was, mut is) = diff(&before, &after);
-        if let Some(new) = new_plan_id {
-            is["new_plan"] = plan_snapshot(c, Some(new))?;
-        }
-        let change = Change {
-            at: now,
-            operation: operation.to_string(),
-            customer_id,
-            plan_id,
-            new_plan_id,
-            invoice_id: None,
-            objects,
-            before: was,
-            after: is,
-        };
-        changes::record(c, author, &change)?;
+        append(c, author, now, write, before, None, &out)?;
         Ok(out)
     })
+}
+
+/// The states a command read and wrote, handed to the history instead of read around it.
+pub struct States {
+    pub before: Value,
+    /// `None`: the history reads the state afterwards itself.
+    pub after: Option<Value>,
+}
+
+/// [`recorded`] for a command that hands over its states (the seat report, the hottest write:
+/// two statements instead of six). The command must lock what it changes before it reads it,
+/// as [`recorded`] does for the others.
+pub fn recorded_with_states(
+    c: &mut Conn,
+    author: &Author,
+    now: Ts,
+    write: (&'static str, Subject),
+    run: impl FnOnce(&mut Conn) -> Result<(Output, States), AppError>,
+) -> Result<Output, AppError> {
+    c.transaction(|c| {
+        let (out, states) = run(c)?;
+        append(c, author, now, write, states.before, states.after, &out)?;
+        Ok(out)
+    })
+}
+
+/// Appends the change of a write that ran: its objects from the subject and the command's
+/// answer, the fields that moved between `before` and `after` (read now when not given).
+fn append(
+    c: &mut Conn,
+    author: &Author,
+    now: Ts,
+    (operation, subject): (&'static str, Subject),
+    before: Value,
+    after: Option<Value>,
+    out: &Output,
+) -> Result<(), AppError> {
+    let answer = |k: &str| out.json.get(k).and_then(Value::as_i64);
+    let (mut customer_id, mut plan_id, mut new_plan_id, mut objects) =
+        (None, None, None, json!({}));
+    let read_after = match subject {
+        Subject::Customer(id) => {
+            customer_id = Some(id);
+            objects["customer"] = id.into();
+            After::Customer(Some(id))
+        }
+        Subject::NewCustomer => {
+            customer_id = answer("id");
+            objects["customer"] = customer_id.into();
+            After::Customer(customer_id)
+        }
+        Subject::Plan(id) => {
+            plan_id = Some(id);
+            // An upgrade answers with the new plan; a successor with its id.
+            new_plan_id = answer("id").filter(|n| *n != id);
+            objects["plan"] = id.into();
+            After::Plan(Some(id))
+        }
+        Subject::NewPlan(customer) => {
+            customer_id = Some(customer);
+            plan_id = answer("id");
+            objects["customer"] = customer.into();
+            objects["plan"] = plan_id.into();
+            After::Plan(plan_id)
+        }
+        Subject::NewOffer(customer) => {
+            customer_id = Some(customer);
+            objects["customer"] = customer.into();
+            objects["offer"] = answer("id").into();
+            After::Offer(answer("id"))
+        }
+        Subject::Offer(id) => {
+            objects["offer"] = id.into();
+            new_plan_id = answer("plan_id");
+            After::Offer(Some(id))
+        }
+    };
+    let after = match after {
+        Some(after) => after,
+        None => match read_after {
+            After::Customer(id) => customer_snapshot(c, id)?,
+            After::Plan(id) => plan_snapshot(c, id)?,
+            After::Offer(id) => offer_snapshot(c, id)?,
+        },
+    };
+    if let Some(new) = new_plan_id {
+        objects["new_plan"] = new.into();
+    }
+    if customer_id.is_none() {
+        // A plan's or an offer's snapshot names its customer.
+        customer_id = after.get("customer_id").and_then(Value::as_i64);
+    }
+    let (was, mut is) = diff(&before, &after);
+    if let Some(new) = new_plan_id {
+        is["new_plan"] = plan_snapshot(c, Some(new))?;
+    }
+    let change = Change {
+        at: now,
+        operation: operation.to_string(),
+        customer_id,
+        plan_id,
+        new_plan_id,
+        invoice_id: None,
+        objects,
+        before: was,
+        after: is,
+    };
+    changes::record(c, author, &change)?;
+    Ok(())
+}
+
+/// Which snapshot a write's after-state is.
+enum After {
+    Customer(Option<i64>),
+    Plan(Option<i64>),
+    Offer(Option<i64>),
 }
 
 fn snapshot_of(c: &mut Conn, subject: Subject) -> Result<Value, AppError> {
@@ -202,18 +257,19 @@ pub fn plan_snapshot(c: &mut Conn, id: Option<i64>) -> Result<Value, AppError> {
 }
 
 /// [`plan_snapshot`] of a plan already read.
-fn plan_snapshot_of(
-    c: &mut Conn,
-    record: Option<crate::db::models::PlanRecord>,
-) -> Result<Value, AppError> {
+fn plan_snapshot_of(c: &mut Conn, record: Option<PlanRecord>) -> Result<Value, AppError> {
     let Some(record) = record else {
         return Ok(json!({}));
     };
     // The view reads the newest ledger entry only (the plan's licenses).
-    let newest: Vec<_> = repo::newest_ledger_entry(c, record.plan.id)?
-        .into_iter()
-        .collect();
-    let mut v = to_json(PlanView::new(&record, &newest))?;
+    let newest = repo::newest_ledger_entry(c, record.plan.id)?;
+    plan_state(&record, newest)
+}
+
+/// [`plan_snapshot`] of a plan and its newest ledger entry as a command read or wrote them.
+pub fn plan_state(record: &PlanRecord, newest: Option<LedgerEntry>) -> Result<Value, AppError> {
+    let newest: Vec<_> = newest.into_iter().collect();
+    let mut v = to_json(PlanView::new(record, &newest))?;
     if let Some(o) = v.as_object_mut() {
         for k in [
             "lease_owner",

@@ -257,10 +257,49 @@ fn plan_show(c: &mut Conn, id: i64) -> Result<Output, AppError> {
 
 /// Runs a plan command; a write is recorded in the change history (one transaction).
 pub fn plan_cmd(c: &mut Conn, cmd: PlanCmd, now: Ts, author: &Author) -> Result<Output, AppError> {
-    match history::plan_write(&cmd) {
-        Some(w) => history::recorded(c, author, now, w, |c| plan_run(c, cmd, now)),
-        None => plan_run(c, cmd, now),
+    match (history::plan_write(&cmd), cmd) {
+        (Some(w), PlanCmd::Seats { id, count }) => {
+            history::recorded_with_states(c, author, now, w, |c| plan_seats(c, id, count, now))
+        }
+        (Some(w), cmd) => history::recorded(c, author, now, w, |c| plan_run(c, cmd, now)),
+        (None, cmd) => plan_run(c, cmd, now),
     }
+}
+
+/// `plan seats`: the answer, and the states the report read and wrote for the history.
+fn plan_seats(
+    c: &mut Conn,
+    id: i64,
+    count: i64,
+    now: Ts,
+) -> Result<(Output, history::States), AppError> {
+    let report = ops::report_seats(c, id, count, now)?;
+    let status = report.status.name();
+    let text = match &report.entry {
+        Some(e) => format!(
+            "ledger entry {}: {} licenses, {} at next renewal",
+            e.id,
+            e.licenses,
+            e.licenses_at_next_renewal.unwrap_or(0)
+        ),
+        None => format!("plan {id} is now {status}: no ledger entry written"),
+    };
+    let output = out(
+        &SeatsView {
+            ledger_entry: report.entry.as_ref().map(LedgerView::from),
+            plan_status: status,
+        },
+        text,
+    )?;
+    let (record, newest) = report.before;
+    let states = history::States {
+        before: history::plan_state(&record, newest)?,
+        after: match report.after {
+            Some((record, newest)) => Some(history::plan_state(&record, newest)?),
+            None => None,
+        },
+    };
+    Ok((output, states))
 }
 
 /// Runs a plan command that reads (`show`, `list`, `ledger`, `events`); a write is an internal
@@ -322,26 +361,7 @@ fn plan_run(c: &mut Conn, cmd: PlanCmd, now: Ts) -> Result<Output, AppError> {
                 .collect();
             pretty(&ledger)
         }
-        PlanCmd::Seats { id, count } => {
-            let entry = ops::report_seats(c, id, count, now)?;
-            let status = ops::plan(c, id)?.plan.status.name();
-            let text = match &entry {
-                Some(e) => format!(
-                    "ledger entry {}: {} licenses, {} at next renewal",
-                    e.id,
-                    e.licenses,
-                    e.licenses_at_next_renewal.unwrap_or(0)
-                ),
-                None => format!("plan {id} is now {status}: no ledger entry written"),
-            };
-            out(
-                &SeatsView {
-                    ledger_entry: entry.as_ref().map(LedgerView::from),
-                    plan_status: status,
-                },
-                text,
-            )
-        }
+        PlanCmd::Seats { id, count } => Ok(plan_seats(c, id, count, now)?.0),
         PlanCmd::BuyLicenses { id, licenses } => {
             pretty(&LedgerView::from(&ops::buy_licenses(c, id, licenses, now)?))
         }

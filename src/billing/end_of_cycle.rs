@@ -24,6 +24,9 @@ pub struct CycleOutcome {
     pub last_entry: Option<LedgerEntry>,
     /// Whether a cycle boundary was crossed (something was written).
     pub changed: bool,
+    /// The plan's newest ledger entry (by id) as it was before these updates wrote anything:
+    /// the change history's before-state of an operation that runs them first.
+    pub newest_before: Option<LedgerEntry>,
 }
 
 /// The end-of-cycle updates of every boundary up to `now`, for operations that act at `now`
@@ -36,8 +39,11 @@ pub fn catch_up_cycles(
     now: Ts,
 ) -> Result<CycleOutcome, AppError> {
     let mut outcome = CycleOutcome::default();
-    for _ in 0..10_000 {
+    for step_no in 0..10_000 {
         let step = apply_end_of_cycle(conn, plan, customer, now, now)?;
+        if step_no == 0 {
+            outcome.newest_before = step.newest_before;
+        }
         if let Some(new_id) = step.new_plan_id {
             *plan = super::plan(conn, new_id)?.plan;
             outcome.new_plan_id = Some(new_id);
@@ -142,7 +148,11 @@ pub fn apply_end_of_cycle(
             start_successor(conn, plan, next, (at, licenses), e, now)?
         }
     };
-    Ok(CycleOutcome { changed, ..outcome })
+    Ok(CycleOutcome {
+        changed,
+        newest_before: entries.iter().max_by_key(|e| e.id).cloned(),
+        ..outcome
+    })
 }
 
 /// A schedule switch at the end of the cycle: `plan` ends and the same plan on `schedule`

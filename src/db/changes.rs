@@ -4,17 +4,20 @@
 //! The chains: one per customer (chain 0 for changes of no customer). Every row stores the hash
 //! of the row before it in its chain and its own hash over that and its content
 //! ([`crate::domain::change::chain_hash`]). `change_head` holds each chain's last id and hash;
-//! [`append`] locks the chain's head (an upsert: PostgreSQL's row lock; SQLite's write lock)
-//! until the write commits, so rows join a chain one at a time, in commit order, and writes to
-//! different customers do not wait for each other. Ids are global and increasing within a chain
-//! (PostgreSQL's sequence may leave gaps: a rolled-back write's id is not reused).
+//! [`append`] holds the chain's head (PostgreSQL: the row lock of `change_append`'s upsert;
+//! SQLite: the write lock the writer took) until the write commits, so rows join a chain one at
+//! a time, in commit order, and writes to different customers do not wait for each other. Ids
+//! are global and increasing within a chain (PostgreSQL's sequence may leave gaps: a
+//! rolled-back write's id is not reused).
 //! Both backends refuse UPDATE and DELETE on `change_log` with a trigger.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
 use super::{Conn, DbError};
-use crate::domain::change::{chain_hash, hash_time, history_time, Author, Change, GENESIS_HASH};
+use crate::domain::change::{
+    chain_hash, encode_fields, hash_time, history_time, Author, Change, GENESIS_HASH,
+};
 use crate::domain::Ts;
 use crate::with_conn;
 
@@ -48,38 +51,39 @@ pub struct ChangeRow {
 impl ChangeRow {
     /// The row's hash as its content says it should be.
     pub fn computed_hash(&self) -> String {
-        let (id, at, written) = (
-            self.id.to_string(),
-            hash_time(self.at),
-            hash_time(self.written_at),
-        );
+        let id = self.id.to_string();
+        let mut fields = vec![Some(id.as_str())];
+        let rest = self.texts_after_id();
+        fields.extend(rest.iter().map(Option::as_deref));
+        chain_hash(&self.prev_hash, &fields)
+    }
+
+    /// The hash input of the fields after the id ([`encode_fields`]).
+    fn tail(&self) -> Vec<u8> {
+        let rest = self.texts_after_id();
+        encode_fields(&rest.iter().map(Option::as_deref).collect::<Vec<_>>())
+    }
+
+    /// The fields after the id, in the hash's order, as text.
+    fn texts_after_id(&self) -> [Option<String>; 14] {
         let num = |v: Option<i64>| v.map(|n| n.to_string());
-        let (customer, plan, new_plan, invoice) = (
+        let text = |v: &str| Some(v.to_string());
+        [
+            Some(hash_time(self.at)),
+            Some(hash_time(self.written_at)),
+            text(&self.actor),
+            self.on_behalf_of.clone(),
+            text(&self.operation),
             num(self.customer_id),
             num(self.plan_id),
             num(self.new_plan_id),
             num(self.invoice_id),
-        );
-        chain_hash(
-            &self.prev_hash,
-            &[
-                Some(&id),
-                Some(&at),
-                Some(&written),
-                Some(&self.actor),
-                self.on_behalf_of.as_deref(),
-                Some(&self.operation),
-                customer.as_deref(),
-                plan.as_deref(),
-                new_plan.as_deref(),
-                invoice.as_deref(),
-                Some(&self.objects),
-                Some(&self.before),
-                Some(&self.after),
-                self.reason.as_deref(),
-                self.idempotency_key.as_deref(),
-            ],
-        )
+            text(&self.objects),
+            text(&self.before),
+            text(&self.after),
+            self.reason.clone(),
+            self.idempotency_key.clone(),
+        ]
     }
 }
 
@@ -121,6 +125,12 @@ pub fn chain_of(customer_id: Option<i64>) -> i64 {
 /// Appends a change to its chain. Call it inside the transaction of the write it records, after
 /// the write: the chain's head stays locked until the write commits, so only writes to the same
 /// customer (which lock its plans anyway) wait for each other.
+///
+/// PostgreSQL: one round trip, `change_append` (a function of the schema): it locks the head (a
+/// writer ahead is waited for, and its committed head read), takes the id from the sequence and
+/// finishes the hash. SQLite: the transaction holds the database's write lock already (it wrote
+/// first), so writers come one at a time; the head is read, the id is the next after the
+/// newest, and the row's insert moves the head (a trigger).
 pub fn append(
     conn: &mut Conn,
     author: &Author,
@@ -128,51 +138,8 @@ pub fn append(
     written_at: Ts,
 ) -> Result<i64, DbError> {
     let chain = chain_of(change.customer_id);
-    // The chain's head, made at its first change and locked until the write commits, with the
-    // row's id. PostgreSQL: the upsert locks the head (a writer ahead is waited for, and its
-    // committed head read), the sequence gives the id. SQLite: the upsert is a write, so the
-    // transaction holds the database's write lock, and writers come one at a time.
-    let (id, prev_hash) = match conn {
-        Conn::Pg(c) => {
-            use diesel::sql_types::{BigInt, Text};
-            #[derive(QueryableByName)]
-            struct Head {
-                #[diesel(sql_type = BigInt)]
-                id: i64,
-                #[diesel(sql_type = Text)]
-                hash: String,
-            }
-            let head = diesel::sql_query(
-                "INSERT INTO change_head (chain, last_id, hash) VALUES ($1, 0, $2) \
-                 ON CONFLICT (chain) DO UPDATE SET last_id = change_head.last_id \
-                 RETURNING nextval('change_log_id_seq') AS id, hash",
-            )
-            .bind::<BigInt, _>(chain)
-            .bind::<Text, _>(GENESIS_HASH)
-            .get_result::<Head>(c)?;
-            (head.id, head.hash)
-        }
-        Conn::Sqlite(c) => {
-            use super::schema::sqlite::*;
-            let hash = diesel::insert_into(change_head::table)
-                .values((
-                    change_head::chain.eq(chain),
-                    change_head::last_id.eq(0),
-                    change_head::hash.eq(GENESIS_HASH),
-                ))
-                .on_conflict(change_head::chain)
-                .do_update()
-                .set(change_head::last_id.eq(change_head::last_id))
-                .returning(change_head::hash)
-                .get_result::<String>(c)?;
-            let last = change_log::table
-                .select(diesel::dsl::max(change_log::id))
-                .first::<Option<i64>>(c)?;
-            (last.unwrap_or(0) + 1, hash)
-        }
-    };
     let mut row = ChangeRow {
-        id,
+        id: 0,
         at: history_time(change.at),
         written_at: history_time(written_at),
         actor: author.actor.clone(),
@@ -187,45 +154,46 @@ pub fn append(
         after: change.after.to_string(),
         reason: author.reason.clone(),
         idempotency_key: author.idempotency_key.clone(),
-        prev_hash,
+        prev_hash: String::new(),
         hash: String::new(),
     };
-    row.hash = row.computed_hash();
     match conn {
-        // One round trip: the row and the head's move in one statement.
-        Conn::Pg(c) => insert_and_move_head_pg(c, &row, chain)?,
+        Conn::Pg(c) => append_pg(c, &row, chain),
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
+            let head = change_head::table
+                .find(chain)
+                .select(change_head::hash)
+                .first::<String>(c)
+                .optional()?;
+            let last = change_log::table
+                .select(diesel::dsl::max(change_log::id))
+                .first::<Option<i64>>(c)?;
+            row.id = last.unwrap_or(0) + 1;
+            row.prev_hash = head.unwrap_or_else(|| GENESIS_HASH.to_string());
+            row.hash = row.computed_hash();
             diesel::insert_into(change_log::table)
                 .values(insertable!(row))
                 .execute(c)?;
-            diesel::update(change_head::table.find(chain))
-                .set((
-                    change_head::last_id.eq(row.id),
-                    change_head::hash.eq(&row.hash),
-                ))
-                .execute(c)?;
+            Ok(row.id)
         }
     }
-    Ok(row.id)
 }
 
-/// `WITH ins AS (INSERT … RETURNING) UPDATE change_head …`: PostgreSQL's data-modifying CTE, so
-/// that appending costs two round trips (the head locked and read, then this).
-fn insert_and_move_head_pg(
-    c: &mut diesel::PgConnection,
-    row: &ChangeRow,
-    chain: i64,
-) -> Result<(), DbError> {
-    use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
-    diesel::sql_query(
-        "WITH ins AS (INSERT INTO change_log (id, at, written_at, actor, on_behalf_of, operation, \
-         customer_id, plan_id, new_plan_id, invoice_id, objects, before, after, reason, \
-         idempotency_key, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17) RETURNING id, hash) \
-         UPDATE change_head SET last_id = ins.id, hash = ins.hash FROM ins WHERE change_head.chain = $18",
+/// `SELECT change_append(…)`: the row without its id and hashes, and the hash input of its
+/// fields after the id.
+fn append_pg(c: &mut diesel::PgConnection, row: &ChangeRow, chain: i64) -> Result<i64, DbError> {
+    use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamptz};
+    #[derive(QueryableByName)]
+    struct Appended {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let appended = diesel::sql_query(
+        "SELECT change_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16) AS id",
     )
-    .bind::<BigInt, _>(row.id)
+    .bind::<BigInt, _>(chain)
     .bind::<Timestamptz, _>(row.at)
     .bind::<Timestamptz, _>(row.written_at)
     .bind::<Text, _>(&row.actor)
@@ -240,11 +208,9 @@ fn insert_and_move_head_pg(
     .bind::<Text, _>(&row.after)
     .bind::<Nullable<Text>, _>(&row.reason)
     .bind::<Nullable<Text>, _>(&row.idempotency_key)
-    .bind::<Text, _>(&row.prev_hash)
-    .bind::<Text, _>(&row.hash)
-    .bind::<BigInt, _>(chain)
-    .execute(c)?;
-    Ok(())
+    .bind::<Binary, _>(row.tail())
+    .get_result::<Appended>(c)?;
+    Ok(appended.id)
 }
 
 /// On SQLite, takes the database's write lock now (a no-op UPDATE of chain 0's head), for a

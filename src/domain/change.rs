@@ -221,20 +221,29 @@ pub fn chain_hash(prev_hash: &str, fields: &[Option<&str>]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"plan-invoicer change v1\n");
     ctx.update(prev_hash.as_bytes());
-    for f in fields {
-        match f {
-            None => ctx.update(b"\n-"),
-            Some(s) => {
-                ctx.update(format!("\n{}:", s.len()).as_bytes());
-                ctx.update(s.as_bytes());
-            }
-        }
-    }
+    ctx.update(&encode_fields(fields));
     ctx.finish()
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The fields as [`chain_hash`] hashes them: `\n<length>:<text>` each, `\n-` for an absent one.
+/// PostgreSQL's `change_append` finishes a row's hash from the encoding of the fields after
+/// the id, which it is the one to know.
+pub fn encode_fields(fields: &[Option<&str>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(fields.iter().flatten().map(|f| f.len() + 8).sum());
+    for f in fields {
+        match f {
+            None => out.extend_from_slice(b"\n-"),
+            Some(s) => {
+                out.extend_from_slice(format!("\n{}:", s.len()).as_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

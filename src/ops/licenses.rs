@@ -2,6 +2,7 @@
 
 use crate::billing::catch_up_cycles;
 use crate::db::claims;
+use crate::db::models::PlanRecord;
 use crate::db::repo::{self};
 use crate::db::Conn;
 use crate::domain::cycle::{next_billing_cycle, validate_renewal};
@@ -9,19 +10,36 @@ use crate::domain::prices::{billable_licenses, min_licenses_for_plan};
 use crate::domain::{BillingError, Customer, LedgerEntry, Plan, PlanStatus};
 use crate::error::{invalid, refuse, AppError};
 
-use super::{clamp_i32, current_after_cycle, licenses_arg, live_plan, Ts};
+use super::{clamp_i32, current_after_cycle, licenses_arg, live_plan, live_plan_record, Ts};
+
+/// What a seat report did, and the plan as it was and is: the seat report is the host
+/// application's hottest write, so it hands the change history the states it read and wrote
+/// instead of the history reading them again around it.
+#[derive(Debug, Clone)]
+pub struct SeatsReport {
+    /// The entry written; `None` when the end-of-cycle updates ended the plan.
+    pub entry: Option<LedgerEntry>,
+    /// The plan's status afterwards.
+    pub status: PlanStatus,
+    /// The plan's row and newest ledger entry before the report.
+    pub before: (PlanRecord, Option<LedgerEntry>),
+    /// The same afterwards, when only the entry moved; `None` when the end-of-cycle updates
+    /// crossed a boundary (the plan changed in more ways: read it again).
+    pub after: Option<(PlanRecord, Option<LedgerEntry>)>,
+}
 
 /// `update_license_ledger_for_automanaged_plan`: the host reports the seat count. The
-/// end-of-cycle updates run first; when they end the plan, no entry is written (`None`).
+/// end-of-cycle updates run first; when they end the plan, no entry is written.
 pub fn report_seats(
     conn: &mut Conn,
     id: i64,
     seats: i64,
     now: Ts,
-) -> Result<Option<LedgerEntry>, AppError> {
+) -> Result<SeatsReport, AppError> {
     let seats = licenses_arg("count", seats)?;
     conn.joined(|c| {
-        let (mut p, cust) = live_plan(c, id, now)?;
+        let (record, cust) = live_plan_record(c, id, now)?;
+        let mut p = record.plan.clone();
         if !p.automanage_licenses {
             return Err(invalid(format!(
                 "plan {id} has manual license management: use buy-licenses or renewal-licenses"
@@ -29,8 +47,20 @@ pub fn report_seats(
         }
         repo::set_usage(c, p.customer_id, None, Some(seats))?;
         let outcome = catch_up_cycles(c, &mut p, &cust, now)?;
+        let status = if outcome.changed {
+            // A switch or a successor moved the seats to another plan: this one's status.
+            super::plan(c, id)?.plan.status
+        } else {
+            p.status
+        };
+        let before = (record, outcome.newest_before.clone());
         let Some(last) = outcome.last_entry else {
-            return Ok(None);
+            return Ok(SeatsReport {
+                entry: None,
+                status,
+                before,
+                after: None,
+            });
         };
         let cust = Customer {
             seat_count: Some(seats),
@@ -53,7 +83,14 @@ pub fn report_seats(
             Some(clamp_i32(at_next)?),
         )?;
         claims::clear_retry(c, p.id)?;
-        Ok(Some(entry))
+        // Nothing but the entry (and the retry time, which the history leaves out) moved.
+        let after = (!outcome.changed).then(|| (before.0.clone(), Some(entry.clone())));
+        Ok(SeatsReport {
+            entry: Some(entry),
+            status,
+            before,
+            after,
+        })
     })
 }
 

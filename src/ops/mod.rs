@@ -12,6 +12,7 @@ mod tiers;
 use chrono::{DateTime, Utc};
 
 use crate::billing::catch_up_cycles;
+use crate::db::models::PlanRecord;
 use crate::db::repo::{self, NewEvent};
 use crate::db::Conn;
 use crate::domain::bounds;
@@ -21,7 +22,7 @@ use crate::error::{invalid, refuse, AppError};
 
 pub use crate::billing::{customer, plan};
 pub use customers::{create_customer, report_usage, set_discount, CustomerInput};
-pub use licenses::{buy_licenses, renewal_licenses, report_seats};
+pub use licenses::{buy_licenses, renewal_licenses, report_seats, SeatsReport};
 pub use offers::{accept_offer, create_offer};
 pub use plans::{
     create_plan, downgrade_now, schedule_change, schedule_successor, set_billing_mode,
@@ -80,9 +81,15 @@ fn clamp_i32(v: i64) -> Result<i32, AppError> {
 /// The plan's row is locked as it is read ([`repo::get_plan_locked`]): callers run inside a
 /// transaction.
 fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppError> {
-    let p = repo::get_plan_locked(conn, id)?
-        .ok_or_else(|| AppError::NotFound(format!("plan {id} does not exist")))?
-        .plan;
+    let (record, customer) = live_plan_record(conn, id, now)?;
+    Ok((record.plan, customer))
+}
+
+/// [`live_plan`] with the whole row as read (its lease and retry bookkeeping too).
+fn live_plan_record(conn: &mut Conn, id: i64, now: Ts) -> Result<(PlanRecord, Customer), AppError> {
+    let record = repo::get_plan_locked(conn, id)?
+        .ok_or_else(|| AppError::NotFound(format!("plan {id} does not exist")))?;
+    let p = &record.plan;
     if !p.status.is_live() {
         return Err(invalid(format!(
             "plan {id} is not live (status {})",
@@ -107,7 +114,7 @@ fn live_plan(conn: &mut Conn, id: i64, now: Ts) -> Result<(Plan, Customer), AppE
         )));
     }
     let c = customer(conn, p.customer_id)?;
-    Ok((p, c))
+    Ok((record, c))
 }
 
 /// Runs the end-of-cycle updates at `now` and returns the plan that is live afterwards, or an

@@ -320,9 +320,121 @@ fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
     );
 }
 
+/// The seat report hands the history the states it read and wrote instead of the history
+/// reading them around it: its change must be the one the reads would give. Each report runs
+/// twice on the same state: first through the reading door in a transaction rolled back, then
+/// for real; within a cycle, across a renewal, at a trial's end, and when the plan ends.
+fn the_seat_reports_states_are_the_ones_the_history_reads(db: &TestDb) {
+    use plan_invoicer::admin::history::{self, Subject};
+    use plan_invoicer::admin::{self, Output, PlanCmd};
+    use plan_invoicer::db::changes::{self as rows, ChangeFilter, ChangeRow};
+    use plan_invoicer::domain::change::Author;
+    use plan_invoicer::domain::ScheduleChange;
+    use plan_invoicer::error::AppError;
+    use plan_invoicer::ops::{self, CustomerInput, PlanInput};
+
+    use crate::common::library::{base_plan, connect};
+
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_utc()
+    };
+    let t0 = at("2012-01-02T00:00:00Z");
+    let mut c = connect(db);
+    let author = Author::system("test");
+    let newest = |c: &mut plan_invoicer::db::Conn| -> ChangeRow {
+        let filter = ChangeFilter {
+            limit: 1000,
+            ..ChangeFilter::default()
+        };
+        let mut all = rows::list(c, &filter).unwrap_or_else(|e| panic!("{e}"));
+        all.pop().unwrap_or_else(|| panic!("no change"))
+    };
+    let mut plans = vec![];
+    for (name, trial) in [("in cycle", None), ("trial", Some(20))] {
+        let input = CustomerInput {
+            name: name.into(),
+            ..CustomerInput::default()
+        };
+        let customer = ops::create_customer(&mut c, &input, t0).unwrap_or_else(|e| panic!("{e}"));
+        let plan = PlanInput {
+            customer_id: customer,
+            licenses: 5,
+            automanage_licenses: true,
+            free_trial_days: trial,
+            ..base_plan()
+        };
+        plans.push(ops::create_plan(&mut c, &plan, t0).unwrap_or_else(|e| panic!("{e}")));
+    }
+    let (monthly, trial) = (plans[0], plans[1]);
+    let reports = [
+        (monthly, 9, "2012-01-10T00:00:00Z"),
+        (monthly, 7, "2012-01-20T00:00:00Z"),
+        (trial, 12, "2012-01-15T00:00:00Z"),
+        // The trial ended on the 22nd: the report crosses it.
+        (trial, 14, "2012-02-01T00:00:00Z"),
+        // A renewal on 2 February.
+        (monthly, 11, "2012-02-05T00:00:00Z"),
+        (monthly, 4, "2012-02-06T00:00:00Z"),
+    ];
+    let check = |c: &mut plan_invoicer::db::Conn, id: i64, count: i64, now: &str| {
+        let now = at(now);
+        // The reading door, rolled back.
+        let mut read = None;
+        let rolled_back: Result<(), AppError> = c.transaction(|c| {
+            history::recorded(c, &author, now, ("plan.seats", Subject::Plan(id)), |c| {
+                ops::report_seats(c, id, count, now)?;
+                Ok(Output {
+                    json: json!({}),
+                    text: String::new(),
+                    exit_code: 0,
+                })
+            })?;
+            read = Some(newest(c));
+            Err(AppError::Conflict(plan_invoicer::domain::Refusal::new(
+                "roll back",
+            )))
+        });
+        assert!(rolled_back.is_err());
+        let read = read.unwrap_or_else(|| panic!("no change read"));
+        admin::plan_cmd(c, PlanCmd::Seats { id, count }, now, &author)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let handed = newest(c);
+        assert_ne!(read.before, read.after, "the report moved something");
+        for (what, r, h) in [
+            ("before", &read.before, &handed.before),
+            ("after", &read.after, &handed.after),
+            ("objects", &read.objects, &handed.objects),
+        ] {
+            assert_eq!(r, h, "plan {id} at {now}: {what}");
+        }
+        assert_eq!(
+            (read.customer_id, read.plan_id, read.new_plan_id),
+            (handed.customer_id, handed.plan_id, handed.new_plan_id)
+        );
+    };
+    for (id, count, now) in reports {
+        check(&mut c, id, count, now);
+    }
+    // A plan that ends at its cycle's end: the report after it writes no entry.
+    admin::plan_cmd(
+        &mut c,
+        PlanCmd::Schedule {
+            id: monthly,
+            change: ScheduleChange::DowngradeAtEndOfCycle,
+        },
+        at("2012-02-07T00:00:00Z"),
+        &author,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    check(&mut c, monthly, 6, "2012-03-05T00:00:00Z");
+}
+
 on_both_backends!(
     cli_writes_record_their_actor_and_reason,
-    the_history_is_append_only_and_tampering_is_found
+    the_history_is_append_only_and_tampering_is_found,
+    the_seat_reports_states_are_the_ones_the_history_reads
 );
 
 /// The API records the token, the reason and the end user its headers name; a replayed

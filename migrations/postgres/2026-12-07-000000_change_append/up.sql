@@ -1,0 +1,47 @@
+-- Appending a change in one round trip (docs/ARCHITECTURE.md, "Change history"). The writer
+-- sends the row and the hash input of its fields after the id (`tail`); this function locks the
+-- chain's head (made at its first change), takes the id from the sequence, finishes the hash
+-- (SHA-256 over the version line, the previous hash, the id and the tail: the encoding that
+-- `changes verify` recomputes in Rust), inserts the row and moves the head. Its statements'
+-- plans are kept per session, where a client's ad hoc statements are planned at every call.
+CREATE FUNCTION change_append(
+    p_chain BIGINT,
+    p_at TIMESTAMPTZ,
+    p_written_at TIMESTAMPTZ,
+    p_actor TEXT,
+    p_on_behalf_of TEXT,
+    p_operation TEXT,
+    p_customer_id BIGINT,
+    p_plan_id BIGINT,
+    p_new_plan_id BIGINT,
+    p_invoice_id BIGINT,
+    p_objects TEXT,
+    p_before TEXT,
+    p_after TEXT,
+    p_reason TEXT,
+    p_idempotency_key TEXT,
+    p_tail BYTEA
+) RETURNS BIGINT AS $$
+DECLARE
+    v_prev TEXT;
+    v_id BIGINT;
+    v_hash TEXT;
+BEGIN
+    INSERT INTO change_head AS h (chain, last_id, hash)
+    VALUES (p_chain, 0, repeat('0', 64))
+    ON CONFLICT (chain) DO UPDATE SET last_id = h.last_id
+    RETURNING h.hash INTO v_prev;
+    v_id := nextval('change_log_id_seq');
+    v_hash := encode(sha256(convert_to(
+        'plan-invoicer change v1' || chr(10) || v_prev || chr(10) || length(v_id::text) || ':' || v_id::text,
+        'UTF8') || p_tail), 'hex');
+    INSERT INTO change_log (id, at, written_at, actor, on_behalf_of, operation, customer_id,
+        plan_id, new_plan_id, invoice_id, objects, before, after, reason, idempotency_key,
+        prev_hash, hash)
+    VALUES (v_id, p_at, p_written_at, p_actor, p_on_behalf_of, p_operation, p_customer_id,
+        p_plan_id, p_new_plan_id, p_invoice_id, p_objects, p_before, p_after, p_reason,
+        p_idempotency_key, v_prev, v_hash);
+    UPDATE change_head SET last_id = v_id, hash = v_hash WHERE chain = p_chain;
+    RETURN v_id;
+END;
+$$ LANGUAGE plpgsql;
