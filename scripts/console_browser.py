@@ -24,7 +24,7 @@ from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BIN, AXE, OUT = sys.argv[1], sys.argv[2], sys.argv[3]
 PASSWORD = "correct horse battery staple"
@@ -264,10 +264,12 @@ try:
     check("vic@staff.test" in text(), "the admin sees the staff")
     audit("staff")
     driver.find_element(By.ID, "token-name").send_keys("billing-page")
-    driver.find_element(By.ID, "token-scope").send_keys("write")
+    Select(driver.find_element(By.ID, "token-scope")).select_by_value("write")
     driver.find_element(By.ID, "token-reason").send_keys("the host application")
     click(driver.find_element(By.CSS_SELECTOR, "form[action='/staff/create-token'] button"))
     check("pit_" in text() and "not shown again" in text(), "an admin creates an API token, shown once")
+    check(any(t["name"] == "billing-page" and t["scope"] == "write" for t in cli("api-token", "list")),
+          "the token has the scope chosen")
     logout()
 
     # Five failures lock the account out, even for the right password.
