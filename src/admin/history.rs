@@ -266,6 +266,19 @@ fn plan_snapshot_of(c: &mut Conn, record: Option<PlanRecord>) -> Result<Value, A
     plan_state(&record, newest)
 }
 
+/// The fields of [`plan_state`] that a new ledger entry alone can move, and the customer (which
+/// names the change's chain): two of these compare as the two full states do, for a command
+/// that changed nothing of the plan but its ledger.
+pub fn plan_licenses_state(record: &PlanRecord, newest: Option<LedgerEntry>) -> Value {
+    let newest: Vec<_> = newest.into_iter().collect();
+    let v = PlanView::new(record, &newest);
+    json!({
+        "customer_id": v.customer_id,
+        "licenses": v.licenses,
+        "licenses_at_next_renewal": v.licenses_at_next_renewal,
+    })
+}
+
 /// [`plan_snapshot`] of a plan and its newest ledger entry as a command read or wrote them.
 pub fn plan_state(record: &PlanRecord, newest: Option<LedgerEntry>) -> Result<Value, AppError> {
     let newest: Vec<_> = newest.into_iter().collect();

@@ -292,11 +292,15 @@ fn plan_seats(
         text,
     )?;
     let (record, newest) = report.before;
-    let states = history::States {
-        before: history::plan_state(&record, newest)?,
-        after: match report.after {
-            Some((record, newest)) => Some(history::plan_state(&record, newest)?),
-            None => None,
+    let states = match report.after {
+        // Only the ledger moved: the fields it can move are enough to compare.
+        Some((after, after_newest)) => history::States {
+            before: history::plan_licenses_state(&record, newest),
+            after: Some(history::plan_licenses_state(&after, after_newest)),
+        },
+        None => history::States {
+            before: history::plan_state(&record, newest)?,
+            after: None,
         },
     };
     Ok((output, states))

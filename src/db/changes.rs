@@ -4,7 +4,7 @@
 //! The chains: one per customer (chain 0 for changes of no customer). Every row stores the hash
 //! of the row before it in its chain and its own hash over that and its content
 //! ([`crate::domain::change::chain_hash`]). `change_head` holds each chain's last id and hash;
-//! [`append`] holds the chain's head (PostgreSQL: the row lock of `change_append`'s upsert;
+//! [`append`] holds the chain's head (PostgreSQL: the row lock `change_append` takes;
 //! SQLite: the write lock the writer took) until the write commits, so rows join a chain one at
 //! a time, in commit order, and writes to different customers do not wait for each other. Ids
 //! are global and increasing within a chain (PostgreSQL's sequence may leave gaps: a

@@ -27,10 +27,14 @@ DECLARE
     v_id BIGINT;
     v_hash TEXT;
 BEGIN
-    INSERT INTO change_head AS h (chain, last_id, hash)
-    VALUES (p_chain, 0, repeat('0', 64))
-    ON CONFLICT (chain) DO UPDATE SET last_id = h.last_id
-    RETURNING h.hash INTO v_prev;
+    -- The head locked (a writer ahead is waited for, and its committed hash read); a chain's
+    -- first change makes it (a writer racing to make it too waits on the lock).
+    SELECT hash INTO v_prev FROM change_head WHERE chain = p_chain FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO change_head (chain, last_id, hash) VALUES (p_chain, 0, repeat('0', 64))
+        ON CONFLICT (chain) DO NOTHING;
+        SELECT hash INTO v_prev FROM change_head WHERE chain = p_chain FOR NO KEY UPDATE;
+    END IF;
     v_id := nextval('change_log_id_seq');
     v_hash := encode(sha256(convert_to(
         'plan-invoicer change v1' || chr(10) || v_prev || chr(10) || length(v_id::text) || ':' || v_id::text,
