@@ -292,16 +292,17 @@ fn plan_seats(
         text,
     )?;
     let (record, newest) = report.before;
-    let states = match report.after {
-        // Only the ledger moved: the fields it can move are enough to compare.
-        Some((after, after_newest)) => history::States {
+    let states = if report.only_the_entry_moved {
+        // The fields a new entry can move are enough to compare.
+        history::States {
             before: history::plan_licenses_state(&record, newest),
-            after: Some(history::plan_licenses_state(&after, after_newest)),
-        },
-        None => history::States {
+            after: Some(history::plan_licenses_state(&record, report.entry)),
+        }
+    } else {
+        history::States {
             before: history::plan_state(&record, newest)?,
             after: None,
-        },
+        }
     };
     Ok((output, states))
 }

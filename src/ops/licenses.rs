@@ -23,9 +23,10 @@ pub struct SeatsReport {
     pub status: PlanStatus,
     /// The plan's row and newest ledger entry before the report.
     pub before: (PlanRecord, Option<LedgerEntry>),
-    /// The same afterwards, when only the entry moved; `None` when the end-of-cycle updates
-    /// crossed a boundary (the plan changed in more ways: read it again).
-    pub after: Option<(PlanRecord, Option<LedgerEntry>)>,
+    /// Whether the entry is all that moved (the row is as `before` says, but for the retry
+    /// time, which the history leaves out); not when the end-of-cycle updates crossed a
+    /// boundary (the plan changed in more ways: read it again).
+    pub only_the_entry_moved: bool,
 }
 
 /// `update_license_ledger_for_automanaged_plan`: the host reports the seat count. The
@@ -59,7 +60,7 @@ pub fn report_seats(
                 entry: None,
                 status,
                 before,
-                after: None,
+                only_the_entry_moved: false,
             });
         };
         let cust = Customer {
@@ -83,13 +84,11 @@ pub fn report_seats(
             Some(clamp_i32(at_next)?),
         )?;
         claims::clear_retry(c, p.id)?;
-        // Nothing but the entry (and the retry time, which the history leaves out) moved.
-        let after = (!outcome.changed).then(|| (before.0.clone(), Some(entry.clone())));
         Ok(SeatsReport {
             entry: Some(entry),
             status,
             before,
-            after,
+            only_the_entry_moved: !outcome.changed,
         })
     })
 }
