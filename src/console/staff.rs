@@ -20,6 +20,23 @@ use crate::domain::change::Author;
 use crate::domain::refusal::Spelling;
 use crate::error::AppError;
 
+/// The roles a staff member can have, as a form offers them.
+const ROLES: &[(&str, &str)] = &[
+    ("viewer", "viewer (reads)"),
+    ("support", "support (reads and acts)"),
+    ("admin", "admin (and manages staff and tokens)"),
+];
+
+/// A labelled drop-down of `(value, text)` options.
+fn choice(id: &str, name: &str, label: &str, options: &[(&str, &str)]) -> Markup {
+    html! {
+        label for=(id) { (label) }
+        select id=(id) name=(name) required {
+            @for (value, text) in options { option value=(value) { (text) } }
+        }
+    }
+}
+
 /// `GET /staff`: the accounts and the tokens, with the forms that manage them.
 pub async fn staff(
     State(state): State<ConsoleState>,
@@ -61,8 +78,7 @@ async fn render(
                 input type="hidden" name="csrf" value=(csrf);
                 label for="new-email" { "Email" }
                 input id="new-email" name="email" type="email" required;
-                label for="new-role" { "Role: viewer, support or admin" }
-                input id="new-role" name="role" type="text" required;
+                (choice("new-role", "role", "Role", ROLES))
                 (reason("new-reason".into()))
                 button type="submit" { "Create (shows a one-time setup link)" }
             }
@@ -71,8 +87,7 @@ async fn render(
                 input type="hidden" name="csrf" value=(csrf);
                 label for="role-email" { "Email" }
                 input id="role-email" name="email" type="email" required;
-                label for="role-role" { "New role (viewer, support or admin), or disable, or enable" }
-                input id="role-role" name="role" type="text" required;
+                (choice("role-role", "role", "New role, or disable, or enable", &[ROLES, &[("disable", "disable the account"), ("enable", "enable the account")]].concat()))
                 (reason("role-reason".into()))
                 button type="submit" { "Apply" }
             }
@@ -90,11 +105,7 @@ async fn render(
                 input type="hidden" name="csrf" value=(csrf);
                 label for="token-name" { "Name" }
                 input id="token-name" name="name" type="text" required maxlength="100";
-                label for="token-scope" { "Scope" }
-                select id="token-scope" name="scope" required {
-                    option value="read" { "read (GET requests)" }
-                    option value="write" { "write (every request)" }
-                }
+                (choice("token-scope", "scope", "Scope", &[("read", "read (GET requests)"), ("write", "write (every request)")]))
                 (reason("token-reason".into()))
                 button type="submit" { "Create (shows the token once)" }
             }
