@@ -11,6 +11,8 @@
 //! rolled-back write's id is not reused).
 //! Both backends refuse UPDATE and DELETE on `change_log` with a trigger.
 
+use std::borrow::Cow;
+
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -52,37 +54,36 @@ impl ChangeRow {
     /// The row's hash as its content says it should be.
     pub fn computed_hash(&self) -> String {
         let id = self.id.to_string();
-        let mut fields = vec![Some(id.as_str())];
         let rest = self.texts_after_id();
-        fields.extend(rest.iter().map(Option::as_deref));
+        let mut fields = vec![Some(id.as_str())];
+        fields.extend(rest.iter().map(|f| f.as_deref()));
         chain_hash(&self.prev_hash, &fields)
     }
 
     /// The hash input of the fields after the id ([`encode_fields`]).
     fn tail(&self) -> Vec<u8> {
         let rest = self.texts_after_id();
-        encode_fields(&rest.iter().map(Option::as_deref).collect::<Vec<_>>())
+        encode_fields(&rest.iter().map(|f| f.as_deref()).collect::<Vec<_>>())
     }
 
-    /// The fields after the id, in the hash's order, as text.
-    fn texts_after_id(&self) -> [Option<String>; 14] {
-        let num = |v: Option<i64>| v.map(|n| n.to_string());
-        let text = |v: &str| Some(v.to_string());
+    /// The fields after the id, in the hash's order, as text (borrowed where they are text).
+    fn texts_after_id(&self) -> [Option<Cow<'_, str>>; 14] {
+        let num = |v: Option<i64>| v.map(|n| Cow::Owned(n.to_string()));
         [
-            Some(hash_time(self.at)),
-            Some(hash_time(self.written_at)),
-            text(&self.actor),
-            self.on_behalf_of.clone(),
-            text(&self.operation),
+            Some(Cow::Owned(hash_time(self.at))),
+            Some(Cow::Owned(hash_time(self.written_at))),
+            Some(Cow::Borrowed(&self.actor)),
+            self.on_behalf_of.as_deref().map(Cow::Borrowed),
+            Some(Cow::Borrowed(&self.operation)),
             num(self.customer_id),
             num(self.plan_id),
             num(self.new_plan_id),
             num(self.invoice_id),
-            text(&self.objects),
-            text(&self.before),
-            text(&self.after),
-            self.reason.clone(),
-            self.idempotency_key.clone(),
+            Some(Cow::Borrowed(&self.objects)),
+            Some(Cow::Borrowed(&self.before)),
+            Some(Cow::Borrowed(&self.after)),
+            self.reason.as_deref().map(Cow::Borrowed),
+            self.idempotency_key.as_deref().map(Cow::Borrowed),
         ]
     }
 }
