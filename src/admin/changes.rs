@@ -168,6 +168,14 @@ pub fn run(db: &Db, cmd: ChangesCmd) -> Result<Output, AppError> {
                 Some(Break::Truncated {
                     customer_id,
                     last_id,
+                    head_id: 0,
+                }) => format!(
+                    "the head of {} was removed or reset: its chain ends at change {last_id}, its head names none",
+                    chain_name(*customer_id)
+                ),
+                Some(Break::Truncated {
+                    customer_id,
+                    last_id,
                     head_id,
                 }) => format!(
                     "the newest changes of {} were removed: its chain ends at change {last_id}, its head says change {head_id}",

@@ -162,16 +162,28 @@ pub fn append(
         Conn::Pg(c) => append_pg(c, &row, chain),
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
-            let head = change_head::table
-                .find(chain)
-                .select(change_head::hash)
-                .first::<String>(c)
-                .optional()?;
+            let head = match row.customer_id {
+                None => change_head::table
+                    .find(0)
+                    .select(change_head::hash)
+                    .first::<String>(c)
+                    .optional()?,
+                Some(id) => customer_chain::table
+                    .find(id)
+                    .select(customer_chain::change_hash)
+                    .first::<String>(c)
+                    .optional()?,
+            };
+            let head = head.ok_or_else(|| {
+                DbError::BadRow(format!(
+                    "the change history has no chain {chain}: no such customer"
+                ))
+            })?;
             let last = change_log::table
                 .select(diesel::dsl::max(change_log::id))
                 .first::<Option<i64>>(c)?;
             row.id = last.unwrap_or(0) + 1;
-            row.prev_hash = head.unwrap_or_else(|| GENESIS_HASH.to_string());
+            row.prev_hash = head;
             row.hash = row.computed_hash();
             diesel::insert_into(change_log::table)
                 .values(insertable!(row))
@@ -181,37 +193,56 @@ pub fn append(
     }
 }
 
-/// `SELECT change_append(…)`: the row without its id and hashes, and the hash input of its
-/// fields after the id.
-fn append_pg(c: &mut diesel::PgConnection, row: &ChangeRow, chain: i64) -> Result<i64, DbError> {
-    use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamptz};
-    #[derive(QueryableByName)]
-    struct Appended {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
+mod pg_append {
+    use diesel::sql_types::{Binary, Nullable, Text, Timestamptz};
+
+    diesel::define_sql_function! {
+        /// The schema's `change_append` (PostgreSQL): the row without its id and hashes, and
+        /// the hash input of its fields after the id; returns the row's id.
+        #[allow(clippy::too_many_arguments)]
+        fn change_append(
+            chain: diesel::sql_types::BigInt,
+            at: Timestamptz,
+            written_at: Timestamptz,
+            actor: Text,
+            on_behalf_of: Nullable<Text>,
+            operation: Text,
+            customer_id: Nullable<diesel::sql_types::BigInt>,
+            plan_id: Nullable<diesel::sql_types::BigInt>,
+            new_plan_id: Nullable<diesel::sql_types::BigInt>,
+            invoice_id: Nullable<diesel::sql_types::BigInt>,
+            objects: Text,
+            before: Text,
+            after: Text,
+            reason: Nullable<Text>,
+            idempotency_key: Nullable<Text>,
+            tail: Binary,
+        ) -> diesel::sql_types::BigInt;
     }
-    let appended = diesel::sql_query(
-        "SELECT change_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16) AS id",
-    )
-    .bind::<BigInt, _>(chain)
-    .bind::<Timestamptz, _>(row.at)
-    .bind::<Timestamptz, _>(row.written_at)
-    .bind::<Text, _>(&row.actor)
-    .bind::<Nullable<Text>, _>(&row.on_behalf_of)
-    .bind::<Text, _>(&row.operation)
-    .bind::<Nullable<BigInt>, _>(row.customer_id)
-    .bind::<Nullable<BigInt>, _>(row.plan_id)
-    .bind::<Nullable<BigInt>, _>(row.new_plan_id)
-    .bind::<Nullable<BigInt>, _>(row.invoice_id)
-    .bind::<Text, _>(&row.objects)
-    .bind::<Text, _>(&row.before)
-    .bind::<Text, _>(&row.after)
-    .bind::<Nullable<Text>, _>(&row.reason)
-    .bind::<Nullable<Text>, _>(&row.idempotency_key)
-    .bind::<Binary, _>(row.tail())
-    .get_result::<Appended>(c)?;
-    Ok(appended.id)
+}
+
+/// `SELECT change_append(…)`, a statement of the query builder, so that the connection keeps
+/// it prepared (a `sql_query` is parsed again at every call).
+fn append_pg(c: &mut diesel::PgConnection, row: &ChangeRow, chain: i64) -> Result<i64, DbError> {
+    let call = pg_append::change_append(
+        chain,
+        row.at,
+        row.written_at,
+        &row.actor,
+        &row.on_behalf_of,
+        &row.operation,
+        row.customer_id,
+        row.plan_id,
+        row.new_plan_id,
+        row.invoice_id,
+        &row.objects,
+        &row.before,
+        &row.after,
+        &row.reason,
+        &row.idempotency_key,
+        row.tail(),
+    );
+    Ok(diesel::select(call).get_result::<i64>(c)?)
 }
 
 /// On SQLite, takes the database's write lock now (a no-op UPDATE of chain 0's head), for a
@@ -346,6 +377,22 @@ pub struct Verified {
     pub first_break: Option<Break>,
 }
 
+/// A head that is not where its chain ends.
+/// Takes the chain's end out of `ends`.
+fn head_break(
+    ends: &mut std::collections::HashMap<i64, (i64, String)>,
+    (chain, head_id, head_hash): (i64, i64, String),
+) -> Option<Break> {
+    let (end_id, end_hash) = ends
+        .remove(&chain)
+        .unwrap_or_else(|| (0, GENESIS_HASH.to_string()));
+    (end_id != head_id || end_hash != head_hash).then_some(Break::Truncated {
+        customer_id: (chain != 0).then_some(chain),
+        last_id: end_id,
+        head_id,
+    })
+}
+
 /// How many rows [`verify`] reads at a time.
 pub const VERIFY_PAGE: i64 = 2_000;
 
@@ -396,25 +443,45 @@ pub fn verify(conn: &mut Conn) -> Result<Verified, DbError> {
             break;
         }
     }
-    // Every head must be where its chain ends (a head with no rows: its whole chain is gone).
-    let heads = with_conn!(conn, c => change_head::table
+    // Every head must be where its chain ends (a head with no rows: its whole chain is gone;
+    // a chain with rows and no head: its customer's row is gone).
+    let chain_zero = with_conn!(conn, c => change_head::table
+        .find(0)
         .select((change_head::chain, change_head::last_id, change_head::hash))
-        .order(change_head::chain)
-        .load::<(i64, i64, String)>(c))?;
-    let first_break = heads.into_iter().find_map(|(chain, head_id, head_hash)| {
-        let (end_id, end_hash) = ends
-            .get(&chain)
-            .map(|(id, hash)| (*id, hash.as_str()))
-            .unwrap_or((0, GENESIS_HASH));
-        (end_id != head_id || end_hash != head_hash).then_some(Break::Truncated {
-            customer_id: (chain != 0).then_some(chain),
-            last_id: end_id,
-            head_id,
-        })
-    });
+        .first::<(i64, i64, String)>(c)
+        .optional())?;
+    let chains = ends.len() as i64;
+    // Each head checked takes its chain's end out: what is left has no head.
+    let mut first_break = chain_zero.and_then(|head| head_break(&mut ends, head));
+    let mut after = 0_i64;
+    while first_break.is_none() {
+        let page = with_conn!(conn, c => customer_chain::table
+            .filter(customer_chain::id.gt(after))
+            .order(customer_chain::id)
+            .select((customer_chain::id, customer_chain::change_last_id, customer_chain::change_hash))
+            .limit(VERIFY_PAGE)
+            .load::<(i64, i64, String)>(c))?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        first_break = page
+            .into_iter()
+            .find_map(|head| head_break(&mut ends, head));
+    }
+    if first_break.is_none() {
+        // The lowest such chain, so that the answer does not depend on the map's order.
+        first_break =
+            ends.iter()
+                .map(|(chain, (id, _))| (*chain, *id))
+                .min()
+                .map(|(chain, end_id)| Break::Truncated {
+                    customer_id: (chain != 0).then_some(chain),
+                    last_id: end_id,
+                    head_id: 0,
+                });
+    }
     Ok(Verified {
         rows,
-        chains: (ends.len() as i64).max(1),
+        chains: chains.max(1),
         last_id,
         first_break,
     })

@@ -349,6 +349,17 @@ diesel::table! {
     }
 }
 
+// Each customer's chain head, on its row (the customer's own columns leave these out: they
+// belong to the change history, which moves them).
+diesel::table! {
+    #[sql_name = "customer"]
+    customer_chain (id) {
+        id -> BigInt,
+        change_last_id -> BigInt,
+        change_hash -> Text,
+    }
+}
+
 diesel::table! {
     use diesel::sql_types::*;
     use super::TsSql;

@@ -263,10 +263,10 @@ fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
     assert_eq!(verify(db).0, 0);
     // A write whose change cannot be recorded does not happen: the change is part of its
     // transaction.
-    sql(db, "ALTER TABLE change_head RENAME TO change_head_away").unwrap_or_else(|e| panic!("{e}"));
+    sql(db, "ALTER TABLE change_log RENAME TO change_log_away").unwrap_or_else(|e| panic!("{e}"));
     let (code, _, err) = db.run(Some(T0), &["customer", "create", "--name", "Unrecorded"]);
     assert_ne!(code, 0, "{err}");
-    sql(db, "ALTER TABLE change_head_away RENAME TO change_head").unwrap_or_else(|e| panic!("{e}"));
+    sql(db, "ALTER TABLE change_log_away RENAME TO change_log").unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(
         db.run(None, &["customer", "show", "2"]).0,
         0,
@@ -317,6 +317,29 @@ fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
     assert_eq!(
         v["first_break"],
         json!({ "problem": "truncated", "customer_id": 1, "last_id": 1, "head_id": 5 })
+    );
+    // A customer's head is on its row: reset, its chain's rows are found without a head.
+    sql(
+        db,
+        "UPDATE customer SET change_last_id = 0, \
+         change_hash = '0000000000000000000000000000000000000000000000000000000000000000'",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (code, v) = verify(db);
+    assert_eq!(code, 3);
+    assert_eq!(
+        v["first_break"],
+        json!({ "problem": "truncated", "customer_id": 1, "last_id": 1, "head_id": 0 })
+    );
+    let text = db
+        .command()
+        .args(["changes", "verify"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("the head of customer 1's chain was removed or reset"),
+        "{text}"
     );
 }
 

@@ -1,0 +1,68 @@
+-- A customer's chain head moves onto its row (docs/ARCHITECTURE.md, "Change history"): the
+-- writes that append to a customer's chain mostly lock and write the customer's row anyway (a
+-- seat report sets its seat count), so the append finds the lock already held, where the head's
+-- own row in `change_head` took one more lock and one more row version. Chain 0 (the changes
+-- of no customer) keeps its row in `change_head`.
+ALTER TABLE customer
+    ADD COLUMN change_last_id BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN change_hash TEXT NOT NULL
+        DEFAULT '0000000000000000000000000000000000000000000000000000000000000000';
+UPDATE customer SET change_last_id = h.last_id, change_hash = h.hash
+FROM change_head AS h WHERE h.chain = customer.id;
+DELETE FROM change_head WHERE chain <> 0;
+
+-- As before (2026-12-07-000000_change_append), but a customer's head is its row: locked
+-- (`FOR NO KEY UPDATE`, which a writer that updated the row holds already), read and moved.
+CREATE OR REPLACE FUNCTION change_append(
+    p_chain BIGINT,
+    p_at TIMESTAMPTZ,
+    p_written_at TIMESTAMPTZ,
+    p_actor TEXT,
+    p_on_behalf_of TEXT,
+    p_operation TEXT,
+    p_customer_id BIGINT,
+    p_plan_id BIGINT,
+    p_new_plan_id BIGINT,
+    p_invoice_id BIGINT,
+    p_objects TEXT,
+    p_before TEXT,
+    p_after TEXT,
+    p_reason TEXT,
+    p_idempotency_key TEXT,
+    p_tail BYTEA
+) RETURNS BIGINT AS $$
+DECLARE
+    v_prev TEXT;
+    v_id BIGINT;
+    v_hash TEXT;
+BEGIN
+    IF p_chain = 0 THEN
+        SELECT hash INTO v_prev FROM change_head WHERE chain = 0 FOR NO KEY UPDATE;
+    ELSE
+        SELECT change_hash INTO v_prev FROM customer WHERE id = p_chain FOR NO KEY UPDATE;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the change history has no chain %: no such customer', p_chain;
+    END IF;
+    v_id := nextval('change_log_id_seq');
+    v_hash := encode(sha256(convert_to(
+        'plan-invoicer change v1' || chr(10) || v_prev || chr(10) || length(v_id::text) || ':' || v_id::text,
+        'UTF8') || p_tail), 'hex');
+    INSERT INTO change_log (id, at, written_at, actor, on_behalf_of, operation, customer_id,
+        plan_id, new_plan_id, invoice_id, objects, before, after, reason, idempotency_key,
+        prev_hash, hash)
+    VALUES (v_id, p_at, p_written_at, p_actor, p_on_behalf_of, p_operation, p_customer_id,
+        p_plan_id, p_new_plan_id, p_invoice_id, p_objects, p_before, p_after, p_reason,
+        p_idempotency_key, v_prev, v_hash);
+    IF p_chain = 0 THEN
+        UPDATE change_head SET last_id = v_id, hash = v_hash WHERE chain = 0;
+    ELSE
+        UPDATE customer SET change_last_id = v_id, change_hash = v_hash WHERE id = p_chain;
+    END IF;
+    RETURN v_id;
+END;
+$$ LANGUAGE plpgsql
+-- Its statements read and write one row by its key: one plan fits every call. The connection
+-- plans every statement afresh (`plan_cache_mode = force_custom_plan`, for the queries whose
+-- best plan follows the tables), which here planned four statements at every append.
+SET plan_cache_mode = force_generic_plan;
