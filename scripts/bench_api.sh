@@ -34,14 +34,16 @@ t0=$(date -u -d "20 days ago" +%Y-%m-%dT%H:%M:%SZ)
 due=$(date -u -d "$t0 + 1 month" +%Y-%m-%dT%H:%M:%SZ)
 pass_at=$(date -u -d "$due + 1 day" +%Y-%m-%dT%H:%M:%SZ)
 
-new_db() { # backend name -> URL
+# Sets `url` to a new database (not in a subshell: the database must join `dbs`, which the exit
+# drops; a `$(new_db …)` left every PostgreSQL database of a run behind).
+new_db() { # backend name
   case "$1" in
-    sqlite) echo "sqlite://$dir/$2.db" ;;
+    sqlite) url="sqlite://$dir/$2.db" ;;
     postgres)
       local name="pi_bench_api_$$_$2"
       psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
       dbs+=("$name")
-      echo "$pg/$name${PG_PARAMS:-}"
+      url="$pg/$name${PG_PARAMS:-}"
       ;;
     *) echo "backend: sqlite or postgres" >&2; exit 2 ;;
   esac
@@ -70,7 +72,7 @@ case "$mode" in
     backend=${2:?sqlite or postgres}
     plans=${3:-2000}
     requests=${4:-20000}
-    url=$(new_db "$backend" updates)
+    new_db "$backend" updates
     T0=$t0 LINES=1 "$here/seed_book.sh" "$url" "$plans" "$bin" 2> /dev/null
     start_api "$url"
     # The CLI: one process (and one connection) per update, as a host without the API would.
@@ -98,7 +100,7 @@ PY
     rate=${3:-500}
     alone_seconds=10
     for round in alone loaded; do
-      url=$(new_db postgres "pass_$round")
+      new_db postgres "pass_$round"
       T0=$t0 LINES=2 "$here/seed_book.sh" "$url" "$plans" "$bin" 2> /dev/null
       if [ "$round" = loaded ]; then
         start_api "$url"

@@ -3,8 +3,9 @@
 //!
 //! The chains: one per customer (chain 0 for changes of no customer). Every row stores the hash
 //! of the row before it in its chain and its own hash over that and its content
-//! ([`crate::domain::change::chain_hash`]). `change_head` holds each chain's last id and hash;
-//! [`append`] holds the chain's head (PostgreSQL: the row lock `change_append` takes;
+//! ([`crate::domain::change::chain_hash`]). Each chain's last id and hash, its head, is on its
+//! customer's row (`change_last_id`, `change_hash`; chain 0's in `change_head`);
+//! [`append`] holds the chain's head (PostgreSQL: the row lock of the head's move;
 //! SQLite: the write lock the writer took) until the write commits, so rows join a chain one at
 //! a time, in commit order, and writes to different customers do not wait for each other. Ids
 //! are global and increasing within a chain (PostgreSQL's sequence may leave gaps: a
@@ -127,9 +128,10 @@ pub fn chain_of(customer_id: Option<i64>) -> i64 {
 /// the write: the chain's head stays locked until the write commits, so only writes to the same
 /// customer (which lock its plans anyway) wait for each other.
 ///
-/// PostgreSQL: one round trip, `change_append` (a function of the schema): it locks the head (a
-/// writer ahead is waited for, and its committed head read), takes the id from the sequence and
-/// finishes the hash. SQLite: the transaction holds the database's write lock already (it wrote
+/// PostgreSQL: one round trip, `change_append` (a function of the schema): it reads the head,
+/// takes the id from the sequence, finishes the hash and moves the head if it is still the one
+/// read (the move locks it; a writer ahead is waited for, and a head it moved is read again,
+/// with a new id). SQLite: the transaction holds the database's write lock already (it wrote
 /// first), so writers come one at a time; the head is read, the id is the next after the
 /// newest, and the row's insert moves the head (a trigger).
 pub fn append(
@@ -162,26 +164,34 @@ pub fn append(
         Conn::Pg(c) => append_pg(c, &row, chain),
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
-            let head = match row.customer_id {
-                None => change_head::table
-                    .find(0)
-                    .select(change_head::hash)
-                    .first::<String>(c)
-                    .optional()?,
-                Some(id) => customer_chain::table
-                    .find(id)
-                    .select(customer_chain::change_hash)
-                    .first::<String>(c)
-                    .optional()?,
+            // The head and the newest id in one statement.
+            let newest = change_log::table
+                .select(diesel::dsl::max(change_log::id))
+                .single_value();
+            let found = match row.customer_id {
+                None => diesel::select((
+                    change_head::table
+                        .find(0)
+                        .select(change_head::hash)
+                        .single_value(),
+                    newest,
+                ))
+                .get_result::<(Option<String>, Option<i64>)>(c)?,
+                Some(id) => diesel::select((
+                    customer_chain::table
+                        .find(id)
+                        .select(customer_chain::change_hash)
+                        .single_value(),
+                    newest,
+                ))
+                .get_result::<(Option<String>, Option<i64>)>(c)?,
             };
+            let (head, last) = found;
             let head = head.ok_or_else(|| {
                 DbError::BadRow(format!(
                     "the change history has no chain {chain}: no such customer"
                 ))
             })?;
-            let last = change_log::table
-                .select(diesel::dsl::max(change_log::id))
-                .first::<Option<i64>>(c)?;
             row.id = last.unwrap_or(0) + 1;
             row.prev_hash = head;
             row.hash = row.computed_hash();
@@ -245,14 +255,11 @@ fn append_pg(c: &mut diesel::PgConnection, row: &ChangeRow, chain: i64) -> Resul
     Ok(diesel::select(call).get_result::<i64>(c)?)
 }
 
-/// On SQLite, takes the database's write lock now (a no-op UPDATE of chain 0's head), for a
-/// write that reads before it writes; on PostgreSQL nothing (rows are locked one by one).
+/// On SQLite, takes the database's write lock now ([`super::sqlite_write_lock`]), for a write
+/// that reads before it writes; on PostgreSQL nothing (rows are locked one by one).
 pub fn lock_for_write(conn: &mut Conn) -> Result<(), DbError> {
     if let Conn::Sqlite(c) = conn {
-        use super::schema::sqlite::*;
-        diesel::update(change_head::table.find(0))
-            .set(change_head::last_id.eq(change_head::last_id))
-            .execute(c)?;
+        super::sqlite_write_lock(c)?;
     }
     Ok(())
 }

@@ -153,9 +153,9 @@ pub fn get_plan(conn: &mut Conn, id: i64) -> Result<Option<PlanRecord>, DbError>
 /// Locks a plan's row for the rest of the caller's transaction, before an admin operation reads
 /// it: the pass's writes for the plan take the same lock (the claim's fence), so an operation
 /// never interleaves with an invoicing step — a ledger entry written beside a step could be
-/// passed over by its `invoiced_through`. PostgreSQL: `FOR NO KEY UPDATE`; SQLite: a no-op
-/// UPDATE, which takes the database's write lock at once (a read lock upgraded later fails
-/// under WAL instead of waiting). Nothing happens for an unknown id.
+/// passed over by its `invoiced_through`. PostgreSQL: `FOR NO KEY UPDATE`; SQLite: the
+/// database's write lock, at once ([`super::sqlite_write_lock`]; a read lock upgraded later
+/// fails under WAL instead of waiting). Nothing happens for an unknown id.
 pub fn lock_plan(conn: &mut Conn, id: i64) -> Result<(), DbError> {
     match conn {
         Conn::Pg(c) => {
@@ -167,12 +167,7 @@ pub fn lock_plan(conn: &mut Conn, id: i64) -> Result<(), DbError> {
                 .first::<i64>(c)
                 .optional()?;
         }
-        Conn::Sqlite(c) => {
-            use super::schema::sqlite::*;
-            diesel::update(customer_plan::table.find(id))
-                .set(customer_plan::id.eq(customer_plan::id))
-                .execute(c)?;
-        }
+        Conn::Sqlite(c) => super::sqlite_write_lock(c)?,
     }
     Ok(())
 }

@@ -559,3 +559,59 @@ fn api_writes_record_token_reason_and_on_behalf_of() {
         }
     }
 }
+
+/// Writers that append to one customer's chain without holding its row (as two plans of one
+/// customer written at once do) race for the head: on PostgreSQL the loser of a race reads the
+/// head again and appends after the winner; the chain stays one line, every change in it.
+#[test]
+fn racing_appends_to_one_chain_stay_one_chain() {
+    use plan_invoicer::db::changes;
+    use plan_invoicer::db::DbError;
+    use plan_invoicer::domain::change::{Author, Change};
+
+    use crate::common::library::connect;
+
+    const WRITERS: usize = 4;
+    const EACH: usize = 40;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend) else {
+            continue;
+        };
+        let customer = db.id(Some(T0), &["customer", "create", "--name", "Raced"]);
+        let at = chrono::DateTime::parse_from_rfc3339(T0)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_utc();
+        std::thread::scope(|s| {
+            for w in 0..WRITERS {
+                let db = &db;
+                s.spawn(move || {
+                    let mut c = connect(db);
+                    for i in 0..EACH {
+                        let change = Change {
+                            at,
+                            operation: "test.race".into(),
+                            customer_id: Some(customer),
+                            plan_id: None,
+                            new_plan_id: None,
+                            invoice_id: None,
+                            objects: json!({ "customer": customer }),
+                            before: json!({}),
+                            after: json!({ "writer": w, "i": i }),
+                        };
+                        // SQLite: the write lock first, as every writer takes it (by
+                        // writing) before it appends; PostgreSQL: nothing held.
+                        c.transaction(|c| {
+                            changes::lock_for_write(c)?;
+                            changes::record(c, &Author::system("test"), &change)
+                        })
+                        .unwrap_or_else(|e: DbError| panic!("{e}"));
+                    }
+                });
+            }
+        });
+        let verified = db.ok(None, &["changes", "verify"]);
+        assert!(verified["first_break"].is_null(), "{verified}");
+        assert_eq!(verified["rows"], json!(1 + WRITERS * EACH), "{verified}");
+        assert_eq!(verified["chains"], json!(1), "{verified}");
+    }
+}
