@@ -210,9 +210,29 @@ pub fn history_time(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
 
-/// The text form of an instant inside the hash.
+/// The text form of an instant inside the hash: RFC 3339 at microseconds
+/// (`2012-01-02T03:04:05.000000Z`), written directly for years 0 to 9999 (chrono's formatter
+/// walks a format description at every call: two instants per change, on the seat report's
+/// path); chrono's own for the rest, which it signs.
 pub fn hash_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return t.to_rfc3339_opts(SecondsFormat::Micros, true);
+    }
+    // A leap second's nanoseconds run past 999,999,999; chrono writes them as `60` seconds.
+    let (second, nanos) = match t.nanosecond() {
+        n if n >= 1_000_000_000 => (t.second() + 1, n - 1_000_000_000),
+        n => (t.second(), n),
+    };
+    format!(
+        "{year:04}-{:02}-{:02}T{:02}:{:02}:{second:02}.{:06}Z",
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        nanos / 1_000
+    )
 }
 
 /// SHA-256 (hex) over the previous row's hash and a row's fields, each field length-prefixed
@@ -222,12 +242,32 @@ pub fn chain_hash(prev_hash: &str, fields: &[Option<&str>]) -> String {
     ctx.update(b"plan-invoicer change v1\n");
     ctx.update(prev_hash.as_bytes());
     ctx.update(&encode_fields(fields));
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut hex = String::with_capacity(64);
+    for b in ctx.finish().as_ref() {
+        hex.push(HEX_DIGITS[usize::from(b >> 4)]);
+        hex.push(HEX_DIGITS[usize::from(b & 0x0f)]);
+    }
+    hex
 }
+
+/// `n` in decimal, without a `format!` per field.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+const HEX_DIGITS: [char; 16] = [
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f',
+];
 
 /// The fields as [`chain_hash`] hashes them: `\n<length>:<text>` each, `\n-` for an absent one.
 /// PostgreSQL's `change_append` finishes a row's hash from the encoding of the fields after
@@ -238,7 +278,9 @@ pub fn encode_fields(fields: &[Option<&str>]) -> Vec<u8> {
         match f {
             None => out.extend_from_slice(b"\n-"),
             Some(s) => {
-                out.extend_from_slice(format!("\n{}:", s.len()).as_bytes());
+                out.push(b'\n');
+                push_decimal(&mut out, s.len());
+                out.push(b':');
                 out.extend_from_slice(s.as_bytes());
             }
         }
@@ -250,6 +292,68 @@ pub fn encode_fields(fields: &[Option<&str>]) -> Vec<u8> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Each field is `\n<length>:<text>`, an absent one `\n-`; the hash is lowercase hex.
+    #[test]
+    fn fields_encode_length_prefixed_and_hash_to_hex() {
+        let long = "x".repeat(1234);
+        let fields = [
+            Some(""),
+            None,
+            Some("abcdefghi"),
+            Some("abcdefghij"),
+            Some(&long[..]),
+        ];
+        let mut expected = b"\n0:\n-\n9:abcdefghi\n10:abcdefghij\n1234:".to_vec();
+        expected.extend_from_slice(long.as_bytes());
+        assert_eq!(encode_fields(&fields), expected);
+        let hash = chain_hash(GENESIS_HASH, &fields);
+        assert_eq!(hash.len(), 64);
+        assert!(
+            hash.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
+            "{hash}"
+        );
+        // The same digest, written byte by byte with `format!`.
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"plan-invoicer change v1\n");
+        ctx.update(GENESIS_HASH.as_bytes());
+        ctx.update(&expected);
+        let by_format: String = ctx
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hash, by_format);
+    }
+
+    /// The direct writer gives chrono's RFC 3339 at microseconds, digit for digit, at the
+    /// edges of its range, at a leap second and below a microsecond; outside it, chrono's.
+    #[test]
+    fn hash_time_is_chronos_rfc3339_at_microseconds() {
+        use chrono::{NaiveDate, TimeZone};
+        let at = |y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: u32| {
+            let naive = NaiveDate::from_ymd_opt(y, mo, d)
+                .and_then(|d| d.and_hms_nano_opt(h, mi, s, nanos))
+                .unwrap_or_else(|| panic!("a valid instant"));
+            Utc.from_utc_datetime(&naive)
+        };
+        for t in [
+            at(2012, 1, 2, 3, 4, 5, 0),
+            at(2026, 12, 31, 23, 59, 59, 999_999_999),
+            at(2016, 12, 31, 23, 59, 59, 1_500_000_000),
+            at(0, 1, 1, 0, 0, 0, 1),
+            at(9999, 12, 31, 23, 59, 59, 123_456_789),
+            at(-1, 6, 15, 12, 0, 0, 0),
+            at(10_000, 1, 1, 0, 0, 0, 0),
+        ] {
+            assert_eq!(
+                hash_time(t),
+                t.to_rfc3339_opts(SecondsFormat::Micros, true),
+                "{t:?}"
+            );
+        }
+    }
 
     #[test]
     fn diff_keeps_only_moved_fields() {
