@@ -168,7 +168,7 @@ pub fn append(
             let newest = change_log::table
                 .select(diesel::dsl::max(change_log::id))
                 .single_value();
-            let found = match row.customer_id {
+            let (head, last) = match row.customer_id {
                 None => diesel::select((
                     change_head::table
                         .find(0)
@@ -186,7 +186,6 @@ pub fn append(
                 ))
                 .get_result::<(Option<String>, Option<i64>)>(c)?,
             };
-            let (head, last) = found;
             let head = head.ok_or_else(|| {
                 DbError::BadRow(format!(
                     "the change history has no chain {chain}: no such customer"
@@ -384,8 +383,7 @@ pub struct Verified {
     pub first_break: Option<Break>,
 }
 
-/// A head that is not where its chain ends.
-/// Takes the chain's end out of `ends`.
+/// The break when a head is not where its chain ends; takes the chain's end out of `ends`.
 fn head_break(
     ends: &mut std::collections::HashMap<i64, (i64, String)>,
     (chain, head_id, head_hash): (i64, i64, String),
@@ -475,16 +473,11 @@ pub fn verify(conn: &mut Conn) -> Result<Verified, DbError> {
             .find_map(|head| head_break(&mut ends, head));
     }
     if first_break.is_none() {
-        // The lowest such chain, so that the answer does not depend on the map's order.
+        // A chain left has rows and no head: as against a head that names none. The lowest
+        // such chain, so that the answer does not depend on the map's order.
+        let headless = ends.keys().min().copied();
         first_break =
-            ends.iter()
-                .map(|(chain, (id, _))| (*chain, *id))
-                .min()
-                .map(|(chain, end_id)| Break::Truncated {
-                    customer_id: (chain != 0).then_some(chain),
-                    last_id: end_id,
-                    head_id: 0,
-                });
+            headless.and_then(|chain| head_break(&mut ends, (chain, 0, GENESIS_HASH.to_string())));
     }
     Ok(Verified {
         rows,
