@@ -40,6 +40,8 @@ pub fn report_seats(
     let seats = licenses_arg("count", seats)?;
     conn.joined(|c| {
         let (record, cust) = live_plan_record(c, id, now)?;
+        // The row is locked as read: no retry can be set on it before this commits.
+        let retry_pending = record.next_retry_at.is_some();
         let mut p = record.plan.clone();
         if !p.automanage_licenses {
             return Err(invalid(format!(
@@ -83,7 +85,12 @@ pub fn report_seats(
             clamp_i32(licenses)?,
             Some(clamp_i32(at_next)?),
         )?;
-        claims::clear_retry(c, p.id)?;
+        if retry_pending {
+            // Fresh data unblocks a plan parked for stale data at the next pass. Skipped when
+            // no retry is pending: the seat report is the host's hottest write, and the
+            // statement (a round trip on PostgreSQL) would change nothing.
+            claims::clear_retry(c, p.id)?;
+        }
         Ok(SeatsReport {
             entry: Some(entry),
             status,

@@ -25,21 +25,25 @@ fn run_with(db: &TestDb, key: &str, args: &[&str]) -> (i32, String, String) {
 
 fn manual_plan(db: &TestDb) {
     db.id(Some(T0), &["customer", "create", "--name", "Manual"]);
-    db.id(
-        Some(T0),
-        &[
-            "plan",
-            "create",
-            "--customer",
-            "1",
-            "--tier",
-            "cloud_standard",
-            "--schedule",
-            "monthly",
-            "--licenses",
-            "10",
-        ],
-    );
+    monthly_plan(db, T0, "1", &[]);
+}
+
+/// A Cloud Standard monthly plan of 10 licenses for `customer`, created at `at`.
+fn monthly_plan(db: &TestDb, at: &str, customer: &str, extra: &[&str]) -> i64 {
+    let mut args = vec![
+        "plan",
+        "create",
+        "--customer",
+        customer,
+        "--tier",
+        "cloud_standard",
+        "--schedule",
+        "monthly",
+        "--licenses",
+        "10",
+    ];
+    args.extend_from_slice(extra);
+    db.id(Some(at), &args)
 }
 
 fn ledger_len(db: &TestDb) -> usize {
@@ -168,6 +172,44 @@ fn status_shows_work_waiting_for_a_retry(db: &TestDb) {
     );
     assert!(text.contains("plans waiting to retry: 1"), "{text}");
     assert!(text.contains("unsent invoices: 1"), "{text}");
+}
+
+/// A seat report unblocks a plan waiting for a retry (its fresh seats are what a retry may
+/// have waited for); a plan waiting for nothing is left as it was.
+fn a_seat_report_clears_a_pending_retry(db: &TestDb) {
+    // Plan 1 is due on 2012-02-02; plan 2, started later, is not due at the pass.
+    for (customer, start) in [("1", T0), ("2", "2012-01-20T00:00:00Z")] {
+        db.id(Some(start), &["customer", "create", "--name", "Seats"]);
+        monthly_plan(db, start, customer, &["--automanage-licenses"]);
+    }
+    let retrying = |at: &str| -> Vec<i64> {
+        let status: Value = db.ok(Some(at), &["status"]);
+        let plans = status["retrying"].as_array().cloned().unwrap_or_default();
+        plans.iter().filter_map(|p| p["plan_id"].as_i64()).collect()
+    };
+    // Plan 1's invoice is written but its sending fails: the plan waits for a retry.
+    db.stripe.set_faults(Faults {
+        fail_requests: vec![3, 4, 5, 6, 7],
+        ..Faults::default()
+    });
+    db.code(3, Some("2012-02-03T00:00:00Z"), &["run-once"]);
+    db.stripe.set_faults(Faults::default());
+    assert_eq!(retrying("2012-02-03T00:01:00Z"), vec![1]);
+    // A plan waiting for nothing takes the report as ever; the waiting one is unblocked.
+    for plan in ["2", "1"] {
+        db.ok(
+            Some("2012-02-03T00:02:00Z"),
+            &["plan", "seats", plan, "--count", "12"],
+        );
+        let ledger = db.ok(None, &["plan", "ledger", plan]);
+        let newest = ledger.as_array().and_then(|l| l.last()).cloned();
+        assert_eq!(
+            newest.map(|e| e["licenses"].clone()),
+            Some(12.into()),
+            "{plan}"
+        );
+    }
+    assert!(retrying("2012-02-03T00:03:00Z").is_empty());
 }
 
 /// §3.4 caps the next boundary at the end date, for a successor as for everything else: an
@@ -932,5 +974,6 @@ on_both_backends!(
     license_requests_respect_seats_and_schedule,
     live_key_refuses_to_bill_the_future,
     catch_up_is_bounded_and_dry_runs_are_honest,
-    status_shows_work_waiting_for_a_retry
+    status_shows_work_waiting_for_a_retry,
+    a_seat_report_clears_a_pending_retry
 );
