@@ -225,14 +225,31 @@ pub fn hash_time(t: DateTime<Utc>) -> String {
         n if n >= 1_000_000_000 => (t.second() + 1, n - 1_000_000_000),
         n => (t.second(), n),
     };
-    format!(
-        "{year:04}-{:02}-{:02}T{:02}:{:02}:{second:02}.{:06}Z",
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        nanos / 1_000
-    )
+    // The digits pushed one by one: `format!` with widths walks its arguments at run time.
+    let mut out = String::with_capacity(27);
+    push_padded(&mut out, year.unsigned_abs(), 4);
+    for (sep, n) in [
+        ('-', t.month()),
+        ('-', t.day()),
+        ('T', t.hour()),
+        (':', t.minute()),
+        (':', second),
+    ] {
+        out.push(sep);
+        push_padded(&mut out, n, 2);
+    }
+    out.push('.');
+    push_padded(&mut out, nanos / 1_000, 6);
+    out.push('Z');
+    out
+}
+
+/// `n`'s last `width` decimal digits, zero-padded.
+fn push_padded(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10_u32.pow(place) % 10;
+        out.push(HEX_DIGITS[digit as usize]);
+    }
 }
 
 /// SHA-256 (hex) over the previous row's hash and a row's fields, each field length-prefixed
