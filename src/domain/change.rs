@@ -248,7 +248,7 @@ pub fn hash_time(t: DateTime<Utc>) -> String {
 fn push_padded(out: &mut String, n: u32, width: u32) {
     for place in (0..width).rev() {
         let digit = n / 10_u32.pow(place) % 10;
-        out.push(HEX_DIGITS[digit as usize]);
+        out.push(char::from_digit(digit, 10).unwrap_or('0'));
     }
 }
 
