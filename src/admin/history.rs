@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::commands::{CustomerCmd, OfferCmd, PlanCmd};
 use super::render::Output;
-use crate::db::changes;
+use crate::db::changes::{self, WithHead};
 use crate::db::models::PlanRecord;
 use crate::db::{repo, Conn};
 use crate::domain::change::{diff, Author, Change};
@@ -97,7 +97,12 @@ pub fn recorded(
             }
         };
         let out = run(c)?;
-        append(c, author, now, write, before, None, &out)?;
+        let states = States {
+            before,
+            after: None,
+            with_head: WithHead::default(),
+        };
+        append(c, author, now, write, states, &out)?;
         Ok(out)
     })
 }
@@ -107,6 +112,8 @@ pub struct States {
     pub before: Value,
     /// `None`: the history reads the state afterwards itself.
     pub after: Option<Value>,
+    /// What the command left for the append to write on its customer's row.
+    pub with_head: WithHead,
 }
 
 /// [`recorded`] for a command that hands over its states (the seat report, the hottest write:
@@ -121,7 +128,7 @@ pub fn recorded_with_states(
 ) -> Result<Output, AppError> {
     c.transaction(|c| {
         let (out, states) = run(c)?;
-        append(c, author, now, write, states.before, states.after, &out)?;
+        append(c, author, now, write, states, &out)?;
         Ok(out)
     })
 }
@@ -133,8 +140,11 @@ fn append(
     author: &Author,
     now: Ts,
     (operation, subject): (&'static str, Subject),
-    before: Value,
-    after: Option<Value>,
+    States {
+        before,
+        after,
+        with_head,
+    }: States,
     out: &Output,
 ) -> Result<(), AppError> {
     let answer = |k: &str| out.json.get(k).and_then(Value::as_i64);
@@ -207,7 +217,7 @@ fn append(
         before: was,
         after: is,
     };
-    changes::record(c, author, &change)?;
+    changes::record_with_head(c, author, &change, with_head)?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! API both run them. Each runs one operation of [`crate::ops`] (or a read of
 //! [`crate::db::repo`]) on one connection and returns its JSON document and text.
 
+use crate::db::changes::WithHead;
 use crate::db::repo::{self, InvoiceFilter, PlanFilter};
 use crate::db::{Conn, Db};
 use crate::domain::change::Author;
@@ -273,7 +274,11 @@ fn plan_seats(
     count: i64,
     now: Ts,
 ) -> Result<(Output, history::States), AppError> {
-    let report = ops::report_seats(c, id, count, now)?;
+    // The customer's seat count is written with the change's append (`States::with_head`).
+    let report = ops::report_seats_leaving_the_count(c, id, count, now)?;
+    let with_head = WithHead {
+        seat_count: Some(report.seat_count),
+    };
     let status = report.status.name();
     let text = match &report.entry {
         Some(e) => format!(
@@ -297,11 +302,13 @@ fn plan_seats(
         history::States {
             before: history::plan_licenses_state(&record, newest),
             after: Some(history::plan_licenses_state(&record, report.entry)),
+            with_head,
         }
     } else {
         history::States {
             before: history::plan_state(&record, newest)?,
             after: None,
+            with_head,
         }
     };
     Ok((output, states))

@@ -91,7 +91,27 @@ impl ChangeRow {
 
 /// [`append`], written now by the wall clock: how every write records its change.
 pub fn record(conn: &mut Conn, author: &Author, change: &Change) -> Result<i64, DbError> {
-    append(conn, author, change, crate::clock::wall_time())
+    record_with_head(conn, author, change, WithHead::default())
+}
+
+/// [`record`] for a write that leaves a field of its customer's row for the append to set.
+pub fn record_with_head(
+    conn: &mut Conn,
+    author: &Author,
+    change: &Change,
+    with_head: WithHead,
+) -> Result<i64, DbError> {
+    append(conn, author, change, crate::clock::wall_time(), with_head)
+}
+
+/// What a write sets on its customer's row along with the chain's head, which is on that row:
+/// the seat report's count. On PostgreSQL `change_append` sets it in the head's move (one
+/// round trip and one version of the row fewer than an update of its own); on SQLite it is an
+/// update before the row's insert, as the write would have made it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WithHead {
+    /// The customer's seat count; `None` leaves it (and so does a change of no customer).
+    pub seat_count: Option<i32>,
 }
 
 /// The row's columns as an insert's values.
@@ -131,14 +151,16 @@ pub fn chain_of(customer_id: Option<i64>) -> i64 {
 /// PostgreSQL: one round trip, `change_append` (a function of the schema): it reads the head,
 /// takes the id from the sequence, finishes the hash and moves the head if it is still the one
 /// read (the move locks it; a writer ahead is waited for, and a head it moved is read again,
-/// with a new id). SQLite: the transaction holds the database's write lock already (it wrote
-/// first), so writers come one at a time; the head is read, the id is the next after the
-/// newest, and the row's insert moves the head (a trigger).
+/// with a new id), setting what `with_head` names on the customer's row in the same move.
+/// SQLite: the transaction holds the database's write lock already (it wrote first), so
+/// writers come one at a time; `with_head` is written, the head is read, the id is the next
+/// after the newest, and the row's insert moves the head (a trigger).
 pub fn append(
     conn: &mut Conn,
     author: &Author,
     change: &Change,
     written_at: Ts,
+    with_head: WithHead,
 ) -> Result<i64, DbError> {
     let chain = chain_of(change.customer_id);
     let mut row = ChangeRow {
@@ -161,9 +183,12 @@ pub fn append(
         hash: String::new(),
     };
     match conn {
-        Conn::Pg(c) => append_pg(c, &row, chain),
+        Conn::Pg(c) => append_pg(c, &row, chain, with_head),
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
+            if let (Some(customer), Some(seats)) = (row.customer_id, with_head.seat_count) {
+                SetSeatCount { customer, seats }.execute(c)?;
+            }
             // The head and the newest id in one statement.
             let newest = change_log::table
                 .select(diesel::dsl::max(change_log::id))
@@ -206,8 +231,9 @@ mod pg_append {
     use diesel::sql_types::{Binary, Nullable, Text, Timestamptz};
 
     diesel::define_sql_function! {
-        /// The schema's `change_append` (PostgreSQL): the row without its id and hashes, and
-        /// the hash input of its fields after the id; returns the row's id.
+        /// The schema's `change_append` (PostgreSQL): the row without its id and hashes, the
+        /// hash input of its fields after the id and [`super::WithHead`]'s seat count (NULL
+        /// leaves it); returns the row's id.
         #[allow(clippy::too_many_arguments)]
         fn change_append(
             chain: diesel::sql_types::BigInt,
@@ -226,13 +252,44 @@ mod pg_append {
             reason: Nullable<Text>,
             idempotency_key: Nullable<Text>,
             tail: Binary,
+            seat_count: Nullable<diesel::sql_types::Integer>,
         ) -> diesel::sql_types::BigInt;
     }
 }
 
+/// `UPDATE customer SET seat_count = ? WHERE id = ?` as a statement of a fixed text, which the
+/// connection keeps prepared: diesel's own UPDATEs are parsed and planned again at every call
+/// (on SQLite that parse was about a tenth of a seat report's time).
+#[derive(diesel::query_builder::QueryId)]
+struct SetSeatCount {
+    customer: i64,
+    seats: i32,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for SetSeatCount {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Integer};
+        out.push_sql("UPDATE customer SET seat_count = ");
+        out.push_bind_param::<Integer, _>(&self.seats)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<BigInt, _>(&self.customer)?;
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<diesel::SqliteConnection> for SetSeatCount {}
+
 /// `SELECT change_append(…)`, a statement of the query builder, so that the connection keeps
 /// it prepared (a `sql_query` is parsed again at every call).
-fn append_pg(c: &mut diesel::PgConnection, row: &ChangeRow, chain: i64) -> Result<i64, DbError> {
+fn append_pg(
+    c: &mut diesel::PgConnection,
+    row: &ChangeRow,
+    chain: i64,
+    with_head: WithHead,
+) -> Result<i64, DbError> {
     let call = pg_append::change_append(
         chain,
         row.at,
@@ -250,6 +307,7 @@ fn append_pg(c: &mut diesel::PgConnection, row: &ChangeRow, chain: i64) -> Resul
         &row.reason,
         &row.idempotency_key,
         row.tail(),
+        with_head.seat_count,
     );
     Ok(diesel::select(call).get_result::<i64>(c)?)
 }

@@ -78,7 +78,7 @@ pub fn run(
             for k in n..end {
                 let (month, customer) = (k / customers, k % customers + 1);
                 let (author, change) = seeded_change(&host, &pass, customer, month, t0);
-                append(c, author, &change, change.at)?;
+                append(c, author, &change, change.at, Default::default())?;
             }
             Ok::<_, AppError>(())
         })?;

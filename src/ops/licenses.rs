@@ -27,11 +27,31 @@ pub struct SeatsReport {
     /// time, which the history leaves out); not when the end-of-cycle updates crossed a
     /// boundary (the plan changed in more ways: read it again).
     pub only_the_entry_moved: bool,
+    /// The customer and its seat count as reported.
+    pub customer_id: i64,
+    pub seat_count: i32,
 }
 
 /// `update_license_ledger_for_automanaged_plan`: the host reports the seat count. The
 /// end-of-cycle updates run first; when they end the plan, no entry is written.
 pub fn report_seats(
+    conn: &mut Conn,
+    id: i64,
+    seats: i64,
+    now: Ts,
+) -> Result<SeatsReport, AppError> {
+    conn.joined(|c| {
+        let report = report_seats_leaving_the_count(c, id, seats, now)?;
+        repo::set_usage(c, report.customer_id, None, Some(report.seat_count))?;
+        Ok(report)
+    })
+}
+
+/// [`report_seats`] but for the customer's seat count, which the caller writes in the same
+/// transaction: the change history writes it with its chain head, which is on the customer's
+/// row too (`db::changes::WithHead`; on PostgreSQL one round trip fewer). Nothing here reads
+/// the count back: the end-of-cycle updates and the new entry take the reported count.
+pub fn report_seats_leaving_the_count(
     conn: &mut Conn,
     id: i64,
     seats: i64,
@@ -48,7 +68,6 @@ pub fn report_seats(
                 "plan {id} has manual license management: use buy-licenses or renewal-licenses"
             )));
         }
-        repo::set_usage(c, p.customer_id, None, Some(seats))?;
         let outcome = catch_up_cycles(c, &mut p, &cust, now)?;
         let status = if outcome.changed {
             // A switch or a successor moved the seats to another plan: this one's status.
@@ -63,6 +82,8 @@ pub fn report_seats(
                 status,
                 before,
                 only_the_entry_moved: false,
+                customer_id: cust.id,
+                seat_count: seats,
             });
         };
         let cust = Customer {
@@ -96,6 +117,8 @@ pub fn report_seats(
             status,
             before,
             only_the_entry_moved: !outcome.changed,
+            customer_id: cust.id,
+            seat_count: seats,
         })
     })
 }

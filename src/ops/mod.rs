@@ -22,7 +22,9 @@ use crate::error::{invalid, refuse, AppError};
 
 pub use crate::billing::{customer, plan};
 pub use customers::{create_customer, report_usage, set_discount, CustomerInput};
-pub use licenses::{buy_licenses, renewal_licenses, report_seats, SeatsReport};
+pub use licenses::{
+    buy_licenses, renewal_licenses, report_seats, report_seats_leaving_the_count, SeatsReport,
+};
 pub use offers::{accept_offer, create_offer};
 pub use plans::{
     create_plan, downgrade_now, schedule_change, schedule_successor, set_billing_mode,

@@ -346,11 +346,14 @@ fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
 /// The seat report hands the history the states it read and wrote instead of the history
 /// reading them around it: its change must be the one the reads would give. Each report runs
 /// twice on the same state: first through the reading door in a transaction rolled back, then
-/// for real; within a cycle, across a renewal, at a trial's end, and when the plan ends.
+/// for real; within a cycle, across a renewal, at a trial's end, and when the plan ends. The
+/// customer's seat count, which the append writes with the chain's head, is the one
+/// `ops::report_seats` writes, and the chains stay intact.
 fn the_seat_reports_states_are_the_ones_the_history_reads(db: &TestDb) {
     use plan_invoicer::admin::history::{self, Subject};
     use plan_invoicer::admin::{self, Output, PlanCmd};
     use plan_invoicer::db::changes::{self as rows, ChangeFilter, ChangeRow};
+    use plan_invoicer::db::repo;
     use plan_invoicer::domain::change::Author;
     use plan_invoicer::domain::ScheduleChange;
     use plan_invoicer::error::AppError;
@@ -401,10 +404,21 @@ fn the_seat_reports_states_are_the_ones_the_history_reads(db: &TestDb) {
         (monthly, 11, "2012-02-05T00:00:00Z"),
         (monthly, 4, "2012-02-06T00:00:00Z"),
     ];
+    let seats_of = |c: &mut plan_invoicer::db::Conn, plan: i64| {
+        let customer = repo::get_plan(c, plan)
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.plan.customer_id);
+        repo::get_customer(c, customer)
+            .ok()
+            .flatten()
+            .map(|cust| cust.seat_count)
+    };
     let check = |c: &mut plan_invoicer::db::Conn, id: i64, count: i64, now: &str| {
         let now = at(now);
         // The reading door, rolled back.
         let mut read = None;
+        let mut read_seats = None;
         let rolled_back: Result<(), AppError> = c.transaction(|c| {
             history::recorded(c, &author, now, ("plan.seats", Subject::Plan(id)), |c| {
                 ops::report_seats(c, id, count, now)?;
@@ -415,6 +429,7 @@ fn the_seat_reports_states_are_the_ones_the_history_reads(db: &TestDb) {
                 })
             })?;
             read = Some(newest(c));
+            read_seats = seats_of(c, id);
             Err(AppError::Conflict(plan_invoicer::domain::Refusal::new(
                 "roll back",
             )))
@@ -436,6 +451,19 @@ fn the_seat_reports_states_are_the_ones_the_history_reads(db: &TestDb) {
             (read.customer_id, read.plan_id, read.new_plan_id),
             (handed.customer_id, handed.plan_id, handed.new_plan_id)
         );
+        let count = i32::try_from(count).ok();
+        assert_eq!(
+            read_seats,
+            Some(count),
+            "plan {id} at {now}: the seat count"
+        );
+        assert_eq!(
+            seats_of(c, id),
+            read_seats,
+            "plan {id} at {now}: the seat count"
+        );
+        let verified = rows::verify(c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verified.first_break, None, "plan {id} at {now}");
     };
     for (id, count, now) in reports {
         check(&mut c, id, count, now);
