@@ -110,7 +110,7 @@ pub fn record_with_head(
 /// update before the row's insert, as the write would have made it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WithHead {
-    /// The customer's seat count; `None` leaves it (and so does a change of no customer).
+    /// The customer's seat count; `None` leaves it. A change of no customer refuses it.
     pub seat_count: Option<i32>,
 }
 
@@ -163,6 +163,13 @@ pub fn append(
     with_head: WithHead,
 ) -> Result<i64, DbError> {
     let chain = chain_of(change.customer_id);
+    if change.customer_id.is_none() && with_head != WithHead::default() {
+        // Chain 0 has no customer's row: the field would be lost, not written.
+        return Err(DbError::BadRow(format!(
+            "a change of no customer ({}) cannot set a customer's seat count",
+            change.operation
+        )));
+    }
     let mut row = ChangeRow {
         id: 0,
         at: history_time(change.at),
@@ -259,7 +266,7 @@ mod pg_append {
 
 /// `UPDATE customer SET seat_count = ? WHERE id = ?` as a statement of a fixed text, which the
 /// connection keeps prepared: diesel's own UPDATEs are parsed and planned again at every call
-/// (on SQLite that parse was about a tenth of a seat report's time).
+/// (about 5 µs of a seat report's 110 on SQLite; docs/BENCHMARKS.md).
 #[derive(diesel::query_builder::QueryId)]
 struct SetSeatCount {
     customer: i64,

@@ -482,10 +482,51 @@ fn the_seat_reports_states_are_the_ones_the_history_reads(db: &TestDb) {
     check(&mut c, monthly, 6, "2012-03-05T00:00:00Z");
 }
 
+/// A seat count handed to the append of a change of no customer (chain 0, which has no
+/// customer's row to set it on) is refused, not dropped: nothing is written.
+fn a_seat_count_needs_the_changes_customer(db: &TestDb) {
+    use plan_invoicer::db::changes::{self as rows, WithHead};
+    use plan_invoicer::db::DbError;
+    use plan_invoicer::domain::change::{Author, Change};
+
+    use crate::common::library::connect;
+
+    let mut c = connect(db);
+    let at = chrono::DateTime::parse_from_rfc3339(T0)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_utc();
+    let change = Change {
+        at,
+        operation: "test.seats".into(),
+        customer_id: None,
+        plan_id: None,
+        new_plan_id: None,
+        invoice_id: None,
+        objects: json!({}),
+        before: json!({}),
+        after: json!({}),
+    };
+    let with_head = WithHead {
+        seat_count: Some(9),
+    };
+    let refused =
+        c.transaction(|c| rows::record_with_head(c, &Author::system("test"), &change, with_head));
+    match refused {
+        Err(DbError::BadRow(m)) => assert!(m.contains("no customer"), "{m}"),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(changes(db, &[]).len(), 0);
+    // Without the count it is an ordinary change of chain 0.
+    c.transaction(|c| rows::record(c, &Author::system("test"), &change))
+        .unwrap_or_else(|e: DbError| panic!("{e}"));
+    assert_eq!(changes(db, &[]).len(), 1);
+}
+
 on_both_backends!(
     cli_writes_record_their_actor_and_reason,
     the_history_is_append_only_and_tampering_is_found,
-    the_seat_reports_states_are_the_ones_the_history_reads
+    the_seat_reports_states_are_the_ones_the_history_reads,
+    a_seat_count_needs_the_changes_customer
 );
 
 /// The API records the token, the reason and the end user its headers name; a replayed
