@@ -194,7 +194,7 @@ pub fn append(
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
             if let (Some(customer), Some(seats)) = (row.customer_id, with_head.seat_count) {
-                SetSeatCount { customer, seats }.execute(c)?;
+                super::repo::SetSeatCount { customer, seats }.execute(c)?;
             }
             // The head and the newest id in one statement.
             let newest = change_log::table
@@ -263,31 +263,6 @@ mod pg_append {
         ) -> diesel::sql_types::BigInt;
     }
 }
-
-/// `UPDATE customer SET seat_count = ? WHERE id = ?` as a statement of a fixed text, which the
-/// connection keeps prepared: diesel's own UPDATEs are parsed and planned again at every call
-/// (about 5 µs of a seat report's 110 on SQLite; docs/BENCHMARKS.md).
-#[derive(diesel::query_builder::QueryId)]
-struct SetSeatCount {
-    customer: i64,
-    seats: i32,
-}
-
-impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for SetSeatCount {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Integer};
-        out.push_sql("UPDATE customer SET seat_count = ");
-        out.push_bind_param::<Integer, _>(&self.seats)?;
-        out.push_sql(" WHERE id = ");
-        out.push_bind_param::<BigInt, _>(&self.customer)?;
-        Ok(())
-    }
-}
-
-impl RunQueryDsl<diesel::SqliteConnection> for SetSeatCount {}
 
 /// `SELECT change_append(…)`, a statement of the query builder, so that the connection keeps
 /// it prepared (a `sql_query` is parsed again at every call).

@@ -27,8 +27,7 @@ pub struct SeatsReport {
     /// time, which the history leaves out); not when the end-of-cycle updates crossed a
     /// boundary (the plan changed in more ways: read it again).
     pub only_the_entry_moved: bool,
-    /// The customer and its seat count as reported.
-    pub customer_id: i64,
+    /// The seat count as reported (for the customer of `before`'s plan).
     pub seat_count: i32,
 }
 
@@ -42,7 +41,8 @@ pub fn report_seats(
 ) -> Result<SeatsReport, AppError> {
     conn.joined(|c| {
         let report = report_seats_leaving_the_count(c, id, seats, now)?;
-        repo::set_usage(c, report.customer_id, None, Some(report.seat_count))?;
+        let customer = report.before.0.plan.customer_id;
+        repo::set_usage(c, customer, None, Some(report.seat_count))?;
         Ok(report)
     })
 }
@@ -82,7 +82,6 @@ pub fn report_seats_leaving_the_count(
                 status,
                 before,
                 only_the_entry_moved: false,
-                customer_id: cust.id,
                 seat_count: seats,
             });
         };
@@ -117,7 +116,6 @@ pub fn report_seats_leaving_the_count(
             status,
             before,
             only_the_entry_moved: !outcome.changed,
-            customer_id: cust.id,
             seat_count: seats,
         })
     })
