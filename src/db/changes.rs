@@ -1,10 +1,10 @@
 //! The change history's table (docs/ARCHITECTURE.md, "Change history"): [`append`] runs in the
 //! transaction of the write it records, [`list`] reads pages of it, [`verify`] walks the chains.
 //!
-//! The chains: one per customer (chain 0 for changes of no customer). Every row stores the hash
-//! of the row before it in its chain and its own hash over that and its content
-//! ([`crate::domain::change::chain_hash`]). Each chain's last id and hash, its head, is on its
-//! customer's row (`change_last_id`, `change_hash`; chain 0's in `change_head`);
+//! The chains: one per customer (chain 0 for changes of no customer). Every row stores the id
+//! and the hash of the row before it in its chain and its own hash over that hash and its
+//! content ([`crate::domain::change::chain_hash`]). Each chain's last id and hash, its head,
+//! is on its customer's row (`change_last_id`, `change_hash`; chain 0's in `change_head`);
 //! [`append`] holds the chain's head (PostgreSQL: the row lock of the head's move;
 //! SQLite: the write lock the writer took) until the write commits, so rows join a chain one at
 //! a time, in commit order, and writes to different customers do not wait for each other. Ids
@@ -49,6 +49,9 @@ pub struct ChangeRow {
     pub idempotency_key: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The id of the row before in its chain, 0 for the chain's first: the link a customer's
+    /// changes are walked by on SQLite. Not in the hash; [`verify`] checks it.
+    pub prev_id: i64,
 }
 
 impl ChangeRow {
@@ -135,6 +138,7 @@ macro_rules! insertable {
             change_log::idempotency_key.eq(&$row.idempotency_key),
             change_log::prev_hash.eq(&$row.prev_hash),
             change_log::hash.eq(&$row.hash),
+            change_log::prev_id.eq($row.prev_id),
         )
     };
 }
@@ -188,6 +192,7 @@ pub fn append(
         idempotency_key: author.idempotency_key.clone(),
         prev_hash: String::new(),
         hash: String::new(),
+        prev_id: 0,
     };
     match conn {
         Conn::Pg(c) => append_pg(c, &row, chain, with_head),
@@ -196,35 +201,34 @@ pub fn append(
             if let (Some(customer), Some(seats)) = (row.customer_id, with_head.seat_count) {
                 super::repo::SetSeatCount { customer, seats }.execute(c)?;
             }
-            // The head and the newest id in one statement.
+            // The head (its hash and id) and the newest id in one statement.
             let newest = change_log::table
                 .select(diesel::dsl::max(change_log::id))
                 .single_value();
-            let (head, last) = match row.customer_id {
-                None => diesel::select((
-                    change_head::table
-                        .find(0)
-                        .select(change_head::hash)
-                        .single_value(),
-                    newest,
-                ))
-                .get_result::<(Option<String>, Option<i64>)>(c)?,
-                Some(id) => diesel::select((
-                    customer_chain::table
-                        .find(id)
-                        .select(customer_chain::change_hash)
-                        .single_value(),
-                    newest,
-                ))
-                .get_result::<(Option<String>, Option<i64>)>(c)?,
+            let head = match row.customer_id {
+                None => change_head::table
+                    .find(0)
+                    .select((change_head::hash, change_head::last_id, newest))
+                    .first::<(String, i64, Option<i64>)>(c)
+                    .optional()?,
+                Some(id) => customer_chain::table
+                    .find(id)
+                    .select((
+                        customer_chain::change_hash,
+                        customer_chain::change_last_id,
+                        newest,
+                    ))
+                    .first::<(String, i64, Option<i64>)>(c)
+                    .optional()?,
             };
-            let head = head.ok_or_else(|| {
+            let (head, head_id, last) = head.ok_or_else(|| {
                 DbError::BadRow(format!(
                     "the change history has no chain {chain}: no such customer"
                 ))
             })?;
             row.id = last.unwrap_or(0) + 1;
             row.prev_hash = head;
+            row.prev_id = head_id;
             row.hash = row.computed_hash();
             diesel::insert_into(change_log::table)
                 .values(insertable!(row))
@@ -318,8 +322,8 @@ pub struct ChangeFilter {
     pub limit: i64,
 }
 
-/// The customer of a plan: a plan's changes are looked for within its customer's, which the
-/// one index of the history serves.
+/// The customer of a plan: a plan's changes are looked for within its customer's, which each
+/// backend finds without a scan ([`OfCustomer`]).
 fn customer_of_plan(conn: &mut Conn, plan_id: Option<i64>) -> Result<Option<i64>, DbError> {
     let Some(id) = plan_id else {
         return Ok(None);
@@ -331,12 +335,53 @@ fn customer_of_plan(conn: &mut Conn, plan_id: Option<i64>) -> Result<Option<i64>
         .optional())?)
 }
 
+/// How a backend narrows the history to one customer's chain, the rows of ids above `after`.
+/// PostgreSQL: its index on (customer_id, id). SQLite has no such index (its leaf was a page
+/// of its own in every append's commit): the chain is walked from the head on the customer's
+/// row, by each row's `prev_id`, newest first, at most `newest` rows (`None`: down to
+/// `after`), so a read costs a key lookup per row of that customer's walked, never a scan.
+trait OfCustomer: Sized {
+    fn of_customer(self, customer: i64, after: i64, newest: Option<i64>) -> Self;
+}
+
+impl OfCustomer for super::schema::pg::change_log::BoxedQuery<'_, diesel::pg::Pg> {
+    fn of_customer(self, customer: i64, _after: i64, _newest: Option<i64>) -> Self {
+        // The caller's own filters and limit bound the index's range.
+        self.filter(super::schema::pg::change_log::customer_id.eq(customer))
+    }
+}
+
+impl OfCustomer for super::schema::sqlite::change_log::BoxedQuery<'_, diesel::sqlite::Sqlite> {
+    fn of_customer(self, customer: i64, after: i64, newest: Option<i64>) -> Self {
+        use diesel::dsl::sql;
+        use diesel::sql_types::{BigInt, Bool};
+        // A negative LIMIT is none.
+        let walk = sql::<Bool>(
+            "change_log.id IN (WITH RECURSIVE chain(id) AS (\
+             SELECT change_last_id FROM customer WHERE id = ",
+        )
+        .bind::<BigInt, _>(customer)
+        .sql(" AND change_last_id > ")
+        .bind::<BigInt, _>(after)
+        .sql(
+            " UNION ALL SELECT l.prev_id FROM change_log AS l JOIN chain ON l.id = chain.id \
+             WHERE l.prev_id > ",
+        )
+        .bind::<BigInt, _>(after)
+        .sql(" LIMIT ")
+        .bind::<BigInt, _>(newest.unwrap_or(-1))
+        .sql(") SELECT id FROM chain)");
+        self.filter(walk)
+    }
+}
+
 pub fn list(conn: &mut Conn, f: &ChangeFilter) -> Result<Vec<ChangeRow>, DbError> {
     let plan_customer = customer_of_plan(conn, f.plan_id)?;
+    let after = f.starting_after.unwrap_or(0);
     Ok(with_conn!(conn, c => {
         let mut q = change_log::table.order(change_log::id).into_boxed();
         if let Some(id) = f.customer_id.or(plan_customer) {
-            q = q.filter(change_log::customer_id.eq(id));
+            q = q.of_customer(id, after, None);
         }
         if let Some(id) = f.plan_id {
             q = q.filter(change_log::plan_id.eq(id).or(change_log::new_plan_id.eq(id)));
@@ -353,7 +398,7 @@ pub fn list(conn: &mut Conn, f: &ChangeFilter) -> Result<Vec<ChangeRow>, DbError
         if let Some(t) = f.until {
             q = q.filter(change_log::at.lt(t));
         }
-        if let Some(after) = f.starting_after {
+        if f.starting_after.is_some() {
             q = q.filter(change_log::id.gt(after));
         }
         q.limit(f.limit).load::<ChangeRow>(c)
@@ -367,8 +412,9 @@ pub fn newest_of_customer(
     limit: i64,
 ) -> Result<Vec<ChangeRow>, DbError> {
     Ok(with_conn!(conn, c => change_log::table
-        .filter(change_log::customer_id.eq(customer_id))
         .order(change_log::id.desc())
+        .into_boxed()
+        .of_customer(customer_id, 0, Some(limit))
         .limit(limit)
         .load::<ChangeRow>(c))?)
 }
@@ -383,7 +429,9 @@ pub fn last_of(
     Ok(with_conn!(conn, c => {
         let mut q = change_log::table.order(change_log::id.desc()).into_boxed();
         if let Some(id) = customer_id.or(plan_customer) {
-            q = q.filter(change_log::customer_id.eq(id));
+            // A customer's newest is its head; a plan's, the newest of its customer's that is
+            // the plan's.
+            q = q.of_customer(id, 0, plan_id.is_none().then_some(1));
         }
         if let Some(id) = plan_id {
             q = q.filter(change_log::plan_id.eq(id));
@@ -399,7 +447,8 @@ pub enum Break {
     /// The row's content does not give its stored hash: it was changed after it was written.
     Altered { id: i64 },
     /// The row does not follow the row before it in its customer's chain (`after_id`, 0 for
-    /// none): a row between was removed, or this one's link was rewritten.
+    /// none): its `prev_hash` or its `prev_id` names another row. A row between was removed,
+    /// or this one's link was rewritten.
     Unlinked {
         id: i64,
         customer_id: Option<i64>,
@@ -461,7 +510,7 @@ pub fn verify(conn: &mut Conn) -> Result<Verified, DbError> {
                 .get(&chain)
                 .map(|(id, hash)| (*id, hash.as_str()))
                 .unwrap_or((0, GENESIS_HASH));
-            let problem = if row.prev_hash != expected {
+            let problem = if row.prev_hash != expected || row.prev_id != after_id {
                 Some(Break::Unlinked {
                     id: row.id,
                     customer_id: row.customer_id,

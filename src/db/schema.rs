@@ -338,6 +338,7 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         prev_hash -> Text,
         hash -> Text,
+        prev_id -> BigInt,
     }
 }
 
@@ -359,6 +360,9 @@ diesel::table! {
         change_hash -> Text,
     }
 }
+
+// An append reads its chain's head and the history's newest id in one statement.
+diesel::allow_tables_to_appear_in_same_query!(change_log, change_head, customer_chain);
 
 diesel::table! {
     use diesel::sql_types::*;

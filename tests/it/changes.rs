@@ -300,9 +300,21 @@ fn the_history_is_append_only_and_tampering_is_found(db: &TestDb) {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("change 3 was altered"), "{text}");
 
-    // Put back, the chain holds again; a removed row is named.
+    // Put back, the chain holds again.
     behind_the_triggers(db, "UPDATE change_log SET reason = NULL WHERE id = 3");
     assert_eq!(verify(db).0, 0);
+    // A rewritten link to the row before (not in the hash; SQLite reads a customer's changes
+    // by it) is named.
+    behind_the_triggers(db, "UPDATE change_log SET prev_id = 1 WHERE id = 3");
+    let (code, v) = verify(db);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(
+        v["first_break"],
+        json!({ "problem": "unlinked", "id": 3, "customer_id": 1, "after_id": 2 })
+    );
+    behind_the_triggers(db, "UPDATE change_log SET prev_id = 2 WHERE id = 3");
+    assert_eq!(verify(db).0, 0);
+    // A removed row is named.
     behind_the_triggers(db, "DELETE FROM change_log WHERE id = 2");
     let (code, v) = verify(db);
     assert_eq!(code, 3);
@@ -522,9 +534,155 @@ fn a_seat_count_needs_the_changes_customer(db: &TestDb) {
     assert_eq!(changes(db, &[]).len(), 1);
 }
 
+/// A customer's changes, as `changes list --customer` and `--plan` give them a page at a time,
+/// `show`'s last change and the console's newest, are exactly that customer's rows of the whole
+/// history, whatever was written between them (SQLite walks the customer's chain by its links;
+/// PostgreSQL reads an index).
+fn a_customers_changes_are_its_rows_of_the_history(db: &TestDb) {
+    use plan_invoicer::db::changes::newest_of_customer;
+
+    use crate::common::library::connect;
+
+    let ids = |rows: &[Value]| -> Vec<i64> {
+        rows.iter()
+            .map(|r| r["id"].as_i64().unwrap_or_default())
+            .collect()
+    };
+    let customers: Vec<String> = ["Acme", "Globex", "Quiet"]
+        .iter()
+        .map(|name| {
+            db.id(Some(T0), &["customer", "create", "--name", name])
+                .to_string()
+        })
+        .collect();
+    let plan = db
+        .id(
+            Some(T0),
+            &[
+                "plan",
+                "create",
+                "--customer",
+                &customers[1],
+                "--tier",
+                "cloud_standard",
+                "--schedule",
+                "monthly",
+                "--licenses",
+                "5",
+                "--automanage-licenses",
+            ],
+        )
+        .to_string();
+    for round in 0..4 {
+        for customer in &customers[..2] {
+            db.ok(
+                Some(T0),
+                &[
+                    "customer",
+                    "set-exempt",
+                    customer,
+                    &(round % 2 == 0).to_string(),
+                ],
+            );
+        }
+        db.ok(
+            Some(T0),
+            &[
+                "api-token",
+                "create",
+                "--name",
+                &format!("t{round}"),
+                "--scope",
+                "read",
+            ],
+        );
+        db.ok(
+            Some(T0),
+            &["plan", "seats", &plan, "--count", &(6 + round).to_string()],
+        );
+    }
+    let all = changes(db, &["--limit", "1000"]);
+    let mut conn = connect(db);
+    for customer in &customers {
+        let id: i64 = customer.parse().unwrap_or_default();
+        let expected: Vec<i64> = ids(&all)
+            .into_iter()
+            .zip(&all)
+            .filter(|(_, r)| r["customer_id"].as_i64() == Some(id))
+            .map(|(n, _)| n)
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(
+            ids(&changes(db, &["--customer", customer, "--limit", "1000"])),
+            expected
+        );
+        // Pages of two, each starting after the last: the same rows, once each.
+        let mut paged = vec![];
+        loop {
+            let mut args = vec!["--customer", customer, "--limit", "2"];
+            let after = paged.last().map(i64::to_string);
+            if let Some(after) = &after {
+                args.extend(["--starting-after", after.as_str()]);
+            }
+            let page = ids(&changes(db, &args));
+            if page.is_empty() {
+                break;
+            }
+            paged.extend(page);
+        }
+        assert_eq!(paged, expected, "customer {customer}");
+        // Filters within the walk.
+        let since_third: Vec<i64> = expected
+            .iter()
+            .copied()
+            .filter(|n| *n > expected[0])
+            .collect();
+        let after_first = expected[0].to_string();
+        assert_eq!(
+            ids(&changes(
+                db,
+                &["--customer", customer, "--starting-after", &after_first]
+            )),
+            since_third
+        );
+        let last = db.ok(None, &["customer", "show", customer]);
+        assert_eq!(
+            last["last_change"]["id"].as_i64(),
+            expected.last().copied(),
+            "{last}"
+        );
+        let newest = newest_of_customer(&mut conn, id, 3).unwrap_or_else(|e| panic!("{e}"));
+        let newest: Vec<i64> = newest.iter().map(|r| r.id).collect();
+        let want: Vec<i64> = expected.iter().rev().take(3).copied().collect();
+        assert_eq!(newest, want);
+    }
+    let plan_id: i64 = plan.parse().unwrap_or_default();
+    let of_plan: Vec<i64> = all
+        .iter()
+        .filter(|r| {
+            r["plan_id"].as_i64() == Some(plan_id) || r["new_plan_id"].as_i64() == Some(plan_id)
+        })
+        .map(|r| r["id"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(of_plan.len(), 5, "created and four seat reports");
+    assert_eq!(
+        ids(&changes(db, &["--plan", &plan, "--limit", "1000"])),
+        of_plan
+    );
+    let last = db.ok(None, &["plan", "show", &plan]);
+    assert_eq!(
+        last["last_change"]["id"].as_i64(),
+        of_plan.last().copied(),
+        "{last}"
+    );
+    // A customer that does not exist has no changes.
+    assert!(changes(db, &["--customer", "999"]).is_empty());
+}
+
 on_both_backends!(
     cli_writes_record_their_actor_and_reason,
     the_history_is_append_only_and_tampering_is_found,
+    a_customers_changes_are_its_rows_of_the_history,
     the_seat_reports_states_are_the_ones_the_history_reads,
     a_seat_count_needs_the_changes_customer
 );

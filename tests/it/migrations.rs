@@ -43,8 +43,9 @@ fn postgres_up_down_up() {
     round_trip(Backend::Postgres);
 }
 
-/// The chain heads move between `change_head` and the customers' rows (2026-12-08): a history
-/// written before the move stays intact after it, and after a move back and forth.
+/// The chain heads move between `change_head` and the customers' rows (2026-12-08), and the rows
+/// gain links to the row before (2026-12-10): a history written before the moves stays intact
+/// after them, and after a move back and forth.
 fn chain_heads_survive_the_move(backend: Backend) {
     use diesel_migrations::MigrationHarness;
     use plan_invoicer::db::{PG_MIGRATIONS, SQLITE_MIGRATIONS};
@@ -93,8 +94,17 @@ fn chain_heads_survive_the_move(backend: Backend) {
         reverted.len()
     );
     drop(conn);
-    // Each write: two changes in its customer's chain, one in chain 0.
+    // Each write: two changes in its customer's chain, one in chain 0. `verify` checks the
+    // links to the row before that 2026-12-10 filled in; SQLite reads a customer's by them.
     assert_eq!(verify(&db), (Some(3), Some(2)));
+    let (code, out, err) = db.run(None, &["changes", "list", "--customer", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<_> = listed
+        .as_array()
+        .map(|rows| rows.iter().map(|r| r["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [Some(1), Some(2)]);
     write(&db, "After");
     assert_eq!(verify(&db), (Some(6), Some(3)));
 }
