@@ -70,6 +70,7 @@ pub fn run(
     let pass = Author::system("system:pass");
 
     let seed = Instant::now();
+    seed_customers(&mut conn, customers, t0)?;
     let total = customers * (months + 1);
     let mut n = 0;
     while n < total {
@@ -136,6 +137,36 @@ pub fn run(
         verified_rows: verified.rows,
         peak_rss_kib: super::bench::peak_rss_kib(),
     })
+}
+
+/// The customers whose chains are seeded, ids 1 to `customers` (each chain's head is on its
+/// customer's row): the first through the command's code, the others copied from it in one
+/// statement.
+fn seed_customers(
+    conn: &mut Conn,
+    customers: i64,
+    t0: chrono::DateTime<Utc>,
+) -> Result<(), AppError> {
+    use diesel::RunQueryDsl;
+
+    let input = crate::ops::CustomerInput {
+        name: "bench-1".into(),
+        ..Default::default()
+    };
+    crate::ops::create_customer(conn, &input, t0)?;
+    // `customers` is a checked integer, not text from outside.
+    let copies = format!(
+        "WITH RECURSIVE s(k) AS (SELECT 2 UNION ALL SELECT k + 1 FROM s WHERE k < {customers}) \
+         INSERT INTO customer (name, kind, sponsorship_pending, monthly_discounted_price, \
+         annual_discounted_price, exempt_from_license_number_check, flat_discount, \
+         flat_discounted_months, created_at) \
+         SELECT 'bench-' || k, t.kind, t.sponsorship_pending, t.monthly_discounted_price, \
+         t.annual_discounted_price, t.exempt_from_license_number_check, t.flat_discount, \
+         t.flat_discounted_months, t.created_at FROM s, customer t WHERE t.id = 1"
+    );
+    crate::with_conn!(conn, c => diesel::sql_query(copies).execute(c))
+        .map_err(crate::db::DbError::from)?;
+    Ok(())
 }
 
 /// Month 0: the customer's plan created through the API; later months: the pass's invoice.

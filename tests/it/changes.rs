@@ -679,7 +679,33 @@ fn a_customers_changes_are_its_rows_of_the_history(db: &TestDb) {
     assert!(changes(db, &["--customer", "999"]).is_empty());
 }
 
+/// `bench-changes` seeds its customers and their chains, then lists each customer's and
+/// verifies the whole (its seeding once appended to chains whose customers did not exist).
+fn the_history_benchmark_runs(db: &TestDb) {
+    let out = db
+        .command()
+        .args([
+            "--json",
+            "bench-changes",
+            "--customers",
+            "30",
+            "--months",
+            "2",
+        ])
+        .args(["--empty-database-url", &db.url])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(v["rows"], 90, "{v}");
+    assert_eq!(v["verified_rows"], 90, "{v}");
+    assert_eq!(v["list_queries"], 1000, "{v}");
+    assert_eq!(changes(db, &["--customer", "30"]).len(), 3);
+}
+
 on_both_backends!(
+    the_history_benchmark_runs,
     cli_writes_record_their_actor_and_reason,
     the_history_is_append_only_and_tampering_is_found,
     a_customers_changes_are_its_rows_of_the_history,
