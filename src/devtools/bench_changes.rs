@@ -154,6 +154,9 @@ fn seed_customers(
         ..Default::default()
     };
     crate::ops::create_customer(conn, &input, t0)?;
+    if customers < 2 {
+        return Ok(());
+    }
     // `customers` is a checked integer, not text from outside.
     let copies = format!(
         "WITH RECURSIVE s(k) AS (SELECT 2 UNION ALL SELECT k + 1 FROM s WHERE k < {customers}) \
