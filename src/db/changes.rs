@@ -109,8 +109,8 @@ pub fn record_with_head(
 
 /// What a write sets on its customer's row along with the chain's head, which is on that row:
 /// the seat report's count. On PostgreSQL `change_append` sets it in the head's move (one
-/// round trip and one version of the row fewer than an update of its own); on SQLite it is an
-/// update before the row's insert, as the write would have made it.
+/// round trip and one version of the row fewer than an update of its own); on SQLite in the
+/// append's one update of that row, which moves the head.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WithHead {
     /// The customer's seat count; `None` leaves it. A change of no customer refuses it.
@@ -157,8 +157,11 @@ pub fn chain_of(customer_id: Option<i64>) -> i64 {
 /// read (the move locks it; a writer ahead is waited for, and a head it moved is read again,
 /// with a new id), setting what `with_head` names on the customer's row in the same move.
 /// SQLite: the transaction holds the database's write lock already (it wrote first), so
-/// writers come one at a time; `with_head` is written, the head is read, the id is the next
-/// after the newest, and the row's insert moves the head (a trigger).
+/// writers come one at a time; the head is read, the id is the next after the newest, one
+/// update of the customer's row moves the head and writes `with_head`, and the row is
+/// inserted. (A trigger moved the head after the insert until 2026-12-11: a second update of
+/// the row, and a trigger's program run at every append, cost about 5 % of the seat updates
+/// through the API; docs/BENCHMARKS.md.)
 pub fn append(
     conn: &mut Conn,
     author: &Author,
@@ -198,9 +201,6 @@ pub fn append(
         Conn::Pg(c) => append_pg(c, &row, chain, with_head),
         Conn::Sqlite(c) => {
             use super::schema::sqlite::*;
-            if let (Some(customer), Some(seats)) = (row.customer_id, with_head.seat_count) {
-                super::repo::SetSeatCount { customer, seats }.execute(c)?;
-            }
             // The head (its hash and id) and the newest id in one statement.
             let newest = change_log::table
                 .select(diesel::dsl::max(change_log::id))
@@ -230,6 +230,21 @@ pub fn append(
             row.prev_hash = head;
             row.prev_id = head_id;
             row.hash = row.computed_hash();
+            match row.customer_id {
+                Some(customer) => MoveCustomerHead {
+                    customer,
+                    last_id: row.id,
+                    hash: &row.hash,
+                    seats: with_head.seat_count,
+                }
+                .execute(c)?,
+                None => diesel::update(change_head::table.find(0))
+                    .set((
+                        change_head::last_id.eq(row.id),
+                        change_head::hash.eq(&row.hash),
+                    ))
+                    .execute(c)?,
+            };
             diesel::insert_into(change_log::table)
                 .values(insertable!(row))
                 .execute(c)?;
@@ -237,6 +252,42 @@ pub fn append(
         }
     }
 }
+
+/// SQLite: `UPDATE customer SET change_last_id = ?, change_hash = ?, seat_count =
+/// coalesce(?, seat_count) WHERE id = ?`, a statement of fixed text that the connection keeps
+/// prepared: the head's move and what the write left for it ([`WithHead`]) in one update of
+/// the customer's row, which the write has dirtied already.
+struct MoveCustomerHead<'a> {
+    customer: i64,
+    last_id: i64,
+    hash: &'a str,
+    seats: Option<i32>,
+}
+
+impl diesel::query_builder::QueryId for MoveCustomerHead<'_> {
+    type QueryId = MoveCustomerHead<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for MoveCustomerHead<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+        out.push_sql("UPDATE customer SET change_last_id = ");
+        out.push_bind_param::<BigInt, _>(&self.last_id)?;
+        out.push_sql(", change_hash = ");
+        out.push_bind_param::<Text, _>(self.hash)?;
+        out.push_sql(", seat_count = coalesce(");
+        out.push_bind_param::<Nullable<Integer>, _>(&self.seats)?;
+        out.push_sql(", seat_count) WHERE id = ");
+        out.push_bind_param::<BigInt, _>(&self.customer)?;
+        Ok(())
+    }
+}
+
+impl<C: diesel::Connection> RunQueryDsl<C> for MoveCustomerHead<'_> {}
 
 mod pg_append {
     use diesel::sql_types::{Binary, Nullable, Text, Timestamptz};

@@ -84,12 +84,12 @@ pub fn set_usage(
 
 /// `UPDATE customer SET seat_count = ? WHERE id = ?` as a statement of a fixed text, which the
 /// connection keeps prepared: diesel's own UPDATEs are parsed and planned again at every call
-/// (about 5 µs of a seat report's 110 on SQLite; docs/BENCHMARKS.md). The seat report's
-/// count, written by the change history's append on SQLite, and `set_usage`.
+/// (about 5 µs of a seat report's 110 on SQLite; docs/BENCHMARKS.md). `set_usage`'s count
+/// (the seat report's is written with the change history's head).
 #[derive(diesel::query_builder::QueryId)]
-pub(crate) struct SetSeatCount {
-    pub customer: i64,
-    pub seats: i32,
+struct SetSeatCount {
+    customer: i64,
+    seats: i32,
 }
 
 impl<DB> diesel::query_builder::QueryFragment<DB> for SetSeatCount
