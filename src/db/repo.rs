@@ -75,45 +75,12 @@ pub fn set_usage(
             diesel::update(customer::table.find(id)).set(customer::last_usage_report_at.eq(at)).execute(c)?;
         }
         if let Some(seats) = seats {
-            SetSeatCount { customer: id, seats }.execute(c)?;
+            diesel::update(customer::table.find(id)).set(customer::seat_count.eq(seats)).execute(c)?;
         }
         Ok::<_, diesel::result::Error>(())
     })?;
     Ok(())
 }
-
-/// `UPDATE customer SET seat_count = ? WHERE id = ?` as a statement of a fixed text, which the
-/// connection keeps prepared: diesel's own UPDATEs are parsed and planned again at every call
-/// (about 5 µs of a seat report's 110 on SQLite; docs/BENCHMARKS.md). `set_usage`'s count
-/// (the seat report's is written with the change history's head).
-#[derive(diesel::query_builder::QueryId)]
-struct SetSeatCount {
-    customer: i64,
-    seats: i32,
-}
-
-impl<DB> diesel::query_builder::QueryFragment<DB> for SetSeatCount
-where
-    DB: diesel::backend::Backend
-        + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
-        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>,
-    i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
-    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Integer};
-        out.push_sql("UPDATE customer SET seat_count = ");
-        out.push_bind_param::<Integer, _>(&self.seats)?;
-        out.push_sql(" WHERE id = ");
-        out.push_bind_param::<BigInt, _>(&self.customer)?;
-        Ok(())
-    }
-}
-
-impl<C: diesel::Connection> RunQueryDsl<C> for SetSeatCount {}
 
 /// A customer's negotiated prices for one tier; the flat new-customer discount ends with them.
 pub fn set_discount(
